@@ -1,0 +1,702 @@
+"""Numba kernels: the only place with per-vector loops.
+
+Every function here is a module-level ``@njit`` over plain contiguous arrays (no classes, no closures), so
+each compiles once per signature and is cached on disk (``cache=True``); no kernel is compiled per index.
+Callers (``quantization``, ``clustering``, ``index``) validate and convert inputs; kernels trust them.
+
+Conventions
+-----------
+* ``d``: dimension, ``nb``: bytes per code (``d * bits / 8``), ``H``: number of heads (posting lists).
+* Internal similarity ``sim = <q, x> - alpha * |x|^2 / 2``: ``alpha = 0`` for inner product and cosine,
+  ``alpha = 1`` for L2 (maximising it minimises ``|q - x|^2``). The index converts back to distances.
+* Codes are RaBitQ codes of the rotated, normalised residual ``o = R (x - c) / |x - c|``: ``bits`` bits per
+  dimension; level ``v`` stands for ``v - (2^bits - 1) / 2``. Packing is strided: with ``per = 8 // bits``
+  levels per byte, dimension ``i`` sits in byte ``i % nb`` at slot ``i // nb``, so the scan reads each slot
+  as a contiguous run of bytes against a contiguous slice of the query and LLVM vectorises it (a byte LUT
+  cannot vectorise: its gathers were 20-60% slower here).
+  ``<x, q> ~= <c, q> + fac * <u(code), R q>`` with ``fac = |x - c| / <u, o>``, and the RaBitQ error bound
+  ``|err| <= errfac * |q| * eps0`` with ``errfac = |x - c| * tan(angle(u, o)) / sqrt(d - 1)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+# ----------------------------------------------------------------------------------------------------------
+# Quantisation (build / add time)
+# ----------------------------------------------------------------------------------------------------------
+
+
+@njit(cache=True, fastmath=True, inline="always")
+def _quantize_one(o, bits, n_grid, lv, best_lv):
+    """Extended-RaBitQ code search for one unit vector ``o``: returns cos(u, o) of the best levels.
+
+    Tries scales ``t`` on a grid (then a finer grid around the best) for ``v = clip(round(o * t + cb))``
+    and keeps the levels ``u = v - cb`` whose direction is closest to ``o``. Writes levels to ``best_lv``.
+    """
+    d = o.shape[0]
+    vmax = (1 << bits) - 1
+    cb = vmax / 2.0
+    if bits == 1:
+        s = 0.0
+        for i in range(d):
+            best_lv[i] = 1 if o[i] > 0 else 0
+            s += abs(o[i])
+        return 0.5 * s / (0.5 * np.sqrt(d))
+    amax = 1e-12
+    for i in range(d):
+        a = abs(o[i])
+        if a > amax:
+            amax = a
+    # the largest useful scale puts the largest coordinate at the top level; smaller scales clip nothing
+    t_hi = (cb + 0.5) / amax
+    t_lo = 0.2 * t_hi
+    best_cos = -2.0
+    best_t = t_hi
+    for rnd in range(2):
+        step = (t_hi - t_lo) / (n_grid - 1)
+        for g in range(n_grid):
+            t = t_lo + g * step
+            dot = 0.0
+            nrm = 0.0
+            for i in range(d):
+                v = np.floor(o[i] * t + cb + 0.5)
+                if v < 0.0:
+                    v = 0.0
+                elif v > vmax:
+                    v = vmax
+                u = v - cb
+                dot += u * o[i]
+                nrm += u * u
+            c = dot / np.sqrt(nrm) if nrm > 0 else -1.0
+            if c > best_cos:
+                best_cos = c
+                best_t = t
+        t_lo = max(best_t - step, 1e-6)
+        t_hi = best_t + step
+    for i in range(d):
+        v = np.floor(o[i] * best_t + cb + 0.5)
+        if v < 0.0:
+            v = 0.0
+        elif v > vmax:
+            v = vmax
+        best_lv[i] = np.int64(v)
+    return best_cos
+
+
+@njit(cache=True, parallel=True, fastmath=True)
+def encode_residuals(xr, hr, vidx, hidx, bits, codes, fac, errfac):
+    """Encode entries ``e``: residual of rotated vector ``xr[vidx[e]]`` to rotated head ``hr[hidx[e]]``.
+
+    xr: (n, d) f32 rotated vectors; hr: (H, d) f32 rotated heads; vidx, hidx: (m,) int.
+    Outputs: codes (m, nb) u8, fac (m,) f32, errfac (m,) f32 (see module docstring).
+    """
+    m = vidx.shape[0]
+    d = xr.shape[1]
+    per = 8 // bits
+    vmax = (1 << bits) - 1
+    cb = vmax / 2.0
+    sq = np.sqrt(max(d - 1, 1))
+    for e in prange(m):
+        o = np.empty(d, np.float32)
+        lv = np.empty(d, np.int64)
+        best = np.empty(d, np.int64)
+        x = xr[vidx[e]]
+        c = hr[hidx[e]]
+        nrm = 0.0
+        for i in range(d):
+            r = x[i] - c[i]
+            o[i] = r
+            nrm += r * r
+        nrm = np.sqrt(nrm)
+        if nrm < 1e-20:
+            for j in range(codes.shape[1]):
+                codes[e, j] = 0
+            fac[e] = 0.0
+            errfac[e] = 0.0
+            continue
+        for i in range(d):
+            o[i] /= nrm
+        cosv = _quantize_one(o, bits, 16, lv, best)
+        # <u, o> with u unnormalised = cos * |u|
+        unrm = 0.0
+        for i in range(d):
+            u = best[i] - cb
+            unrm += u * u
+        unrm = np.sqrt(unrm)
+        uo = cosv * unrm
+        fac[e] = nrm / uo if uo > 1e-20 else 0.0
+        cosv = min(max(cosv, 1e-6), 1.0)
+        errfac[e] = nrm * np.sqrt(max(1.0 - cosv * cosv, 0.0)) / cosv / sq
+        nb = codes.shape[1]
+        for j in range(nb):
+            b = 0
+            for t in range(per):
+                i = t * nb + j
+                if i < d:
+                    b |= (best[i] & vmax) << (t * bits)
+            codes[e, j] = b
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Clustering helpers (build time)
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _assign_penalised(dots, xn2, cn2, penalty, out_label, out_dist):
+    """Nearest centre per row with SPTAG's balance penalty: argmin_c |x-c|^2 + penalty[c].
+
+    dots: (n, k) f32 = X @ C.T; xn2 (n,), cn2 (k,), penalty (k,). Writes labels and plain |x-c|^2.
+    """
+    n, k = dots.shape
+    for i in prange(n):
+        best = np.inf
+        bj = 0
+        bd = 0.0
+        for j in range(k):
+            dist = xn2[i] - 2.0 * dots[i, j] + cn2[j]
+            cost = dist + penalty[j]
+            if cost < best:
+                best = cost
+                bj = j
+                bd = dist
+        out_label[i] = bj
+        out_dist[i] = bd
+
+
+# Small clustering problems (most nodes of the hierarchy) run serially: a parallel region costs more than
+# the work, and on a busy machine a descheduled worker stalls the whole region.
+assign_penalised_serial = njit(cache=True, fastmath=True)(_assign_penalised)
+assign_penalised_parallel = njit(cache=True, fastmath=True, parallel=True)(_assign_penalised)
+
+
+def assign_penalised(dots, xn2, cn2, penalty, out_label, out_dist):
+    if dots.shape[0] * dots.shape[1] < 4_000_000:
+        assign_penalised_serial(dots, xn2, cn2, penalty, out_label, out_dist)
+    else:
+        assign_penalised_parallel(dots, xn2, cn2, penalty, out_label, out_dist)
+
+
+@njit(cache=True, fastmath=True)
+def centroid_sums(x, labels, k):
+    """Per-cluster sums (float64) and counts of rows ``x`` (n, d) with ``labels`` (n,)."""
+    n, d = x.shape
+    sums = np.zeros((k, d), np.float64)
+    counts = np.zeros(k, np.int64)
+    for i in range(n):
+        lab = labels[i]
+        counts[lab] += 1
+        for j in range(d):
+            sums[lab, j] += x[i, j]
+    return sums, counts
+
+
+@njit(cache=True, inline="always")
+def _heap_sift_down_max(keys, vals, size, pos):
+    # max-heap on keys (largest at root)
+    while True:
+        left = 2 * pos + 1
+        if left >= size:
+            break
+        big = left
+        if left + 1 < size and keys[left + 1] > keys[left]:
+            big = left + 1
+        if keys[big] > keys[pos]:
+            keys[big], keys[pos] = keys[pos], keys[big]
+            vals[big], vals[pos] = vals[pos], vals[big]
+            pos = big
+        else:
+            break
+
+
+@njit(cache=True, inline="always")
+def _heap_sift_down_min(keys, vals, size, pos):
+    # min-heap on keys (smallest at root)
+    while True:
+        left = 2 * pos + 1
+        if left >= size:
+            break
+        sm = left
+        if left + 1 < size and keys[left + 1] < keys[left]:
+            sm = left + 1
+        if keys[sm] < keys[pos]:
+            keys[sm], keys[pos] = keys[pos], keys[sm]
+            vals[sm], vals[pos] = vals[pos], vals[sm]
+            pos = sm
+        else:
+            break
+
+
+@njit(cache=True, inline="always")
+def _heap_push_min(keys, vals, size, key, val):
+    """Push into a min-heap of current ``size``; returns the new size."""
+    pos = size
+    keys[pos] = key
+    vals[pos] = val
+    while pos > 0:
+        parent = (pos - 1) // 2
+        if keys[parent] > keys[pos]:
+            keys[parent], keys[pos] = keys[pos], keys[parent]
+            vals[parent], vals[pos] = vals[pos], vals[parent]
+            pos = parent
+        else:
+            break
+    return size + 1
+
+
+@njit(cache=True, inline="always")
+def _smallest_m(dist, m, out_d, out_i):
+    """The ``m`` smallest entries of ``dist`` sorted ascending into out_d/out_i; returns the count."""
+    k = dist.shape[0]
+    size = 0
+    for j in range(k):
+        dj = dist[j]
+        if size < m:
+            # push into max-heap
+            pos = size
+            out_d[pos] = dj
+            out_i[pos] = j
+            size += 1
+            while pos > 0:
+                parent = (pos - 1) // 2
+                if out_d[parent] < out_d[pos]:
+                    out_d[parent], out_d[pos] = out_d[pos], out_d[parent]
+                    out_i[parent], out_i[pos] = out_i[pos], out_i[parent]
+                    pos = parent
+                else:
+                    break
+        elif dj < out_d[0]:
+            out_d[0] = dj
+            out_i[0] = j
+            _heap_sift_down_max(out_d, out_i, size, 0)
+    # heap sort ascending
+    end = size
+    while end > 1:
+        end -= 1
+        out_d[0], out_d[end] = out_d[end], out_d[0]
+        out_i[0], out_i[end] = out_i[end], out_i[0]
+        _heap_sift_down_max(out_d, out_i, end, 0)
+    return size
+
+
+@njit(cache=True, parallel=True, fastmath=True)
+def nearest_heads(dots, xn2, hn2, m, out_i, out_d):
+    """Per row the ``m`` nearest heads by squared L2, ascending. dots: (n, H) = X @ heads.T."""
+    n, h = dots.shape
+    for i in prange(n):
+        dist = np.empty(h, np.float32)
+        for j in range(h):
+            dist[j] = xn2[i] - 2.0 * dots[i, j] + hn2[j]
+        od = np.empty(m, np.float32)
+        oi = np.empty(m, np.int64)
+        cnt = _smallest_m(dist, m, od, oi)
+        for t in range(cnt):
+            out_i[i, t] = oi[t]
+            out_d[i, t] = max(od[t], 0.0)
+        for t in range(cnt, m):
+            out_i[i, t] = -1
+            out_d[i, t] = np.inf
+
+
+@njit(cache=True, fastmath=True, inline="always")
+def _sqdist(a, b):
+    s = 0.0
+    for i in range(a.shape[0]):
+        t = a[i] - b[i]
+        s += t * t
+    return s
+
+
+@njit(cache=True, parallel=True, fastmath=True)
+def rng_select(cand_i, cand_d, heads, replica_count, rng_factor, out):
+    """SPTAG closure assignment: walk candidates nearest first, accept head c_i unless an accepted
+    head c_j has ``rng_factor * |c_i - c_j|^2 < |x - c_i|^2``; stop at ``replica_count``.
+
+    cand_i, cand_d: (n, m) ascending candidates (-1 padded); heads (H, d); out: (n, replica_count) int64,
+    -1 padded. Returns nothing; the nearest head is always accepted.
+    """
+    n, m = cand_i.shape
+    for i in prange(n):
+        cnt = 0
+        for t in range(m):
+            c = cand_i[i, t]
+            if c < 0:
+                break
+            ok = True
+            for s in range(cnt):
+                a = out[i, s]
+                if rng_factor * _sqdist(heads[c], heads[a]) < cand_d[i, t]:
+                    ok = False
+                    break
+            if ok:
+                out[i, cnt] = c
+                cnt += 1
+                if cnt == replica_count:
+                    break
+        for s in range(cnt, replica_count):
+            out[i, s] = -1
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Search
+# ----------------------------------------------------------------------------------------------------------
+
+
+@njit(cache=True, fastmath=True, inline="always")
+def _dot_codes(code, qs, nb, bits):
+    """sum_i qs[i] * level_i over one strided code (levels unshifted; the caller subtracts cb * sum(q))."""
+    acc = np.float32(0.0)
+    if bits == 2:
+        for j in range(nb):
+            b = np.uint8(code[j])
+            acc += (
+                qs[j] * np.float32(b & np.uint8(3))
+                + qs[nb + j] * np.float32((b >> np.uint8(2)) & np.uint8(3))
+                + qs[2 * nb + j] * np.float32((b >> np.uint8(4)) & np.uint8(3))
+                + qs[3 * nb + j] * np.float32(b >> np.uint8(6))
+            )
+    elif bits == 4:
+        for j in range(nb):
+            b = np.uint8(code[j])
+            acc += qs[j] * np.float32(b & np.uint8(15)) + qs[nb + j] * np.float32(b >> np.uint8(4))
+    elif bits == 8:
+        for j in range(nb):
+            acc += qs[j] * np.float32(code[j])
+    else:
+        for j in range(nb):
+            b = np.uint8(code[j])
+            acc += (
+                qs[j] * np.float32(b & np.uint8(1))
+                + qs[nb + j] * np.float32((b >> np.uint8(1)) & np.uint8(1))
+                + qs[2 * nb + j] * np.float32((b >> np.uint8(2)) & np.uint8(1))
+                + qs[3 * nb + j] * np.float32((b >> np.uint8(3)) & np.uint8(1))
+                + qs[4 * nb + j] * np.float32((b >> np.uint8(4)) & np.uint8(1))
+                + qs[5 * nb + j] * np.float32((b >> np.uint8(5)) & np.uint8(1))
+                + qs[6 * nb + j] * np.float32((b >> np.uint8(6)) & np.uint8(1))
+                + qs[7 * nb + j] * np.float32(b >> np.uint8(7))
+            )
+    return acc
+
+
+@njit(cache=True, fastmath=True, inline="always")
+def _exact_sim(q, vidx, vec_base, vec_tail, xn2, alpha):
+    nb = vec_base.shape[0]
+    s = 0.0
+    if vidx < nb:
+        v = vec_base[vidx]
+        for i in range(q.shape[0]):
+            s += q[i] * v[i]
+    else:
+        v = vec_tail[vidx - nb]
+        for i in range(q.shape[0]):
+            s += q[i] * v[i]
+    return s - alpha * 0.5 * xn2[vidx]
+
+
+@njit(cache=True, fastmath=True)
+def _search_one(
+    q,
+    qr,
+    head_dist,
+    head_ip,
+    n_probe,
+    max_dist_ratio,
+    k,
+    eps0,
+    alpha,
+    bits,
+    p_start,
+    p_size,
+    e_vidx,
+    e_codes,
+    e_fac,
+    e_err,
+    xn2,
+    deleted,
+    allowed,
+    vec_base,
+    vec_tail,
+    stamp,
+    stamp_val,
+    lut,
+    out_idx,
+    out_sim,
+):
+    """Search one query; writes the top-k internal indices and exact similarities, best first.
+
+    q: raw query (d,); qr: rotated query (d,); head_dist (H,) squared L2 from q to each head; head_ip (H,)
+    <q, head>. ``allowed`` is an (n,) u8 mask or an empty array meaning every vector is allowed.
+    ``stamp`` (n,) i32 with ``stamp_val`` de-duplicates replicas. Returns the number of results.
+    """
+    nbytes = e_codes.shape[1]
+    h = head_dist.shape[0]
+    npb = min(n_probe, h)
+    pd = np.empty(npb, np.float32)
+    pi = np.empty(npb, np.int64)
+    npb = _smallest_m(head_dist, npb, pd, pi)
+    # query-aware pruning: skip postings much farther than the nearest head (SPTAG maxDistRatio)
+    limit = max_dist_ratio * max(pd[0], 1e-12)
+    total = 0
+    used = 0
+    for t in range(npb):
+        if t > 0 and pd[t] > limit:
+            break
+        total += p_size[pi[t]]
+        used += 1
+    qn = 0.0
+    for i in range(qr.shape[0]):
+        qn += qr[i] * qr[i]
+    qn = np.sqrt(qn)
+    bound_scale = qn * eps0
+    # the query laid out like the codes (zero-padded to nbytes * per), and the level offset term
+    per = 8 // bits
+    shift = 0.0
+    for i in range(nbytes * per):
+        lut[i] = qr[i] if i < qr.shape[0] else 0.0
+        shift += lut[i]
+    shift *= ((1 << bits) - 1) / 2.0
+    use_mask = allowed.shape[0] > 0
+    # running k best lower bounds (min-heap) -> threshold for candidates
+    lb_keys = np.empty(k, np.float32)
+    lb_vals = np.empty(k, np.int64)
+    lb_size = 0
+    thr = -np.inf
+    cand_ub = np.empty(total, np.float32)
+    cand_v = np.empty(total, np.int64)
+    nc = 0
+    for t in range(used):
+        p = pi[t]
+        base_ip = head_ip[p]
+        s0 = p_start[p]
+        for e in range(s0, s0 + p_size[p]):
+            v = e_vidx[e]
+            if stamp[v] == stamp_val:
+                continue
+            stamp[v] = stamp_val
+            if deleted[v] != 0:
+                continue
+            if use_mask and allowed[v] == 0:
+                continue
+            est = base_ip + e_fac[e] * (_dot_codes(e_codes[e], lut, nbytes, bits) - shift) - alpha * 0.5 * xn2[v]
+            err = e_err[e] * bound_scale
+            ub = est + err
+            if ub < thr:
+                continue
+            lb = est - err
+            if lb_size < k:
+                lb_size = _heap_push_min(lb_keys, lb_vals, lb_size, lb, v)
+                if lb_size == k:
+                    thr = lb_keys[0]
+            elif lb > lb_keys[0]:
+                lb_keys[0] = lb
+                lb_vals[0] = v
+                _heap_sift_down_min(lb_keys, lb_vals, lb_size, 0)
+                thr = lb_keys[0]
+            cand_ub[nc] = ub
+            cand_v[nc] = v
+            nc += 1
+    # exact rerank in order of decreasing upper bound; stop once no upper bound can beat the k-th
+    keep = 0
+    for c in range(nc):
+        if cand_ub[c] >= thr:
+            cand_ub[keep] = cand_ub[c]
+            cand_v[keep] = cand_v[c]
+            keep += 1
+    order = np.argsort(-cand_ub[:keep])
+    top_keys = np.empty(k, np.float32)
+    top_vals = np.empty(k, np.int64)
+    size = 0
+    for r in range(keep):
+        c = order[r]
+        if size == k and cand_ub[c] < top_keys[0]:
+            break
+        v = cand_v[c]
+        s = _exact_sim(q, v, vec_base, vec_tail, xn2, alpha)
+        if size < k:
+            size = _heap_push_min(top_keys, top_vals, size, s, v)
+        elif s > top_keys[0]:
+            top_keys[0] = s
+            top_vals[0] = v
+            _heap_sift_down_min(top_keys, top_vals, size, 0)
+    # heap -> descending order
+    end = size
+    while end > 1:
+        end -= 1
+        top_keys[0], top_keys[end] = top_keys[end], top_keys[0]
+        top_vals[0], top_vals[end] = top_vals[end], top_vals[0]
+        _heap_sift_down_min(top_keys, top_vals, end, 0)
+    for r in range(size):
+        out_sim[r] = top_keys[r]
+        out_idx[r] = top_vals[r]
+    return size
+
+
+@njit(cache=True, parallel=True, fastmath=True)
+def search_batch(
+    q,
+    qr,
+    head_dist,
+    head_ip,
+    n_probe,
+    max_dist_ratio,
+    k,
+    eps0,
+    alpha,
+    bits,
+    p_start,
+    p_size,
+    e_vidx,
+    e_codes,
+    e_fac,
+    e_err,
+    xn2,
+    deleted,
+    allowed,
+    vec_base,
+    vec_tail,
+    n_chunks,
+    out_idx,
+    out_sim,
+    out_cnt,
+):
+    """Search many queries, parallel over ``n_chunks`` contiguous query ranges (one dedup array each).
+
+    q, qr: (nq, d); head_dist, head_ip: (nq, H); outputs (nq, k) and (nq,) result counts.
+    """
+    nq = q.shape[0]
+    n = xn2.shape[0]
+    nbytes = e_codes.shape[1]
+    for c in prange(n_chunks):
+        lo = c * nq // n_chunks
+        hi = (c + 1) * nq // n_chunks
+        if lo >= hi:
+            continue
+        stamp = np.zeros(n, np.int32)
+        lut = np.empty(nbytes * 8, np.float32)
+        for i in range(lo, hi):
+            out_cnt[i] = _search_one(
+                q[i],
+                qr[i],
+                head_dist[i],
+                head_ip[i],
+                n_probe,
+                max_dist_ratio,
+                k,
+                eps0,
+                alpha,
+                bits,
+                p_start,
+                p_size,
+                e_vidx,
+                e_codes,
+                e_fac,
+                e_err,
+                xn2,
+                deleted,
+                allowed,
+                vec_base,
+                vec_tail,
+                stamp,
+                np.int32(i - lo + 1),
+                lut,
+                out_idx[i],
+                out_sim[i],
+            )
+
+
+@njit(cache=True, fastmath=True)
+def search_single(
+    q,
+    qr,
+    head_dist,
+    head_ip,
+    n_probe,
+    max_dist_ratio,
+    k,
+    eps0,
+    alpha,
+    bits,
+    p_start,
+    p_size,
+    e_vidx,
+    e_codes,
+    e_fac,
+    e_err,
+    xn2,
+    deleted,
+    allowed,
+    vec_base,
+    vec_tail,
+    stamp,
+    stamp_val,
+    lut,
+    out_idx,
+    out_sim,
+):
+    """One query with a caller-owned dedup ``stamp`` array and LUT buffer (no per-call allocation of n)."""
+    return _search_one(
+        q,
+        qr,
+        head_dist,
+        head_ip,
+        n_probe,
+        max_dist_ratio,
+        k,
+        eps0,
+        alpha,
+        bits,
+        p_start,
+        p_size,
+        e_vidx,
+        e_codes,
+        e_fac,
+        e_err,
+        xn2,
+        deleted,
+        allowed,
+        vec_base,
+        vec_tail,
+        stamp,
+        stamp_val,
+        lut,
+        out_idx,
+        out_sim,
+    )
+
+
+@njit(cache=True, parallel=True, fastmath=True)
+def exact_topk(q, vecs, xn2, alpha, deleted, allowed, k, out_idx, out_sim):
+    """Brute-force top-k over ``vecs`` (used for tiny indexes and as ground truth). Parallel over queries."""
+    nq = q.shape[0]
+    n = vecs.shape[0]
+    use_mask = allowed.shape[0] > 0
+    for i in prange(nq):
+        keys = np.empty(k, np.float32)
+        vals = np.empty(k, np.int64)
+        size = 0
+        for v in range(n):
+            if deleted[v] != 0 or (use_mask and allowed[v] == 0):
+                continue
+            s = 0.0
+            for j in range(q.shape[1]):
+                s += q[i, j] * vecs[v, j]
+            s -= alpha * 0.5 * xn2[v]
+            if size < k:
+                size = _heap_push_min(keys, vals, size, s, v)
+            elif s > keys[0]:
+                keys[0] = s
+                vals[0] = v
+                _heap_sift_down_min(keys, vals, size, 0)
+        end = size
+        while end > 1:
+            end -= 1
+            keys[0], keys[end] = keys[end], keys[0]
+            vals[0], vals[end] = vals[end], vals[0]
+            _heap_sift_down_min(keys, vals, end, 0)
+        for r in range(size):
+            out_idx[i, r] = vals[r]
+            out_sim[i, r] = keys[r]
+        for r in range(size, k):
+            out_idx[i, r] = -1
+            out_sim[i, r] = np.nan

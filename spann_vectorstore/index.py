@@ -1,0 +1,884 @@
+"""``SpannIndex``: a quantized SPANN index (balanced heads, closure replication, RaBitQ codes, exact rerank).
+
+Layout in memory (all plain arrays, passed to the Numba kernels as arguments):
+
+* heads ``(H, d)`` float32 and the random rotation ``R`` ``(d, d)``;
+* postings in one arena: posting ``h`` owns entries ``p_start[h] : p_start[h] + p_size[h]`` (capacity
+  ``p_cap[h]``) of ``e_vidx`` (internal vector index), ``e_codes`` (RaBitQ codes of the residual to head h),
+  ``e_fac`` and ``e_err`` (estimator scale and error-bound factor);
+* per internal vector: external id, squared norm, tombstone flag;
+* full-precision vectors in two segments: ``vec_base`` (memory-mapped after ``load(mmap=True)``) and
+  ``vec_tail`` (rows added since), read only for the exact rerank.
+
+Search: distances to all heads (one matrix product), the nearest ``n_probe`` heads pruned by
+``max_dist_ratio``, a LUT scan of their codes with replica de-duplication, then exact rerank of only the
+candidates whose RaBitQ upper bound can still reach the top k. See ``_kernels`` for the math.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numba
+import numpy as np
+
+from . import _kernels as K
+from . import _storage
+from .clustering import _sqnorms, closure_assign, hierarchical_heads, kmeans
+
+METRICS = {"ip": "ip", "inner_product": "ip", "dot": "ip", "cosine": "cosine", "cos": "cosine", "l2": "l2",
+           "euclidean": "l2"}
+BITS = (1, 2, 4, 8)
+_FORMAT = "spann-index"
+_MAX_VECTORS = 2**31 - 1  # internal indices are int32 in the postings
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """Search output: ``ids`` (nq, k) int64 padded with -1, ``scores`` (nq, k) float32 padded with nan."""
+
+    ids: np.ndarray
+    scores: np.ndarray
+
+    def __iter__(self):
+        return iter((self.ids, self.scores))
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="vec", leave=False)
+
+
+class SpannIndex:
+    """Quantized SPANN index over float vectors with int64 ids.
+
+    Parameters (keyword-only except ``dim``)
+    ----------------------------------------
+    dim: vector dimension.
+    metric: ``"ip"`` (inner product), ``"cosine"`` (vectors and queries normalised at the boundary) or
+        ``"l2"``. Scores returned by :meth:`search` are similarities for ``"ip"``/``"cosine"`` (higher is
+        better) and **squared** L2 distances for ``"l2"`` (lower is better); results are always best first.
+    bits: RaBitQ bits per dimension of the posting codes: 1, 2, 4 or 8. Codes are stored once per replica,
+        so code memory is about ``replicas * bits * dim / 8`` bytes per vector.
+    head_ratio: heads (posting lists) per vector; ``1/head_ratio`` is the average posting size before
+        replication (SPTAG uses 0.1-0.2 with tiny postings; a quantized in-memory scan prefers larger ones).
+    replica_count: maximum postings per vector (SPTAG: 8), chosen by the RNG rule among ``candidates``
+        nearest heads (SPTAG: 64) with ``rng_factor`` on squared L2. SPTAG's 1.0 is applied to its cosine
+        distance for normalised data; on squared L2 between mean-heads 1.0 keeps ~1 replica, and 2.0 gives
+        ~3 replicas and the best recall per scanned vector on ../shared/data.
+    n_probe, max_dist_ratio: default search settings (postings probed, and SPTAG's pruning of postings whose
+        head is more than ``max_dist_ratio`` times farther, in squared L2, than the nearest head).
+    eps0: confidence multiplier of the RaBitQ error bound (1.9 in the paper); larger reranks more.
+    split_factor: a posting that grows beyond ``split_factor / head_ratio`` entries by :meth:`add` is split
+        in two by 2-means (SPFresh).
+    seed: seeds clustering and the random rotation, so builds are reproducible.
+    progress: show tqdm progress bars (``None``: only for builds of 20,000 vectors or more).
+
+    Thread safety: concurrent :meth:`search` calls are safe; :meth:`add`, :meth:`delete` and :meth:`build`
+    must not run concurrently with anything else (the ``Collection`` provides that locking).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        *,
+        metric: str = "ip",
+        bits: int = 4,
+        head_ratio: float = 1 / 80,
+        replica_count: int = 8,
+        rng_factor: float = 2.0,
+        candidates: int = 64,
+        n_probe: int = 32,
+        max_dist_ratio: float = 8.0,
+        eps0: float = 1.9,
+        split_factor: float = 3.0,
+        seed: int = 0,
+        progress: bool | None = None,
+    ) -> None:
+        if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim <= 0:
+            raise ValueError(f"dim must be a positive integer, got {dim!r}")
+        if not isinstance(metric, str) or metric.lower() not in METRICS:
+            raise ValueError(f"unknown metric {metric!r}; expected one of 'ip', 'cosine', 'l2'")
+        if bits not in BITS or isinstance(bits, bool):
+            raise ValueError(f"unsupported bits {bits!r}; expected one of {BITS}")
+        if not 0 < head_ratio <= 1:
+            raise ValueError(f"head_ratio must be in (0, 1], got {head_ratio!r}")
+        if int(replica_count) < 1 or int(candidates) < 1:
+            raise ValueError("replica_count and candidates must be >= 1")
+        if rng_factor <= 0 or max_dist_ratio <= 0 or eps0 < 0 or split_factor <= 1:
+            raise ValueError("rng_factor and max_dist_ratio must be > 0, eps0 >= 0, split_factor > 1")
+        self.dim = int(dim)
+        self.metric = METRICS[metric.lower()]
+        self.bits = int(bits)
+        self.params: dict[str, Any] = {
+            "head_ratio": float(head_ratio),
+            "replica_count": int(replica_count),
+            "rng_factor": float(rng_factor),
+            "candidates": int(candidates),
+            "n_probe": self._check_n_probe(n_probe),
+            "max_dist_ratio": float(max_dist_ratio),
+            "eps0": float(eps0),
+            "split_factor": float(split_factor),
+            "seed": int(seed),
+        }
+        self.progress = progress
+        self._nbytes = (self.dim * self.bits + 7) // 8
+        self._rotation = _random_rotation(self.dim, self.params["seed"])
+        self._local = threading.local()
+        self._reset()
+
+    # ------------------------------------------------------------------------------------------------------
+    # state
+    # ------------------------------------------------------------------------------------------------------
+    def _reset(self) -> None:
+        d, nb = self.dim, self._nbytes
+        self._heads = np.zeros((0, d), np.float32)
+        self._hn2 = np.zeros(0, np.float32)
+        self._p_start = np.zeros(0, np.int64)
+        self._p_size = np.zeros(0, np.int64)
+        self._p_cap = np.zeros(0, np.int64)
+        self._e_vidx = np.zeros(0, np.int32)
+        self._e_codes = np.zeros((0, nb), np.uint8)
+        self._e_fac = np.zeros(0, np.float32)
+        self._e_err = np.zeros(0, np.float32)
+        self._e_used = 0
+        self._n = 0  # internal vectors (live + tombstoned)
+        self._ids = np.zeros(0, np.int64)
+        self._xn2 = np.zeros(0, np.float32)
+        self._deleted = np.zeros(0, np.uint8)
+        self._vec_base = np.zeros((0, d), np.float32)
+        self._vec_tail = np.zeros((0, d), np.float32)
+        self._mmapped = False
+        self._n_live = 0
+        self._sorted_ids = np.zeros(0, np.int64)  # live external ids, sorted
+        self._sorted_pos = np.zeros(0, np.int64)  # internal index of each sorted id
+
+    def __len__(self) -> int:
+        return self._n_live
+
+    @property
+    def n_heads(self) -> int:
+        return int(self._heads.shape[0])
+
+    def __repr__(self) -> str:
+        return (
+            f"SpannIndex(dim={self.dim}, metric={self.metric!r}, bits={self.bits}, n={len(self)}, "
+            f"heads={self.n_heads})"
+        )
+
+    # ------------------------------------------------------------------------------------------------------
+    # input checks (the public boundary: kernels trust what passes here)
+    # ------------------------------------------------------------------------------------------------------
+    @staticmethod
+    def _check_n_probe(n_probe: Any) -> int:
+        if isinstance(n_probe, bool) or not isinstance(n_probe, (int, np.integer)) or n_probe < 1:
+            raise ValueError(f"n_probe must be a positive integer, got {n_probe!r}")
+        return int(n_probe)
+
+    def _as_matrix(self, x: Any, what: str, *, allow_1d: bool) -> np.ndarray:
+        try:
+            arr = np.asarray(x)
+        except Exception as exc:  # ragged lists and the like
+            raise TypeError(f"{what} must be a numeric array: {exc}") from None
+        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+            raise TypeError(f"{what} must be a numeric array, got dtype {arr.dtype}")
+        if np.issubdtype(arr.dtype, np.complexfloating):
+            raise TypeError(f"{what} must be real-valued, got dtype {arr.dtype}")
+        if arr.ndim == 1 and allow_1d:
+            arr = arr[None, :]
+        if arr.ndim != 2:
+            raise ValueError(f"{what} must be 2-D (n, {self.dim}), got shape {arr.shape}")
+        if arr.shape[0] == 0:
+            raise ValueError(f"{what} is empty")
+        if arr.shape[1] != self.dim:
+            raise ValueError(f"{what} have dimension {arr.shape[1]}, index dimension is {self.dim}")
+        arr = np.ascontiguousarray(arr, dtype=np.float32)
+        if not np.isfinite(arr).all():
+            bad = int(np.flatnonzero(~np.isfinite(arr).all(axis=1))[0])
+            raise ValueError(f"{what} contain NaN or inf (first at row {bad})")
+        if self.metric == "cosine":
+            norms = np.linalg.norm(arr, axis=1)
+            if (norms == 0).any():
+                raise ValueError(f"{what} contain a zero vector, which has no cosine similarity")
+            arr = np.ascontiguousarray(arr / norms[:, None], dtype=np.float32)
+        return arr
+
+    def _check_ids(self, ids: Any, n: int, *, new: bool) -> np.ndarray:
+        arr = np.asarray(ids)
+        if arr.ndim != 1:
+            raise ValueError(f"ids must be 1-D, got shape {arr.shape}")
+        if arr.size and not np.issubdtype(arr.dtype, np.integer):
+            raise TypeError(f"ids must be integers, got dtype {arr.dtype}")
+        if arr.shape[0] != n:
+            raise ValueError(f"got {arr.shape[0]} ids for {n} vectors")
+        arr = arr.astype(np.int64)
+        uniq, counts = np.unique(arr, return_counts=True)
+        if (counts > 1).any():
+            raise ValueError(f"duplicate ids in input: {uniq[counts > 1][:5].tolist()}")
+        if new and self._n_live:
+            present = self._lookup(arr) >= 0
+            if present.any():
+                raise ValueError(f"ids already in the index: {arr[present][:5].tolist()}")
+        return arr
+
+    def _lookup(self, ids: np.ndarray) -> np.ndarray:
+        """Internal index of each external id, -1 when absent (or deleted)."""
+        if self._sorted_ids.shape[0] == 0:
+            return np.full(ids.shape[0], -1, np.int64)
+        pos = np.searchsorted(self._sorted_ids, ids)
+        pos = np.minimum(pos, self._sorted_ids.shape[0] - 1)
+        hit = self._sorted_ids[pos] == ids
+        return np.where(hit, self._sorted_pos[pos], -1)
+
+    def contains(self, ids: Any) -> np.ndarray:
+        """Bool array: which of ``ids`` are live in the index."""
+        return self._lookup(np.asarray(ids, dtype=np.int64).reshape(-1)) >= 0
+
+    @property
+    def ids(self) -> np.ndarray:
+        """Live external ids, sorted (a copy)."""
+        return self._sorted_ids.copy()
+
+    # ------------------------------------------------------------------------------------------------------
+    # build
+    # ------------------------------------------------------------------------------------------------------
+    def build(self, vectors: Any, ids: Any = None) -> SpannIndex:
+        """Build from scratch over ``vectors`` (n, dim); ``ids`` int64 (n,), default ``0..n-1``.
+
+        Replaces any previous content. Returns ``self``.
+        """
+        x = self._as_matrix(vectors, "vectors", allow_1d=False)
+        n = x.shape[0]
+        if n > _MAX_VECTORS:
+            raise ValueError(f"at most {_MAX_VECTORS} vectors per index")
+        ids_arr = np.arange(n, dtype=np.int64) if ids is None else self._check_ids(ids, n, new=False)
+        show = self.progress if self.progress is not None else n >= 20000
+        rng = np.random.default_rng(self.params["seed"])
+        target = max(1, round(1 / self.params["head_ratio"]))
+        bar = _progress(n, "spann: heads", show)
+        try:
+            heads = hierarchical_heads(x, target_size=target, rng=rng, progress=bar)
+        finally:
+            if bar is not None:
+                bar.close()
+        assign = closure_assign(
+            x,
+            heads,
+            replica_count=self.params["replica_count"],
+            rng_factor=self.params["rng_factor"],
+            candidates=self.params["candidates"],
+        )
+        self._reset()
+        self._heads = heads
+        self._hn2 = _sqnorms(heads)
+        self._append_vectors(x, ids_arr)
+        h = heads.shape[0]
+        self._p_start = np.zeros(h, np.int64)
+        self._p_size = np.zeros(h, np.int64)
+        self._p_cap = np.zeros(h, np.int64)
+        self._insert_entries(assign, np.arange(n, dtype=np.int64), x, show=show)
+        return self
+
+    # ------------------------------------------------------------------------------------------------------
+    # vectors and id bookkeeping
+    # ------------------------------------------------------------------------------------------------------
+    def _append_vectors(self, x: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        """Append rows to the tail segment; returns their internal indices."""
+        m = x.shape[0]
+        start = self._n
+        if start + m > _MAX_VECTORS:
+            raise ValueError(f"at most {_MAX_VECTORS} vectors per index")
+        nt = start - self._vec_base.shape[0]
+        self._vec_tail = _grow(self._vec_tail, nt + m)
+        self._vec_tail[nt : nt + m] = x
+        self._ids = _grow(self._ids, start + m)
+        self._ids[start : start + m] = ids
+        self._xn2 = _grow(self._xn2, start + m)
+        self._xn2[start : start + m] = _sqnorms(x)
+        self._deleted = _grow(self._deleted, start + m)
+        self._deleted[start : start + m] = 0
+        self._n = start + m
+        new = np.arange(start, start + m, dtype=np.int64)
+        self._merge_sorted(ids, new)
+        self._n_live += m
+        return new
+
+    def _merge_sorted(self, ids: np.ndarray, pos: np.ndarray) -> None:
+        order = np.argsort(ids, kind="stable")
+        ids, pos = ids[order], pos[order]
+        at = np.searchsorted(self._sorted_ids, ids)
+        self._sorted_ids = np.insert(self._sorted_ids, at, ids)
+        self._sorted_pos = np.insert(self._sorted_pos, at, pos)
+
+    def _vectors_of(self, vidx: np.ndarray) -> np.ndarray:
+        nb = self._vec_base.shape[0]
+        out = np.empty((len(vidx), self.dim), np.float32)
+        lo = vidx < nb
+        out[lo] = self._vec_base[vidx[lo]]
+        out[~lo] = self._vec_tail[vidx[~lo] - nb]
+        return out
+
+    # ------------------------------------------------------------------------------------------------------
+    # postings arena
+    # ------------------------------------------------------------------------------------------------------
+    def _reserve_entries(self, m: int) -> None:
+        self._e_vidx = _grow(self._e_vidx, self._e_used + m)
+        self._e_codes = _grow(self._e_codes, self._e_used + m)
+        self._e_fac = _grow(self._e_fac, self._e_used + m)
+        self._e_err = _grow(self._e_err, self._e_used + m)
+
+    def _insert_entries(self, assign: np.ndarray, vidx: np.ndarray, x: np.ndarray, *, show: bool = False) -> None:
+        """Append entries for rows ``x`` (internal indices ``vidx``) to the heads listed in ``assign``.
+
+        assign: (m, r) head ids, -1 padded. Postings that lack room move to the end of the arena with
+        doubled capacity (amortised O(1) per entry).
+        """
+        rows, cols = np.nonzero(assign >= 0)
+        heads = assign[rows, cols]
+        order = np.argsort(heads, kind="stable")
+        rows, heads = rows[order], heads[order]
+        touched, counts = np.unique(heads, return_counts=True)
+        need = self._p_size[touched] + counts
+        move = need > self._p_cap[touched]
+        if move.any():
+            mv = touched[move]
+            new_cap = np.maximum(2 * need[move], 8) if self._e_used else need[move]
+            total = int(new_cap.sum())
+            self._reserve_entries(total)
+            new_start = self._e_used + np.concatenate(([0], np.cumsum(new_cap)[:-1]))
+            _move_postings(self, mv, new_start, new_cap)
+            self._e_used += total
+        # destination of each new entry: after the posting's current entries
+        first = np.concatenate(([0], np.cumsum(counts)[:-1]))
+        rank = np.arange(len(heads)) - np.repeat(first, counts)
+        dest = self._p_start[heads] + self._p_size[heads] + rank
+        self._p_size[touched] += counts
+        self._e_vidx[dest] = vidx[rows]
+        self._encode(x, rows, heads, dest, show=show)
+
+    def _encode(
+        self, x: np.ndarray, rows: np.ndarray, heads: np.ndarray, dest: np.ndarray, *, show: bool = False
+    ) -> None:
+        """RaBitQ-encode rows ``x[rows]`` against ``heads`` into arena slots ``dest`` (blocked for memory)."""
+        rot_t = self._rotation.T
+        hr = np.ascontiguousarray(self._heads @ rot_t)
+        block = 65536
+        bar = _progress(len(dest), "spann: encode", show)
+        try:
+            for s in range(0, len(dest), block):
+                xr = np.ascontiguousarray(x[rows[s : s + block]] @ rot_t)
+                m = xr.shape[0]
+                codes = np.empty((m, self._nbytes), np.uint8)
+                fac = np.empty(m, np.float32)
+                err = np.empty(m, np.float32)
+                K.encode_residuals(xr, hr, np.arange(m, dtype=np.int64), heads[s : s + block], self.bits, codes,
+                                   fac, err)
+                dst = dest[s : s + block]
+                self._e_codes[dst] = codes
+                self._e_fac[dst] = fac
+                self._e_err[dst] = err
+                if bar is not None:
+                    bar.update(m)
+        finally:
+            if bar is not None:
+                bar.close()
+
+    # ------------------------------------------------------------------------------------------------------
+    # updates (SPFresh)
+    # ------------------------------------------------------------------------------------------------------
+    def add(self, vectors: Any, ids: Any = None) -> np.ndarray:
+        """Add vectors without a rebuild; returns their ids.
+
+        Each vector joins up to ``replica_count`` postings by the same RNG rule as the build. A posting that
+        grows past ``split_factor`` times the target size is split by 2-means (its tombstones dropped) and
+        nearby boundary vectors gain a replica in the new half. ``ids`` default to ``max(id) + 1 ...``.
+        Duplicate ids (within the call or already present) raise ``ValueError`` and change nothing.
+        """
+        x = self._as_matrix(vectors, "vectors", allow_1d=True)
+        m = x.shape[0]
+        if ids is None:
+            start = int(self._ids[: self._n].max()) + 1 if self._n else 0
+            ids_arr = np.arange(start, start + m, dtype=np.int64)
+        else:
+            ids_arr = self._check_ids(ids, m, new=True)
+        if self.n_heads == 0:
+            if self._n_live == 0:
+                self.build(x, ids_arr)
+                return ids_arr
+        assign = closure_assign(
+            x,
+            self._heads,
+            replica_count=self.params["replica_count"],
+            rng_factor=self.params["rng_factor"],
+            candidates=self.params["candidates"],
+        )
+        vidx = self._append_vectors(x, ids_arr)
+        self._insert_entries(assign, vidx, x)
+        self._split_oversized()
+        self._maybe_compact()
+        return ids_arr
+
+    def delete(self, ids: Any) -> int:
+        """Tombstone ``ids``; returns how many were present. Missing ids are ignored.
+
+        Deleted vectors are skipped by the scan at once and dropped from postings on split, compaction or
+        save. Deleting and re-adding an id is allowed.
+        """
+        arr = np.asarray(ids)
+        if arr.ndim == 0:
+            arr = arr.reshape(1)
+        if arr.size and not np.issubdtype(arr.dtype, np.integer):
+            raise TypeError(f"ids must be integers, got dtype {arr.dtype}")
+        arr = np.unique(arr.astype(np.int64))
+        pos = self._lookup(arr)
+        hit = pos >= 0
+        if not hit.any():
+            return 0
+        self._deleted[pos[hit]] = 1
+        keep = ~np.isin(self._sorted_ids, arr[hit])
+        self._sorted_ids = self._sorted_ids[keep]
+        self._sorted_pos = self._sorted_pos[keep]
+        self._n_live -= int(hit.sum())
+        return int(hit.sum())
+
+    def _split_limit(self) -> int:
+        return max(8, int(self.params["split_factor"] / self.params["head_ratio"]))
+
+    def _split_oversized(self) -> None:
+        limit = self._split_limit()
+        for _ in range(64):  # each round halves the oversized postings; 64 rounds is far beyond need
+            big = np.flatnonzero(self._p_size > limit)
+            if len(big) == 0:
+                return
+            for h in big:
+                self._split(int(h), limit)
+
+    def _split(self, h: int, limit: int) -> None:
+        s, z = int(self._p_start[h]), int(self._p_size[h])
+        vidx = self._e_vidx[s : s + z].astype(np.int64)
+        vidx = vidx[self._deleted[vidx] == 0]
+        if len(vidx) <= limit:
+            # tombstones were the excess: rewrite the posting without them
+            self._rewrite_posting(h, vidx, self._vectors_of(vidx))
+            return
+        x = self._vectors_of(vidx)
+        rng = np.random.default_rng(self.params["seed"] + h + self.n_heads)
+        c = kmeans(x, 2, rng=rng, iters=8, balance=1.0, max_train=max(1, len(x)))
+        d = ((x[:, None, :] - c[None, :, :]) ** 2).sum(-1)
+        near = d.argmin(1)
+        if (near == near[0]).all():
+            near = np.arange(len(vidx)) % 2
+        # closure between the two halves: keep a boundary vector in both if the RNG rule accepts it
+        other = 1 - near
+        cc = float(((c[0] - c[1]) ** 2).sum())
+        both = self.params["rng_factor"] * cc >= d[np.arange(len(vidx)), other]
+        new_h = self.n_heads
+        self._heads = np.vstack([self._heads, c[1:2]]).astype(np.float32)
+        self._heads[h] = c[0]
+        self._hn2 = _sqnorms(self._heads)
+        self._p_start = np.append(self._p_start, 0)
+        self._p_size = np.append(self._p_size, 0)
+        self._p_cap = np.append(self._p_cap, 0)
+        in0 = (near == 0) | both
+        in1 = (near == 1) | both
+        if in0.sum() > limit or in1.sum() > limit:
+            in0, in1 = near == 0, near == 1
+        self._rewrite_posting(h, vidx[in0], x[in0])
+        self._rewrite_posting(new_h, vidx[in1], x[in1])
+        self._reassign_neighbours(h, new_h, limit)
+
+    def _reassign_neighbours(self, h0: int, h1: int, limit: int, n_near: int = 8) -> None:
+        """SPFresh reassignment: vectors of postings near the split whose nearest head is now a new half
+        get a replica there (their old replicas stay valid; search de-duplicates)."""
+        heads = self._heads
+        for h in (h0, h1):
+            dh = ((heads - heads[h]) ** 2).sum(1)
+            dh[[h0, h1]] = np.inf
+            near = np.argsort(dh)[:n_near]
+            cand = []
+            for p in near:
+                s, z = int(self._p_start[p]), int(self._p_size[p])
+                cand.append(self._e_vidx[s : s + z])
+            if not cand:
+                continue
+            vidx = np.unique(np.concatenate(cand).astype(np.int64))
+            vidx = vidx[self._deleted[vidx] == 0]
+            s, z = int(self._p_start[h]), int(self._p_size[h])
+            vidx = vidx[~np.isin(vidx, self._e_vidx[s : s + z])]
+            if len(vidx) == 0:
+                continue
+            x = self._vectors_of(vidx)
+            d_all = (x @ heads[near].T) * -2 + self._hn2[near][None, :]
+            d_new = -2 * (x @ heads[h]) + self._hn2[h]
+            move = d_new < d_all.min(1)
+            room = limit - int(self._p_size[h])
+            if move.sum() > room:
+                move[np.flatnonzero(move)[max(room, 0) :]] = False
+            if move.any():
+                assign = np.full((int(move.sum()), 1), h, np.int64)
+                self._insert_entries(assign, vidx[move], x[move])
+
+    def _rewrite_posting(self, h: int, vidx: np.ndarray, x: np.ndarray) -> None:
+        """Replace posting ``h`` by entries for ``vidx`` (rows ``x``), re-encoded against head ``h``."""
+        m = len(vidx)
+        if m > self._p_cap[h]:
+            cap = max(2 * m, 8)
+            self._reserve_entries(cap)
+            self._p_start[h] = self._e_used
+            self._p_cap[h] = cap
+            self._e_used += cap
+        self._p_size[h] = m
+        s = int(self._p_start[h])
+        dest = np.arange(s, s + m, dtype=np.int64)
+        self._e_vidx[dest] = vidx
+        self._encode(x, np.arange(m), np.full(m, h, np.int64), dest)
+
+    def _maybe_compact(self) -> None:
+        live = int(self._p_size.sum())
+        if self._e_used > 3 * max(live, 1) + 1024:
+            self._compact_entries(slack=1.5)
+
+    def _compact_entries(self, *, slack: float = 1.0, drop_deleted: bool = True) -> None:
+        """Rewrite the arena tightly (capacity ``slack * size``), dropping tombstoned entries."""
+        h = self.n_heads
+        keep = np.zeros(self._e_used, bool)
+        for_head = np.full(self._e_used, -1, np.int64)
+        _mark_entries(self._p_start, self._p_size, for_head)
+        keep = for_head >= 0
+        if drop_deleted:
+            keep &= self._deleted[self._e_vidx[: self._e_used]] == 0
+        idx = np.flatnonzero(keep)
+        idx = idx[np.argsort(for_head[idx], kind="stable")]
+        sizes = np.bincount(for_head[idx], minlength=h).astype(np.int64)
+        caps = np.ceil(sizes * slack).astype(np.int64)
+        starts = np.concatenate(([0], np.cumsum(caps)[:-1])).astype(np.int64)
+        total = int(caps.sum())
+        e_vidx = np.zeros(total, np.int32)
+        e_codes = np.zeros((total, self._nbytes), np.uint8)
+        e_fac = np.zeros(total, np.float32)
+        e_err = np.zeros(total, np.float32)
+        first = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+        dest = np.repeat(starts - first, sizes) + np.arange(len(idx))
+        e_vidx[dest] = self._e_vidx[idx]
+        e_codes[dest] = self._e_codes[idx]
+        e_fac[dest] = self._e_fac[idx]
+        e_err[dest] = self._e_err[idx]
+        self._e_vidx, self._e_codes, self._e_fac, self._e_err = e_vidx, e_codes, e_fac, e_err
+        self._e_used = total
+        self._p_start, self._p_size, self._p_cap = starts, sizes, caps
+
+    # ------------------------------------------------------------------------------------------------------
+    # search
+    # ------------------------------------------------------------------------------------------------------
+    def search(
+        self,
+        queries: Any,
+        k: int = 10,
+        *,
+        n_probe: int | None = None,
+        max_dist_ratio: float | None = None,
+        allowed_ids: Any = None,
+    ) -> SearchResult:
+        """Top-``k`` ids and scores for ``queries`` ((dim,) or (nq, dim)), best first.
+
+        Returns ``SearchResult(ids, scores)`` (unpacks as a tuple), each (nq, k): ids int64 padded with -1,
+        scores float32 padded with nan when fewer than ``k`` vectors qualify. Scores are similarities for
+        ``ip``/``cosine`` (descending) and squared L2 distances for ``l2`` (ascending).
+
+        ``allowed_ids`` restricts results to those ids (a filter). The scan skips other vectors, probes
+        proportionally more postings for selective filters, and falls back to exact search over the allowed
+        vectors for queries that would otherwise return fewer than ``k`` hits while more exist.
+        An empty index returns padded results, it does not raise.
+        """
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        k = int(k)
+        npr = self._check_n_probe(self.params["n_probe"] if n_probe is None else n_probe)
+        mdr = float(self.params["max_dist_ratio"] if max_dist_ratio is None else max_dist_ratio)
+        if not mdr > 0:
+            raise ValueError(f"max_dist_ratio must be > 0, got {max_dist_ratio!r}")
+        q = self._as_matrix(queries, "queries", allow_1d=True)
+        nq = q.shape[0]
+        out_idx = np.full((nq, k), -1, np.int64)
+        out_sim = np.full((nq, k), np.nan, np.float32)
+        allowed = np.zeros(0, np.uint8)
+        n_allowed = self._n_live
+        if allowed_ids is not None:
+            pos = self._lookup(np.asarray(allowed_ids, dtype=np.int64).reshape(-1))
+            pos = np.unique(pos[pos >= 0])
+            n_allowed = len(pos)
+            if n_allowed and n_allowed <= max(4 * k, 2048):
+                self._exact_subset(q, pos, k, out_idx, out_sim)
+                return self._finish(q, out_idx, out_sim)
+            allowed = np.zeros(self._n, np.uint8)
+            allowed[pos] = 1
+            # probe more postings for selective filters so about as many allowed vectors are scanned
+            sel = n_allowed / max(self._n_live, 1)
+            npr = min(self.n_heads, math.ceil(npr / max(sel, 1e-9)))
+        if n_allowed == 0 or self.n_heads == 0:
+            return self._finish(q, out_idx, out_sim)
+        alpha = 1.0 if self.metric == "l2" else 0.0
+        p = self.params
+        n = self._n
+        nt = n - self._vec_base.shape[0]
+        arrays = (
+            self._p_start,
+            self._p_size,
+            self._e_vidx,
+            self._e_codes,
+            self._e_fac,
+            self._e_err,
+            self._xn2[:n],
+            self._deleted[:n],
+            allowed,
+            self._vec_base,
+            self._vec_tail[:nt],
+        )
+        if nq == 1:
+            q1 = q[0]
+            qr = self._rotation @ q1
+            hip = self._heads @ q1
+            hd = (float(q1 @ q1) - 2.0 * hip + self._hn2).astype(np.float32)
+            stamp, val, lut = self._workspace()
+            cnt = K.search_single(q1, qr, hd, hip, npr, mdr, k, p["eps0"], alpha, self.bits, *arrays, stamp,
+                                  val, lut, out_idx[0], out_sim[0])
+            counts = np.array([cnt])
+        else:
+            counts = np.zeros(nq, np.int64)
+            block = max(1, min(nq, (1 << 26) // max(self.n_heads, 1)))
+            chunks = 4 * numba.get_num_threads()
+            for s in range(0, nq, block):
+                qb = q[s : s + block]
+                qr = np.ascontiguousarray(qb @ self._rotation.T)
+                hip = np.ascontiguousarray(qb @ self._heads.T)
+                hd = np.ascontiguousarray(_sqnorms(qb)[:, None] - 2.0 * hip + self._hn2[None, :])
+                K.search_batch(qb, qr, hd, hip, npr, mdr, k, p["eps0"], alpha, self.bits, *arrays,
+                               min(chunks, len(qb)), out_idx[s : s + block], out_sim[s : s + block],
+                               counts[s : s + block])
+        if allowed_ids is not None:
+            short = np.flatnonzero(counts < min(k, n_allowed))
+            if len(short):
+                sub_idx = np.full((len(short), k), -1, np.int64)
+                sub_sim = np.full((len(short), k), np.nan, np.float32)
+                self._exact_subset(q[short], np.flatnonzero(allowed), k, sub_idx, sub_sim)
+                out_idx[short], out_sim[short] = sub_idx, sub_sim
+        return self._finish(q, out_idx, out_sim)
+
+    def _exact_subset(self, q: np.ndarray, pos: np.ndarray, k: int, out_idx: np.ndarray, out_sim: np.ndarray) -> None:
+        """Exact top-k over internal indices ``pos`` (live); fills the first columns of the outputs."""
+        pos = pos[self._deleted[pos] == 0]
+        if len(pos) == 0:
+            return
+        x = self._vectors_of(pos)
+        sim = q @ x.T
+        if self.metric == "l2":
+            sim -= 0.5 * self._xn2[pos][None, :]
+        kk = min(k, len(pos))
+        part = np.argpartition(-sim, kk - 1, axis=1)[:, :kk] if kk < len(pos) else np.tile(np.arange(len(pos)),
+                                                                                             (len(q), 1))
+        ps = np.take_along_axis(sim, part, 1)
+        order = np.argsort(-ps, axis=1, kind="stable")
+        out_idx[:, :kk] = pos[np.take_along_axis(part, order, 1)]
+        out_sim[:, :kk] = np.take_along_axis(ps, order, 1)
+
+    def _finish(self, q: np.ndarray, out_idx: np.ndarray, out_sim: np.ndarray) -> SearchResult:
+        valid = out_idx >= 0
+        ids = np.where(valid, self._ids[np.where(valid, out_idx, 0)] if self._n else -1, -1).astype(np.int64)
+        if self.metric == "l2":
+            out_sim = np.maximum(_sqnorms(q)[:, None] - 2.0 * out_sim, 0.0).astype(np.float32)
+            out_sim[~valid] = np.nan
+        return SearchResult(ids, out_sim)
+
+    def _workspace(self) -> tuple[np.ndarray, np.int32, np.ndarray]:
+        """Per-thread dedup stamps and LUT buffer for single-query search (no O(n) work per query)."""
+        loc = self._local
+        stamp = getattr(loc, "stamp", None)
+        if stamp is None or stamp.shape[0] < self._n or getattr(loc, "nbytes", None) != self._nbytes:
+            loc.stamp = np.zeros(max(self._n, 1) + 1024, np.int32)
+            loc.val = 0
+            loc.lut = np.empty(self._nbytes * 8, np.float32)
+            loc.nbytes = self._nbytes
+        loc.val += 1
+        if loc.val >= 2**31 - 1:
+            loc.stamp[:] = 0
+            loc.val = 1
+        return loc.stamp, np.int32(loc.val), loc.lut
+
+    # ------------------------------------------------------------------------------------------------------
+    # persistence
+    # ------------------------------------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike, *, meta: dict[str, Any] | None = None) -> None:
+        """Write a crash-safe snapshot: ``.npy`` arrays + ``MANIFEST.json`` (see ``_storage``).
+
+        Tombstoned vectors are dropped and internal indices renumbered, so the snapshot is compact.
+        ``meta`` (JSON-serialisable) is stored alongside, e.g. the sequence number a Collection covers.
+        """
+        live = np.flatnonzero(self._deleted[: self._n] == 0)
+        self._compact_entries(slack=1.0)
+        renum = np.full(self._n, -1, np.int64)
+        renum[live] = np.arange(len(live))
+        e_vidx = renum[self._e_vidx[: self._e_used]].astype(np.int32)
+        arrays = {
+            "rotation": self._rotation,
+            "heads": self._heads,
+            "p_size": self._p_size,
+            "e_vidx": e_vidx,
+            "e_codes": self._e_codes[: self._e_used],
+            "e_fac": self._e_fac[: self._e_used],
+            "e_err": self._e_err[: self._e_used],
+            "ids": self._ids[live],
+            "xn2": self._xn2[live],
+            "vectors": self._vectors_of(live),
+        }
+        info = {"dim": self.dim, "metric": self.metric, "bits": self.bits, "params": self.params,
+                "count": int(len(live)), "user": meta or {}}
+        _storage.write_snapshot(path, _FORMAT, info, arrays)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, mmap: bool = True, progress: bool | None = None) -> SpannIndex:
+        """Load a snapshot written by :meth:`save`. Never executes code (no pickle).
+
+        With ``mmap=True`` the full-precision vectors stay on disk (memory-mapped, read only for rerank), so
+        RAM holds heads and codes. Raises ``FileNotFoundError`` when absent and ``ValueError`` when the
+        directory is corrupt or truncated.
+        """
+        man = _storage.read_manifest(path, _FORMAT)
+        meta = man["meta"]
+        try:
+            idx = cls(int(meta["dim"]), metric=meta["metric"], bits=int(meta["bits"]), progress=progress,
+                      **meta["params"])
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"corrupt index manifest at {str(path)!r}: {exc}") from None
+        a = _storage.load_arrays(path, man, mmap=frozenset({"vectors"}) if mmap else frozenset())
+        n, h, d = int(meta["count"]), a["heads"].shape[0], idx.dim
+        expect = {"rotation": (d, d), "heads": (h, d), "p_size": (h,), "ids": (n,), "xn2": (n,), "vectors": (n, d)}
+        for key, shape in expect.items():
+            if a[key].shape != shape:
+                raise ValueError(f"corrupt index: {key} has shape {a[key].shape}, expected {shape}")
+        m = int(a["p_size"].sum())
+        for key in ("e_vidx", "e_codes", "e_fac", "e_err"):
+            if a[key].shape[0] != m:
+                raise ValueError(f"corrupt index: {key} has {a[key].shape[0]} entries, postings need {m}")
+        if a["e_codes"].shape[1:] != (idx._nbytes,):
+            raise ValueError("corrupt index: code width does not match dim and bits")
+        if m and (a["e_vidx"].min() < 0 or a["e_vidx"].max() >= n):
+            raise ValueError("corrupt index: posting entry out of range")
+        if len(np.unique(a["ids"])) != n:
+            raise ValueError("corrupt index: duplicate ids")
+        idx._rotation = np.ascontiguousarray(a["rotation"], dtype=np.float32)
+        idx._heads = np.ascontiguousarray(a["heads"], dtype=np.float32)
+        idx._hn2 = _sqnorms(idx._heads)
+        idx._p_size = a["p_size"].astype(np.int64)
+        idx._p_cap = idx._p_size.copy()
+        idx._p_start = np.concatenate(([0], np.cumsum(idx._p_size)[:-1])).astype(np.int64)
+        idx._e_vidx = np.ascontiguousarray(a["e_vidx"], dtype=np.int32)
+        idx._e_codes = np.ascontiguousarray(a["e_codes"])
+        idx._e_fac = np.ascontiguousarray(a["e_fac"])
+        idx._e_err = np.ascontiguousarray(a["e_err"])
+        idx._e_used = m
+        vec = a["vectors"]
+        # a plain ndarray view of the map: numba dispatches ndarray subclasses (np.memmap) slowly
+        idx._vec_base = np.asarray(vec) if mmap else np.ascontiguousarray(vec, dtype=np.float32)
+        idx._mmapped = bool(mmap)
+        idx._vec_tail = np.zeros((0, d), np.float32)
+        idx._n = n
+        idx._ids = np.array(a["ids"], dtype=np.int64)
+        idx._xn2 = np.ascontiguousarray(a["xn2"], dtype=np.float32)
+        idx._deleted = np.zeros(n, np.uint8)
+        idx._n_live = n
+        order = np.argsort(idx._ids, kind="stable")
+        idx._sorted_ids = idx._ids[order]
+        idx._sorted_pos = order.astype(np.int64)
+        idx._user_meta = meta.get("user", {})
+        return idx
+
+    @staticmethod
+    def read_meta(path: str | os.PathLike) -> dict[str, Any]:
+        """The ``meta`` passed to :meth:`save` of the snapshot at ``path`` (without loading arrays)."""
+        return _storage.read_manifest(path, _FORMAT)["meta"].get("user", {})
+
+    # ------------------------------------------------------------------------------------------------------
+    # introspection
+    # ------------------------------------------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        """Counts and memory: ``bytes_ram`` counts what stays resident (heads, rotation, codes, per-vector
+        arrays, and the full vectors unless they are memory-mapped); ``bytes_vectors_mmap`` the mapped file."""
+        sizes = self._p_size
+        entries = int(sizes.sum())
+        mmapped = self._mmapped
+        resident = [self._heads, self._hn2, self._rotation, self._p_start, self._p_size, self._p_cap,
+                    self._e_vidx, self._e_codes, self._e_fac, self._e_err, self._ids, self._xn2, self._deleted,
+                    self._sorted_ids, self._sorted_pos, self._vec_tail]
+        if not mmapped:
+            resident.append(self._vec_base)
+        return {
+            "count": len(self),
+            "deleted": int(self._n - self._n_live),
+            "dim": self.dim,
+            "metric": self.metric,
+            "bits": self.bits,
+            "heads": self.n_heads,
+            "entries": entries,
+            "replicas_avg": entries / max(self._n, 1),
+            "posting_size_avg": float(sizes.mean()) if len(sizes) else 0.0,
+            "posting_size_max": int(sizes.max()) if len(sizes) else 0,
+            "bytes_ram": int(sum(a.nbytes for a in resident)),
+            "bytes_codes": int(self._e_used * (self._nbytes + 12)),
+            "bytes_vectors_mmap": int(self._vec_base.nbytes) if mmapped else 0,
+            "vectors_mmapped": mmapped,
+            "params": dict(self.params),
+        }
+
+
+def _grow(a: np.ndarray, need: int) -> np.ndarray:
+    """``a`` with room for at least ``need`` rows (capacity doubles; content kept)."""
+    if a.shape[0] >= need:
+        return a
+    cap = max(need, 2 * a.shape[0], 16)
+    out = np.zeros((cap,) + a.shape[1:], a.dtype)
+    out[: a.shape[0]] = a
+    return out
+
+
+def _move_postings(idx: SpannIndex, heads: np.ndarray, new_start: np.ndarray, new_cap: np.ndarray) -> None:
+    sizes = idx._p_size[heads]
+    src = np.repeat(idx._p_start[heads], sizes) + _ranks(sizes)
+    dst = np.repeat(new_start, sizes) + _ranks(sizes)
+    idx._e_vidx[dst] = idx._e_vidx[src]
+    idx._e_codes[dst] = idx._e_codes[src]
+    idx._e_fac[dst] = idx._e_fac[src]
+    idx._e_err[dst] = idx._e_err[src]
+    idx._p_start[heads] = new_start
+    idx._p_cap[heads] = new_cap
+
+
+def _ranks(sizes: np.ndarray) -> np.ndarray:
+    """0..s-1 for each s in ``sizes``, concatenated."""
+    total = int(sizes.sum())
+    first = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+    return np.arange(total) - np.repeat(first, sizes)
+
+
+def _mark_entries(starts: np.ndarray, sizes: np.ndarray, for_head: np.ndarray) -> None:
+    pos = np.repeat(starts, sizes) + _ranks(sizes)
+    for_head[pos] = np.repeat(np.arange(len(sizes)), sizes)
+
+
+def _random_rotation(d: int, seed: int) -> np.ndarray:
+    """A random orthogonal (d, d) matrix (QR of a Gaussian, sign-fixed), float32."""
+    g = np.random.default_rng(seed + 7919).standard_normal((d, d))
+    qm, r = np.linalg.qr(g)
+    qm *= np.sign(np.diag(r))[None, :]
+    return np.ascontiguousarray(qm, dtype=np.float32)
+
+
+def load_index(path: str | Path, **kw: Any) -> SpannIndex:
+    return SpannIndex.load(path, **kw)

@@ -1,0 +1,277 @@
+"""SpannIndex: recall against brute force, persistence, updates and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from spann_vectorstore import SpannIndex
+
+from .conftest import clustered, exact, recall
+
+D = 48
+
+
+@pytest.fixture(scope="module")
+def data():
+    xb = clustered(6000, D, seed=1)
+    xq = clustered(200, D, seed=2)
+    return xb, xq
+
+
+def small_index(metric="ip", bits=4, **kw) -> SpannIndex:
+    kw.setdefault("head_ratio", 1 / 40)
+    return SpannIndex(D, metric=metric, bits=bits, progress=False, **kw)
+
+
+@pytest.mark.parametrize("metric", ["ip", "cosine", "l2"])
+@pytest.mark.parametrize("bits", [1, 2, 4, 8])
+def test_recall_against_brute_force(data, metric, bits):
+    xb, xq = data
+    idx = small_index(metric, bits).build(xb)
+    ids, scores = idx.search(xq, k=10, n_probe=24)
+    truth, tscores = exact(xb, xq, 10, metric)
+    r = recall(ids, truth, 10)
+    assert r >= 0.95, f"recall@10 {r:.3f} < 0.95 for metric={metric} bits={bits}"
+    # scores are exact (reranked): the returned score of each hit equals its true score
+    q = xq / np.linalg.norm(xq, axis=1, keepdims=True) if metric == "cosine" else xq
+    b = xb / np.linalg.norm(xb, axis=1, keepdims=True) if metric == "cosine" else xb
+    if metric == "l2":
+        true = ((q[:, None, :] - b[ids]) ** 2).sum(-1)
+        assert np.all(np.diff(scores, axis=1) >= -1e-4), "l2 distances must ascend"
+    else:
+        true = np.einsum("qd,qkd->qk", q, b[ids])
+        assert np.all(np.diff(scores, axis=1) <= 1e-4), "similarities must descend"
+    np.testing.assert_allclose(scores, true, rtol=1e-3, atol=1e-3)
+
+
+def test_single_query_equals_batch(data):
+    xb, xq = data
+    idx = small_index().build(xb)
+    ids, sc = idx.search(xq[:20], k=5)
+    for i in range(20):
+        one_ids, one_sc = idx.search(xq[i], k=5)
+        assert one_ids.shape == (1, 5)
+        np.testing.assert_array_equal(one_ids[0], ids[i])
+        np.testing.assert_allclose(one_sc[0], sc[i], rtol=1e-5)
+
+
+def test_custom_ids_and_padding():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((7, D)).astype(np.float32)
+    ids = np.array([100, 5, 42, 7, 9_000_000_000, -3, 11], np.int64)
+    idx = small_index("l2").build(x, ids)
+    got, sc = idx.search(x[2], k=10)
+    assert got[0, 0] == 42 and sc[0, 0] == pytest.approx(0.0, abs=1e-4)
+    assert set(got[0, :7]) == set(ids.tolist())
+    assert (got[0, 7:] == -1).all() and np.isnan(sc[0, 7:]).all()
+
+
+def test_empty_index_returns_padded_results():
+    idx = small_index()
+    ids, sc = idx.search(np.ones(D, np.float32), k=3)
+    assert ids.shape == (1, 3) and (ids == -1).all() and np.isnan(sc).all()
+    assert len(idx) == 0
+
+
+def test_save_load_roundtrip_identical(tmp_path, data):
+    xb, xq = data
+    idx = small_index(bits=2).build(xb)
+    before = idx.search(xq, k=10)
+    idx.save(tmp_path / "idx")
+    for mmap in (True, False):
+        loaded = SpannIndex.load(tmp_path / "idx", mmap=mmap)
+        after = loaded.search(xq, k=10)
+        np.testing.assert_array_equal(before.ids, after.ids)
+        np.testing.assert_allclose(before.scores, after.scores, rtol=1e-6)
+        st = loaded.stats()
+        assert st["vectors_mmapped"] is mmap
+        assert st["count"] == len(xb) and st["heads"] == idx.n_heads
+    mm = SpannIndex.load(tmp_path / "idx", mmap=True).stats()
+    full = SpannIndex.load(tmp_path / "idx", mmap=False).stats()
+    assert mm["bytes_ram"] + xb.nbytes == full["bytes_ram"], "mmap must keep the float vectors out of RAM"
+
+
+def test_save_is_replaced_atomically(tmp_path, data):
+    xb, _ = data
+    p = tmp_path / "idx"
+    small_index().build(xb[:500]).save(p)
+    small_index().build(xb[:800]).save(p)
+    assert len(SpannIndex.load(p)) == 800
+    assert len(list(p.glob("snap-*"))) == 1, "old snapshot must be removed after the manifest switch"
+
+
+def test_add_keeps_recall_close_to_fresh_build():
+    xb = clustered(9000, D, seed=5)
+    xq = clustered(200, D, seed=6)
+    truth, _ = exact(xb, xq, 10, "ip")
+    fresh = small_index(bits=4).build(xb)
+    r_fresh = recall(fresh.search(xq, k=10, n_probe=16).ids, truth, 10)
+    inc = small_index(bits=4).build(xb[:6000])
+    for s in range(6000, 9000, 500):
+        inc.add(xb[s : s + 500], np.arange(s, s + 500))
+    assert len(inc) == 9000
+    r_inc = recall(inc.search(xq, k=10, n_probe=16).ids, truth, 10)
+    assert r_inc >= r_fresh - 0.02, f"incremental recall {r_inc:.3f} vs fresh {r_fresh:.3f}"
+    limit = inc._split_limit()
+    assert inc.stats()["posting_size_max"] <= limit, "oversized postings must have been split"
+
+
+def test_delete_never_returns_deleted(tmp_path, data):
+    xb, xq = data
+    idx = small_index().build(xb)
+    first = idx.search(xq, k=10).ids
+    gone = np.unique(first[:, :3])
+    assert idx.delete(gone) == len(gone)
+    assert idx.delete(gone) == 0, "deleting twice is a no-op"
+    assert len(idx) == len(xb) - len(gone)
+    after = idx.search(xq, k=10).ids
+    assert not np.isin(after, gone).any()
+    assert (after >= 0).all(), "still k results after deletes"
+    idx.save(tmp_path / "i")
+    again = SpannIndex.load(tmp_path / "i").search(xq, k=10).ids
+    assert not np.isin(again, gone).any()
+    # re-adding a deleted id works and finds the new vector
+    idx.add(xb[gone[0]][None, :] * 1.0, [gone[0]])
+    assert idx.contains([gone[0]])[0]
+
+
+def test_add_then_delete_then_split_drops_tombstones():
+    xb = clustered(3000, D, seed=9)
+    idx = small_index(head_ratio=1 / 20).build(xb[:1000])
+    idx.delete(np.arange(0, 1000, 2))
+    idx.add(xb[1000:], np.arange(1000, 3000))
+    ids = idx.search(xb[:50], k=20).ids
+    assert not np.isin(ids, np.arange(0, 1000, 2)).any()
+    assert len(idx) == 2500
+
+
+def test_allowed_ids_filter_returns_k_when_they_exist(data):
+    xb, xq = data
+    idx = small_index().build(xb)
+    allowed = np.arange(0, len(xb), 97)  # ~1%
+    ids, _ = idx.search(xq[:10], k=10, allowed_ids=allowed)
+    assert np.isin(ids, allowed).all()
+    truth, _ = exact(xb[allowed], xq[:10], 10, "ip")
+    assert recall(ids, allowed[truth], 10) == 1.0
+    allowed = np.arange(0, len(xb), 3)  # ~33%: scanned with a mask
+    ids, _ = idx.search(xq[:10], k=10, allowed_ids=allowed)
+    assert np.isin(ids, allowed).all() and (ids >= 0).all()
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"metric": "hamming"}, "unknown metric"),
+        ({"bits": 3}, "unsupported bits"),
+        ({"bits": True}, "unsupported bits"),
+        ({"head_ratio": 0}, "head_ratio"),
+        ({"n_probe": 0}, "n_probe"),
+    ],
+)
+def test_bad_constructor_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        SpannIndex(D, **kwargs)
+
+
+def test_bad_input_leaves_index_unchanged(data):
+    xb, xq = data
+    idx = small_index().build(xb[:2000])
+    before = idx.search(xq[:5], k=5)
+    n = len(idx)
+    nan = xb[:3].copy()
+    nan[1, 4] = np.nan
+    inf = xb[:3].copy()
+    inf[0, 0] = np.inf
+    cases = [
+        (lambda: idx.add(np.zeros((2, D + 1), np.float32), [1, 2]), ValueError, "dimension"),
+        (lambda: idx.add(nan, [90001, 90002, 90003]), ValueError, "NaN"),
+        (lambda: idx.add(inf, [90001, 90002, 90003]), ValueError, "NaN or inf"),
+        (lambda: idx.add(np.zeros((0, D), np.float32), []), ValueError, "empty"),
+        (lambda: idx.add(xb[:2], [7, 7]), ValueError, "duplicate"),
+        (lambda: idx.add(xb[:2], [1, 90000]), ValueError, "already in the index"),
+        (lambda: idx.add(xb[:2], [1]), ValueError, "2 vectors"),
+        (lambda: idx.add(xb[:2], ["a", "b"]), TypeError, "integers"),
+        (lambda: idx.add([["x"] * D], [5]), TypeError, "numeric"),
+        (lambda: idx.search(xq[0], k=0), ValueError, "k must be"),
+        (lambda: idx.search(xq[0][:-1], k=3), ValueError, "dimension"),
+        (lambda: idx.search(np.full(D, np.nan), k=3), ValueError, "NaN"),
+        (lambda: idx.search(xq[0], k=3, n_probe=-1), ValueError, "n_probe"),
+    ]
+    for fn, exc, match in cases:
+        with pytest.raises(exc, match=match):
+            fn()
+    assert len(idx) == n
+    after = idx.search(xq[:5], k=5)
+    np.testing.assert_array_equal(before.ids, after.ids)
+
+
+def test_cosine_rejects_zero_vector():
+    idx = small_index("cosine")
+    with pytest.raises(ValueError, match="zero vector"):
+        idx.build(np.zeros((3, D), np.float32))
+
+
+def test_corrupt_or_truncated_directory_raises(tmp_path, data):
+    xb, _ = data
+    p = tmp_path / "idx"
+    small_index().build(xb[:1000]).save(p)
+    snap = next(p.glob("snap-*"))
+    # truncated array
+    codes = snap / "e_codes.npy"
+    raw = codes.read_bytes()
+    codes.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(ValueError, match="truncated|corrupt"):
+        SpannIndex.load(p)
+    # same size, flipped bytes -> checksum
+    flipped = bytearray(raw)
+    flipped[-5] ^= 0xFF
+    codes.write_bytes(bytes(flipped))
+    with pytest.raises(ValueError, match="checksum"):
+        SpannIndex.load(p, mmap=False)
+    codes.write_bytes(raw)
+    assert len(SpannIndex.load(p)) == 1000
+    # missing file
+    (snap / "heads.npy").rename(snap / "heads.bak")
+    with pytest.raises(ValueError, match="missing"):
+        SpannIndex.load(p)
+    (snap / "heads.bak").rename(snap / "heads.npy")
+    # manifest garbage
+    man = p / "MANIFEST.json"
+    good = man.read_text()
+    man.write_text(good[:40])
+    with pytest.raises(ValueError, match="manifest"):
+        SpannIndex.load(p)
+    bad = json.loads(good)
+    bad["meta"]["count"] = 5
+    man.write_text(json.dumps(bad))
+    with pytest.raises(ValueError, match="corrupt"):
+        SpannIndex.load(p)
+    with pytest.raises(FileNotFoundError):
+        SpannIndex.load(tmp_path / "nope")
+
+
+def test_npy_with_pickle_is_refused(tmp_path, data):
+    xb, _ = data
+    p = tmp_path / "idx"
+    small_index().build(xb[:500]).save(p)
+    snap = next(p.glob("snap-*"))
+    obj = np.array([{"evil": 1}], dtype=object)
+    np.save(snap / "ids.npy", obj, allow_pickle=True)
+    man = json.loads((p / "MANIFEST.json").read_text())
+    man["arrays"]["ids"]["bytes"] = (snap / "ids.npy").stat().st_size
+    (p / "MANIFEST.json").write_text(json.dumps(man))
+    with pytest.raises(ValueError):
+        SpannIndex.load(p)
+
+
+def test_shared_data_recall(shared_data):
+    xb, xq, gt = shared_data
+    idx = SpannIndex(384, metric="ip", bits=2, progress=False).build(xb)
+    ids = idx.search(xq, k=10).ids
+    r = recall(ids, gt, 10)
+    assert r >= 0.95, f"recall@10 on ../shared/data at default settings {r:.3f} < 0.95"
+    st = idx.stats()
+    assert 2.0 <= st["replicas_avg"] <= 8.0
