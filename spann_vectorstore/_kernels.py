@@ -54,7 +54,7 @@ def _quantize_one(o, bits, n_grid, lv, best_lv):
     t_lo = 0.2 * t_hi
     best_cos = -2.0
     best_t = t_hi
-    for rnd in range(2):
+    for _rnd in range(2):
         step = (t_hi - t_lo) / (n_grid - 1)
         for g in range(n_grid):
             t = t_lo + g * step

@@ -29,7 +29,8 @@ def kmeans(
     """Balanced k-means centroids (k, d) of ``x`` (n, d) float32.
 
     Lloyd iterations on at most ``max_train * k`` sampled rows. Balance follows SPTAG's BKT: the assignment
-    cost is ``|x - c|^2 + lambda * |C|`` with lambda re-tuned each iteration to ``balance`` (default 0.05: larger values oscillate) times the mean
+    cost is ``|x - c|^2 + lambda * |C|`` with lambda re-tuned each iteration to ``balance`` (default
+    0.05: larger values oscillate) times the mean
     distance over the mean cluster size, which pulls clusters towards equal sizes. Empty clusters are
     re-seeded from the members of the largest one.
     """

@@ -32,7 +32,7 @@ def test_recall_against_brute_force(data, metric, bits):
     xb, xq = data
     idx = small_index(metric, bits).build(xb)
     ids, scores = idx.search(xq, k=10, n_probe=24)
-    truth, tscores = exact(xb, xq, 10, metric)
+    truth, _tscores = exact(xb, xq, 10, metric)
     r = recall(ids, truth, 10)
     assert r >= 0.95, f"recall@10 {r:.3f} < 0.95 for metric={metric} bits={bits}"
     # scores are exact (reranked): the returned score of each hit equals its true score
@@ -223,7 +223,7 @@ def test_corrupt_or_truncated_directory_raises(tmp_path, data):
     codes = snap / "e_codes.npy"
     raw = codes.read_bytes()
     codes.write_bytes(raw[: len(raw) // 2])
-    with pytest.raises(ValueError, match="truncated|corrupt"):
+    with pytest.raises(ValueError, match=r"truncated|corrupt"):
         SpannIndex.load(p)
     # same size, flipped bytes -> checksum
     flipped = bytearray(raw)
