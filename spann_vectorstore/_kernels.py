@@ -532,7 +532,7 @@ def _search_one(
     return size
 
 
-@njit(cache=True, parallel=True, fastmath=True)
+@njit(cache=True, parallel=True, fastmath=True, nogil=True)
 def search_batch(
     q,
     qr,
@@ -605,7 +605,7 @@ def search_batch(
             )
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=True, nogil=True)
 def search_single(
     q,
     qr,

@@ -89,7 +89,10 @@ class SpannIndex:
     seed: seeds clustering and the random rotation, so builds are reproducible.
     progress: show tqdm progress bars (``None``: only for builds of 20,000 vectors or more).
 
-    Thread safety: concurrent :meth:`search` calls are safe; :meth:`add`, :meth:`delete` and :meth:`build`
+    Before :meth:`build`, :meth:`add` keeps vectors flat and :meth:`search` is exact (brute force); call
+    ``build()`` (no arguments) to index what was added. After a build, :meth:`add` updates in place.
+
+    Thread safety: concurrent :meth:`search` calls are safe (the kernels release the GIL); :meth:`add`, :meth:`delete` and :meth:`build`
     must not run concurrently with anything else (the ``Collection`` provides that locking).
     """
 
@@ -257,11 +260,17 @@ class SpannIndex:
     # ------------------------------------------------------------------------------------------------------
     # build
     # ------------------------------------------------------------------------------------------------------
-    def build(self, vectors: Any, ids: Any = None) -> SpannIndex:
+    def build(self, vectors: Any = None, ids: Any = None) -> SpannIndex:
         """Build from scratch over ``vectors`` (n, dim); ``ids`` int64 (n,), default ``0..n-1``.
 
-        Replaces any previous content. Returns ``self``.
+        Replaces any previous content. ``build()`` without vectors rebuilds over the current live vectors
+        and ids (what ``Collection.optimize`` uses). Returns ``self``.
         """
+        if vectors is None:
+            if self._n_live == 0:
+                raise ValueError("nothing to build: the index is empty and no vectors were given")
+            live = np.flatnonzero(self._deleted[: self._n] == 0)
+            vectors, ids = self._vectors_of(live), self._ids[live].copy()
         x = self._as_matrix(vectors, "vectors", allow_1d=False)
         n = x.shape[0]
         if n > _MAX_VECTORS:
@@ -361,11 +370,11 @@ class SpannIndex:
             new_cap = np.maximum(2 * need[move], 8) if self._e_used else need[move]
             total = int(new_cap.sum())
             self._reserve_entries(total)
-            new_start = self._e_used + np.concatenate(([0], np.cumsum(new_cap)[:-1]))
+            new_start = self._e_used + (np.cumsum(new_cap) - new_cap)
             _move_postings(self, mv, new_start, new_cap)
             self._e_used += total
         # destination of each new entry: after the posting's current entries
-        first = np.concatenate(([0], np.cumsum(counts)[:-1]))
+        first = np.cumsum(counts) - counts
         rank = np.arange(len(heads)) - np.repeat(first, counts)
         dest = self._p_start[heads] + self._p_size[heads] + rank
         self._p_size[touched] += counts
@@ -420,9 +429,9 @@ class SpannIndex:
         else:
             ids_arr = self._check_ids(ids, m, new=True)
         if self.n_heads == 0:
-            if self._n_live == 0:
-                self.build(x, ids_arr)
-                return ids_arr
+            # not built yet: keep the vectors flat (searched exactly) until build() is called
+            self._append_vectors(x, ids_arr)
+            return ids_arr
         assign = closure_assign(
             x,
             self._heads,
@@ -542,13 +551,13 @@ class SpannIndex:
         idx = idx[np.argsort(for_head[idx], kind="stable")]
         sizes = np.bincount(for_head[idx], minlength=h).astype(np.int64)
         caps = np.ceil(sizes * slack).astype(np.int64)
-        starts = np.concatenate(([0], np.cumsum(caps)[:-1])).astype(np.int64)
+        starts = (np.cumsum(caps) - caps).astype(np.int64)
         total = int(caps.sum())
         e_vidx = np.zeros(total, np.int32)
         e_codes = np.zeros((total, self._nbytes), np.uint8)
         e_fac = np.zeros(total, np.float32)
         e_err = np.zeros(total, np.float32)
-        first = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+        first = np.cumsum(sizes) - sizes
         dest = np.repeat(starts - first, sizes) + np.arange(len(idx))
         e_vidx[dest] = self._e_vidx[idx]
         e_codes[dest] = self._e_codes[idx]
@@ -606,7 +615,14 @@ class SpannIndex:
             # probe more postings for selective filters so about as many allowed vectors are scanned
             sel = n_allowed / max(self._n_live, 1)
             npr = min(self.n_heads, math.ceil(npr / max(sel, 1e-9)))
-        if n_allowed == 0 or self.n_heads == 0:
+        if n_allowed == 0:
+            return self._finish(q, out_idx, out_sim)
+        if self.n_heads == 0:
+            # unbuilt (flat) index: exact search over the live vectors
+            pos = np.flatnonzero(self._deleted[: self._n] == 0)
+            if allowed.shape[0]:
+                pos = pos[allowed[pos] != 0]
+            self._exact_subset(q, pos, k, out_idx, out_sim)
             return self._finish(q, out_idx, out_sim)
         alpha = 1.0 if self.metric == "l2" else 0.0
         p = self.params
@@ -802,7 +818,7 @@ class SpannIndex:
         idx._hn2 = _sqnorms(idx._heads)
         idx._p_size = a["p_size"].astype(np.int64)
         idx._p_cap = idx._p_size.copy()
-        idx._p_start = np.concatenate(([0], np.cumsum(idx._p_size)[:-1])).astype(np.int64)
+        idx._p_start = (np.cumsum(idx._p_size) - idx._p_size).astype(np.int64)
         idx._e_vidx = np.ascontiguousarray(a["e_vidx"], dtype=np.int32)
         idx._e_codes = np.ascontiguousarray(a["e_codes"])
         idx._e_fac = np.ascontiguousarray(a["e_fac"])
@@ -902,7 +918,7 @@ def _move_postings(idx: SpannIndex, heads: np.ndarray, new_start: np.ndarray, ne
 def _ranks(sizes: np.ndarray) -> np.ndarray:
     """0..s-1 for each s in ``sizes``, concatenated."""
     total = int(sizes.sum())
-    first = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+    first = np.cumsum(sizes) - sizes
     return np.arange(total) - np.repeat(first, sizes)
 
 

@@ -1,0 +1,155 @@
+"""The one metadata filter language, compiled to a SQLite ``WHERE`` clause over the JSON metadata column.
+
+Grammar (as LangChain's Chroma/FAISS stores accept, plus dotted paths and ``$contains``)::
+
+    {"field": value}                         equality (shorthand for {"field": {"$eq": value}})
+    {"field": {"$eq"|"$ne"|"$gt"|"$gte"|"$lt"|"$lte": value}}
+    {"field": {"$in"|"$nin": [v1, v2, ...]}}
+    {"field": {"$contains": value}}          list field holds value (or string field contains substring)
+    {"field": {"$exists": true|false}}
+    {"$and": [f1, f2, ...]}, {"$or": [...]}, {"$not": f}
+    several keys in one dict are ANDed; "a.b.c" reaches into nested objects.
+
+Semantics: ordering operators only compare like with like (numbers with numbers, strings with strings), so
+``{"year": {"$gt": 2020}}`` never matches a string "2021". ``$ne`` and ``$nin`` also match documents that
+lack the field. Unknown operators, malformed values and non-scalar comparands raise ``ValueError``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+_CMP = {"$eq": "=", "$ne": "!=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
+_FIELD = re.compile(r"^[^$][^\"\\]*$")
+OPERATORS = (*_CMP, "$in", "$nin", "$contains", "$exists", "$and", "$or", "$not")
+
+
+class FilterError(ValueError):
+    """An invalid filter (unknown operator, bad operand)."""
+
+
+def _path(field: str) -> str:
+    if not isinstance(field, str) or not field or not _FIELD.match(field):
+        raise FilterError(f"invalid filter field name {field!r}")
+    parts = field.split(".")
+    if any(p == "" for p in parts):
+        raise FilterError(f"invalid filter field name {field!r}")
+    return "$" + "".join(f'."{p}"' for p in parts)
+
+
+def _scalar(v: Any, op: str) -> Any:
+    if isinstance(v, bool) or v is None or isinstance(v, (int, float, str)):
+        if isinstance(v, float) and v != v:
+            raise FilterError(f"{op} operand must not be NaN")
+        return v
+    raise FilterError(f"{op} operand must be a string, number, bool or null, got {type(v).__name__}")
+
+
+def _typed(path: str, v: Any) -> tuple[str, list[Any]]:
+    """A type guard so comparisons only hold between like JSON types."""
+    if isinstance(v, bool):
+        return "json_type(metadata, ?) IN ('true', 'false')", [path]
+    if isinstance(v, (int, float)):
+        return "json_type(metadata, ?) IN ('integer', 'real')", [path]
+    if isinstance(v, str):
+        return "json_type(metadata, ?) = 'text'", [path]
+    return "json_type(metadata, ?) = 'null'", [path]
+
+
+def _value(v: Any) -> Any:
+    return int(v) if isinstance(v, bool) else v
+
+
+def _field_clause(field: str, cond: Any) -> tuple[str, list[Any]]:
+    path = _path(field)
+    if not isinstance(cond, dict):
+        cond = {"$eq": cond}
+    if not cond:
+        raise FilterError(f"empty condition for field {field!r}")
+    parts, params = [], []
+    for op, v in cond.items():
+        ext = "json_extract(metadata, ?)"
+        if op in _CMP:
+            v = _scalar(v, op)
+            if v is None:
+                sql = "json_type(metadata, ?) = 'null'" if op == "$eq" else None
+                if op == "$ne":
+                    sql = "coalesce(json_type(metadata, ?), 'missing') != 'null'"
+                if sql is None:
+                    raise FilterError(f"{op} cannot compare with null")
+                parts.append(sql)
+                params.append(path)
+                continue
+            guard, gp = _typed(path, v)
+            if op == "$ne":
+                parts.append(f"NOT ({guard} AND {ext} = ?)")
+            else:
+                parts.append(f"({guard} AND {ext} {_CMP[op]} ?)")
+            params += [*gp, path, _value(v)]
+        elif op in ("$in", "$nin"):
+            if not isinstance(v, (list, tuple, set)):
+                raise FilterError(f"{op} needs a list, got {type(v).__name__}")
+            vals = [_scalar(x, op) for x in v]
+            if not vals:
+                parts.append("0" if op == "$in" else "1")
+                continue
+            ors, op_params = [], []
+            for x in vals:
+                guard, gp = _typed(path, x)
+                ors.append(f"({guard} AND {ext} = ?)" if x is not None else guard)
+                op_params += [*gp, path, _value(x)] if x is not None else gp
+            clause = "(" + " OR ".join(ors) + ")"
+            parts.append(clause if op == "$in" else f"NOT {clause}")
+            params += op_params
+        elif op == "$contains":
+            v = _scalar(v, op)
+            parts.append(
+                "(CASE json_type(metadata, ?) WHEN 'array' THEN EXISTS (SELECT 1 FROM json_each(metadata, ?) "
+                "WHERE json_each.value = ? AND json_each.type != 'object') "
+                "WHEN 'text' THEN instr(json_extract(metadata, ?), ?) > 0 ELSE 0 END)"
+            )
+            params += [path, path, _value(v), path, str(v) if v is not None else "\x00"]
+        elif op == "$exists":
+            if not isinstance(v, bool):
+                raise FilterError("$exists needs true or false")
+            parts.append(f"json_type(metadata, ?) IS {'NOT ' if v else ''}NULL")
+            params.append(path)
+        else:
+            raise FilterError(f"unknown filter operator {op!r} for field {field!r}; expected one of {OPERATORS}")
+    return "(" + " AND ".join(parts) + ")", params
+
+
+def compile_filter(flt: Any) -> tuple[str, list[Any]]:
+    """SQL boolean expression and parameters for filter ``flt`` (a dict)."""
+    if not isinstance(flt, dict):
+        raise FilterError(f"a filter must be a dict, got {type(flt).__name__}")
+    if not flt:
+        return "1", []
+    parts, params = [], []
+    for key, val in flt.items():
+        if key in ("$and", "$or"):
+            if not isinstance(val, (list, tuple)) or not val:
+                raise FilterError(f"{key} needs a non-empty list of filters")
+            subs = [compile_filter(f) for f in val]
+            joiner = " AND " if key == "$and" else " OR "
+            parts.append("(" + joiner.join(s for s, _ in subs) + ")")
+            for _, p in subs:
+                params += p
+        elif key == "$not":
+            sub, p = compile_filter(val)
+            parts.append(f"NOT {sub}")
+            params += p
+        elif isinstance(key, str) and key.startswith("$"):
+            raise FilterError(f"unknown filter operator {key!r}; expected one of {OPERATORS}")
+        else:
+            sub, p = _field_clause(key, val)
+            parts.append(sub)
+            params += p
+    return "(" + " AND ".join(parts) + ")", params
+
+
+def filter_key(flt: Any) -> str:
+    """A canonical string for caching compiled filters."""
+    return json.dumps(flt, sort_keys=True, default=str)
