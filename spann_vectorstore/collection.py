@@ -136,6 +136,8 @@ class Collection:
         self._lock = _RWLock()
         self._db_lock = threading.Lock()
         self._closed = False
+        self._changed = 0
+        self._index: SpannIndex | None = None
         self._lockfile = None
         self.path = Path(path) if path is not None else None
         self.index_threshold = int(index_threshold)

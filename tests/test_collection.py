@@ -1,0 +1,359 @@
+"""Collection: documents, filters, durability under SIGKILL, concurrency, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from spann_vectorstore import Collection, CollectionLockedError, FilterError
+
+from .conftest import clustered, exact, recall
+
+D = 24
+
+
+def docs(n, seed=0):
+    rng = np.random.default_rng(seed)
+    x = clustered(n, D, seed=seed)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)  # embeddings are normalised: a vector is its own top hit
+    metas = [
+        {
+            "i": i,
+            "year": 2000 + i % 25,
+            "kind": ["paper", "blog", "code"][i % 3],
+            "tags": ["even" if i % 2 == 0 else "odd", f"m{i % 5}"],
+            "author": {"name": f"a{i % 7}", "score": float(rng.random())},
+            "draft": bool(i % 4 == 0),
+        }
+        for i in range(n)
+    ]
+    return x, [f"text {i}" for i in range(n)], metas, [f"doc-{i}" for i in range(n)]
+
+
+def snapshot(col):
+    got = col.get(filter=None, include_vectors=True)
+    return len(got), sorted((h.id, h.text, json.dumps(h.metadata, sort_keys=True), h.vector.tobytes()) for h in got)
+
+
+@pytest.mark.parametrize("metric", ["ip", "cosine", "l2"])
+def test_add_search_get_delete_roundtrip(tmp_path, metric):
+    x, texts, metas, ids = docs(600)
+    col = Collection(tmp_path / "c", metric=metric, index_threshold=300)
+    assert col.search(x[0], k=3) == []
+    assert col.add(x, texts, metas, ids) == ids
+    assert col.count() == 600 and col.stats()["indexed"]
+    hits = col.search(x[7], k=5)
+    assert hits[0].id == "doc-7" and hits[0].text == "text 7" and hits[0].metadata == metas[7]
+    truth, _ = exact(x, x[:50], 5, metric)
+    got = col.search(x[:50], k=5)
+    found = np.array([[int(h.id.split("-")[1]) for h in q] for q in got])
+    assert recall(found, truth, 5) >= 0.95
+    assert [h.id for h in col.get(["doc-3", "missing", "doc-1"])] == ["doc-3", "doc-1"]
+    assert col.delete(ids=["doc-7", "nope"]) == 1
+    assert all(h.id != "doc-7" for h in col.search(x[7], k=10))
+    col.close()
+    col = Collection.open(tmp_path / "c")
+    assert col.count() == 599 and col.metric == metric
+    assert col.search(x[8], k=1)[0].id == "doc-8"
+    col.close()
+
+
+def test_generated_ids_and_upsert(tmp_path):
+    x, texts, metas, _ = docs(50)
+    col = Collection(tmp_path / "c")
+    ids = col.add(x, texts)
+    assert len(set(ids)) == 50 and all(len(i) == 36 for i in ids)
+    col.add(x[:1] + 5.0, ["replaced"], [{"v": 2}], ids=[ids[0]])
+    assert col.count() == 50
+    (h,) = col.get([ids[0]], include_vectors=True)
+    assert h.text == "replaced" and h.metadata == {"v": 2}
+    np.testing.assert_allclose(h.vector, x[0] + 5.0)
+    col.close()
+
+
+def test_dim_fixed_by_first_add_and_checked(tmp_path):
+    col = Collection(tmp_path / "c")
+    assert col.dim is None
+    col.add(np.ones((2, 5), np.float32), ids=["a", "b"])
+    assert col.dim == 5
+    with pytest.raises(ValueError, match="dimension"):
+        col.add(np.ones((1, 6), np.float32))
+    col.close()
+    with pytest.raises(ValueError, match="dim"):
+        Collection(tmp_path / "c", dim=7)
+
+
+def test_index_built_automatically_then_updated_in_place(tmp_path):
+    x, texts, metas, ids = docs(3000)
+    col = Collection(tmp_path / "c", index_threshold=1000)
+    col.add(x[:900], ids=ids[:900])
+    assert not col.stats()["indexed"]
+    col.add(x[900:2000], ids=ids[900:2000])
+    assert col.stats()["indexed"]
+    heads = col.stats()["index"]["heads"]
+    col.add(x[2000:], ids=ids[2000:])
+    assert col.stats()["index"]["heads"] >= heads
+    assert col.search(x[2500], k=1)[0].id == "doc-2500"
+    col.optimize()
+    assert col.search(x[2500], k=1)[0].id == "doc-2500"
+    col.close()
+
+
+FILTER_CASES = [
+    ({"kind": "blog"}, lambda m: m["kind"] == "blog"),
+    ({"kind": {"$eq": "code"}}, lambda m: m["kind"] == "code"),
+    ({"kind": {"$ne": "code"}}, lambda m: m["kind"] != "code"),
+    ({"year": {"$gt": 2020}}, lambda m: m["year"] > 2020),
+    ({"year": {"$gte": 2020}}, lambda m: m["year"] >= 2020),
+    ({"year": {"$lt": 2003}}, lambda m: m["year"] < 2003),
+    ({"year": {"$lte": 2003}}, lambda m: m["year"] <= 2003),
+    ({"i": {"$in": [1, 2, 3, 500]}}, lambda m: m["i"] in (1, 2, 3, 500)),
+    ({"kind": {"$nin": ["blog", "code"]}}, lambda m: m["kind"] not in ("blog", "code")),
+    ({"tags": {"$contains": "m3"}}, lambda m: "m3" in m["tags"]),
+    ({"author.name": "a2"}, lambda m: m["author"]["name"] == "a2"),
+    ({"author.score": {"$lt": 0.25}}, lambda m: m["author"]["score"] < 0.25),
+    ({"draft": True}, lambda m: m["draft"] is True),
+    ({"$and": [{"kind": "paper"}, {"year": {"$gte": 2010}}]}, lambda m: m["kind"] == "paper" and m["year"] >= 2010),
+    ({"$or": [{"kind": "paper"}, {"i": {"$lt": 10}}]}, lambda m: m["kind"] == "paper" or m["i"] < 10),
+    ({"$not": {"kind": "paper"}}, lambda m: m["kind"] != "paper"),
+    ({"kind": "blog", "draft": False}, lambda m: m["kind"] == "blog" and not m["draft"]),
+    ({"missing": {"$exists": False}}, lambda m: True),
+    ({"year": {"$gt": "2020"}}, lambda m: False),  # strings never compare with numbers
+]
+
+
+@pytest.mark.parametrize("flt, pred", FILTER_CASES, ids=[json.dumps(f) for f, _ in FILTER_CASES])
+def test_filters_match_python_semantics(tmp_path, flt, pred):
+    x, texts, metas, ids = docs(600)
+    col = Collection(None, index_threshold=200)
+    col.add(x, texts, metas, ids)
+    want = {ids[i] for i in range(600) if pred(metas[i])}
+    assert {h.id for h in col.get(filter=flt)} == want
+    assert col.count(filter=flt) == len(want)
+    hits = col.search(x[0], k=10, filter=flt)
+    assert len(hits) == min(10, len(want))
+    assert {h.id for h in hits} <= want
+    if want:
+        sub = [i for i in range(600) if ids[i] in want]
+        truth, _ = exact(x[sub], x[:1], min(10, len(sub)), "ip")
+        assert [h.id for h in hits][0] == ids[sub[truth[0, 0]]]
+
+
+def test_selective_filter_still_returns_k_on_100k():
+    n = 100_000
+    x = clustered(n, 16, seed=3, n_centers=200)
+    col = Collection(None, index_threshold=1000)
+    metas = [{"bucket": i % 100} for i in range(n)]
+    col.add(x, metadatas=metas, ids=[str(i) for i in range(n)])
+    assert col.stats()["indexed"]
+    q = clustered(20, 16, seed=4, n_centers=200)
+    allowed = np.arange(n)[np.arange(n) % 100 == 7]  # 1%
+    truth, _ = exact(x[allowed], q, 10, "ip")
+    got = col.search(q, k=10, filter={"bucket": 7})
+    assert all(len(h) == 10 for h in got), "a 1% filter must still give k hits"
+    found = np.array([[int(h.id) for h in hs] for hs in got])
+    assert recall(found, allowed[truth], 10) >= 0.95
+    got30 = col.search(q, k=10, filter={"bucket": {"$lt": 30}})
+    assert all(len(h) == 10 and all(int(x.id) % 100 < 30 for x in h) for h in got30)
+
+
+@pytest.mark.parametrize(
+    "flt",
+    [{"a": {"$regex": "x"}}, {"$xor": []}, {"a": {"$in": 5}}, {"$and": {}}, {"a": {"$gt": [1]}}, "a=1", {"": 1}],
+)
+def test_invalid_filters_raise(flt):
+    col = Collection(None)
+    col.add(np.ones((1, 3), np.float32), metadatas=[{"a": 1}])
+    with pytest.raises((FilterError, ValueError)):
+        col.search(np.ones(3, np.float32), k=1, filter=flt)
+
+
+def test_bad_input_leaves_collection_unchanged(tmp_path):
+    x, texts, metas, ids = docs(100)
+    col = Collection(tmp_path / "c", index_threshold=50)
+    col.add(x, texts, metas, ids)
+    before = snapshot(col)
+    nan = x[:2].copy()
+    nan[0, 0] = np.nan
+    bad_calls = [
+        (lambda: col.add(np.ones((2, D + 1), np.float32), ids=["n1", "n2"]), ValueError),
+        (lambda: col.add(nan, ids=["doc-1", "n2"]), ValueError),
+        (lambda: col.add(x[:2], texts=["only one"], ids=["doc-1", "n2"]), ValueError),
+        (lambda: col.add(x[:2], metadatas=[{}], ids=["doc-1", "n2"]), ValueError),
+        (lambda: col.add(x[:2], ids=["doc-1"]), ValueError),
+        (lambda: col.add(x[:2], ids=["dup", "dup"]), ValueError),
+        (lambda: col.add(x[:2], metadatas=[{"f": object()}, {}], ids=["doc-1", "n2"]), ValueError),
+        (lambda: col.add(x[:2], metadatas=[{"f": float("nan")}, {}], ids=["doc-1", "n2"]), ValueError),
+        (lambda: col.add(x[:2], texts=[1, 2], ids=["doc-1", "n2"]), TypeError),
+        (lambda: col.add(x[:2], ids=[1, 2]), TypeError),
+        (lambda: col.add(np.zeros((0, D), np.float32)), ValueError),
+        (lambda: col.delete(filter={"a": {"$bogus": 1}}), ValueError),
+        (lambda: col.search(x[0], k=0), ValueError),
+        (lambda: col.search(x[0][:3], k=2), ValueError),
+    ]
+    for fn, exc in bad_calls:
+        with pytest.raises(exc):
+            fn()
+    assert snapshot(col) == before
+    col.close()
+    col = Collection.open(tmp_path / "c")
+    assert snapshot(col) == before
+    col.close()
+
+
+def test_second_process_gets_a_clear_lock_error(tmp_path):
+    col = Collection(tmp_path / "c")
+    col.add(np.ones((1, 4), np.float32), ids=["a"])
+    code = textwrap.dedent(
+        f"""
+        from spann_vectorstore import Collection, CollectionLockedError
+        try:
+            Collection({str(tmp_path / "c")!r})
+        except CollectionLockedError as e:
+            print("LOCKED", e)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "LOCKED" in out.stdout and "another process" in out.stdout, out.stderr
+    with pytest.raises(CollectionLockedError):
+        Collection(tmp_path / "c")  # also within the same process while it is open
+    col.close()
+    Collection(tmp_path / "c").close()  # free again after close
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys, numpy as np
+    from spann_vectorstore import Collection
+    path, start = sys.argv[1], int(sys.argv[2])
+    col = Collection(path, index_threshold=300, snapshot_every=700)
+    rng = np.random.default_rng(start)
+    i = start
+    while True:
+        n = int(rng.integers(1, 40))
+        ids = [f"w{j}" for j in range(i, i + n)]
+        x = rng.standard_normal((n, 16)).astype(np.float32)
+        col.add(x, texts=[f"t{j}" for j in range(i, i + n)], metadatas=[{"j": j} for j in range(i, i + n)], ids=ids)
+        if i % 5 == 0:
+            col.delete(ids=[ids[0]])
+            print("DEL", ids[0], flush=True)
+        print("ACK", " ".join(ids), flush=True)
+        i += n
+    """
+)
+
+
+def test_acknowledged_writes_survive_sigkill(tmp_path):
+    path = str(tmp_path / "c")
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER)
+    acked: set[str] = set()
+    deleted: set[str] = set()
+    rng = np.random.default_rng(0)
+    start = 0
+    for _round in range(6):
+        proc = subprocess.Popen([sys.executable, str(script), path, str(start)], stdout=subprocess.PIPE, text=True)
+        deadline = time.time() + float(rng.uniform(1.5, 4.0))
+        lines = []
+
+        def reader(p=proc, out=lines):
+            for line in p.stdout:
+                out.append(line)
+
+        t = threading.Thread(target=reader, daemon=True)
+        t.start()
+        while time.time() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        t.join(timeout=10)
+        for line in lines:
+            if not line.endswith("\n"):
+                continue  # a half-printed acknowledgement does not count
+            kind, *ids = line.split()
+            if kind == "ACK":
+                acked.update(ids)
+            elif kind == "DEL":
+                deleted.update(ids)
+        start += 100_000
+        col = Collection.open(path)
+        live = acked - deleted
+        got = {h.id for h in col.get([*live])}
+        assert got == live, f"lost {len(live - got)} acknowledged documents in round {_round}"
+        assert not ({h.id for h in col.get([*deleted])}), "a deleted document came back"
+        # every acknowledged document is searchable: query with its own stored vector
+        sample = sorted(live)[:: max(1, len(live) // 25)]
+        for h in col.get(sample, include_vectors=True):
+            top = col.search(h.vector, k=1, filter={"j": h.metadata["j"]})
+            assert top and top[0].id == h.id
+            assert h.text == "t" + h.id[1:]
+        col.close()
+    assert len(acked) > 100, "the writer should have acknowledged many writes"
+
+
+def test_concurrent_searches_while_writing(tmp_path):
+    x, texts, metas, ids = docs(4000, seed=11)
+    col = Collection(tmp_path / "c", index_threshold=1000)
+    col.add(x[:2000], texts[:2000], metas[:2000], ids[:2000])
+    deleted: set[str] = set()  # deletes acknowledged (delete() returned)
+    dlock = threading.Lock()
+    errors: list[BaseException] = []
+    stop = threading.Event()
+    searches = [0]
+
+    def writer():
+        try:
+            t_end = time.time() + 3.0
+            for s in range(2000, 4000, 100):
+                col.add(x[s : s + 100], texts[s : s + 100], metas[s : s + 100], ids[s : s + 100])
+                gone = [ids[j] for j in range(s - 2000, s - 1950)]
+                col.delete(ids=gone)
+                with dlock:
+                    deleted.update(gone)
+            while time.time() < t_end:  # keep writing (upserts of live documents) for a few seconds
+                j = int(np.random.default_rng().integers(3000, 4000))
+                col.add(x[j : j + 1], texts[j : j + 1], metas[j : j + 1], ids[j : j + 1])
+        except BaseException as e:  # reported below
+            errors.append(e)
+        finally:
+            stop.set()
+
+    def reader(seed):
+        rng = np.random.default_rng(seed)
+        try:
+            while not stop.is_set():
+                with dlock:
+                    gone_before = set(deleted)
+                q = x[rng.integers(0, 4000, 8)]
+                flt = {"kind": {"$ne": "code"}} if seed % 2 else None
+                for hits in col.search(q, k=10, filter=flt):
+                    assert len({h.id for h in hits}) == len(hits), "duplicate hit"
+                    for h in hits:
+                        assert h.id not in gone_before, f"{h.id} was deleted before this search began"
+                        assert h.text == "text " + h.id.split("-")[1]
+                        assert flt is None or h.metadata["kind"] != "code"
+                searches[0] += 1
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=reader, args=(s,)) for s in range(4)]
+    threads.append(threading.Thread(target=writer))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not errors, errors[0]
+    assert searches[0] > 50, "readers must have run concurrently with the writer"
+    assert col.count() == 4000 - 20 * 50
+    final = {h.id for hs in col.search(x[:200], k=10) for h in hs}
+    assert not final & deleted
+    col.close()
