@@ -92,7 +92,8 @@ class SpannIndex:
     Before :meth:`build`, :meth:`add` keeps vectors flat and :meth:`search` is exact (brute force); call
     ``build()`` (no arguments) to index what was added. After a build, :meth:`add` updates in place.
 
-    Thread safety: concurrent :meth:`search` calls are safe (the kernels release the GIL); :meth:`add`, :meth:`delete` and :meth:`build`
+    Thread safety: concurrent :meth:`search` calls are safe (the kernels release the GIL);
+    :meth:`add`, :meth:`delete` and :meth:`build`
     must not run concurrently with anything else (the ``Collection`` provides that locking).
     """
 

@@ -68,7 +68,7 @@ def test_add_search_get_delete_roundtrip(tmp_path, metric):
 
 
 def test_generated_ids_and_upsert(tmp_path):
-    x, texts, metas, _ = docs(50)
+    x, texts, _metas, _ = docs(50)
     col = Collection(tmp_path / "c")
     ids = col.add(x, texts)
     assert len(set(ids)) == 50 and all(len(i) == 36 for i in ids)
@@ -93,7 +93,7 @@ def test_dim_fixed_by_first_add_and_checked(tmp_path):
 
 
 def test_index_built_automatically_then_updated_in_place(tmp_path):
-    x, texts, metas, ids = docs(3000)
+    x, _texts, _metas, ids = docs(3000)
     col = Collection(tmp_path / "c", index_threshold=1000)
     col.add(x[:900], ids=ids[:900])
     assert not col.stats()["indexed"]
@@ -145,7 +145,7 @@ def test_filters_match_python_semantics(tmp_path, flt, pred):
     if want:
         sub = [i for i in range(600) if ids[i] in want]
         truth, _ = exact(x[sub], x[:1], min(10, len(sub)), "ip")
-        assert [h.id for h in hits][0] == ids[sub[truth[0, 0]]]
+        assert next(h.id for h in hits) == ids[sub[truth[0, 0]]]
 
 
 def test_selective_filter_still_returns_k_on_100k():
