@@ -1,0 +1,23 @@
+"""The examples in examples/ run offline and print what they promise."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_quickstart_runs(tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "quickstart.py"), str(tmp_path / "qs")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].split()[1] == "c123", "the query's source chunk must be the top hit"
+    assert "filtered:" in out.stdout and "reopened: 19999 documents" in out.stdout
+    assert "top hit now c123" not in out.stdout, "a deleted chunk must not come back after reopening"
