@@ -21,7 +21,8 @@ Conventions
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.extending import intrinsic
 
 # ----------------------------------------------------------------------------------------------------------
 # Quantisation (build / add time)
@@ -343,6 +344,20 @@ def rng_select(cand_i, cand_d, heads, replica_count, rng_factor, out):
 # ----------------------------------------------------------------------------------------------------------
 
 
+_QBITS = 6  # query bits of the popcount pre-scan
+
+
+@intrinsic
+def _popcnt(typingctx, x):
+    """llvm.ctpop on a uint64 (one POPCNT instruction on x86-64)."""
+    sig = types.int64(types.uint64)
+
+    def codegen(context, builder, signature, args):
+        return builder.zext(builder.ctpop(args[0]), context.get_value_type(types.int64))
+
+    return sig, codegen
+
+
 @njit(cache=True, fastmath=True, inline="always")
 def _dot_codes(code, qs, nb, bits):
     """sum_i qs[i] * level_i over one strided code (levels unshifted; the caller subtracts cb * sum(q))."""
@@ -412,6 +427,9 @@ def _search_one(
     e_codes,
     e_fac,
     e_err,
+    e_sign,
+    e_fac1,
+    e_err1,
     xn2,
     deleted,
     allowed,
@@ -456,6 +474,32 @@ def _search_one(
         lut[i] = qr[i] if i < qr.shape[0] else 0.0
         shift += lut[i]
     shift *= ((1 << bits) - 1) / 2.0
+    # popcount pre-scan: the query quantised to _QBITS-bit integers, split into bit planes laid out like
+    # the 1-bit sign codes (byte j = dim % nb1, bit = dim // nb1, read as little-endian 64-bit words)
+    d = qr.shape[0]
+    nw = e_sign.shape[1]
+    nb1 = nw * 8
+    qmin = np.inf
+    qmax = -np.inf
+    qsum = 0.0
+    for i in range(d):
+        qmin = min(qmin, qr[i])
+        qmax = max(qmax, qr[i])
+        qsum += qr[i]
+    delta = (qmax - qmin) / ((1 << _QBITS) - 1)
+    if delta <= 0:
+        delta = 1e-12
+    planes = np.zeros((_QBITS, nw), np.uint64)
+    for i in range(d):
+        qq = np.int64((qr[i] - qmin) / delta + 0.5)
+        j = i % nb1
+        w = j // 8
+        bit = np.uint64((j % 8) * 8 + i // nb1)
+        for b in range(_QBITS):
+            if (qq >> b) & 1:
+                planes[b, w] |= np.uint64(1) << bit
+    # rounding errors are uniform in +-delta/2 over ~d/2 set bits: 3 sigma = 3 * delta * sqrt(d / 24)
+    qerr = 3.0 * delta * np.sqrt(d / 24.0)
     use_mask = allowed.shape[0] > 0
     # running k best lower bounds (min-heap) -> threshold for candidates
     lb_keys = np.empty(k, np.float32)
@@ -478,11 +522,28 @@ def _search_one(
                 continue
             if use_mask and allowed[v] == 0:
                 continue
-            est = base_ip + e_fac[e] * (_dot_codes(e_codes[e], lut, nbytes, bits) - shift) - alpha * 0.5 * xn2[v]
-            err = e_err[e] * bound_scale
+            # stage 1: 1-bit estimate by popcount, with its error bound (RaBitQ + query rounding)
+            sw = e_sign[e]
+            pc = 0
+            acc = 0
+            for w in range(nw):
+                x = sw[w]
+                pc += _popcnt(x)
+                for b in range(_QBITS):
+                    acc += _popcnt(x & planes[b, w]) << b
+            sq = qmin * pc + delta * acc  # ~ sum of q' over the set sign bits
+            est = base_ip + e_fac1[e] * (sq - 0.5 * qsum) - alpha * 0.5 * xn2[v]
+            err = e_err1[e] * bound_scale + e_fac1[e] * qerr
             ub = est + err
             if ub < thr:
                 continue
+            if bits > 1:
+                # stage 2 (extended RaBitQ): the full multi-bit code tightens the estimate
+                est = base_ip + e_fac[e] * (_dot_codes(e_codes[e], lut, nbytes, bits) - shift) - alpha * 0.5 * xn2[v]
+                err = e_err[e] * bound_scale
+                ub = est + err
+                if ub < thr:
+                    continue
             lb = est - err
             if lb_size < k:
                 lb_size = _heap_push_min(lb_keys, lb_vals, lb_size, lb, v)
@@ -550,6 +611,9 @@ def search_batch(
     e_codes,
     e_fac,
     e_err,
+    e_sign,
+    e_fac1,
+    e_err1,
     xn2,
     deleted,
     allowed,
@@ -592,6 +656,9 @@ def search_batch(
                 e_codes,
                 e_fac,
                 e_err,
+                e_sign,
+                e_fac1,
+                e_err1,
                 xn2,
                 deleted,
                 allowed,
@@ -623,6 +690,9 @@ def search_single(
     e_codes,
     e_fac,
     e_err,
+    e_sign,
+    e_fac1,
+    e_err1,
     xn2,
     deleted,
     allowed,
@@ -652,6 +722,9 @@ def search_single(
         e_codes,
         e_fac,
         e_err,
+        e_sign,
+        e_fac1,
+        e_err1,
         xn2,
         deleted,
         allowed,

@@ -124,7 +124,7 @@ class Collection:
         *,
         dim: int | None = None,
         metric: str = "ip",
-        bits: int = 2,
+        bits: int = 1,
         n_probe: int | None = None,
         index_threshold: int = 4096,
         snapshot_every: int = 50_000,
@@ -156,7 +156,7 @@ class Collection:
         stored = dict(self._db.execute("SELECT key, value FROM settings").fetchall())
         if stored:
             cfg = json.loads(stored["config"])
-            for key, given, default in (("metric", metric, "ip"), ("bits", bits, 2)):
+            for key, given, default in (("metric", metric, "ip"), ("bits", bits, 1)):
                 if given != default and cfg[key] != (METRICS[given.lower()] if key == "metric" else given):
                     self.close()
                     raise ValueError(f"collection at {str(self.path)!r} was created with {key}={cfg[key]!r}")

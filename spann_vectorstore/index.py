@@ -102,7 +102,7 @@ class SpannIndex:
         dim: int,
         *,
         metric: str = "ip",
-        bits: int = 4,
+        bits: int = 1,
         head_ratio: float = 1 / 80,
         replica_count: int = 8,
         rng_factor: float = 2.0,
@@ -141,7 +141,9 @@ class SpannIndex:
             "seed": int(seed),
         }
         self.progress = progress
-        self._nbytes = (self.dim * self.bits + 7) // 8
+        # 1-bit codes double as the popcount sign plane: pad to whole 64-bit words
+        self._nbytes = 8 * ((self.dim + 63) // 64) if self.bits == 1 else (self.dim * self.bits + 7) // 8
+        self._nsign = 8 * ((self.dim + 63) // 64)
         self._rotation = _random_rotation(self.dim, self.params["seed"])
         self._local = threading.local()
         self._reset()
@@ -156,10 +158,18 @@ class SpannIndex:
         self._p_start = np.zeros(0, np.int64)
         self._p_size = np.zeros(0, np.int64)
         self._p_cap = np.zeros(0, np.int64)
-        self._e_vidx = np.zeros(0, np.int32)
-        self._e_codes = np.zeros((0, nb), np.uint8)
-        self._e_fac = np.zeros(0, np.float32)
-        self._e_err = np.zeros(0, np.float32)
+        # entry arrays of the postings arena, all indexed by entry: internal vector index, codes and their
+        # estimator factors; for bits > 1 also the 1-bit sign plane and its factors (the popcount pre-scan)
+        self._e: dict[str, np.ndarray] = {
+            "vidx": np.zeros(0, np.int32),
+            "codes": np.zeros((0, nb), np.uint8),
+            "fac": np.zeros(0, np.float32),
+            "err": np.zeros(0, np.float32),
+        }
+        if self.bits > 1:
+            self._e["sign"] = np.zeros((0, self._nsign), np.uint8)
+            self._e["fac1"] = np.zeros(0, np.float32)
+            self._e["err1"] = np.zeros(0, np.float32)
         self._e_used = 0
         self._n = 0  # internal vectors (live + tombstoned)
         self._ids = np.zeros(0, np.int64)
@@ -348,10 +358,8 @@ class SpannIndex:
     # postings arena
     # ------------------------------------------------------------------------------------------------------
     def _reserve_entries(self, m: int) -> None:
-        self._e_vidx = _grow(self._e_vidx, self._e_used + m)
-        self._e_codes = _grow(self._e_codes, self._e_used + m)
-        self._e_fac = _grow(self._e_fac, self._e_used + m)
-        self._e_err = _grow(self._e_err, self._e_used + m)
+        for key, arr in self._e.items():
+            self._e[key] = _grow(arr, self._e_used + m)
 
     def _insert_entries(self, assign: np.ndarray, vidx: np.ndarray, x: np.ndarray, *, show: bool = False) -> None:
         """Append entries for rows ``x`` (internal indices ``vidx``) to the heads listed in ``assign``.
@@ -379,7 +387,7 @@ class SpannIndex:
         rank = np.arange(len(heads)) - np.repeat(first, counts)
         dest = self._p_start[heads] + self._p_size[heads] + rank
         self._p_size[touched] += counts
-        self._e_vidx[dest] = vidx[rows]
+        self._e["vidx"][dest] = vidx[rows]
         self._encode(x, rows, heads, dest, show=show)
 
     def _encode(
@@ -394,16 +402,19 @@ class SpannIndex:
             for s in range(0, len(dest), block):
                 xr = np.ascontiguousarray(x[rows[s : s + block]] @ rot_t)
                 m = xr.shape[0]
-                codes = np.empty((m, self._nbytes), np.uint8)
-                fac = np.empty(m, np.float32)
-                err = np.empty(m, np.float32)
-                K.encode_residuals(
-                    xr, hr, np.arange(m, dtype=np.int64), heads[s : s + block], self.bits, codes, fac, err
-                )
                 dst = dest[s : s + block]
-                self._e_codes[dst] = codes
-                self._e_fac[dst] = fac
-                self._e_err[dst] = err
+                sel = np.arange(m, dtype=np.int64)
+                planes = [("codes", "fac", "err", self.bits, self._nbytes)]
+                if self.bits > 1:
+                    planes.append(("sign", "fac1", "err1", 1, self._nsign))
+                for ck, fk, ek, bits, nb in planes:
+                    codes = np.empty((m, nb), np.uint8)
+                    fac = np.empty(m, np.float32)
+                    err = np.empty(m, np.float32)
+                    K.encode_residuals(xr, hr, sel, heads[s : s + block], bits, codes, fac, err)
+                    self._e[ck][dst] = codes
+                    self._e[fk][dst] = fac
+                    self._e[ek][dst] = err
                 if bar is not None:
                     bar.update(m)
         finally:
@@ -485,7 +496,7 @@ class SpannIndex:
 
     def _split(self, h: int, limit: int) -> None:
         s, z = int(self._p_start[h]), int(self._p_size[h])
-        vidx = self._e_vidx[s : s + z].astype(np.int64)
+        vidx = self._e["vidx"][s : s + z].astype(np.int64)
         vidx = vidx[self._deleted[vidx] == 0]
         if len(vidx) <= limit:
             # tombstones were the excess: rewrite the posting without them
@@ -531,7 +542,7 @@ class SpannIndex:
         self._p_size[h] = m
         s = int(self._p_start[h])
         dest = np.arange(s, s + m, dtype=np.int64)
-        self._e_vidx[dest] = vidx
+        self._e["vidx"][dest] = vidx
         self._encode(x, np.arange(m), np.full(m, h, np.int64), dest)
 
     def _maybe_compact(self) -> None:
@@ -547,24 +558,19 @@ class SpannIndex:
         _mark_entries(self._p_start, self._p_size, for_head)
         keep = for_head >= 0
         if drop_deleted:
-            keep &= self._deleted[self._e_vidx[: self._e_used]] == 0
+            keep &= self._deleted[self._e["vidx"][: self._e_used]] == 0
         idx = np.flatnonzero(keep)
         idx = idx[np.argsort(for_head[idx], kind="stable")]
         sizes = np.bincount(for_head[idx], minlength=h).astype(np.int64)
         caps = np.ceil(sizes * slack).astype(np.int64)
         starts = (np.cumsum(caps) - caps).astype(np.int64)
         total = int(caps.sum())
-        e_vidx = np.zeros(total, np.int32)
-        e_codes = np.zeros((total, self._nbytes), np.uint8)
-        e_fac = np.zeros(total, np.float32)
-        e_err = np.zeros(total, np.float32)
         first = np.cumsum(sizes) - sizes
         dest = np.repeat(starts - first, sizes) + np.arange(len(idx))
-        e_vidx[dest] = self._e_vidx[idx]
-        e_codes[dest] = self._e_codes[idx]
-        e_fac[dest] = self._e_fac[idx]
-        e_err[dest] = self._e_err[idx]
-        self._e_vidx, self._e_codes, self._e_fac, self._e_err = e_vidx, e_codes, e_fac, e_err
+        for key, arr in self._e.items():
+            out = np.zeros((total, *arr.shape[1:]), arr.dtype)
+            out[dest] = arr[idx]
+            self._e[key] = out
         self._e_used = total
         self._p_start, self._p_size, self._p_cap = starts, sizes, caps
 
@@ -629,13 +635,21 @@ class SpannIndex:
         p = self.params
         n = self._n
         nt = n - self._vec_base.shape[0]
+        e = self._e
+        if self.bits > 1:
+            sign, fac1, err1 = e["sign"], e["fac1"], e["err1"]
+        else:
+            sign, fac1, err1 = e["codes"], e["fac"], e["err"]
         arrays = (
             self._p_start,
             self._p_size,
-            self._e_vidx,
-            self._e_codes,
-            self._e_fac,
-            self._e_err,
+            e["vidx"],
+            e["codes"],
+            e["fac"],
+            e["err"],
+            sign.view(np.uint64),
+            fac1,
+            err1,
             self._xn2[:n],
             self._deleted[:n],
             allowed,
@@ -758,15 +772,11 @@ class SpannIndex:
         self._compact_entries(slack=1.0)
         renum = np.full(self._n, -1, np.int64)
         renum[live] = np.arange(len(live))
-        e_vidx = renum[self._e_vidx[: self._e_used]].astype(np.int32)
-        arrays = {
-            "rotation": self._rotation,
-            "heads": self._heads,
-            "p_size": self._p_size,
-            "e_vidx": e_vidx,
-            "e_codes": self._e_codes[: self._e_used],
-            "e_fac": self._e_fac[: self._e_used],
-            "e_err": self._e_err[: self._e_used],
+        arrays = {"rotation": self._rotation, "heads": self._heads, "p_size": self._p_size}
+        for key, arr in self._e.items():
+            arrays["e_" + key] = arr[: self._e_used]
+        arrays["e_vidx"] = renum[arrays["e_vidx"]].astype(np.int32)
+        arrays |= {
             "ids": self._ids[live],
             "xn2": self._xn2[live],
             "vectors": self._vectors_of(live),
@@ -805,10 +815,12 @@ class SpannIndex:
             if a[key].shape != shape:
                 raise ValueError(f"corrupt index: {key} has shape {a[key].shape}, expected {shape}")
         m = int(a["p_size"].sum())
-        for key in ("e_vidx", "e_codes", "e_fac", "e_err"):
+        for key in ["e_" + name for name in idx._e]:
+            if key not in a:
+                raise ValueError(f"corrupt index: array {key} is missing from the manifest")
             if a[key].shape[0] != m:
                 raise ValueError(f"corrupt index: {key} has {a[key].shape[0]} entries, postings need {m}")
-        if a["e_codes"].shape[1:] != (idx._nbytes,):
+        if a["e_codes"].shape[1:] != (idx._nbytes,) or ("e_sign" in a and a["e_sign"].shape[1:] != (idx._nsign,)):
             raise ValueError("corrupt index: code width does not match dim and bits")
         if m and (a["e_vidx"].min() < 0 or a["e_vidx"].max() >= n):
             raise ValueError("corrupt index: posting entry out of range")
@@ -820,10 +832,8 @@ class SpannIndex:
         idx._p_size = a["p_size"].astype(np.int64)
         idx._p_cap = idx._p_size.copy()
         idx._p_start = (np.cumsum(idx._p_size) - idx._p_size).astype(np.int64)
-        idx._e_vidx = np.ascontiguousarray(a["e_vidx"], dtype=np.int32)
-        idx._e_codes = np.ascontiguousarray(a["e_codes"])
-        idx._e_fac = np.ascontiguousarray(a["e_fac"])
-        idx._e_err = np.ascontiguousarray(a["e_err"])
+        for name in idx._e:
+            idx._e[name] = np.ascontiguousarray(a["e_" + name], dtype=idx._e[name].dtype)
         idx._e_used = m
         vec = a["vectors"]
         # a plain ndarray view of the map: numba dispatches ndarray subclasses (np.memmap) slowly
@@ -862,10 +872,7 @@ class SpannIndex:
             self._p_start,
             self._p_size,
             self._p_cap,
-            self._e_vidx,
-            self._e_codes,
-            self._e_fac,
-            self._e_err,
+            *self._e.values(),
             self._ids,
             self._xn2,
             self._deleted,
@@ -887,7 +894,7 @@ class SpannIndex:
             "posting_size_avg": float(sizes.mean()) if len(sizes) else 0.0,
             "posting_size_max": int(sizes.max()) if len(sizes) else 0,
             "bytes_ram": int(sum(a.nbytes for a in resident)),
-            "bytes_codes": int(self._e_used * (self._nbytes + 12)),
+            "bytes_codes": int(sum(a.nbytes for a in self._e.values())),
             "bytes_vectors_mmap": int(self._vec_base.nbytes) if mmapped else 0,
             "vectors_mmapped": mmapped,
             "params": dict(self.params),
@@ -908,10 +915,8 @@ def _move_postings(idx: SpannIndex, heads: np.ndarray, new_start: np.ndarray, ne
     sizes = idx._p_size[heads]
     src = np.repeat(idx._p_start[heads], sizes) + _ranks(sizes)
     dst = np.repeat(new_start, sizes) + _ranks(sizes)
-    idx._e_vidx[dst] = idx._e_vidx[src]
-    idx._e_codes[dst] = idx._e_codes[src]
-    idx._e_fac[dst] = idx._e_fac[src]
-    idx._e_err[dst] = idx._e_err[src]
+    for arr in idx._e.values():
+        arr[dst] = arr[src]
     idx._p_start[heads] = new_start
     idx._p_cap[heads] = new_cap
 

@@ -1,0 +1,735 @@
+"""Benchmark ``spann_vectorstore.Collection``: ingest rate, reopen time and (filtered) search QPS.
+
+What the issue asks for: "Ingest rate (vectors/s added to a persistent collection, in batches of 1,000),
+search QPS with and without a 1% and a 30% filter, reopen time for 100k documents."
+
+Run from the repository root with the project venv::
+
+    /work/venv/bin/python benchmarks/bench_collection.py            # full: 100k docs, 1,000 queries
+    /work/venv/bin/python benchmarks/bench_collection.py --quick    # 20k docs, 200 queries
+    /work/venv/bin/python benchmarks/bench_collection.py --n 50000  # fewer base rows
+
+Data: ``../shared/data`` relative to the repository root (base.npy, queries.npy, gt.npy, texts.txt); the
+script prints a message and exits 0 when it is absent.
+
+Measurements (wall clock, ``time.perf_counter``):
+
+1. Ingest: the first ``n`` base vectors with their texts, metadata ``{"bucket": i % 100, "row": i}`` and ids
+   ``str(i)``, added in batches of 1,000 to a persistent collection in a fresh temp dir. Reported: overall
+   vectors/s, the batch in which the index auto-builds (``index_threshold`` documents), the steady state
+   (median batch time after the build, snapshot batches excluded), the batches that wrote an automatic
+   snapshot (``snapshot_every``), then the time of ``close()``.
+2. Reopen: ``Collection.open(path)`` (snapshot present) and the time to the first search result, in this
+   process (repeated) and in a fresh Python process (import + open + first search; page cache warm).
+3. Search, for no filter, the 1% filter ``{"bucket": 7}``, the 30% filter ``{"bucket": {"$lt": 30}}`` and an
+   extra 5% filter ``{"bucket": {"$lt": 5}}`` (at 100k docs the 1% subset is small enough that the index
+   answers it by exact search, so the 5% row shows the filtered-scan path): single-query QPS (one call per
+   query, 1 thread, fastest of ``--repeats`` passes, p50/p99 latency) and batch QPS (all queries in one call,
+   ``--threads`` threads, best of ``--batch-repeats``), recall@10 against exact ground truth (``gt.npy`` for
+   the unfiltered full set, brute-force inner product within the allowed subset otherwise), how many
+   queries returned fewer than 10 hits, and hits violating the filter.
+4. The same searches on (a) a raw ``SpannIndex(dim, metric="ip", bits=2).build(xb)`` over the same vectors
+   and (b) the Collection's own index searched directly (private attributes, for attribution only), giving
+   the Collection's per-query overhead (document fetch from SQLite, Hit objects) as a ratio.
+
+Threads: single-query loops run with ``numba.set_num_threads(1)`` (and numpy's OpenBLAS at 1 thread);
+batch calls, builds and ingest with ``--threads`` (default 2).
+
+Output: a readable table on stdout and ``benchmarks/results/collection-<YYYYmmdd-HHMMSS>.json`` with machine
+info and all numbers. The machine may be shared: the JSON records the load average and any other
+``bench*.py`` processes seen running at the start and end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import datetime as dt
+import glob
+import hashlib
+import importlib.metadata
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DATA_DIR = REPO_ROOT.parent / "shared" / "data"
+K = 10
+BATCH = 1000
+
+FILTERS: list[tuple[str, dict[str, Any] | None, Callable[[np.ndarray], np.ndarray] | None]] = [
+    ("none", None, None),
+    ("1% bucket==7", {"bucket": 7}, lambda b: b == 7),
+    ("5% bucket<5 (extra)", {"bucket": {"$lt": 5}}, lambda b: b < 5),
+    ("30% bucket<30", {"bucket": {"$lt": 30}}, lambda b: b < 30),
+]
+
+Row = dict[str, Any]
+
+
+# --------------------------------------------------------------------------- utils
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+_BLAS_SETTERS: list[Callable[[int], None]] | None = None
+
+
+def _blas_setters() -> list[Callable[[int], None]]:
+    """``*_set_num_threads`` of the OpenBLAS bundled with numpy (found with ctypes; no threadpoolctl)."""
+    global _BLAS_SETTERS
+    if _BLAS_SETTERS is None:
+        _BLAS_SETTERS = []
+        libdir = Path(np.__file__).resolve().parent.parent / "numpy.libs"
+        for lib in glob.glob(str(libdir / "*openblas*")):
+            try:
+                handle = ctypes.CDLL(lib)
+            except OSError:
+                continue
+            for name in (
+                "scipy_openblas_set_num_threads64_",
+                "openblas_set_num_threads64_",
+                "openblas_set_num_threads",
+            ):
+                fn = getattr(handle, name, None)
+                if fn is not None:
+                    fn.argtypes = [ctypes.c_int]
+                    fn.restype = None
+                    _BLAS_SETTERS.append(fn)
+                    break
+    return _BLAS_SETTERS
+
+
+def set_threads(n: int) -> None:
+    import numba
+
+    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
+    for fn in _blas_setters():
+        fn(n)
+
+
+def other_benchmarks() -> list[str]:
+    """Command lines of other running ``bench*.py`` processes (the machine is shared)."""
+    out = []
+    for d in glob.glob("/proc/[0-9]*"):
+        if d == f"/proc/{os.getpid()}":
+            continue
+        try:
+            with open(f"{d}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        if "bench" in cmd and ".py" in cmd and "python" in cmd:
+            out.append(f"{d.rsplit('/', 1)[1]}: {cmd[:200]}")
+    return sorted(out)
+
+
+def library_fingerprint() -> str:
+    """Hash of the library sources (other engineers edit them concurrently: detect a change mid-run)."""
+    h = hashlib.sha256()
+    for p in sorted((REPO_ROOT / "spann_vectorstore").glob("*.py")):
+        h.update(p.name.encode() + b"\0" + p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def machine_info() -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    versions = {}
+    for pkg in ("numpy", "numba", "spann-vectorstore"):
+        try:
+            versions[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            versions[pkg] = None
+    try:
+        git = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=5,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--", "spann_vectorstore"],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=5,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        git, dirty = "", ""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count()
+    return {
+        "cpu_model": cpu,
+        "nproc": os.cpu_count(),
+        "cores_available": cores,
+        "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "versions": versions,
+        "git_head": git,
+        "library_dirty_files": dirty.splitlines(),
+        "library_fingerprint_start": library_fingerprint(),
+        "loadavg_start": os.getloadavg(),
+        "other_benchmarks_start": other_benchmarks(),
+    }
+
+
+def dir_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def exact_topk(
+    xq: np.ndarray, xb: np.ndarray, masks: dict[str, np.ndarray | None], k: int = K
+) -> dict[str, np.ndarray]:
+    """Exact top-k base rows by inner product per query, within each mask's allowed rows (-1 padded)."""
+    out = {name: np.full((len(xq), k), -1, np.int64) for name in masks}
+    cols = {name: (np.flatnonzero(m) if m is not None else None) for name, m in masks.items()}
+    for s in range(0, len(xq), 100):
+        sims = xq[s : s + 100] @ xb.T
+        for name, c in cols.items():
+            sub = sims if c is None else sims[:, c]
+            kk = min(k, sub.shape[1])
+            part = np.argpartition(-sub, kk - 1, axis=1)[:, :kk]
+            order = np.argsort(-np.take_along_axis(sub, part, 1), axis=1, kind="stable")
+            top = np.take_along_axis(part, order, 1)
+            out[name][s : s + 100, :kk] = top if c is None else c[top]
+    return out
+
+
+def recall(pred: list[list[int]], gt: np.ndarray, k: int = K) -> float:
+    tot = 0.0
+    for p, g in zip(pred, gt):
+        g = {int(x) for x in g[:k] if x >= 0}
+        if g:
+            tot += len(g.intersection(p[:k])) / len(g)
+    return tot / max(len(pred), 1)
+
+
+def pct(a: np.ndarray, q: float) -> float:
+    return float(np.percentile(a, q)) if len(a) else float("nan")
+
+
+# ---------------------------------------------------------------------- measuring
+
+
+def measure(
+    one: Callable[[np.ndarray], Any],
+    batch: Callable[[np.ndarray], Any],
+    to_ids: Callable[[Any], list[int]],
+    batch_to_ids: Callable[[Any], list[list[int]]],
+    xq: np.ndarray,
+    args: argparse.Namespace,
+) -> tuple[Row, list[Any], Any]:
+    """Single-query loop (1 thread, fastest of ``args.repeats`` passes) and batch call (best of
+    ``args.batch_repeats``). Returns the timing row, the raw single results and the raw batch result."""
+    set_threads(1)
+    for i in range(min(args.warmup, len(xq))):
+        one(xq[i])
+    best, lat, single = float("inf"), np.empty(0), []
+    for _ in range(max(1, args.repeats)):
+        lat_pass = np.empty(len(xq))
+        res_pass = []
+        t_start = time.perf_counter()
+        for i in range(len(xq)):
+            t0 = time.perf_counter()
+            res_pass.append(one(xq[i]))
+            lat_pass[i] = time.perf_counter() - t0
+        total = time.perf_counter() - t_start
+        if total < best:
+            best, lat, single = total, lat_pass, res_pass
+    set_threads(args.threads)
+    batch(xq[: min(50, len(xq))])  # warm-up
+    bbest, bres = float("inf"), None
+    for _ in range(max(1, args.batch_repeats)):
+        t0 = time.perf_counter()
+        bres = batch(xq)
+        bbest = min(bbest, time.perf_counter() - t0)
+    row: Row = {
+        "qps_single": len(xq) / best,
+        "p50_ms": pct(lat, 50) * 1e3,
+        "p99_ms": pct(lat, 99) * 1e3,
+        "mean_ms": float(lat.mean() * 1e3),
+        "qps_batch": len(xq) / bbest,
+        "batch_s": bbest,
+        "ids_single": [to_ids(r) for r in single],
+        "ids_batch": batch_to_ids(bres),
+        "loadavg_1m": os.getloadavg()[0],
+    }
+    return row, single, bres
+
+
+def finish_row(row: Row, gt: np.ndarray) -> Row:
+    ids_s, ids_b = row.pop("ids_single"), row.pop("ids_batch")
+    row["recall_at_10_single"] = recall(ids_s, gt)
+    row["recall_at_10_batch"] = recall(ids_b, gt)
+    row["short_single"] = sum(len(x) < K for x in ids_s)
+    row["short_batch"] = sum(len(x) < K for x in ids_b)
+    return row
+
+
+# ------------------------------------------------------------------------- phases
+
+
+def run_ingest(col: Any, path: Path, xb: np.ndarray, texts: list[str], args: argparse.Namespace) -> Row:
+    set_threads(args.threads)
+    n = len(xb)
+    manifest = path / "index" / "MANIFEST.json"
+
+    def stamp() -> int | None:
+        return manifest.stat().st_mtime_ns if manifest.exists() else None
+
+    times, snap_batches = [], []
+    t_wall = time.perf_counter()
+    for b, s in enumerate(range(0, n, BATCH)):
+        e = min(s + BATCH, n)
+        metas = [{"bucket": i % 100, "row": i} for i in range(s, e)]
+        ids = [str(i) for i in range(s, e)]
+        before = stamp()
+        t0 = time.perf_counter()
+        col.add(xb[s:e], texts=texts[s:e], metadatas=metas, ids=ids)
+        times.append(time.perf_counter() - t0)
+        if stamp() != before:
+            snap_batches.append(b)
+        if (b + 1) % 10 == 0 or e == n:
+            log(f"ingest {e:,}/{n:,}  last batch {times[-1] * 1e3:.0f} ms")
+    wall = time.perf_counter() - t_wall
+    t = np.array(times)
+    sizes = np.minimum(BATCH, n - np.arange(len(t)) * BATCH)
+    cum = np.cumsum(sizes)
+    reached = np.flatnonzero(cum >= col.index_threshold)
+    build_b = int(reached[0]) if len(reached) else None
+    after = [i for i in range(len(t)) if build_b is not None and i > build_b and i not in snap_batches]
+    steady = t[after] if after else np.empty(0)
+    q = max(1, len(after) // 4)
+    slowest = np.argsort(-t)[:5]
+    return {
+        "n": n,
+        "batch_size": BATCH,
+        "n_batches": len(t),
+        "wall_s": wall,
+        "add_s_total": float(t.sum()),
+        "vectors_per_s": n / wall,
+        "index_threshold": col.index_threshold,
+        "snapshot_every": col.snapshot_every,
+        "build_batch": build_b,
+        "build_batch_s": float(t[build_b]) if build_b is not None else None,
+        "pre_build_median_batch_s": float(np.median(t[:build_b])) if build_b else None,
+        "steady_median_batch_s": float(np.median(steady)) if len(steady) else None,
+        "steady_p90_batch_s": pct(steady, 90),
+        "steady_max_batch_s": float(steady.max()) if len(steady) else None,
+        "steady_vectors_per_s": BATCH / float(np.median(steady)) if len(steady) else None,
+        "steady_first_quarter_median_s": float(np.median(t[after[:q]])) if after else None,
+        "steady_last_quarter_median_s": float(np.median(t[after[-q:]])) if after else None,
+        "snapshot_batches": snap_batches,
+        "snapshot_batch_s": [float(t[b]) for b in snap_batches],
+        "slowest_batches": [[int(b), float(t[b])] for b in slowest],
+        "batch_s": [round(float(x), 5) for x in t],
+    }
+
+
+_REOPEN_CHILD = r"""
+import json, sys, time
+t0 = time.perf_counter()
+import numpy as np
+from spann_vectorstore import Collection
+t1 = time.perf_counter()
+col = Collection.open(sys.argv[1])
+t2 = time.perf_counter()
+q = np.load(sys.argv[2])[0].astype(np.float32)
+t3 = time.perf_counter()
+hits = col.search(q, k=10)
+t4 = time.perf_counter()
+col.search(np.load(sys.argv[2])[1].astype(np.float32), k=10)
+t5 = time.perf_counter()
+col.close()
+t6 = time.perf_counter()
+print(json.dumps({"import_s": t1 - t0, "open_s": t2 - t1, "first_search_s": t4 - t3,
+                  "second_search_s": t5 - t4, "close_s": t6 - t5, "n_hits": len(hits)}))
+"""
+
+
+def reopen_subprocess(path: Path, queries: Path) -> Row:
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-c", _REOPEN_CHILD, str(path), str(queries)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=str(REPO_ROOT),
+    )
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        return {"error": proc.stderr[-2000:], "process_wall_s": wall}
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out["process_wall_s"] = wall
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=None, help="base rows to ingest (default 100000)")
+    ap.add_argument("--nq", type=int, default=None, help="queries (default 1000)")
+    ap.add_argument("--quick", action="store_true", help="n=20000, 200 queries")
+    ap.add_argument("--data", type=Path, default=DATA_DIR)
+    ap.add_argument("--threads", type=int, default=2, help="threads for batch search, build and ingest")
+    ap.add_argument("--repeats", type=int, default=2, help="single-query passes (fastest kept)")
+    ap.add_argument("--batch-repeats", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=20)
+    ap.add_argument("--reopen-repeats", type=int, default=3)
+    ap.add_argument("--no-raw", action="store_true", help="skip the raw SpannIndex comparison")
+    ap.add_argument("--keep", action="store_true", help="keep the collection directory")
+    ap.add_argument("--out-dir", type=Path, default=REPO_ROOT / "benchmarks" / "results")
+    args = ap.parse_args()
+    n = args.n if args.n is not None else (20000 if args.quick else 100000)
+    nq = args.nq if args.nq is not None else (200 if args.quick else 1000)
+
+    if not (args.data / "base.npy").exists():
+        print(f"data folder {args.data} not found (expected base.npy, queries.npy, gt.npy, texts.txt); skipping")
+        return 0
+
+    import numba
+
+    from spann_vectorstore import Collection, SpannIndex
+
+    info = machine_info()
+    log(f"machine: {info['cpu_model']}, nproc {info['nproc']}, load {info['loadavg_start']}")
+    for other in info["other_benchmarks_start"]:
+        log(f"NOTE: another benchmark is running: {other}")
+
+    base = np.load(args.data / "base.npy", mmap_mode="r")
+    n = min(n, base.shape[0])
+    xb = np.ascontiguousarray(base[:n], dtype=np.float32)
+    xq = np.ascontiguousarray(np.load(args.data / "queries.npy")[:nq], dtype=np.float32)
+    nq = len(xq)
+    texts: list[str] = []
+    with open(args.data / "texts.txt", encoding="utf-8") as f:
+        for _ in range(n):
+            texts.append(f.readline().rstrip("\n"))
+    log(f"data: {n:,} base vectors (dim {xb.shape[1]}), {nq} queries")
+
+    # ground truth (inner product on the float32 base, like gt.npy)
+    bucket = np.arange(n) % 100
+    masks = {name: (pred(bucket) if pred is not None else None) for name, _, pred in FILTERS}
+    t0 = time.perf_counter()
+    gts = exact_topk(xq, xb, masks)
+    gt_note = "brute force"
+    gt_agree = None
+    if n == base.shape[0] and (args.data / "gt.npy").exists():
+        gt_file = np.load(args.data / "gt.npy")[:nq, :K].astype(np.int64)
+        gt_agree = recall([list(r) for r in gts["none"]], gt_file)
+        gts["none"] = gt_file
+        gt_note = "gt.npy for the unfiltered case, brute force within the subset for filters"
+    log(f"ground truth in {time.perf_counter() - t0:.1f}s (agreement brute force vs gt.npy: {gt_agree})")
+
+    results: dict[str, Any] = {
+        "benchmark": "collection",
+        "machine": info,
+        "config": {
+            "n": n,
+            "nq": nq,
+            "k": K,
+            "metric": "ip",
+            "bits": 2,
+            "batch_size": BATCH,
+            "threads_single": 1,
+            "threads_batch": args.threads,
+            "numba_max_threads": numba.config.NUMBA_NUM_THREADS,
+            "repeats_single": args.repeats,
+            "repeats_batch": args.batch_repeats,
+            "warmup": args.warmup,
+            "ground_truth": gt_note,
+            "gt_bruteforce_vs_gt_npy_recall": gt_agree,
+        },
+    }
+    tmp = Path(tempfile.mkdtemp(prefix="bench_collection_", dir="/tmp"))
+    path = tmp / "col"
+    try:
+        # ------------------------------------------------------------------ 1. ingest
+        col = Collection(path, metric="ip", bits=2)
+        ingest = run_ingest(col, path, xb, texts, args)
+        st = col.stats()
+        ingest["stats_before_close"] = {
+            "count": st["count"],
+            "bytes_disk": st.get("bytes_disk"),
+            "indexed": st.get("indexed"),
+            "index": st.get("index"),
+        }
+        set_threads(args.threads)
+        pre = col.search(xq, k=K)  # results of the in-memory (incrementally built) index, to compare after reopen
+        pre_ids = [[int(h.id) for h in hs] for hs in pre]
+        snap_before = (path / "index" / "MANIFEST.json").stat().st_mtime_ns if (path / "index").exists() else None
+        t0 = time.perf_counter()
+        col.close()
+        ingest["close_s"] = time.perf_counter() - t0
+        snap_after = (path / "index" / "MANIFEST.json").stat().st_mtime_ns
+        ingest["close_wrote_snapshot"] = snap_after != snap_before
+        ingest["bytes_disk_after_close"] = dir_bytes(path)
+        ingest["bytes_sqlite"] = sum(p.stat().st_size for p in path.glob("docs.sqlite*"))
+        ingest["bytes_index_snapshot"] = dir_bytes(path / "index")
+        ingest["recall_at_10_after_ingest_batch"] = recall(pre_ids, gts["none"])
+        results["ingest"] = ingest
+        log(f"ingest: {ingest['vectors_per_s']:.0f} vec/s, close {ingest['close_s']:.3f}s")
+
+        # ------------------------------------------------------------------ 2. reopen
+        reopen: Row = {"subprocess": reopen_subprocess(path, args.data / "queries.npy")}
+        log(f"reopen (fresh process): {reopen['subprocess']}")
+        set_threads(args.threads)
+        reps = []
+        for r in range(max(1, args.reopen_repeats)):
+            t0 = time.perf_counter()
+            col = Collection.open(path)
+            t_open = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            hits = col.search(xq[r % nq], k=K)
+            t_first = time.perf_counter() - t0
+            rep = {"open_s": t_open, "first_search_s": t_first, "open_to_first_result_s": t_open + t_first}
+            rep["first_search_hits"] = len(hits)
+            if r < args.reopen_repeats - 1:
+                t0 = time.perf_counter()
+                col.close()
+                rep["close_unchanged_s"] = time.perf_counter() - t0
+            reps.append(rep)
+            log(f"reopen {r}: open {t_open:.3f}s, first search {t_first * 1e3:.1f} ms")
+        reopen["in_process"] = reps
+        reopen["open_s_min"] = min(x["open_s"] for x in reps)
+        reopen["open_s_median"] = float(np.median([x["open_s"] for x in reps]))
+        reopen["open_to_first_result_s_median"] = float(np.median([x["open_to_first_result_s"] for x in reps]))
+        reopen["count_after_reopen"] = col.count()
+        post = col.search(xq, k=K)
+        post_ids = [[int(h.id) for h in hs] for hs in post]
+        reopen["same_results_before_close_and_after_reopen"] = float(
+            np.mean([a == b for a, b in zip(pre_ids, post_ids)])
+        )
+        results["reopen"] = reopen
+
+        # ------------------------------------------------------------------ 3. collection search
+        rows: list[Row] = []
+        checks: dict[str, Row] = {}
+        for name, flt, pred in FILTERS:
+            n_allowed = int(masks[name].sum()) if masks[name] is not None else n
+            log(f"collection search, filter {name} ({n_allowed:,} allowed)")
+
+            def one(q: np.ndarray, flt: Any = flt) -> Any:
+                return col.search(q, k=K, filter=flt)
+
+            def many(q: np.ndarray, flt: Any = flt) -> Any:
+                return col.search(q, k=K, filter=flt)
+
+            row, single, batch = measure(
+                one, many, lambda hs: [int(h.id) for h in hs], lambda b: [[int(h.id) for h in hs] for hs in b], xq, args
+            )
+            viol = bad_text = 0
+            for hs in [*single, *batch]:
+                for h in hs:
+                    i = int(h.id)
+                    if pred is not None and not pred(np.array(h.metadata["bucket"])):
+                        viol += 1
+                    if h.text != texts[i] or h.metadata.get("row") != i:
+                        bad_text += 1
+            checks[name] = {"filter_violations": viol, "text_or_metadata_mismatch": bad_text}
+            row.update(method="collection", filter=name, filter_spec=flt, n_allowed=n_allowed)
+            row.update(checks[name])
+            rows.append(finish_row(row, gts[name]))
+
+        # ------------------------------------------------------------------ 4a. the collection's own index
+        # (private attributes: only to split the Collection's time into index search vs the rest)
+        idx = col._index
+        with col._db_lock:
+            rid2doc = dict(col._db.execute("SELECT rowid, id FROM docs").fetchall())
+        for name, flt, _ in FILTERS:
+            allowed = col._allowed(flt) if flt else None
+            log(f"collection's own index (direct), filter {name}")
+
+            def one_i(q: np.ndarray, allowed: Any = allowed) -> Any:
+                return idx.search(q, k=K, allowed_ids=allowed)
+
+            def conv(res: Any) -> list[list[int]]:
+                return [[int(rid2doc[int(r)]) for r in row if r >= 0] for row in res.ids]
+
+            row, _, _ = measure(one_i, one_i, lambda res: conv(res)[0], conv, xq, args)
+            row.update(method="collection index (direct)", filter=name, filter_spec=flt)
+            rows.append(finish_row(row, gts[name]))
+
+        # ------------------------------------------------------------------ 4b. raw SpannIndex, fresh build
+        if not args.no_raw:
+            col.close()
+            del idx
+            set_threads(args.threads)
+            log("raw SpannIndex build")
+            t0 = time.perf_counter()
+            raw = SpannIndex(xb.shape[1], metric="ip", bits=2, progress=False).build(xb)
+            results["raw_build_s"] = time.perf_counter() - t0
+            results["raw_index_stats"] = raw.stats()
+            for name, flt, _ in FILTERS:
+                allowed = np.flatnonzero(masks[name]) if masks[name] is not None else None
+                log(f"raw SpannIndex, filter {name}")
+
+                def one_r(q: np.ndarray, allowed: Any = allowed) -> Any:
+                    return raw.search(q, k=K, allowed_ids=allowed)
+
+                def conv_r(res: Any) -> list[list[int]]:
+                    return [[int(r) for r in row if r >= 0] for row in res.ids]
+
+                row, _, _ = measure(one_r, one_r, lambda res: conv_r(res)[0], conv_r, xq, args)
+                row.update(method="raw SpannIndex", filter=name, filter_spec=flt)
+                rows.append(finish_row(row, gts[name]))
+        else:
+            col.close()
+
+        # overhead ratios
+        by = {(r["method"], r["filter"]): r for r in rows}
+        overhead = {}
+        for name, _, _ in FILTERS:
+            c = by[("collection", name)]
+            ent: Row = {}
+            for ref_name, key in (("vs_own_index", "collection index (direct)"), ("vs_raw_index", "raw SpannIndex")):
+                ref = by.get((key, name))
+                if ref is None:
+                    continue
+                ent[ref_name] = {
+                    "time_ratio_single": ref["qps_single"] / c["qps_single"],
+                    "overhead_ms_single": 1e3 / c["qps_single"] - 1e3 / ref["qps_single"],
+                    "time_ratio_batch": ref["qps_batch"] / c["qps_batch"],
+                    "overhead_ms_per_query_batch": 1e3 / c["qps_batch"] - 1e3 / ref["qps_batch"],
+                }
+            overhead[name] = ent
+        results["search"] = rows
+        results["overhead"] = overhead
+    finally:
+        if args.keep:
+            log(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    info["loadavg_end"] = os.getloadavg()
+    info["other_benchmarks_end"] = other_benchmarks()
+    info["library_fingerprint_end"] = library_fingerprint()
+    info["library_changed_during_run"] = info["library_fingerprint_end"] != info["library_fingerprint_start"]
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    out = args.out_dir / f"collection-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
+    out.write_text(json.dumps(results, indent=1, default=_jsonable))
+    print_report(results)
+    print(f"\nJSON: {out}")
+    return 0
+
+
+def _jsonable(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+def print_report(r: dict[str, Any]) -> None:
+    m, c, ing, ro = r["machine"], r["config"], r["ingest"], r["reopen"]
+    print()
+    print(f"Collection benchmark: {c['n']:,} docs x {c.get('nq')} queries, dim 384, metric ip, bits 2, k={K}")
+    print(f"machine: {m['cpu_model']} | nproc {m['nproc']} | {m['date']} | git {m['git_head']}")
+    print(f"load avg start {m['loadavg_start']} end {m.get('loadavg_end')}")
+    if m.get("library_changed_during_run"):
+        print("  WARNING: spann_vectorstore sources changed during the run (concurrent edits); see JSON fingerprints")
+    for other in sorted(set(m["other_benchmarks_start"]) | set(m.get("other_benchmarks_end", []))):
+        print(f"  NOTE concurrent benchmark: {other}")
+
+    def f(x: Any, fmt: str = ".3f") -> str:
+        return "-" if x is None else format(x, fmt)
+
+    print("\n1. Ingest (batches of 1,000, persistent, texts + metadata + ids)")
+    print(f"  overall                 {ing['vectors_per_s']:>10,.0f} vectors/s   ({ing['wall_s']:.2f} s wall)")
+    pre = ing["pre_build_median_batch_s"]
+    print(f"  before index build      {f(pre)} s median batch")
+    print(f"  build batch (#{ing['build_batch']})       {f(ing['build_batch_s'])} s  (index auto-build)")
+    print(
+        f"  steady state            {f(ing['steady_median_batch_s'])} s median batch "
+        f"(p90 {f(ing['steady_p90_batch_s'])}, max {f(ing['steady_max_batch_s'])}) "
+        f"= {f(ing['steady_vectors_per_s'], ',.0f')} vectors/s"
+    )
+    print(
+        f"  steady trend            first quarter median {f(ing['steady_first_quarter_median_s'])} s, "
+        f"last quarter {f(ing['steady_last_quarter_median_s'])} s"
+    )
+    snaps = ", ".join(f"#{b}: {t:.3f} s" for b, t in zip(ing["snapshot_batches"], ing["snapshot_batch_s"]))
+    print(f"  auto-snapshot batches   {snaps or 'none'}")
+    print(f"  slowest batches         {', '.join(f'#{b}: {t:.3f} s' for b, t in ing['slowest_batches'])}")
+    print(f"  close()                 {ing['close_s']:.3f} s (wrote a snapshot: {ing['close_wrote_snapshot']})")
+    mb = 1 / 2**20
+    print(
+        f"  disk                    {ing['bytes_disk_after_close'] * mb:.1f} MiB total "
+        f"(sqlite {ing['bytes_sqlite'] * mb:.1f}, index snapshot {ing['bytes_index_snapshot'] * mb:.1f})"
+    )
+
+    print("\n2. Reopen (snapshot present)")
+    for i, rep in enumerate(ro["in_process"]):
+        print(
+            f"  in process #{i}          open {rep['open_s']:.3f} s + first search {rep['first_search_s'] * 1e3:.1f} ms"
+            f" = {rep['open_to_first_result_s']:.3f} s to first result"
+        )
+    sp = ro["subprocess"]
+    if "error" in sp:
+        print(f"  fresh process           ERROR {sp['error'][-300:]}")
+    else:
+        print(
+            f"  fresh process           import {sp['import_s']:.3f} s, open {sp['open_s']:.3f} s, "
+            f"first search {sp['first_search_s'] * 1e3:.1f} ms (second {sp['second_search_s'] * 1e3:.1f} ms), "
+            f"process wall {sp['process_wall_s']:.2f} s"
+        )
+    print(f"  same top-10 before close / after reopen: {ro['same_results_before_close_and_after_reopen']:.3f}")
+
+    print(
+        f"\n3./4. Search (k={K}; single = 1 query per call, 1 thread; "
+        f"batch = all queries in one call, {c['threads_batch']} threads)"
+    )
+    hdr = (
+        f"  {'method':<27}{'filter':<21}{'allowed':>8}{'QPS 1':>9}{'p50 ms':>8}{'p99 ms':>8}"
+        f"{'QPS batch':>10}{'R@10 1':>8}{'R@10 b':>8}{'short':>7}{'viol':>6}"
+    )
+    print(hdr)
+    print("  " + "-" * (len(hdr) - 2))
+    for row in r["search"]:
+        allowed = row.get("n_allowed")
+        print(
+            f"  {row['method']:<27}{row['filter']:<21}{'' if allowed is None else f'{allowed:,}':>8}"
+            f"{row['qps_single']:>9.0f}{row['p50_ms']:>8.2f}{row['p99_ms']:>8.2f}{row['qps_batch']:>10.0f}"
+            f"{row['recall_at_10_single']:>8.3f}{row['recall_at_10_batch']:>8.3f}"
+            f"{row['short_single'] + row['short_batch']:>7}{row.get('filter_violations', ''):>6}"
+        )
+    print("  (short = queries with fewer than 10 hits, single + batch; viol = hits not matching the filter)")
+    print("\n  Collection overhead (time per query, Collection / reference index)")
+    for name, ent in r["overhead"].items():
+        parts = []
+        for ref, v in ent.items():
+            parts.append(
+                f"{ref}: single x{v['time_ratio_single']:.2f} (+{v['overhead_ms_single']:.3f} ms), "
+                f"batch x{v['time_ratio_batch']:.2f} (+{v['overhead_ms_per_query_batch']:.3f} ms/q)"
+            )
+        print(f"  {name:<21}{' | '.join(parts)}")
+    if "raw_build_s" in r:
+        print(f"\n  raw SpannIndex build: {r['raw_build_s']:.1f} s")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
