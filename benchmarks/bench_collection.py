@@ -235,50 +235,71 @@ def pct(a: np.ndarray, q: float) -> float:
 # ---------------------------------------------------------------------- measuring
 
 
-def measure(
-    one: Callable[[np.ndarray], Any],
-    batch: Callable[[np.ndarray], Any],
-    to_ids: Callable[[Any], list[int]],
-    batch_to_ids: Callable[[Any], list[list[int]]],
-    xq: np.ndarray,
-    args: argparse.Namespace,
-) -> tuple[Row, list[Any], Any]:
-    """Single-query loop (1 thread, fastest of ``args.repeats`` passes) and batch call (best of
-    ``args.batch_repeats``). Returns the timing row, the raw single results and the raw batch result."""
+Method = tuple[
+    str,  # name
+    Callable[[np.ndarray], Any],  # one query (dim,) -> result
+    Callable[[np.ndarray], Any],  # batch (nq, dim) -> result
+    Callable[[Any], list[int]],  # single result -> doc ints
+    Callable[[Any], list[list[int]]],  # batch result -> doc ints per query
+]
+
+
+def measure_set(methods: list[Method], xq: np.ndarray, args: argparse.Namespace) -> dict[str, tuple[Row, list, Any]]:
+    """Time several methods on the same queries, interleaved so that load changes on the shared machine hit
+    them alike: single-query calls alternate between methods query by query (1 thread; fastest of
+    ``args.repeats`` passes per method), batch calls alternate per repeat (``args.threads``; best of
+    ``args.batch_repeats``). Returns per method: timing row (with ids), raw single results, raw batch result."""
+    nq, nm = len(xq), len(methods)
     set_threads(1)
-    for i in range(min(args.warmup, len(xq))):
-        one(xq[i])
-    best, lat, single = float("inf"), np.empty(0), []
+    for i in range(min(args.warmup, nq)):
+        for m in methods:
+            m[1](xq[i])
+    best: dict[str, tuple[float, np.ndarray, list[Any]]] = {m[0]: (float("inf"), np.empty(0), []) for m in methods}
     for _ in range(max(1, args.repeats)):
-        lat_pass = np.empty(len(xq))
-        res_pass = []
-        t_start = time.perf_counter()
-        for i in range(len(xq)):
-            t0 = time.perf_counter()
-            res_pass.append(one(xq[i]))
-            lat_pass[i] = time.perf_counter() - t0
-        total = time.perf_counter() - t_start
-        if total < best:
-            best, lat, single = total, lat_pass, res_pass
+        lat = {m[0]: np.empty(nq) for m in methods}
+        res: dict[str, list[Any]] = {m[0]: [] for m in methods}
+        for i in range(nq):
+            q = xq[i]
+            for j in range(nm):
+                name, one = methods[(i + j) % nm][:2]  # rotate the order: no method always runs first
+                t0 = time.perf_counter()
+                r = one(q)
+                lat[name][i] = time.perf_counter() - t0
+                res[name].append(r)
+        for name in lat:
+            total = float(lat[name].sum())
+            if total < best[name][0]:
+                best[name] = (total, lat[name], res[name])
     set_threads(args.threads)
-    batch(xq[: min(50, len(xq))])  # warm-up
-    bbest, bres = float("inf"), None
-    for _ in range(max(1, args.batch_repeats)):
-        t0 = time.perf_counter()
-        bres = batch(xq)
-        bbest = min(bbest, time.perf_counter() - t0)
-    row: Row = {
-        "qps_single": len(xq) / best,
-        "p50_ms": pct(lat, 50) * 1e3,
-        "p99_ms": pct(lat, 99) * 1e3,
-        "mean_ms": float(lat.mean() * 1e3),
-        "qps_batch": len(xq) / bbest,
-        "batch_s": bbest,
-        "ids_single": [to_ids(r) for r in single],
-        "ids_batch": batch_to_ids(bres),
-        "loadavg_1m": os.getloadavg()[0],
-    }
-    return row, single, bres
+    for m in methods:
+        m[2](xq[: min(50, nq)])  # warm-up
+    bbest = {m[0]: float("inf") for m in methods}
+    bres: dict[str, Any] = {}
+    for rep in range(max(1, args.batch_repeats)):
+        for j in range(nm):
+            name, _, batch = methods[(rep + j) % nm][:3]
+            t0 = time.perf_counter()
+            r = batch(xq)
+            dt_ = time.perf_counter() - t0
+            if dt_ < bbest[name]:
+                bbest[name] = dt_
+            bres[name] = r
+    out = {}
+    for name, _, _, to_ids, batch_to_ids in methods:
+        total, lat_b, single = best[name]
+        row: Row = {
+            "qps_single": nq / total,
+            "p50_ms": pct(lat_b, 50) * 1e3,
+            "p99_ms": pct(lat_b, 99) * 1e3,
+            "mean_ms": float(lat_b.mean() * 1e3),
+            "qps_batch": nq / bbest[name],
+            "batch_s": bbest[name],
+            "ids_single": [to_ids(r) for r in single],
+            "ids_batch": batch_to_ids(bres[name]),
+            "loadavg_1m": os.getloadavg()[0],
+        }
+        out[name] = (row, single, bres[name])
+    return out
 
 
 def finish_row(row: Row, gt: np.ndarray) -> Row:
@@ -291,6 +312,26 @@ def finish_row(row: Row, gt: np.ndarray) -> Row:
 
 
 # ------------------------------------------------------------------------- phases
+
+
+def warm_up(collection_cls: Any, xb: np.ndarray, args: argparse.Namespace) -> float:
+    """Exercise every kernel once on a small in-memory collection (build, incremental add, single/batch and
+    filtered search), so that numba compilation or cache loading is not counted in the timed phases. On a
+    cold numba cache (first run after the kernels changed) this is the JIT compile time."""
+    set_threads(args.threads)
+    t0 = time.perf_counter()
+    m = min(6000, len(xb))
+    col = collection_cls(None, metric="ip", bits=2)
+    metas = [{"bucket": i % 100} for i in range(m)]
+    col.add(xb[: m - 1000], metadatas=metas[: m - 1000])  # >= index_threshold: builds the index
+    col.add(xb[m - 1000 : m], metadatas=metas[m - 1000 :])  # incremental add into the built index
+    for threads in (1, args.threads):
+        set_threads(threads)
+        for flt in (None, {"bucket": 7}, {"bucket": {"$lt": 50}}):
+            col.search(xb[0], k=K, filter=flt)
+            col.search(xb[:8], k=K, filter=flt)
+    col.close()
+    return time.perf_counter() - t0
 
 
 def run_ingest(col: Any, path: Path, xb: np.ndarray, texts: list[str], args: argparse.Namespace) -> Row:
@@ -371,7 +412,10 @@ print(json.dumps({"import_s": t1 - t0, "open_s": t2 - t1, "first_search_s": t4 -
 """
 
 
-def reopen_subprocess(path: Path, queries: Path) -> Row:
+def reopen_subprocess(path: Path, queries: Path, blas_threads: int | None) -> Row:
+    env = dict(os.environ)
+    if blas_threads is not None:
+        env["OPENBLAS_NUM_THREADS"] = str(blas_threads)
     t0 = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-c", _REOPEN_CHILD, str(path), str(queries)],
@@ -379,6 +423,7 @@ def reopen_subprocess(path: Path, queries: Path) -> Row:
         text=True,
         check=False,
         cwd=str(REPO_ROOT),
+        env=env,
     )
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
@@ -400,6 +445,7 @@ def main() -> int:
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--reopen-repeats", type=int, default=3)
     ap.add_argument("--no-raw", action="store_true", help="skip the raw SpannIndex comparison")
+    ap.add_argument("--no-optimize", action="store_true", help="skip Collection.optimize() and the search after it")
     ap.add_argument("--keep", action="store_true", help="keep the collection directory")
     ap.add_argument("--out-dir", type=Path, default=REPO_ROOT / "benchmarks" / "results")
     args = ap.parse_args()
@@ -467,6 +513,9 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench_collection_", dir="/tmp"))
     path = tmp / "col"
     try:
+        results["warmup_s"] = warm_up(Collection, xb, args)
+        log(f"kernel warm-up (numba compile or cache load) {results['warmup_s']:.1f} s")
+
         # ------------------------------------------------------------------ 1. ingest
         col = Collection(path, metric="ip", bits=2)
         ingest = run_ingest(col, path, xb, texts, args)
@@ -494,29 +543,44 @@ def main() -> int:
         log(f"ingest: {ingest['vectors_per_s']:.0f} vec/s, close {ingest['close_s']:.3f}s")
 
         # ------------------------------------------------------------------ 2. reopen
-        reopen: Row = {"subprocess": reopen_subprocess(path, args.data / "queries.npy")}
-        log(f"reopen (fresh process): {reopen['subprocess']}")
-        set_threads(args.threads)
-        reps = []
+        reopen: Row = {"subprocess": [], "in_process": []}
+        for _ in range(max(1, args.reopen_repeats)):
+            for blas in (None, 1):  # default OpenBLAS threads, then OPENBLAS_NUM_THREADS=1
+                sp = reopen_subprocess(path, args.data / "queries.npy", blas)
+                sp["openblas_threads"] = blas or "default"
+                reopen["subprocess"].append(sp)
+                log(f"reopen in a fresh process (OpenBLAS {sp['openblas_threads']}): {sp}")
         for r in range(max(1, args.reopen_repeats)):
-            t0 = time.perf_counter()
-            col = Collection.open(path)
-            t_open = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            hits = col.search(xq[r % nq], k=K)
-            t_first = time.perf_counter() - t0
-            rep = {"open_s": t_open, "first_search_s": t_first, "open_to_first_result_s": t_open + t_first}
-            rep["first_search_hits"] = len(hits)
-            if r < args.reopen_repeats - 1:
+            for blas in (args.threads, 1):
+                set_threads(blas)
+                t0 = time.perf_counter()
+                col = Collection.open(path)
+                t_open = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                hits = col.search(xq[r % nq], k=K)
+                t_first = time.perf_counter() - t0
+                rep = {
+                    "openblas_threads": blas,
+                    "open_s": t_open,
+                    "first_search_s": t_first,
+                    "open_to_first_result_s": t_open + t_first,
+                    "first_search_hits": len(hits),
+                }
                 t0 = time.perf_counter()
                 col.close()
                 rep["close_unchanged_s"] = time.perf_counter() - t0
-            reps.append(rep)
-            log(f"reopen {r}: open {t_open:.3f}s, first search {t_first * 1e3:.1f} ms")
-        reopen["in_process"] = reps
-        reopen["open_s_min"] = min(x["open_s"] for x in reps)
-        reopen["open_s_median"] = float(np.median([x["open_s"] for x in reps]))
-        reopen["open_to_first_result_s_median"] = float(np.median([x["open_to_first_result_s"] for x in reps]))
+                reopen["in_process"].append(rep)
+                log(f"reopen in process (OpenBLAS {blas}): open {t_open:.3f}s, first search {t_first * 1e3:.1f} ms")
+        for key, reps in (("in_process", reopen["in_process"]), ("subprocess", reopen["subprocess"])):
+            for blas in sorted({str(x["openblas_threads"]) for x in reps}):
+                sel = [x for x in reps if str(x["openblas_threads"]) == blas and "open_s" in x]
+                if sel:
+                    reopen[f"{key}_openblas_{blas}_open_s_median"] = float(np.median([x["open_s"] for x in sel]))
+                    reopen[f"{key}_openblas_{blas}_first_search_s_median"] = float(
+                        np.median([x["first_search_s"] for x in sel])
+                    )
+        set_threads(args.threads)
+        col = Collection.open(path)
         reopen["count_after_reopen"] = col.count()
         post = col.search(xq, k=K)
         post_ids = [[int(h.id) for h in hs] for hs in post]
@@ -525,79 +589,78 @@ def main() -> int:
         )
         results["reopen"] = reopen
 
-        # ------------------------------------------------------------------ 3. collection search
-        rows: list[Row] = []
-        checks: dict[str, Row] = {}
-        for name, flt, pred in FILTERS:
-            n_allowed = int(masks[name].sum()) if masks[name] is not None else n
-            log(f"collection search, filter {name} ({n_allowed:,} allowed)")
-
-            def one(q: np.ndarray, flt: Any = flt) -> Any:
-                return col.search(q, k=K, filter=flt)
-
-            def many(q: np.ndarray, flt: Any = flt) -> Any:
-                return col.search(q, k=K, filter=flt)
-
-            row, single, batch = measure(
-                one, many, lambda hs: [int(h.id) for h in hs], lambda b: [[int(h.id) for h in hs] for hs in b], xq, args
-            )
-            viol = bad_text = 0
-            for hs in [*single, *batch]:
-                for h in hs:
-                    i = int(h.id)
-                    if pred is not None and not pred(np.array(h.metadata["bucket"])):
-                        viol += 1
-                    if h.text != texts[i] or h.metadata.get("row") != i:
-                        bad_text += 1
-            checks[name] = {"filter_violations": viol, "text_or_metadata_mismatch": bad_text}
-            row.update(method="collection", filter=name, filter_spec=flt, n_allowed=n_allowed)
-            row.update(checks[name])
-            rows.append(finish_row(row, gts[name]))
-
-        # ------------------------------------------------------------------ 4a. the collection's own index
-        # (private attributes: only to split the Collection's time into index search vs the rest)
-        idx = col._index
-        with col._db_lock:
-            rid2doc = dict(col._db.execute("SELECT rowid, id FROM docs").fetchall())
-        for name, flt, _ in FILTERS:
-            allowed = col._allowed(flt) if flt else None
-            log(f"collection's own index (direct), filter {name}")
-
-            def one_i(q: np.ndarray, allowed: Any = allowed) -> Any:
-                return idx.search(q, k=K, allowed_ids=allowed)
-
-            def conv(res: Any) -> list[list[int]]:
-                return [[int(rid2doc[int(r)]) for r in row if r >= 0] for row in res.ids]
-
-            row, _, _ = measure(one_i, one_i, lambda res: conv(res)[0], conv, xq, args)
-            row.update(method="collection index (direct)", filter=name, filter_spec=flt)
-            rows.append(finish_row(row, gts[name]))
-
-        # ------------------------------------------------------------------ 4b. raw SpannIndex, fresh build
+        # ------------------------------------------------------------------ 3./4. search
+        raw = None
         if not args.no_raw:
-            col.close()
-            del idx
             set_threads(args.threads)
             log("raw SpannIndex build")
             t0 = time.perf_counter()
             raw = SpannIndex(xb.shape[1], metric="ip", bits=2, progress=False).build(xb)
             results["raw_build_s"] = time.perf_counter() - t0
             results["raw_index_stats"] = raw.stats()
-            for name, flt, _ in FILTERS:
-                allowed = np.flatnonzero(masks[name]) if masks[name] is not None else None
-                log(f"raw SpannIndex, filter {name}")
+        # the Collection's own index, searched directly (private attributes: only to split the Collection's
+        # time into index search vs document fetch)
+        idx = col._index
+        with col._db_lock:
+            rid2doc = {r: int(i) for r, i in col._db.execute("SELECT rowid, id FROM docs")}
+        results["collection_index_stats"] = idx.stats()
 
-                def one_r(q: np.ndarray, allowed: Any = allowed) -> Any:
-                    return raw.search(q, k=K, allowed_ids=allowed)
+        def hits_ids(hs: Any) -> list[int]:
+            return [int(h.id) for h in hs]
 
-                def conv_r(res: Any) -> list[list[int]]:
-                    return [[int(r) for r in row if r >= 0] for row in res.ids]
+        def hits_ids_b(b: Any) -> list[list[int]]:
+            return [hits_ids(hs) for hs in b]
 
-                row, _, _ = measure(one_r, one_r, lambda res: conv_r(res)[0], conv_r, xq, args)
-                row.update(method="raw SpannIndex", filter=name, filter_spec=flt)
-                rows.append(finish_row(row, gts[name]))
-        else:
-            col.close()
+        def own_ids_b(res: Any) -> list[list[int]]:
+            return [[rid2doc[int(r)] for r in row if r >= 0] for row in res.ids]
+
+        def raw_ids_b(res: Any) -> list[list[int]]:
+            return [[int(r) for r in row if r >= 0] for row in res.ids]
+
+        def search_rows(label: str, with_refs: bool) -> list[Row]:
+            out_rows = []
+            for name, flt, pred in FILTERS:
+                n_allowed = int(masks[name].sum()) if masks[name] is not None else n
+                log(f"search [{label}] filter {name} ({n_allowed:,} allowed)")
+                own_allowed = col._allowed(flt) if flt else None
+                raw_allowed = np.flatnonzero(masks[name]) if masks[name] is not None else None
+
+                def col_one(q: np.ndarray, flt: Any = flt) -> Any:
+                    return col.search(q, k=K, filter=flt)
+
+                def own_one(q: np.ndarray, a: Any = own_allowed) -> Any:
+                    return idx.search(q, k=K, allowed_ids=a)
+
+                def raw_one(q: np.ndarray, a: Any = raw_allowed) -> Any:
+                    return raw.search(q, k=K, allowed_ids=a)
+
+                methods: list[Method] = [(label, col_one, col_one, hits_ids, hits_ids_b)]
+                if with_refs:
+                    methods.append(
+                        ("collection index (direct)", own_one, own_one, lambda r: own_ids_b(r)[0], own_ids_b)
+                    )
+                    if raw is not None:
+                        methods.append(("raw SpannIndex", raw_one, raw_one, lambda r: raw_ids_b(r)[0], raw_ids_b))
+                measured = measure_set(methods, xq, args)
+                row, single, batch = measured[label]
+                viol = bad = 0
+                for hs in [*single, *batch]:
+                    for h in hs:
+                        i = int(h.id)
+                        if pred is not None and not pred(np.array(h.metadata["bucket"])):
+                            viol += 1
+                        if h.text != texts[i] or h.metadata.get("row") != i:
+                            bad += 1
+                row.update(method=label, filter=name, filter_spec=flt, n_allowed=n_allowed)
+                row.update(filter_violations=viol, text_or_metadata_mismatch=bad)
+                out_rows.append(finish_row(row, gts[name]))
+                for other, (orow, _, _) in measured.items():
+                    if other != label:
+                        orow.update(method=other, filter=name, filter_spec=flt, n_allowed=n_allowed)
+                        out_rows.append(finish_row(orow, gts[name]))
+            return out_rows
+
+        rows = search_rows("collection", with_refs=True)
 
         # overhead ratios
         by = {(r["method"], r["filter"]): r for r in rows}
@@ -616,8 +679,20 @@ def main() -> int:
                     "overhead_ms_per_query_batch": 1e3 / c["qps_batch"] - 1e3 / ref["qps_batch"],
                 }
             overhead[name] = ent
-        results["search"] = rows
         results["overhead"] = overhead
+        raw = None  # free it before the rebuild
+
+        # ------------------------------------------------------------------ 5. optimize() (full rebuild)
+        if not args.no_optimize:
+            set_threads(args.threads)
+            t0 = time.perf_counter()
+            col.optimize()
+            results["optimize_s"] = time.perf_counter() - t0
+            results["collection_index_stats_after_optimize"] = col._index.stats()
+            log(f"optimize() {results['optimize_s']:.1f} s")
+            rows += search_rows("collection after optimize()", with_refs=False)
+        results["search"] = rows
+        col.close()
     finally:
         if args.keep:
             log(f"kept {tmp}")
@@ -682,18 +757,19 @@ def print_report(r: dict[str, Any]) -> None:
         f"(sqlite {ing['bytes_sqlite'] * mb:.1f}, index snapshot {ing['bytes_index_snapshot'] * mb:.1f})"
     )
 
-    print("\n2. Reopen (snapshot present)")
-    for i, rep in enumerate(ro["in_process"]):
+    print("\n2. Reopen (snapshot present; OpenBLAS threads during open given per line)")
+    for rep in ro["in_process"]:
         print(
-            f"  in process #{i}          open {rep['open_s']:.3f} s + first search {rep['first_search_s'] * 1e3:.1f} ms"
-            f" = {rep['open_to_first_result_s']:.3f} s to first result"
+            f"  in process, BLAS {rep['openblas_threads']!s:<7}  open {rep['open_s']:.3f} s + first search "
+            f"{rep['first_search_s'] * 1e3:.1f} ms = {rep['open_to_first_result_s']:.3f} s to first result"
         )
-    sp = ro["subprocess"]
-    if "error" in sp:
-        print(f"  fresh process           ERROR {sp['error'][-300:]}")
-    else:
+    for sp in ro["subprocess"]:
+        if "error" in sp:
+            print(f"  fresh process           ERROR {sp['error'][-300:]}")
+            continue
         print(
-            f"  fresh process           import {sp['import_s']:.3f} s, open {sp['open_s']:.3f} s, "
+            f"  fresh proc, BLAS {sp['openblas_threads']!s:<7}  import {sp['import_s']:.3f} s, "
+            f"open {sp['open_s']:.3f} s, "
             f"first search {sp['first_search_s'] * 1e3:.1f} ms (second {sp['second_search_s'] * 1e3:.1f} ms), "
             f"process wall {sp['process_wall_s']:.2f} s"
         )
@@ -704,7 +780,7 @@ def print_report(r: dict[str, Any]) -> None:
         f"batch = all queries in one call, {c['threads_batch']} threads)"
     )
     hdr = (
-        f"  {'method':<27}{'filter':<21}{'allowed':>8}{'QPS 1':>9}{'p50 ms':>8}{'p99 ms':>8}"
+        f"  {'method':<29}{'filter':<21}{'allowed':>8}{'QPS 1':>9}{'p50 ms':>8}{'p99 ms':>8}"
         f"{'QPS batch':>10}{'R@10 1':>8}{'R@10 b':>8}{'short':>7}{'viol':>6}"
     )
     print(hdr)
@@ -712,7 +788,7 @@ def print_report(r: dict[str, Any]) -> None:
     for row in r["search"]:
         allowed = row.get("n_allowed")
         print(
-            f"  {row['method']:<27}{row['filter']:<21}{'' if allowed is None else f'{allowed:,}':>8}"
+            f"  {row['method']:<29}{row['filter']:<21}{'' if allowed is None else f'{allowed:,}':>8}"
             f"{row['qps_single']:>9.0f}{row['p50_ms']:>8.2f}{row['p99_ms']:>8.2f}{row['qps_batch']:>10.0f}"
             f"{row['recall_at_10_single']:>8.3f}{row['recall_at_10_batch']:>8.3f}"
             f"{row['short_single'] + row['short_batch']:>7}{row.get('filter_violations', ''):>6}"
@@ -727,6 +803,20 @@ def print_report(r: dict[str, Any]) -> None:
                 f"batch x{v['time_ratio_batch']:.2f} (+{v['overhead_ms_per_query_batch']:.3f} ms/q)"
             )
         print(f"  {name:<21}{' | '.join(parts)}")
+    for label, key in (
+        ("Collection index (grown by adds)", "collection_index_stats"),
+        ("raw SpannIndex (one build)", "raw_index_stats"),
+        ("Collection index after optimize()", "collection_index_stats_after_optimize"),
+    ):
+        st = r.get(key)
+        if st:
+            print(
+                f"  {label:<35} heads {st['heads']:>5}, replicas/vector {st['replicas_avg']:.2f}, "
+                f"mean posting {st['posting_size_avg']:.0f}, max posting {st['posting_size_max']}"
+            )
+    if "optimize_s" in r:
+        print(f"  Collection.optimize() (rebuild + snapshot): {r['optimize_s']:.1f} s")
+    print(f"\n  kernel warm-up before the timed phases (numba JIT or cache load): {r['warmup_s']:.1f} s")
     if "raw_build_s" in r:
         print(f"\n  raw SpannIndex build: {r['raw_build_s']:.1f} s")
 

@@ -113,6 +113,10 @@ class Collection:
         ../shared/data).
     index_threshold: below this many documents search is exact (brute force, fast at that size); when the
         count first reaches it the SPANN index is built, then updated in place by later adds and deletes.
+    rebuild_growth: rebuild the index when the collection has grown this many times past the size of its
+        last build. In-place growth keeps recall within ~2 points for +50%, but a 4,096-document build grown
+        to 100k ends with too few, too long postings (measured: 393 heads, 1.3 replicas); rebuilding at each
+        doubling costs about one extra build of the final size in total. ``None`` disables it.
     snapshot_every: write an index snapshot after this many changed rows (also on :meth:`close` and
         :meth:`optimize`), bounding the replay work on the next open.
     index_options: extra keyword options for :class:`SpannIndex` (``head_ratio``, ``replica_count``, ...).
@@ -127,6 +131,7 @@ class Collection:
         bits: int = 1,
         n_probe: int | None = None,
         index_threshold: int = 4096,
+        rebuild_growth: float = 2.0,
         snapshot_every: int = 50_000,
         index_options: dict[str, Any] | None = None,
         progress: bool | None = None,
@@ -141,6 +146,10 @@ class Collection:
         self._lockfile = None
         self.path = Path(path) if path is not None else None
         self.index_threshold = int(index_threshold)
+        if rebuild_growth is not None and rebuild_growth <= 1:
+            raise ValueError(f"rebuild_growth must be > 1 or None, got {rebuild_growth!r}")
+        self.rebuild_growth = rebuild_growth
+        self._built_count = 0
         self.snapshot_every = int(snapshot_every)
         self._progress = progress
         self._filter_cache: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
@@ -258,6 +267,7 @@ class Collection:
         snap = self.path / "index" if self.path is not None else None
         if snap is not None and (snap / "MANIFEST.json").exists():
             idx = SpannIndex.load(snap, mmap=True, progress=self._progress)
+            self._built_count = int(SpannIndex.read_meta(snap).get("built_count", len(idx)))
             if idx.dim != self._cfg["dim"] or idx.metric != self._cfg["metric"]:
                 raise ValueError(f"index snapshot at {str(snap)!r} does not match the collection settings")
         if idx is None:
@@ -286,12 +296,16 @@ class Collection:
 
     def _maybe_build(self) -> None:
         idx = self._index
-        if idx is not None and idx.n_heads == 0 and len(idx) >= self.index_threshold:
+        if idx is None or len(idx) < self.index_threshold:
+            return
+        grown = self.rebuild_growth is not None and len(idx) >= self.rebuild_growth * max(self._built_count, 1)
+        if idx.n_heads == 0 or grown:
             idx.build()
+            self._built_count = len(idx)
             self._changed += 1
 
     def _snapshot(self) -> None:
-        self._index.save(self.path / "index", meta={"seq": self._seq})
+        self._index.save(self.path / "index", meta={"seq": self._seq, "built_count": self._built_count})
         self._changed = 0
 
     def _after_write(self, n: int) -> None:
@@ -307,6 +321,7 @@ class Collection:
         with self._lock.write():
             if self._index is not None and len(self._index):
                 self._index.build()
+                self._built_count = len(self._index)
                 if self.path is not None:
                     self._snapshot()
 

@@ -357,3 +357,16 @@ def test_concurrent_searches_while_writing(tmp_path):
     final = {h.id for hs in col.search(x[:200], k=10) for h in hs}
     assert not final & deleted
     col.close()
+
+
+def test_default_settings_reach_095_recall_on_shared_data_when_ingested_in_batches(shared_data):
+    xb, xq, gt = shared_data
+    col = Collection(None)  # defaults only: index built at 4,096 docs, rebuilt on doubling, updated in place
+    for s in range(0, len(xb), 10_000):
+        col.add(xb[s : s + 10_000], ids=[str(i) for i in range(s, s + 10_000)])
+    st = col.stats()["index"]
+    assert st["heads"] >= 500, f"grown index has too few heads: {st['heads']}"
+    got = col.search(xq, k=10)
+    found = np.array([[int(h.id) for h in hs] for hs in got])
+    r = recall(found, gt, 10)
+    assert r >= 0.95, f"Collection recall@10 on ../shared/data with default settings {r:.3f} < 0.95"
