@@ -334,6 +334,13 @@ def warm_up(collection_cls: Any, xb: np.ndarray, args: argparse.Namespace) -> fl
     return time.perf_counter() - t0
 
 
+def _build_state(col: Any) -> tuple[Any, ...]:
+    """What changes when the Collection (re)builds its index: the private ``_built_count`` (set by builds
+    and rebuild-on-growth, when the Collection has it) and whether the index is built at all."""
+    idx = getattr(col, "_index", None)
+    return getattr(col, "_built_count", None), bool(idx is not None and idx.n_heads > 0)
+
+
 def run_ingest(col: Any, path: Path, xb: np.ndarray, texts: list[str], args: argparse.Namespace) -> Row:
     set_threads(args.threads)
     n = len(xb)
@@ -342,30 +349,31 @@ def run_ingest(col: Any, path: Path, xb: np.ndarray, texts: list[str], args: arg
     def stamp() -> int | None:
         return manifest.stat().st_mtime_ns if manifest.exists() else None
 
-    times, snap_batches = [], []
+    times, snap_batches, build_batches = [], [], []
     t_wall = time.perf_counter()
     for b, s in enumerate(range(0, n, BATCH)):
         e = min(s + BATCH, n)
         metas = [{"bucket": i % 100, "row": i} for i in range(s, e)]
         ids = [str(i) for i in range(s, e)]
-        before = stamp()
+        before, state = stamp(), _build_state(col)
         t0 = time.perf_counter()
         col.add(xb[s:e], texts=texts[s:e], metadatas=metas, ids=ids)
         times.append(time.perf_counter() - t0)
         if stamp() != before:
             snap_batches.append(b)
+        if _build_state(col) != state:
+            build_batches.append(b)
         if (b + 1) % 10 == 0 or e == n:
             log(f"ingest {e:,}/{n:,}  last batch {times[-1] * 1e3:.0f} ms")
     wall = time.perf_counter() - t_wall
     t = np.array(times)
-    sizes = np.minimum(BATCH, n - np.arange(len(t)) * BATCH)
-    cum = np.cumsum(sizes)
-    reached = np.flatnonzero(cum >= col.index_threshold)
-    build_b = int(reached[0]) if len(reached) else None
-    after = [i for i in range(len(t)) if build_b is not None and i > build_b and i not in snap_batches]
+    cum = np.cumsum(np.minimum(BATCH, n - np.arange(len(t)) * BATCH))
+    first = build_batches[0] if build_batches else None
+    special = set(build_batches) | set(snap_batches)
+    after = [i for i in range(len(t)) if first is not None and i > first and i not in special]
     steady = t[after] if after else np.empty(0)
     q = max(1, len(after) // 4)
-    slowest = np.argsort(-t)[:5]
+    slowest = np.argsort(-t)[:6]
     return {
         "n": n,
         "batch_size": BATCH,
@@ -374,14 +382,18 @@ def run_ingest(col: Any, path: Path, xb: np.ndarray, texts: list[str], args: arg
         "add_s_total": float(t.sum()),
         "vectors_per_s": n / wall,
         "index_threshold": col.index_threshold,
+        "rebuild_growth": getattr(col, "rebuild_growth", None),
         "snapshot_every": col.snapshot_every,
-        "build_batch": build_b,
-        "build_batch_s": float(t[build_b]) if build_b is not None else None,
-        "pre_build_median_batch_s": float(np.median(t[:build_b])) if build_b else None,
+        "build_batches": build_batches,
+        "build_batch_docs_after": [int(cum[b]) for b in build_batches],
+        "build_batch_s": [float(t[b]) for b in build_batches],
+        "build_batches_total_s": float(t[build_batches].sum()) if build_batches else 0.0,
+        "pre_build_median_batch_s": float(np.median(t[:first])) if first else None,
         "steady_median_batch_s": float(np.median(steady)) if len(steady) else None,
         "steady_p90_batch_s": pct(steady, 90),
         "steady_max_batch_s": float(steady.max()) if len(steady) else None,
         "steady_vectors_per_s": BATCH / float(np.median(steady)) if len(steady) else None,
+        "steady_batches_total_s": float(steady.sum()),
         "steady_first_quarter_median_s": float(np.median(t[after[:q]])) if after else None,
         "steady_last_quarter_median_s": float(np.median(t[after[-q:]])) if after else None,
         "snapshot_batches": snap_batches,
@@ -726,7 +738,10 @@ def print_report(r: dict[str, Any]) -> None:
     print(f"machine: {m['cpu_model']} | nproc {m['nproc']} | {m['date']} | git {m['git_head']}")
     print(f"load avg start {m['loadavg_start']} end {m.get('loadavg_end')}")
     if m.get("library_changed_during_run"):
-        print("  WARNING: spann_vectorstore sources changed during the run (concurrent edits); see JSON fingerprints")
+        print(
+            "  WARNING: spann_vectorstore sources on disk changed during the run (concurrent edits): this process used"
+            " the version loaded at start; fresh-process reopen runs may have used a newer one"
+        )
     for other in sorted(set(m["other_benchmarks_start"]) | set(m.get("other_benchmarks_end", []))):
         print(f"  NOTE concurrent benchmark: {other}")
 
@@ -735,13 +750,17 @@ def print_report(r: dict[str, Any]) -> None:
 
     print("\n1. Ingest (batches of 1,000, persistent, texts + metadata + ids)")
     print(f"  overall                 {ing['vectors_per_s']:>10,.0f} vectors/s   ({ing['wall_s']:.2f} s wall)")
-    pre = ing["pre_build_median_batch_s"]
-    print(f"  before index build      {f(pre)} s median batch")
-    print(f"  build batch (#{ing['build_batch']})       {f(ing['build_batch_s'])} s  (index auto-build)")
+    print(f"  before index build      {f(ing['pre_build_median_batch_s'])} s median batch")
+    builds = ", ".join(
+        f"#{b} ({d:,} docs): {x:.3f} s"
+        for b, d, x in zip(ing["build_batches"], ing["build_batch_docs_after"], ing["build_batch_s"])
+    )
+    print(f"  (re)build batches       {builds or 'none'}  [total {ing['build_batches_total_s']:.2f} s]")
     print(
         f"  steady state            {f(ing['steady_median_batch_s'])} s median batch "
         f"(p90 {f(ing['steady_p90_batch_s'])}, max {f(ing['steady_max_batch_s'])}) "
-        f"= {f(ing['steady_vectors_per_s'], ',.0f')} vectors/s"
+        f"= {f(ing['steady_vectors_per_s'], ',.0f')} vectors/s "
+        f"[total {ing['steady_batches_total_s']:.2f} s]"
     )
     print(
         f"  steady trend            first quarter median {f(ing['steady_first_quarter_median_s'])} s, "
@@ -804,7 +823,7 @@ def print_report(r: dict[str, Any]) -> None:
             )
         print(f"  {name:<21}{' | '.join(parts)}")
     for label, key in (
-        ("Collection index (grown by adds)", "collection_index_stats"),
+        ("Collection index after ingest", "collection_index_stats"),
         ("raw SpannIndex (one build)", "raw_index_stats"),
         ("Collection index after optimize()", "collection_index_stats_after_optimize"),
     ):

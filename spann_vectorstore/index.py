@@ -146,6 +146,9 @@ class SpannIndex:
         self._nsign = 8 * ((self.dim + 63) // 64)
         self._rotation = _random_rotation(self.dim, self.params["seed"])
         self._local = threading.local()
+        # single-query work counters (entries estimated, stage-1 survivors, rerank candidates, exact
+        # distances); approximate under concurrent searches, for tuning only
+        self._counters = np.zeros(4, np.int64)
         self._reset()
 
     # ------------------------------------------------------------------------------------------------------
@@ -658,15 +661,12 @@ class SpannIndex:
         )
         if nq == 1:
             q1 = q[0]
-            qr = self._rotation @ q1
-            hip = self._heads @ q1
-            hd = (float(q1 @ q1) - 2.0 * hip + self._hn2).astype(np.float32)
             stamp, val, lut = self._workspace()
             cnt = K.search_single(
                 q1,
-                qr,
-                hd,
-                hip,
+                self._heads,
+                self._hn2,
+                self._rotation,
                 npr,
                 mdr,
                 k,
@@ -677,6 +677,7 @@ class SpannIndex:
                 stamp,
                 val,
                 lut,
+                self._counters,
                 out_idx[0],
                 out_sim[0],
             )
