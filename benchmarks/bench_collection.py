@@ -12,25 +12,31 @@ Run from the repository root with the project venv::
 Data: ``../shared/data`` relative to the repository root (base.npy, queries.npy, gt.npy, texts.txt); the
 script prints a message and exits 0 when it is absent.
 
-Measurements (wall clock, ``time.perf_counter``):
+Measurements (wall clock, ``time.perf_counter``). A small in-memory collection is exercised first so that
+numba compilation / cache loading is not counted in any timed phase (reported as ``warmup_s``).
 
 1. Ingest: the first ``n`` base vectors with their texts, metadata ``{"bucket": i % 100, "row": i}`` and ids
    ``str(i)``, added in batches of 1,000 to a persistent collection in a fresh temp dir. Reported: overall
-   vectors/s, the batch in which the index auto-builds (``index_threshold`` documents), the steady state
-   (median batch time after the build, snapshot batches excluded), the batches that wrote an automatic
-   snapshot (``snapshot_every``), then the time of ``close()``.
+   vectors/s; the batches in which the index was built or rebuilt (first at ``index_threshold`` documents,
+   then at each ``rebuild_growth`` when the Collection has it); the steady state (median batch time after the
+   first build, build and snapshot batches excluded); the batches that wrote an automatic snapshot
+   (``snapshot_every``); then the time of ``close()``.
 2. Reopen: ``Collection.open(path)`` (snapshot present) and the time to the first search result, in this
-   process (repeated) and in a fresh Python process (import + open + first search; page cache warm).
+   process and in a fresh Python process (import + open + first search; page cache warm), each with numpy's
+   OpenBLAS at its default thread count and at 1 thread (the open path does BLAS work; on a busy 2-core box
+   multi-threaded OpenBLAS can stall for seconds).
 3. Search, for no filter, the 1% filter ``{"bucket": 7}``, the 30% filter ``{"bucket": {"$lt": 30}}`` and an
    extra 5% filter ``{"bucket": {"$lt": 5}}`` (at 100k docs the 1% subset is small enough that the index
    answers it by exact search, so the 5% row shows the filtered-scan path): single-query QPS (one call per
    query, 1 thread, fastest of ``--repeats`` passes, p50/p99 latency) and batch QPS (all queries in one call,
    ``--threads`` threads, best of ``--batch-repeats``), recall@10 against exact ground truth (``gt.npy`` for
    the unfiltered full set, brute-force inner product within the allowed subset otherwise), how many
-   queries returned fewer than 10 hits, and hits violating the filter.
-4. The same searches on (a) a raw ``SpannIndex(dim, metric="ip", bits=2).build(xb)`` over the same vectors
-   and (b) the Collection's own index searched directly (private attributes, for attribution only), giving
-   the Collection's per-query overhead (document fetch from SQLite, Hit objects) as a ratio.
+   queries returned fewer than 10 hits, hits violating the filter, and hits whose text/metadata do not match.
+4. The same searches, interleaved query by query with the Collection's (so load changes on a shared machine
+   hit all alike), on (a) the Collection's own index searched directly (private attributes, for attribution
+   only) and (b) a raw ``SpannIndex(dim, metric="ip", bits=2).build(xb)`` over the same vectors, giving the
+   Collection's per-query overhead (filter lookup, document fetch from SQLite, ``Hit`` objects) as a ratio.
+5. ``Collection.optimize()`` (full rebuild + snapshot) and the Collection searches again after it.
 
 Threads: single-query loops run with ``numba.set_num_threads(1)`` (and numpy's OpenBLAS at 1 thread);
 batch calls, builds and ingest with ``--threads`` (default 2).

@@ -86,8 +86,7 @@ def _quantize_one(o, bits, n_grid, lv, best_lv):
     return best_cos
 
 
-@njit(cache=True, parallel=True, fastmath=True)
-def encode_residuals(xr, hr, vidx, hidx, bits, codes, fac, errfac):
+def _encode_residuals(xr, hr, vidx, hidx, bits, codes, fac, errfac):
     """Encode entries ``e``: residual of rotated vector ``xr[vidx[e]]`` to rotated head ``hr[hidx[e]]``.
 
     xr: (n, d) f32 rotated vectors; hr: (H, d) f32 rotated heads; vidx, hidx: (m,) int.
@@ -99,45 +98,62 @@ def encode_residuals(xr, hr, vidx, hidx, bits, codes, fac, errfac):
     vmax = (1 << bits) - 1
     cb = vmax / 2.0
     sq = np.sqrt(max(d - 1, 1))
-    for e in prange(m):
+    # chunks, so the scratch vectors are allocated once per chunk rather than once per entry
+    n_chunks = (m + 255) // 256
+    for ch in prange(n_chunks):
         o = np.empty(d, np.float32)
         lv = np.empty(d, np.int64)
         best = np.empty(d, np.int64)
-        x = xr[vidx[e]]
-        c = hr[hidx[e]]
-        nrm = 0.0
-        for i in range(d):
-            r = x[i] - c[i]
-            o[i] = r
-            nrm += r * r
-        nrm = np.sqrt(nrm)
-        if nrm < 1e-20:
-            for j in range(codes.shape[1]):
-                codes[e, j] = 0
-            fac[e] = 0.0
-            errfac[e] = 0.0
-            continue
-        for i in range(d):
-            o[i] /= nrm
-        cosv = _quantize_one(o, bits, 16, lv, best)
-        # <u, o> with u unnormalised = cos * |u|
-        unrm = 0.0
-        for i in range(d):
-            u = best[i] - cb
-            unrm += u * u
-        unrm = np.sqrt(unrm)
-        uo = cosv * unrm
-        fac[e] = nrm / uo if uo > 1e-20 else 0.0
-        cosv = min(max(cosv, 1e-6), 1.0)
-        errfac[e] = nrm * np.sqrt(max(1.0 - cosv * cosv, 0.0)) / cosv / sq
-        nb = codes.shape[1]
-        for j in range(nb):
-            b = 0
-            for t in range(per):
-                i = t * nb + j
-                if i < d:
-                    b |= (best[i] & vmax) << (t * bits)
-            codes[e, j] = b
+        for e in range(ch * 256, min(m, ch * 256 + 256)):
+            _encode_one(xr[vidx[e]], hr[hidx[e]], bits, per, vmax, cb, sq, o, lv, best, codes[e], fac, errfac, e)
+
+
+@njit(cache=True, fastmath=True, inline="always")
+def _encode_one(x, c, bits, per, vmax, cb, sq, o, lv, best, code, fac, errfac, e):
+    """Encode one residual ``x - c`` (both rotated) into ``code`` and ``fac[e]``, ``errfac[e]``."""
+    d = x.shape[0]
+    nrm = 0.0
+    for i in range(d):
+        r = x[i] - c[i]
+        o[i] = r
+        nrm += r * r
+    nrm = np.sqrt(nrm)
+    if nrm < 1e-20:
+        code[:] = 0
+        fac[e] = 0.0
+        errfac[e] = 0.0
+        return
+    for i in range(d):
+        o[i] /= nrm
+    cosv = _quantize_one(o, bits, 16, lv, best)
+    # <u, o> with u unnormalised = cos * |u|
+    unrm = 0.0
+    for i in range(d):
+        u = best[i] - cb
+        unrm += u * u
+    unrm = np.sqrt(unrm)
+    uo = cosv * unrm
+    fac[e] = nrm / uo if uo > 1e-20 else 0.0
+    cosv = min(max(cosv, 1e-6), 1.0)
+    errfac[e] = nrm * np.sqrt(max(1.0 - cosv * cosv, 0.0)) / cosv / sq
+    nb = code.shape[0]
+    for j in range(nb):
+        b = 0
+        for t in range(per):
+            i = t * nb + j
+            if i < d:
+                b |= (best[i] & vmax) << (t * bits)
+        code[j] = b
+
+
+encode_residuals_serial = njit(cache=True, fastmath=True)(_encode_residuals)
+encode_residuals_parallel = njit(cache=True, fastmath=True, parallel=True)(_encode_residuals)
+
+
+def encode_residuals(xr, hr, vidx, hidx, bits, codes, fac, errfac):
+    """Parallel for large batches; serial for the few hundred entries of an add or a split."""
+    fn = encode_residuals_parallel if vidx.shape[0] >= 4096 else encode_residuals_serial
+    fn(xr, hr, vidx, hidx, bits, codes, fac, errfac)
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -398,15 +398,18 @@ class SpannIndex:
     ) -> None:
         """RaBitQ-encode rows ``x[rows]`` against ``heads`` into arena slots ``dest`` (blocked for memory)."""
         rot_t = self._rotation.T
-        hr = np.ascontiguousarray(self._heads @ rot_t)
+        # rotate only the heads this call references (a split touches two of thousands)
+        used, heads = np.unique(heads, return_inverse=True)
+        hr = np.ascontiguousarray(self._heads[used] @ rot_t)
         block = 65536
         bar = _progress(len(dest), "spann: encode", show)
         try:
             for s in range(0, len(dest), block):
-                xr = np.ascontiguousarray(x[rows[s : s + block]] @ rot_t)
-                m = xr.shape[0]
+                # rotate each distinct row once (a row has ~3 replicas among the entries)
+                uniq, sel = np.unique(rows[s : s + block], return_inverse=True)
+                xr = np.ascontiguousarray(x[uniq] @ rot_t)
                 dst = dest[s : s + block]
-                sel = np.arange(m, dtype=np.int64)
+                m = len(dst)
                 planes = [("codes", "fac", "err", self.bits, self._nbytes)]
                 if self.bits > 1:
                     planes.append(("sign", "fac1", "err1", 1, self._nsign))
