@@ -144,7 +144,7 @@ class SpannIndex:
         # 1-bit codes double as the popcount sign plane: pad to whole 64-bit words
         self._nbytes = 8 * ((self.dim + 63) // 64) if self.bits == 1 else (self.dim * self.bits + 7) // 8
         self._nsign = 8 * ((self.dim + 63) // 64)
-        self._rotation = _random_rotation(self.dim, self.params["seed"])
+        self._rot: np.ndarray | None = None  # computed on first use; load() sets the stored one
         self._local = threading.local()
         # single-query work counters (entries estimated, stage-1 survivors, rerank candidates, exact
         # distances); approximate under concurrent searches, for tuning only
@@ -188,6 +188,14 @@ class SpannIndex:
 
     def __len__(self) -> int:
         return self._n_live
+
+    @property
+    def _rotation(self) -> np.ndarray:
+        # lazy: a QR of a (d, d) Gaussian costs 20 ms, or seconds when OpenBLAS threads contend, and an
+        # index that is loaded or only used to validate input never needs a fresh one
+        if self._rot is None:
+            self._rot = _random_rotation(self.dim, self.params["seed"])
+        return self._rot
 
     @property
     def n_heads(self) -> int:
@@ -618,13 +626,12 @@ class SpannIndex:
         n_allowed = self._n_live
         if allowed_ids is not None:
             pos = self._lookup(np.asarray(allowed_ids, dtype=np.int64).reshape(-1))
-            pos = np.unique(pos[pos >= 0])
-            n_allowed = len(pos)
-            if n_allowed and n_allowed <= max(4 * k, 2048):
-                self._exact_subset(q, pos, k, out_idx, out_sim)
-                return self._finish(q, out_idx, out_sim)
             allowed = np.zeros(self._n, np.uint8)
-            allowed[pos] = 1
+            allowed[pos[pos >= 0]] = 1  # a mask, not np.unique: 15x faster for large allowed sets
+            n_allowed = int(np.count_nonzero(allowed))
+            if n_allowed and n_allowed <= max(4 * k, 2048):
+                self._exact_subset(q, np.flatnonzero(allowed), k, out_idx, out_sim)
+                return self._finish(q, out_idx, out_sim)
             # probe more postings for selective filters so about as many allowed vectors are scanned
             sel = n_allowed / max(self._n_live, 1)
             npr = min(self.n_heads, math.ceil(npr / max(sel, 1e-9)))
@@ -830,7 +837,7 @@ class SpannIndex:
             raise ValueError("corrupt index: posting entry out of range")
         if len(np.unique(a["ids"])) != n:
             raise ValueError("corrupt index: duplicate ids")
-        idx._rotation = np.ascontiguousarray(a["rotation"], dtype=np.float32)
+        idx._rot = np.ascontiguousarray(a["rotation"], dtype=np.float32)
         idx._heads = np.ascontiguousarray(a["heads"], dtype=np.float32)
         idx._hn2 = _sqnorms(idx._heads)
         idx._p_size = a["p_size"].astype(np.int64)
