@@ -694,30 +694,23 @@ class SpannIndex:
             counts = np.array([cnt])
         else:
             counts = np.zeros(nq, np.int64)
-            block = max(1, min(nq, (1 << 26) // max(self.n_heads, 1)))
-            chunks = 4 * numba.get_num_threads()
-            for s in range(0, nq, block):
-                qb = q[s : s + block]
-                qr = np.ascontiguousarray(qb @ self._rotation.T)
-                hip = np.ascontiguousarray(qb @ self._heads.T)
-                hd = np.ascontiguousarray(_sqnorms(qb)[:, None] - 2.0 * hip + self._hn2[None, :])
-                K.search_batch(
-                    qb,
-                    qr,
-                    hd,
-                    hip,
-                    npr,
-                    mdr,
-                    k,
-                    p["eps0"],
-                    alpha,
-                    self.bits,
-                    *arrays,
-                    min(chunks, len(qb)),
-                    out_idx[s : s + block],
-                    out_sim[s : s + block],
-                    counts[s : s + block],
-                )
+            K.search_batch(
+                q,
+                self._heads,
+                self._hn2,
+                self._rotation,
+                npr,
+                mdr,
+                k,
+                p["eps0"],
+                alpha,
+                self.bits,
+                *arrays,
+                min(4 * numba.get_num_threads(), nq),
+                out_idx,
+                out_sim,
+                counts,
+            )
         if allowed_ids is not None:
             short = np.flatnonzero(counts < min(k, n_allowed))
             if len(short):
