@@ -361,6 +361,7 @@ def rng_select(cand_i, cand_d, heads, replica_count, rng_factor, out):
 
 
 _QBITS = 6  # query bits of the popcount pre-scan
+_MIN_PROBE = 8  # postings scanned regardless of max_dist_ratio
 
 
 @intrinsic
@@ -477,7 +478,9 @@ def _search_one(
     total = 0
     used = 0
     for t in range(npb):
-        if t > 0 and pd[t] > limit:
+        # the nearest few postings are always scanned: a query sitting on a head (distance ~0) would
+        # otherwise prune everything else
+        if t >= _MIN_PROBE and pd[t] > limit:
             break
         total += p_size[pi[t]]
         used += 1

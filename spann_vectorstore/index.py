@@ -81,8 +81,10 @@ class SpannIndex:
         nearest heads (SPTAG: 64) with ``rng_factor`` on squared L2. SPTAG's 1.0 is applied to its cosine
         distance for normalised data; on squared L2 between mean-heads 1.0 keeps ~1 replica, and 2.0 gives
         ~3 replicas and the best recall per scanned vector on ../shared/data.
-    n_probe, max_dist_ratio: default search settings (postings probed, and SPTAG's pruning of postings whose
-        head is more than ``max_dist_ratio`` times farther, in squared L2, than the nearest head).
+    n_probe, max_dist_ratio: default search settings: at most ``n_probe`` postings, and of those (beyond the
+        nearest 8) only heads within ``max_dist_ratio`` times the nearest head's squared L2 distance
+        (SPTAG's query-aware pruning; its 8.0 is for its own distance scale). On ../shared/data 40 / 1.5
+        gives recall@10 0.961 scanning 7,500 codes per query, where 32 / no pruning gives 0.957 for 9,100.
     eps0: confidence multiplier of the RaBitQ error bound (1.9 in the paper); larger reranks more.
     split_factor: a posting that grows beyond ``split_factor / head_ratio`` entries by :meth:`add` is split
         in two by 2-means (SPFresh).
@@ -107,8 +109,8 @@ class SpannIndex:
         replica_count: int = 8,
         rng_factor: float = 2.0,
         candidates: int = 64,
-        n_probe: int = 32,
-        max_dist_ratio: float = 8.0,
+        n_probe: int = 40,
+        max_dist_ratio: float = 1.5,
         eps0: float = 1.9,
         split_factor: float = 3.0,
         seed: int = 0,
