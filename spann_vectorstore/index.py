@@ -21,7 +21,6 @@ import math
 import os
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numba
@@ -945,7 +944,3 @@ def _random_rotation(d: int, seed: int) -> np.ndarray:
     qm, r = np.linalg.qr(g)
     qm *= np.sign(np.diag(r))[None, :]
     return np.ascontiguousarray(qm, dtype=np.float32)
-
-
-def load_index(path: str | Path, **kw: Any) -> SpannIndex:
-    return SpannIndex.load(path, **kw)
