@@ -645,8 +645,26 @@ class SpannIndex:
                 pos = pos[allowed[pos] != 0]
             self._exact_subset(q, pos, k, out_idx, out_sim)
             return self._finish(q, out_idx, out_sim)
+        counts = self._scan(q, k, npr, mdr, allowed, out_idx, out_sim)
+        short = np.flatnonzero(counts < min(k, n_allowed))
+        if len(short):
+            # fewer than k hits although k vectors qualify (a selective filter, or postings emptied by deletes)
+            sub_idx = np.full((len(short), k), -1, np.int64)
+            sub_sim = np.full((len(short), k), np.nan, np.float32)
+            if allowed_ids is not None:
+                self._exact_subset(q[short], np.flatnonzero(allowed), k, sub_idx, sub_sim)
+            else:
+                self._scan(q[short], k, self.n_heads, np.inf, allowed, sub_idx, sub_sim)
+            out_idx[short], out_sim[short] = sub_idx, sub_sim
+        return self._finish(q, out_idx, out_sim)
+
+    def _scan(
+        self, q: np.ndarray, k: int, npr: int, mdr: float, allowed: np.ndarray, out_idx: np.ndarray, out_sim: np.ndarray
+    ) -> np.ndarray:
+        """Run the search kernel (single-query or batch); fills internal indices and similarities, returns
+        the number of hits per query."""
+        nq = q.shape[0]
         alpha = 1.0 if self.metric == "l2" else 0.0
-        p = self.params
         n = self._n
         nt = n - self._vec_base.shape[0]
         e = self._e
@@ -670,56 +688,14 @@ class SpannIndex:
             self._vec_base,
             self._vec_tail[:nt],
         )
+        common = (self._heads, self._hn2, self._rotation, npr, mdr, k, self.params["eps0"], alpha, self.bits)
         if nq == 1:
-            q1 = q[0]
             stamp, val, lut = self._workspace()
-            cnt = K.search_single(
-                q1,
-                self._heads,
-                self._hn2,
-                self._rotation,
-                npr,
-                mdr,
-                k,
-                p["eps0"],
-                alpha,
-                self.bits,
-                *arrays,
-                stamp,
-                val,
-                lut,
-                self._counters,
-                out_idx[0],
-                out_sim[0],
-            )
-            counts = np.array([cnt])
-        else:
-            counts = np.zeros(nq, np.int64)
-            K.search_batch(
-                q,
-                self._heads,
-                self._hn2,
-                self._rotation,
-                npr,
-                mdr,
-                k,
-                p["eps0"],
-                alpha,
-                self.bits,
-                *arrays,
-                min(4 * numba.get_num_threads(), nq),
-                out_idx,
-                out_sim,
-                counts,
-            )
-        if allowed_ids is not None:
-            short = np.flatnonzero(counts < min(k, n_allowed))
-            if len(short):
-                sub_idx = np.full((len(short), k), -1, np.int64)
-                sub_sim = np.full((len(short), k), np.nan, np.float32)
-                self._exact_subset(q[short], np.flatnonzero(allowed), k, sub_idx, sub_sim)
-                out_idx[short], out_sim[short] = sub_idx, sub_sim
-        return self._finish(q, out_idx, out_sim)
+            cnt = K.search_single(q[0], *common, *arrays, stamp, val, lut, self._counters, out_idx[0], out_sim[0])
+            return np.array([cnt])
+        counts = np.zeros(nq, np.int64)
+        K.search_batch(q, *common, *arrays, min(4 * numba.get_num_threads(), nq), out_idx, out_sim, counts)
+        return counts
 
     def _exact_subset(self, q: np.ndarray, pos: np.ndarray, k: int, out_idx: np.ndarray, out_sim: np.ndarray) -> None:
         """Exact top-k over internal indices ``pos`` (live); fills the first columns of the outputs."""

@@ -275,3 +275,19 @@ def test_shared_data_recall(shared_data):
     assert r >= 0.95, f"recall@10 on ../shared/data at default settings {r:.3f} < 0.95"
     st = idx.stats()
     assert 2.0 <= st["replicas_avg"] <= 8.0
+
+
+def test_k_hits_even_when_nearby_postings_are_emptied_by_deletes(data):
+    xb, xq = data
+    idx = small_index().build(xb)
+    rng = np.random.default_rng(3)
+    keep = np.sort(rng.choice(len(xb), 40, replace=False))
+    idx.delete(np.setdiff1d(np.arange(len(xb)), keep))
+    ids, _ = idx.search(xq[:20], k=10, n_probe=2)
+    assert (ids >= 0).all(), "k hits must come back while k live vectors exist"
+    assert np.isin(ids, keep).all(), "only live vectors may come back"
+    truth, _ = exact(xb[keep], xq[:20], 10, "ip")
+    full = idx.search(xq[:20], k=10, n_probe=idx.n_heads).ids
+    assert recall(full, keep[truth], 10) >= 0.95
+    one, _ = idx.search(xq[0], k=10, n_probe=1)
+    assert (one >= 0).all()
