@@ -49,7 +49,6 @@ info and all numbers. The machine may be shared: the JSON records the load avera
 from __future__ import annotations
 
 import argparse
-import ctypes
 import datetime as dt
 import glob
 import hashlib
@@ -90,40 +89,9 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-_BLAS_SETTERS: list[Callable[[int], None]] | None = None
-
-
-def _blas_setters() -> list[Callable[[int], None]]:
-    """``*_set_num_threads`` of the OpenBLAS bundled with numpy (found with ctypes; no threadpoolctl)."""
-    global _BLAS_SETTERS
-    if _BLAS_SETTERS is None:
-        _BLAS_SETTERS = []
-        libdir = Path(np.__file__).resolve().parent.parent / "numpy.libs"
-        for lib in glob.glob(str(libdir / "*openblas*")):
-            try:
-                handle = ctypes.CDLL(lib)
-            except OSError:
-                continue
-            for name in (
-                "scipy_openblas_set_num_threads64_",
-                "openblas_set_num_threads64_",
-                "openblas_set_num_threads",
-            ):
-                fn = getattr(handle, name, None)
-                if fn is not None:
-                    fn.argtypes = [ctypes.c_int]
-                    fn.restype = None
-                    _BLAS_SETTERS.append(fn)
-                    break
-    return _BLAS_SETTERS
-
-
-def set_threads(n: int) -> None:
-    import numba
-
-    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
-    for fn in _blas_setters():
-        fn(n)
+# one implementation of the thread knobs (numba, numpy's OpenBLAS, faiss when present): bench.py's
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench import set_threads  # noqa: E402
 
 
 def other_benchmarks() -> list[str]:
