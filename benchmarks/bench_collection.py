@@ -55,7 +55,6 @@ import hashlib
 import importlib.metadata
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -91,6 +90,7 @@ def log(msg: str) -> None:
 
 # one implementation of the thread knobs (numba, numpy's OpenBLAS, faiss when present): bench.py's
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench  # noqa: E402
 from bench import set_threads  # noqa: E402
 
 
@@ -118,30 +118,11 @@ def library_fingerprint() -> str:
     return h.hexdigest()[:16]
 
 
-def machine_info() -> dict[str, Any]:
-    cpu = "unknown"
+def machine_info(args: argparse.Namespace) -> dict[str, Any]:
+    """bench.py's machine description plus what this benchmark tracks: uncommitted library files, a source
+    fingerprint (compared at the end) and other benchmarks running beside it."""
+    info = bench.machine_info(args)
     try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    versions = {}
-    for pkg in ("numpy", "numba", "spann-vectorstore"):
-        try:
-            versions[pkg] = importlib.metadata.version(pkg)
-        except importlib.metadata.PackageNotFoundError:
-            versions[pkg] = None
-    try:
-        git = subprocess.run(
-            ["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=5,
-        ).stdout.strip()
         dirty = subprocess.run(
             ["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--", "spann_vectorstore"],
             capture_output=True,
@@ -150,25 +131,22 @@ def machine_info() -> dict[str, Any]:
             timeout=5,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        git, dirty = "", ""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count()
-    return {
-        "cpu_model": cpu,
-        "nproc": os.cpu_count(),
-        "cores_available": cores,
-        "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "versions": versions,
-        "git_head": git,
+        dirty = ""
+    info["versions"]["spann-vectorstore"] = _version("spann-vectorstore")
+    info |= {
+        "git_head": info.pop("git_rev"),
         "library_dirty_files": dirty.splitlines(),
         "library_fingerprint_start": library_fingerprint(),
-        "loadavg_start": os.getloadavg(),
         "other_benchmarks_start": other_benchmarks(),
     }
+    return info
+
+
+def _version(pkg: str) -> str | None:
+    try:
+        return importlib.metadata.version(pkg)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def dir_bytes(path: Path) -> int:
@@ -446,7 +424,7 @@ def main() -> int:
 
     from spann_vectorstore import Collection, SpannIndex
 
-    info = machine_info()
+    info = machine_info(args)
     log(f"machine: {info['cpu_model']}, nproc {info['nproc']}, load {info['loadavg_start']}")
     for other in info["other_benchmarks_start"]:
         log(f"NOTE: another benchmark is running: {other}")
