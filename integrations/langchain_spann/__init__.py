@@ -1,0 +1,1 @@
+"""LangChain VectorStore over a spann_vectorstore Collection."""

@@ -1,0 +1,1 @@
+"""LlamaIndex vector store over a spann_vectorstore Collection."""

@@ -1,0 +1,5 @@
+"""Command-line interface (see issue 6)."""
+
+
+def main(argv=None):
+    raise SystemExit("not implemented yet")
