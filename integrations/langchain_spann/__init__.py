@@ -1,1 +1,5 @@
-"""LangChain VectorStore over a spann_vectorstore Collection."""
+"""LangChain VectorStore over a spann_vectorstore Collection: ``from langchain_spann import SPANNVectorStore``."""
+
+from langchain_spann.vectorstores import SPANNVectorStore
+
+__all__ = ["SPANNVectorStore"]
