@@ -23,6 +23,8 @@ from typing_extensions import Self
 from spann_vectorstore import Collection, Hit
 from spann_vectorstore.index import METRICS
 
+from ._filters import normalize_filter
+
 #: A metadata filter: the core filter dict (see :mod:`spann_vectorstore.filters`) or a predicate on documents.
 Filter = dict[str, Any] | Callable[[Document], bool] | None
 
@@ -53,6 +55,10 @@ def _no_extra(kwargs: dict[str, Any], where: str, allowed: Iterable[str] = ()) -
         raise TypeError(msg)
 
 
+def _id_list(ids: str | Iterable[str]) -> list[str]:
+    return [ids] if isinstance(ids, str) else list(ids)
+
+
 def _to_doc(hit: Hit) -> Document:
     return Document(id=hit.id, page_content=hit.text or "", metadata=hit.metadata)
 
@@ -79,7 +85,8 @@ class SPANNVectorStore(VectorStore):
     for unit vectors), clipped.
 
     Filters: ``filter=`` takes the core filter dict (``$eq $ne $gt $gte $lt $lte $in $nin $contains $exists
-    $and $or $not``, dotted paths), applied inside the index scan; or a callable ``Document -> bool`` (as
+    $and $or $not``, dotted paths; ``$ne``, ``$nin`` and ``$not`` also match documents that lack the field),
+    applied inside the index scan; or a callable ``Document -> bool`` (as
     ``InMemoryVectorStore`` accepts), applied to a candidate set that grows until ``k`` documents pass or the
     collection is exhausted. Either way ``k`` results come back whenever ``k`` documents match.
 
@@ -344,7 +351,8 @@ class SPANNVectorStore(VectorStore):
         if filter is not None and not isinstance(filter, dict):
             msg = f"delete() takes a filter dict, got {type(filter).__name__}"
             raise TypeError(msg)
-        self._collection.delete(ids=list(ids) if ids is not None else None, filter=filter)
+        flt = normalize_filter(filter) if filter is not None else None
+        self._collection.delete(ids=_id_list(ids) if ids is not None else None, filter=flt)
         return True
 
     async def adelete(
@@ -357,7 +365,7 @@ class SPANNVectorStore(VectorStore):
     # ------------------------------------------------------------------------------------------------------
     def get_by_ids(self, ids: Sequence[str], /) -> list[Document]:
         """Documents for ``ids`` in the order given; missing ids are skipped."""
-        return [_to_doc(h) for h in self._collection.get(list(ids))]
+        return [_to_doc(h) for h in self._collection.get(_id_list(ids))]
 
     async def aget_by_ids(self, ids: Sequence[str], /) -> list[Document]:
         return await run_in_executor(None, self.get_by_ids, ids)
@@ -370,7 +378,8 @@ class SPANNVectorStore(VectorStore):
             raise ValueError(msg)
         opts = {key: v for key, v in opts.items() if v is not None}
         if filter is None or isinstance(filter, dict):
-            return self._collection.search(vector, k, filter=filter or None, include_vectors=include_vectors, **opts)
+            flt = normalize_filter(filter) if filter else None
+            return self._collection.search(vector, k, filter=flt, include_vectors=include_vectors, **opts)
         if not callable(filter):
             msg = f"filter must be a dict or a callable Document -> bool, got {type(filter).__name__}"
             raise TypeError(msg)
