@@ -1,29 +1,46 @@
 """The one metadata filter language, compiled to a SQLite ``WHERE`` clause over the JSON metadata column.
 
-Grammar (as LangChain's Chroma/FAISS stores accept, plus dotted paths and ``$contains``)::
+Grammar (as LangChain's Chroma/FAISS stores accept, plus dotted paths, ``$contains`` and a few type/text tests)::
 
     {"field": value}                         equality (shorthand for {"field": {"$eq": value}})
     {"field": {"$eq"|"$ne"|"$gt"|"$gte"|"$lt"|"$lte": value}}
     {"field": {"$in"|"$nin": [v1, v2, ...]}}
     {"field": {"$contains": value}}          list field holds value (or string field contains substring)
+    {"field": {"$icontains": "text"}}        the same ignoring case: string field contains the substring, or
+                                             list field holds a string equal to it (Unicode lower-casing)
     {"field": {"$exists": true|false}}
+    {"field": {"$type": t | [t1, ...]}}      JSON type of the field, t in "string", "number", "boolean",
+                                             "null", "array", "object" (a missing field has no type)
+    {"field": {"$size": n}}                  list field with exactly n elements
     {"$and": [f1, f2, ...]}, {"$or": [...]}, {"$not": f}
     several keys in one dict are ANDed; "a.b.c" reaches into nested objects.
 
 Semantics: ordering operators only compare like with like (numbers with numbers, strings with strings), so
 ``{"year": {"$gt": 2020}}`` never matches a string "2021". ``$ne`` and ``$nin`` also match documents that
 lack the field. Unknown operators, malformed values and non-scalar comparands raise ``ValueError``.
+``$icontains`` lower-cases like Python's ``str.lower`` (SQLite's own ``lower()`` only knows ASCII), except that
+Greek final sigma is folded to σ on both sides; ``$type``, ``$size`` and ``$icontains`` are false (never SQL
+NULL) on a missing field, so they negate cleanly under ``$not``.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from typing import Any
 
 _CMP = {"$eq": "=", "$ne": "!=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 _FIELD = re.compile(r"^[^$][^\"\\]*$")
-OPERATORS = (*_CMP, "$in", "$nin", "$contains", "$exists", "$and", "$or", "$not")
+OPERATORS = (*_CMP, "$in", "$nin", "$contains", "$icontains", "$exists", "$type", "$size", "$and", "$or", "$not")
+_TYPES = {
+    "string": ("text",),
+    "number": ("integer", "real"),
+    "boolean": ("true", "false"),
+    "null": ("null",),
+    "array": ("array",),
+    "object": ("object",),
+}
 
 
 class FilterError(ValueError):
@@ -60,6 +77,38 @@ def _typed(path: str, v: Any) -> tuple[str, list[Any]]:
 
 def _value(v: Any) -> Any:
     return int(v) if isinstance(v, bool) else v
+
+
+@functools.cache
+def _lower_sources() -> dict[str, tuple[tuple[str, str], ...]]:
+    """Non-ASCII characters whose ``str.lower()`` differs from themselves, keyed by each character of their
+    lower-case form. Planes 0 and 1 hold every cased script (planes 2-16: CJK, tags, private use)."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    for cp in range(0x80, 0x20000):
+        ch = chr(cp)
+        low = ch.lower()
+        if low != ch:
+            for c in set(low):
+                out.setdefault(c, []).append((ch, low))
+    return {c: tuple(v) for c, v in out.items()}
+
+
+def _fold(expr: str, needle: str) -> tuple[str, list[Any]]:
+    """``expr`` lower-cased as far as matters for finding ``needle`` (already folded) in it: SQLite's
+    ``lower()`` for ASCII, then ``replace()`` for each non-ASCII character whose lower-case form shares a
+    character with the needle (any other character cannot take part in a match, folded or not)."""
+    pairs: dict[str, str] = {}
+    sources = _lower_sources()
+    for c in set(needle):
+        for src, low in sources.get(c, ()):
+            pairs[src] = low.replace("ς", "σ")
+    if "σ" in needle:
+        pairs["ς"] = "σ"
+    sql, params = f"lower({expr})", []
+    for src, low in sorted(pairs.items()):
+        sql = f"replace({sql}, ?, ?)"
+        params += [src, low]
+    return sql, params
 
 
 def _field_clause(field: str, cond: Any) -> tuple[str, list[Any]]:
@@ -111,6 +160,34 @@ def _field_clause(field: str, cond: Any) -> tuple[str, list[Any]]:
                 "WHEN 'text' THEN instr(json_extract(metadata, ?), ?) > 0 ELSE 0 END)"
             )
             params += [path, path, _value(v), path, str(v) if v is not None else "\x00"]
+        elif op == "$icontains":
+            if not isinstance(v, str):
+                raise FilterError(f"$icontains needs a string, got {type(v).__name__}")
+            needle = v.lower().replace("ς", "σ")
+            text_sql, text_p = _fold("json_extract(metadata, ?)", needle)
+            elem_sql, elem_p = _fold("json_each.value", needle)
+            parts.append(
+                f"(CASE json_type(metadata, ?) WHEN 'text' THEN instr({text_sql}, ?) > 0 "
+                f"WHEN 'array' THEN EXISTS (SELECT 1 FROM json_each(metadata, ?) "
+                f"WHERE json_each.type = 'text' AND {elem_sql} = ?) ELSE 0 END)"
+            )
+            params += [path, path, *text_p, needle, path, *elem_p, needle]
+        elif op == "$type":
+            names = [v] if isinstance(v, str) else v
+            if (
+                not isinstance(names, (list, tuple))
+                or not names
+                or any(not isinstance(t, str) or t not in _TYPES for t in names)
+            ):
+                raise FilterError(f"$type needs one or a list of {tuple(_TYPES)}, got {v!r}")
+            sql_types = sorted({t for name in names for t in _TYPES[name]})
+            parts.append(f"coalesce(json_type(metadata, ?) IN ({', '.join('?' * len(sql_types))}), 0)")
+            params += [path, *sql_types]
+        elif op == "$size":
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise FilterError(f"$size needs a non-negative integer, got {v!r}")
+            parts.append("coalesce(json_type(metadata, ?) = 'array' AND json_array_length(metadata, ?) = ?, 0)")
+            params += [path, path, v]
         elif op == "$exists":
             if not isinstance(v, bool):
                 raise FilterError("$exists needs true or false")

@@ -1,0 +1,637 @@
+"""``SPANNVectorStore``: a LlamaIndex vector store over a :class:`spann_vectorstore.Collection`.
+
+Each node is one Collection document: its ``node_id`` is the document id, its content (``MetadataMode.NONE``)
+the text, its embedding the vector, and ``node_to_metadata_dict(node, remove_text=True)`` the metadata. The user
+metadata therefore stays top-level and filterable, next to ``_node_content`` (the node without its text, for an
+exact round trip), ``_node_type`` and ``ref_doc_id``/``doc_id``/``document_id``.
+
+The wrapped object only needs the Collection's public methods (``add``, ``search``, ``get``, ``delete``,
+``count``, ``clear``, ``close``, ``dim``, ``metric``), so a sharded collection with the same protocol works too.
+
+Query semantics:
+
+- ``filters``: every ``FilterOperator`` and ``FilterCondition`` (nested ``MetadataFilters`` too) is compiled
+  to the core filter language and applied inside the search, so ``similarity_top_k`` results come back whenever
+  that many nodes match. Semantics follow llama-index-core's ``SimpleVectorStore``
+  (``build_metadata_filter_fn``), except where it raises ``TypeError`` on mismatched types (say ``GT`` 3 on a
+  string): such a node simply does not match. Values compare like with like (``True`` is not ``1``), and a
+  dotted key ``"a.b"`` reaches into nested metadata.
+- ``doc_ids`` restrict to nodes of these reference documents; ``node_ids`` to these nodes (scored exactly over
+  their stored vectors). An empty list means no restriction, since retrievers pass ``node_ids=[]``.
+- ``similarities``: the Collection's scores for ``ip``/``cosine``; for ``l2``, ``1 / (1 + squared distance)``
+  so that higher is always better.
+- ``VectorStoreQueryMode.MMR``: llama-index-core's ``get_top_k_mmr_embeddings`` over the best
+  ``mmr_prefetch_k`` (default ``mmr_prefetch_factor`` 4 × ``similarity_top_k``) candidates; ``mmr_threshold``
+  from the query or the query kwargs. Its similarities are the MMR scores, as in ``SimpleVectorStore``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import os
+import shutil
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from llama_index.core.bridge.pydantic import PrivateAttr
+from llama_index.core.indices.query.embedding_utils import get_top_k_mmr_embeddings
+from llama_index.core.schema import BaseNode, MetadataMode, TextNode
+from llama_index.core.vector_stores.types import (
+    DEFAULT_PERSIST_DIR,
+    DEFAULT_PERSIST_FNAME,
+    BasePydanticVectorStore,
+    FilterCondition,
+    FilterOperator,
+    MetadataFilter,
+    MetadataFilters,
+    VectorStoreQuery,
+    VectorStoreQueryMode,
+    VectorStoreQueryResult,
+)
+from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_metadata_dict
+
+from spann_vectorstore import Collection
+
+MANIFEST_FORMAT = "spann-vectorstore/llama-index"
+MANIFEST_VERSION = 1
+DEFAULT_NAMESPACE = "default"
+NAMESPACE_SEP = "__"
+REF_DOC_KEY = "ref_doc_id"
+_DEFAULT_FNAME = f"{DEFAULT_NAMESPACE}{NAMESPACE_SEP}{DEFAULT_PERSIST_FNAME}"
+_COPY_BATCH = 1000
+
+_MATCH_ALL: dict[str, Any] = {}  # compiles to TRUE
+_MATCH_NONE: dict[str, Any] = {"$not": {}}  # compiles to NOT TRUE
+
+
+# ----------------------------------------------------------------------------------------------------------
+# MetadataFilters -> core filter dict
+# ----------------------------------------------------------------------------------------------------------
+def _check_scalar(f: MetadataFilter, *, allow_none: bool = False) -> Any:
+    v = f.value
+    if v is None and allow_none:
+        return v
+    if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+        raise ValueError(f"filter {f.key!r} {f.operator.value}: the value must be a string or a number, got {v!r}")
+    if isinstance(v, float) and not math.isfinite(v):
+        raise ValueError(f"filter {f.key!r} {f.operator.value}: the value must be finite, got {v!r}")
+    return v
+
+
+def _check_list(f: MetadataFilter) -> list[Any]:
+    if not isinstance(f.value, list):
+        raise ValueError(f"filter {f.key!r} {f.operator.value}: the value must be a list, got {f.value!r}")
+    for x in f.value:
+        if isinstance(x, bool) or not isinstance(x, (int, float, str)):
+            raise ValueError(f"filter {f.key!r} {f.operator.value}: list items must be strings or numbers, got {x!r}")
+    return list(f.value)
+
+
+def _check_text(f: MetadataFilter) -> str:
+    if not isinstance(f.value, str):
+        raise ValueError(f"filter {f.key!r} {f.operator.value}: the value must be a string, got {f.value!r}")
+    return f.value
+
+
+def _leaf_to_dict(f: MetadataFilter) -> dict[str, Any]:
+    """One ``MetadataFilter`` as a core filter that is never SQL NULL (so ``$not`` over it is exact).
+
+    Reference semantics (``build_metadata_filter_fn``): a missing or null field matches only NE, NIN and
+    IS_EMPTY; otherwise ``EQ: m == v``, ``IN: m in v``, ``CONTAINS: v in m``, ``ANY``/``ALL``: any/all
+    ``x in m``, ``TEXT_MATCH``: ``v in m`` for strings, ``TEXT_MATCH_INSENSITIVE``: ``v.lower() in m.lower()``,
+    ``IS_EMPTY``: missing, null, ``""`` or ``[]``.
+    """
+    k, op = f.key, FilterOperator(f.operator)
+    if not isinstance(k, str) or not k:
+        raise ValueError(f"filter key must be a non-empty string, got {k!r}")
+    absent = {k: {"$exists": False}}
+    if op == FilterOperator.EQ:
+        v = _check_scalar(f, allow_none=True)
+        return _MATCH_NONE if v is None else {k: {"$exists": True, "$eq": v}}
+    if op == FilterOperator.NE:
+        v = _check_scalar(f, allow_none=True)
+        return _MATCH_ALL if v is None else {"$or": [absent, {k: {"$ne": v}}]}
+    if op in (FilterOperator.GT, FilterOperator.GTE, FilterOperator.LT, FilterOperator.LTE):
+        core = {FilterOperator.GT: "$gt", FilterOperator.GTE: "$gte", FilterOperator.LT: "$lt"}.get(op, "$lte")
+        return {k: {"$exists": True, core: _check_scalar(f)}}
+    if op == FilterOperator.IN:
+        return {k: {"$exists": True, "$in": _check_list(f)}}
+    if op == FilterOperator.NIN:
+        return {"$or": [absent, {k: {"$nin": _check_list(f)}}]}
+    if op == FilterOperator.CONTAINS:
+        return {k: {"$exists": True, "$contains": _check_scalar(f)}}
+    if op == FilterOperator.ANY:
+        vals = _check_list(f)
+        return {"$or": [{k: {"$contains": x}} for x in vals]} if vals else _MATCH_NONE
+    if op == FilterOperator.ALL:
+        vals = _check_list(f)
+        return {"$and": [{k: {"$contains": x}} for x in vals]} if vals else {k: {"$exists": True, "$ne": None}}
+    if op == FilterOperator.TEXT_MATCH:
+        return {k: {"$type": "string", "$contains": _check_text(f)}}
+    if op == FilterOperator.TEXT_MATCH_INSENSITIVE:
+        return {k: {"$type": "string", "$icontains": _check_text(f)}}
+    if op == FilterOperator.IS_EMPTY:
+        return {"$or": [absent, {k: {"$type": "null"}}, {k: {"$type": "string", "$eq": ""}}, {k: {"$size": 0}}]}
+    raise ValueError(f"unsupported filter operator {op!r}")  # pragma: no cover - every operator is handled
+
+
+def metadata_filters_to_dict(filters: MetadataFilters | None) -> dict[str, Any] | None:
+    """Translate LlamaIndex ``MetadataFilters`` (nested, AND/OR/NOT) to the core filter language.
+
+    ``None`` when there is no constraint. ``NOT`` means "none of the filters match", as in llama-index-core.
+    Raises ``ValueError`` for unsupported values (a list for ``EQ``, a scalar for ``IN``, ...).
+    """
+    if filters is None:
+        return None
+    if not isinstance(filters, MetadataFilters):
+        raise ValueError(f"filters must be MetadataFilters, got {type(filters).__name__}")
+    out = _group_to_dict(filters)
+    return None if out == _MATCH_ALL else out
+
+
+def _group_to_dict(filters: MetadataFilters) -> dict[str, Any]:
+    subs = []
+    for f in filters.filters:
+        if isinstance(f, MetadataFilters):
+            subs.append(_group_to_dict(f))
+        elif isinstance(f, MetadataFilter):
+            subs.append(_leaf_to_dict(f))
+        else:
+            raise ValueError(f"filters must hold MetadataFilter or MetadataFilters, got {type(f).__name__}")
+    if not subs:  # an empty group constrains nothing, whatever its condition (as in llama-index-core)
+        return _MATCH_ALL
+    cond = FilterCondition(filters.condition or FilterCondition.AND)
+    if cond == FilterCondition.AND:
+        return subs[0] if len(subs) == 1 else {"$and": subs}
+    either = subs[0] if len(subs) == 1 else {"$or": subs}
+    return either if cond == FilterCondition.OR else {"$not": either}
+
+
+def _and(*parts: dict[str, Any] | None) -> dict[str, Any] | None:
+    kept = [p for p in parts if p is not None]
+    if not kept:
+        return None
+    return kept[0] if len(kept) == 1 else {"$and": kept}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the store
+# ----------------------------------------------------------------------------------------------------------
+class SPANNVectorStore(BasePydanticVectorStore):
+    """LlamaIndex vector store backed by a SPANN + RaBitQ :class:`~spann_vectorstore.Collection`.
+
+    Parameters
+    ----------
+    persist_dir: directory of a durable Collection (created or reopened); ``None`` keeps it in memory.
+        Every ``add``/``delete`` is on disk when it returns; :meth:`persist` is only needed to write a copy
+        elsewhere (``StorageContext.persist``).
+    metric: ``"ip"`` (normalised embeddings, the default), ``"cosine"`` or ``"l2"``.
+    bits: RaBitQ bits per dimension of the index codes (1, 2, 4, 8).
+    collection: an existing Collection (or an object with the same public methods) instead of creating one;
+        it stays the caller's to close.
+    collection_kwargs: more :class:`~spann_vectorstore.Collection` options (``n_probe``, ``index_threshold``, ...).
+
+    ``SPANNVectorStore.from_persist_dir(dir)`` reopens a store after ``StorageContext.persist(dir)`` or a store
+    created with ``persist_dir=dir``. A persistent directory is open in one store at a time (a second open,
+    in this process or another, raises ``CollectionLockedError``): :meth:`close` the store before reopening.
+    """
+
+    stores_text: bool = True
+    is_embedding_query: bool = True
+    flat_metadata: bool = False
+
+    persist_dir: str | None = None
+    metric: str = "ip"
+    bits: int = 1
+
+    _collection: Any = PrivateAttr()
+    _owns_collection: bool = PrivateAttr(default=True)
+    _collection_kwargs: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    def __init__(
+        self,
+        persist_dir: str | os.PathLike | None = None,
+        *,
+        metric: str = "ip",
+        bits: int = 1,
+        collection: Any = None,
+        **collection_kwargs: Any,
+    ) -> None:
+        if collection is not None and (persist_dir is not None or collection_kwargs):
+            raise ValueError("pass either collection= or persist_dir/collection options, not both")
+        if collection is None:
+            collection = Collection(persist_dir, metric=metric, bits=bits, **collection_kwargs)
+            owns = True
+            path = getattr(collection, "path", None)
+        else:
+            for name in ("add", "search", "get", "delete", "count", "clear"):
+                if not callable(getattr(collection, name, None)):
+                    raise ValueError(f"collection must provide the Collection API; {name}() is missing")
+            owns = False
+            path = getattr(collection, "path", None)
+        super().__init__(
+            persist_dir=str(path) if path is not None else None,
+            metric=str(collection.metric),
+            bits=_stored_bits(collection, bits),
+        )
+        self._collection = collection
+        self._owns_collection = owns
+        self._collection_kwargs = dict(collection_kwargs)
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "SPANNVectorStore"
+
+    @property
+    def client(self) -> Any:
+        """The wrapped Collection."""
+        return self._collection
+
+    @property
+    def collection(self) -> Any:
+        """The wrapped Collection."""
+        return self._collection
+
+    def close(self) -> None:
+        """Close the Collection this store opened (a ``collection=`` passed in stays open). Idempotent."""
+        if self._owns_collection:
+            self._collection.close()
+
+    def __enter__(self) -> SPANNVectorStore:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def count(self, filters: MetadataFilters | None = None) -> int:
+        """Number of stored nodes (matching ``filters`` when given)."""
+        return self._collection.count(filter=metadata_filters_to_dict(filters))
+
+    # ------------------------------------------------------------------------------------------------------
+    # writes
+    # ------------------------------------------------------------------------------------------------------
+    def add(self, nodes: Sequence[BaseNode], **add_kwargs: Any) -> list[str]:
+        """Add (or replace, by node id) nodes with embeddings; returns their ids. Durable when it returns."""
+        nodes = list(nodes)
+        if not nodes:
+            return []
+        last = {n.node_id: n for n in nodes}  # a node id given twice: the last one wins (upsert)
+        batch = list(last.values())
+        vectors = []
+        for node in batch:
+            emb = node.embedding
+            if emb is None:
+                raise ValueError(f"node {node.node_id!r} has no embedding; embed it before adding")
+            vectors.append(emb)
+        dims = {len(v) for v in vectors}
+        dim = self._collection.dim
+        if len(dims) > 1:
+            raise ValueError(f"nodes have embeddings of different dimensions {sorted(dims)}")
+        (got,) = dims
+        if dim is not None and got != dim:
+            raise ValueError(f"embeddings have dimension {got}, but this store holds {dim}-dimensional vectors")
+        texts = [node.get_content(metadata_mode=MetadataMode.NONE) for node in batch]
+        metadatas = [node_to_metadata_dict(n, remove_text=True, flat_metadata=self.flat_metadata) for n in batch]
+        self._collection.add(
+            np.asarray(vectors, dtype=np.float32), texts=texts, metadatas=metadatas, ids=[n.node_id for n in batch]
+        )
+        return [n.node_id for n in nodes]
+
+    def delete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
+        """Delete every node of the reference document ``ref_doc_id``."""
+        if not isinstance(ref_doc_id, str):
+            raise ValueError(f"ref_doc_id must be a string, got {ref_doc_id!r}")
+        self._collection.delete(filter={REF_DOC_KEY: {"$eq": ref_doc_id}})
+
+    def delete_nodes(
+        self,
+        node_ids: list[str] | None = None,
+        filters: MetadataFilters | None = None,
+        **delete_kwargs: Any,
+    ) -> None:
+        """Delete nodes by id and/or filters (both: the listed nodes that match). ``node_ids=[]`` deletes
+        nothing; with neither argument this raises (use :meth:`clear` to delete everything)."""
+        ids = _id_list(node_ids)
+        flt = metadata_filters_to_dict(filters)
+        if ids is None and filters is None:
+            raise ValueError("delete_nodes needs node_ids and/or filters; use clear() to delete every node")
+        if ids is not None and not ids:
+            return
+        if ids is None and flt is None:  # filters that constrain nothing: every node matches (as in llama-index)
+            self.clear()
+            return
+        self._collection.delete(ids=ids, filter=flt)
+
+    def clear(self) -> None:
+        """Delete every node (the dimension and settings are kept)."""
+        self._collection.clear()
+
+    # ------------------------------------------------------------------------------------------------------
+    # reads
+    # ------------------------------------------------------------------------------------------------------
+    def get_nodes(
+        self,
+        node_ids: list[str] | None = None,
+        filters: MetadataFilters | None = None,
+    ) -> list[BaseNode]:
+        """Nodes by id (in the order given, unknown ids skipped) and/or by filters; all nodes with neither."""
+        ids = _id_list(node_ids)
+        if ids is not None and not ids:
+            return []
+        hits = self._collection.get(ids=ids, filter=metadata_filters_to_dict(filters))
+        return [_hit_to_node(h) for h in hits]
+
+    def query(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
+        """Nearest nodes to ``query.query_embedding`` (modes DEFAULT and MMR)."""
+        mode = query.mode
+        try:
+            mode = VectorStoreQueryMode(mode)
+        except ValueError:
+            pass
+        if mode not in (VectorStoreQueryMode.DEFAULT, VectorStoreQueryMode.MMR):
+            raise ValueError(
+                f"SPANNVectorStore supports query modes 'default' and 'mmr', not {getattr(mode, 'value', mode)!r}"
+            )
+        k = query.similarity_top_k
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
+            raise ValueError(f"similarity_top_k must be a positive integer, got {k!r}")
+        q = self._query_vector(query.query_embedding)
+        flt = _and(
+            metadata_filters_to_dict(query.filters),
+            {REF_DOC_KEY: {"$in": _id_list(query.doc_ids, "doc_ids")}} if query.doc_ids else None,
+        )
+        node_ids = _id_list(query.node_ids) or None
+        if q is None:  # nothing stored yet
+            return VectorStoreQueryResult(nodes=[], similarities=[], ids=[])
+
+        if mode == VectorStoreQueryMode.MMR:
+            prefetch_k = kwargs.get("mmr_prefetch_k")
+            if prefetch_k is None:
+                factor = kwargs.get("mmr_prefetch_factor", 4.0)
+                if not isinstance(factor, (int, float)) or factor < 1:
+                    raise ValueError(f"mmr_prefetch_factor must be a number >= 1, got {factor!r}")
+                prefetch_k = math.ceil(k * factor)
+            if isinstance(prefetch_k, bool) or not isinstance(prefetch_k, int) or prefetch_k < k:
+                raise ValueError(f"mmr_prefetch_k must be an integer >= similarity_top_k, got {prefetch_k!r}")
+            threshold = kwargs.get("mmr_threshold", query.mmr_threshold)
+            if threshold is not None and (
+                isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1
+            ):
+                raise ValueError(f"mmr_threshold must be a number in [0, 1], got {threshold!r}")
+            hits, _ = self._candidates(q, prefetch_k, flt, node_ids, vectors=True)
+            if not hits:
+                return VectorStoreQueryResult(nodes=[], similarities=[], ids=[])
+            sims, ids = get_top_k_mmr_embeddings(
+                q.tolist(),
+                [h.vector.tolist() for h in hits],
+                similarity_top_k=k,
+                embedding_ids=[h.id for h in hits],
+                mmr_threshold=threshold,
+            )
+            by_id = {h.id: h for h in hits}
+            hits = [by_id[i] for i in ids]
+            sims = [float(s) for s in sims]
+        else:
+            hits, sims = self._candidates(q, k, flt, node_ids, vectors=False)
+        return VectorStoreQueryResult(
+            nodes=[_hit_to_node(h) for h in hits], similarities=list(sims), ids=[h.id for h in hits]
+        )
+
+    def _query_vector(self, embedding: Any) -> np.ndarray | None:
+        if embedding is None:
+            raise ValueError("SPANNVectorStore needs query.query_embedding (an embedding query)")
+        try:
+            q = np.asarray(embedding, dtype=np.float32)
+        except (TypeError, ValueError):
+            raise ValueError("query_embedding must be a list of floats") from None
+        if q.ndim != 1 or q.size == 0:
+            raise ValueError(f"query_embedding must be a non-empty list of floats, got shape {q.shape}")
+        if not np.isfinite(q).all():
+            raise ValueError("query_embedding holds NaN or infinite values")
+        dim = self._collection.dim
+        if dim is None:
+            return None
+        if q.shape[0] != dim:
+            raise ValueError(f"query_embedding has dimension {q.shape[0]}, but this store holds {dim}-d vectors")
+        return q
+
+    def _candidates(
+        self, q: np.ndarray, k: int, flt: dict[str, Any] | None, node_ids: list[str] | None, *, vectors: bool
+    ) -> tuple[list[Any], list[float]]:
+        """Best ``k`` hits and their similarities (higher is better): from the index, or scored exactly over
+        the stored vectors of ``node_ids`` when the query is restricted to them."""
+        if node_ids is None:
+            hits = self._collection.search(q, k=int(k), filter=flt, include_vectors=vectors)
+            return hits, [self._similarity(h.score) for h in hits]
+        hits = self._collection.get(ids=node_ids, filter=flt, include_vectors=True)
+        if not hits:
+            return [], []
+        mat = np.stack([h.vector for h in hits]).astype(np.float32)
+        if self.metric == "l2":
+            scores = ((mat - q) ** 2).sum(axis=1)
+            order = np.argsort(scores, kind="stable")[:k]
+        else:
+            if self.metric == "cosine":
+                mat = mat / np.maximum(np.linalg.norm(mat, axis=1, keepdims=True), 1e-30)
+                scores = mat @ (q / max(float(np.linalg.norm(q)), 1e-30))
+            else:
+                scores = mat @ q
+            order = np.argsort(-scores, kind="stable")[:k]
+        return [hits[i] for i in order], [self._similarity(float(scores[i])) for i in order]
+
+    def _similarity(self, score: float) -> float:
+        return 1.0 / (1.0 + max(float(score), 0.0)) if self.metric == "l2" else float(score)
+
+    # ------------------------------------------------------------------------------------------------------
+    # async: the Collection calls run in a worker thread (searches run concurrently, writes serialise)
+    # ------------------------------------------------------------------------------------------------------
+    async def async_add(self, nodes: Sequence[BaseNode], **kwargs: Any) -> list[str]:
+        return await asyncio.to_thread(self.add, nodes, **kwargs)
+
+    async def adelete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
+        await asyncio.to_thread(self.delete, ref_doc_id, **delete_kwargs)
+
+    async def adelete_nodes(
+        self,
+        node_ids: list[str] | None = None,
+        filters: MetadataFilters | None = None,
+        **delete_kwargs: Any,
+    ) -> None:
+        await asyncio.to_thread(self.delete_nodes, node_ids, filters, **delete_kwargs)
+
+    async def aget_nodes(
+        self,
+        node_ids: list[str] | None = None,
+        filters: MetadataFilters | None = None,
+    ) -> list[BaseNode]:
+        return await asyncio.to_thread(self.get_nodes, node_ids, filters)
+
+    async def aclear(self) -> None:
+        await asyncio.to_thread(self.clear)
+
+    async def aquery(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
+        return await asyncio.to_thread(self.query, query, **kwargs)
+
+    # ------------------------------------------------------------------------------------------------------
+    # persistence
+    # ------------------------------------------------------------------------------------------------------
+    def persist(
+        self,
+        persist_path: str = os.path.join(
+            DEFAULT_PERSIST_DIR, f"{DEFAULT_NAMESPACE}{NAMESPACE_SEP}{DEFAULT_PERSIST_FNAME}"
+        ),
+        fs: Any = None,
+    ) -> None:
+        """Make the store reloadable from ``persist_path`` (``StorageContext.persist(dir)`` passes
+        ``dir/default__vector_store.json``): writes a small JSON manifest there, naming the Collection
+        directory. A Collection already in that directory (``persist_dir=dir``, or a previous copy) is used as
+        is, since it is durable; otherwise (in memory, elsewhere on disk, or another kind of collection such
+        as a sharded one) a full copy is written next to the manifest (``dir/default__vector_store.spann/``, a
+        plain Collection), replacing an older copy. Local filesystem only."""
+        _check_local_fs(fs)
+        manifest = Path(persist_path)
+        manifest.parent.mkdir(parents=True, exist_ok=True)
+        here = self._collection.path if isinstance(self._collection, Collection) else None  # others: a copy
+        here = Path(here).resolve() if here is not None else None
+        copy_dir = manifest.with_name(manifest.name.removesuffix(".json") + ".spann")
+        if here is not None and here == manifest.parent.resolve():
+            rel = "."
+        elif here is not None and here == copy_dir.resolve():
+            rel = copy_dir.name
+        else:
+            self._copy_to(copy_dir)
+            rel = copy_dir.name
+        doc = {
+            "format": MANIFEST_FORMAT,
+            "version": MANIFEST_VERSION,
+            "class_name": self.class_name(),
+            "collection": rel,
+            "metric": self.metric,
+            "bits": self.bits,
+            "dim": self._collection.dim,
+            "count": self._collection.count(),
+        }
+        tmp = manifest.with_name(f".{manifest.name}.{uuid.uuid4().hex[:8]}.tmp")
+        tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, manifest)
+
+    def _copy_to(self, target: Path) -> None:
+        """Write every document into a new Collection at ``target`` (built aside, then swapped in)."""
+        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
+        opts = {k: v for k, v in self._collection_kwargs.items() if k != "dim"}
+        dst = Collection(tmp, dim=self._collection.dim, metric=self.metric, bits=self.bits, **opts)
+        try:
+            ids = [h.id for h in self._collection.get()]
+            for s in range(0, len(ids), _COPY_BATCH):
+                hits = self._collection.get(ids=ids[s : s + _COPY_BATCH], include_vectors=True)
+                if hits:
+                    dst.add(
+                        np.stack([h.vector for h in hits]),
+                        texts=[h.text for h in hits],
+                        metadatas=[h.metadata for h in hits],
+                        ids=[h.id for h in hits],
+                    )
+        except BaseException:
+            dst.close()
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        dst.close()
+        old = None
+        if target.exists():
+            old = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.old")
+            os.replace(target, old)
+        os.replace(tmp, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+    @classmethod
+    def from_persist_path(cls, persist_path: str | os.PathLike, fs: Any = None, **kwargs: Any) -> SPANNVectorStore:
+        """Reopen a store from a manifest written by :meth:`persist` (or from a Collection directory).
+        ``kwargs``: Collection options such as ``n_probe``."""
+        _check_local_fs(fs)
+        path = Path(persist_path)
+        if path.is_dir():
+            if not (path / "docs.sqlite").exists():
+                raise FileNotFoundError(f"no SPANNVectorStore collection in {str(path)!r}")
+            return cls(path, **kwargs)
+        if not path.is_file():
+            raise FileNotFoundError(f"no SPANNVectorStore at {str(path)!r}")
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            doc = None
+        if not isinstance(doc, dict) or doc.get("format") != MANIFEST_FORMAT:
+            raise ValueError(f"{str(path)!r} is not a SPANNVectorStore manifest (written by SPANNVectorStore.persist)")
+        if doc.get("version") != MANIFEST_VERSION:
+            raise ValueError(f"unsupported SPANNVectorStore manifest version {doc.get('version')!r}")
+        where = (path.parent / doc["collection"]).resolve()
+        if not (where / "docs.sqlite").exists():
+            raise FileNotFoundError(f"the manifest {str(path)!r} names {str(where)!r}, which holds no collection")
+        return cls(where, metric=doc["metric"], bits=int(doc["bits"]), **kwargs)
+
+    @classmethod
+    def from_persist_dir(
+        cls,
+        persist_dir: str | os.PathLike = DEFAULT_PERSIST_DIR,
+        namespace: str = DEFAULT_NAMESPACE,
+        fs: Any = None,
+        **kwargs: Any,
+    ) -> SPANNVectorStore:
+        """Reopen a store after ``StorageContext.persist(persist_dir)`` (reads
+        ``persist_dir/{namespace}__vector_store.json``) or one created with ``persist_dir=persist_dir``."""
+        _check_local_fs(fs)
+        manifest = Path(persist_dir) / f"{namespace}{NAMESPACE_SEP}{DEFAULT_PERSIST_FNAME}"
+        if manifest.is_file():
+            return cls.from_persist_path(manifest, **kwargs)
+        if (Path(persist_dir) / "docs.sqlite").exists():
+            return cls.from_persist_path(persist_dir, **kwargs)
+        raise FileNotFoundError(f"no SPANNVectorStore in {str(persist_dir)!r} (looked for {manifest.name})")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# helpers
+# ----------------------------------------------------------------------------------------------------------
+def _stored_bits(collection: Any, default: int) -> int:
+    """The collection's RaBitQ bits when it reports them (``stats()``), else ``default``."""
+    stats = getattr(collection, "stats", None)
+    if callable(stats):
+        with contextlib.suppress(Exception):
+            return int(stats()["bits"])
+    return int(default)
+
+
+def _id_list(ids: Any, name: str = "node_ids") -> list[str] | None:
+    if ids is None:
+        return None
+    if isinstance(ids, str) or not isinstance(ids, (list, tuple, set)):
+        raise ValueError(f"{name} must be a list of strings, got {type(ids).__name__}")
+    out = list(ids)
+    for i in out:
+        if not isinstance(i, str):
+            raise ValueError(f"{name} must be strings, got {i!r}")
+    return out
+
+
+def _hit_to_node(hit: Any) -> BaseNode:
+    """The stored node; a document added without LlamaIndex (no ``_node_content``) becomes a ``TextNode``."""
+    if "_node_content" in hit.metadata:
+        return metadata_dict_to_node(hit.metadata, text=hit.text)
+    return TextNode(id_=hit.id, text=hit.text or "", metadata=dict(hit.metadata))
+
+
+def _check_local_fs(fs: Any) -> None:
+    if fs is None:
+        return
+    protocol = getattr(fs, "protocol", None)
+    protocols = (protocol,) if isinstance(protocol, str) else tuple(protocol or ())
+    if not {"file", "local"} & set(protocols):
+        raise ValueError("SPANNVectorStore persists to the local filesystem only (fs must be None or local)")
+
+
+__all__ = ["SPANNVectorStore", "metadata_filters_to_dict"]
