@@ -223,7 +223,8 @@ def test_ingest_embeds_into_shards(ray_local, tmp_path, engine):
     texts = [f"note {i} about {topics[i % 4]}" for i in range(200)]
     metas = [{"topic": i % 4} for i in range(200)]
     with ShardedCollection(tmp_path / "ingest", 2) as sc:
-        ids = ingest_dataset(texts, sc, metadatas=metas, batch_size=50, concurrency=2, num_cpus=0.25, engine=engine)
+        # one embedding actor: each actor loads torch and the model (~15 s of CPU on a busy 2-core box)
+        ids = ingest_dataset(texts, sc, metadatas=metas, batch_size=50, concurrency=1, num_cpus=0.25, engine=engine)
         assert len(ids) == 200 and len(set(ids)) == 200
         assert sc.count() == 200 and sc.dim == 384 and sc.count({"topic": 2}) == 50
         assert all(c > 0 for c in (s["count"] for s in sc.stats()["shards"]))
@@ -237,3 +238,70 @@ def test_ingest_embeds_into_shards(ray_local, tmp_path, engine):
         same = sc.search(vecs[0], 10, filter={"topic": 0})
         other = sc.search(vecs[0], 10, filter={"topic": 1})
         assert min(h.score for h in same) > max(h.score for h in other)
+
+
+@pytest.fixture(scope="module")
+def sharded_cosine(ray_local, tmp_path_factory):
+    """One 2-shard cosine collection for the adapter tests (each test starts by clearing it)."""
+    with ShardedCollection(tmp_path_factory.mktemp("adapters") / "sc", 2, metric="cosine") as sc:
+        yield sc
+
+
+def test_langchain_adapter_accepts_sharded_collection(sharded_cosine):
+    pytest.importorskip("langchain_core")
+    langchain_spann = pytest.importorskip("langchain_spann")
+    from langchain_core.embeddings import DeterministicFakeEmbedding
+
+    sc = sharded_cosine
+    sc.clear()
+    store = langchain_spann.SPANNVectorStore(DeterministicFakeEmbedding(size=16), collection=sc)
+    texts = ["apples are red", "the sky is blue", "grass is green", "the sea is blue", "snow is white"]
+    ids = ["apple", "sky", "grass", "sea", "snow"]
+    metas = [{"src": "a"}, {"src": "b"}, {"src": "a"}, {"src": "c"}, {"src": "a", "year": 2024}]
+    assert store.add_texts(texts, metadatas=metas, ids=ids) == ids
+    assert {sc.shard_of(i) for i in ids} == {0, 1}  # the documents really are spread over both shards
+    assert [d.id for d in store.similarity_search("the sky is blue", k=1)] == ["sky"]
+    doc, rel = store.similarity_search_with_relevance_scores("grass is green", k=1)[0]
+    assert doc.id == "grass" and rel == pytest.approx(1.0, abs=1e-4)
+    got = store.similarity_search("the sky is blue", k=5, filter={"src": "a"})
+    assert sorted(d.id for d in got) == ["apple", "grass", "snow"]
+    assert [d.id for d in store.similarity_search("snow", k=5, filter={"year": {"$gte": 2020}})] == ["snow"]
+    mmr = store.max_marginal_relevance_search("red apples", k=2, fetch_k=5, filter={"src": "a"})
+    assert {d.id for d in mmr} <= {"apple", "grass", "snow"} and len(mmr) == 2
+    store.delete(["sky", "snow"])
+    assert [d.id for d in store.get_by_ids(["sky", "sea", "apple"])] == ["sea", "apple"]
+    assert sc.count() == 3 and "sky" not in {d.id for d in store.similarity_search("the sky is blue", k=5)}
+
+
+def test_llama_index_adapter_accepts_sharded_collection(sharded_cosine):
+    spann_li = pytest.importorskip("llama_index.vector_stores.spann")
+    from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
+    from llama_index.core.vector_stores.types import MetadataFilter, MetadataFilters, VectorStoreQuery
+
+    sc = sharded_cosine
+    sc.clear()
+    x = clustered(40, 16, seed=5)
+    nodes = [
+        TextNode(
+            id_=f"n{i}",
+            text=f"node {i}",
+            metadata={"group": i % 2},
+            embedding=x[i].tolist(),
+            relationships={NodeRelationship.SOURCE: RelatedNodeInfo(node_id=f"doc{i % 4}")},
+        )
+        for i in range(40)
+    ]
+    store = spann_li.SPANNVectorStore(collection=sc)
+    assert store.add(nodes) == [n.node_id for n in nodes]
+    assert len({sc.shard_of(n.node_id) for n in nodes}) == 2
+    res = store.query(VectorStoreQuery(query_embedding=x[3].tolist(), similarity_top_k=3))
+    assert res.ids[0] == "n3" and res.nodes[0].get_content() == "node 3"
+    even = MetadataFilters(filters=[MetadataFilter(key="group", value=0)])
+    res = store.query(VectorStoreQuery(query_embedding=x[3].tolist(), similarity_top_k=5, filters=even))
+    assert len(res.ids) == 5 and all(int(i[1:]) % 2 == 0 for i in res.ids)
+    assert [n.node_id for n in store.get_nodes(node_ids=["n7", "missing", "n2"])] == ["n7", "n2"]
+    store.delete_nodes(["n3"])
+    store.delete("doc1")  # ref_doc_id: every node whose source is doc1 (n1, n5, n9, ...), across shards
+    assert sc.count() == 40 - 1 - 10
+    res = store.query(VectorStoreQuery(query_embedding=x[3].tolist(), similarity_top_k=40))
+    assert "n3" not in res.ids and not any(int(i[1:]) % 4 == 1 for i in res.ids) and len(res.ids) == 29
