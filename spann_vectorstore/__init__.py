@@ -6,3 +6,12 @@ from .index import SearchResult, SpannIndex
 
 __all__ = ["Collection", "CollectionLockedError", "FilterError", "Hit", "SearchResult", "SpannIndex"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """``spann_vectorstore.Embedder`` without importing the embedding module (or torch) up front."""
+    if name == "Embedder":
+        from .embed import Embedder
+
+        return Embedder
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

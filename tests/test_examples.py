@@ -21,3 +21,17 @@ def test_quickstart_runs(tmp_path):
     assert lines[0].split()[1] == "c123", "the query's source chunk must be the top hit"
     assert "filtered:" in out.stdout and "reopened: 19999 documents" in out.stdout
     assert "top hit now c123" not in out.stdout, "a deleted chunk must not come back after reopening"
+
+
+def test_cohere_style_ip_recall(tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "cohere_style_ip.py"), str(tmp_path / "co")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr
+    line = next(x for x in out.stdout.splitlines() if x.startswith("recall@10"))
+    recall = float(line.split(":")[1].split()[0])
+    assert recall >= 0.9, line  # the script asserts it too
+    assert (tmp_path / "co" / "embeddings.npy").exists() and "filtered to query 1's topic" in out.stdout
