@@ -248,6 +248,14 @@ def _write(actors: Sequence[Any], x: np.ndarray, texts: list, metas: list, ids: 
     _get(refs)
 
 
+def _own_vectors(hits: list[Hit]) -> list[Hit]:
+    """Ray hands numpy arrays back as read-only views of its buffers; a Collection returns writable copies."""
+    for h in hits:
+        if h.vector is not None and not h.vector.flags.writeable:
+            h.vector = h.vector.copy()
+    return hits
+
+
 def _merge(per_shard: Iterable[list[Hit]], k: int, metric: str) -> list[Hit]:
     """Global top-k of per-shard top-k lists: similarity descending (l2: distance ascending), ties by id."""
     hits = [h for hs in per_shard for h in hs]
@@ -359,6 +367,8 @@ class ShardedCollection:
         if isinstance(num_shards, bool) or not isinstance(num_shards, int) or num_shards < 1:
             msg = f"num_shards must be a positive integer for a new sharded collection, got {num_shards!r}"
             raise ValueError(msg)
+        if (self.path / "docs.sqlite").exists():
+            raise ValueError(f"{str(self.path)!r} holds a plain Collection, not a sharded one")
         layout = {
             "format": 1,
             "num_shards": num_shards,
@@ -505,7 +515,8 @@ class ShardedCollection:
         if ids is None:
             parts = _get([a.get.remote(None, filter, limit, include_vectors) for a in self._actors])
             out = [h for part in parts for h in part]
-            return out[:limit] if limit is not None else out
+            out = out[:limit] if limit is not None else out
+            return _own_vectors(out) if include_vectors else out
         id_list = list(dict.fromkeys([ids] if isinstance(ids, str) else ids))
         groups = _group(id_list, self.num_shards)
         parts = _get(
@@ -516,7 +527,8 @@ class ShardedCollection:
         )
         found = {h.id: h for part in parts for h in part}
         out = [found[i] for i in id_list if i in found]
-        return out[:limit] if limit is not None else out
+        out = out[:limit] if limit is not None else out
+        return _own_vectors(out) if include_vectors else out
 
     def search(
         self,
@@ -548,6 +560,8 @@ class ShardedCollection:
         q_arg = ray.put(q) if q.nbytes > _PUT_BYTES and len(self._actors) > 1 else q
         per_shard = _get([a.search.remote(q_arg, int(k), filter, n_probe, include_vectors) for a in self._actors])
         out = [_merge((res[qi] for res in per_shard), int(k), self._metric) for qi in range(q.shape[0])]
+        if include_vectors:
+            out = [_own_vectors(hits) for hits in out]
         return out[0] if single else out
 
     def stats(self) -> dict[str, Any]:
@@ -687,6 +701,8 @@ def ingest_dataset(
         if not texts:
             return []
         ids_l = [str(uuid.uuid4()) for _ in texts] if ids is None else [str(i) for i in _seq(ids, len(texts), "ids")]
+        if len(set(ids_l)) != len(ids_l):
+            raise ValueError("duplicate ids in one ingest")
         metas_l = [json.dumps(m if m is not None else {}) for m in _seq(metadatas, len(texts), "metadatas")]
         if engine == "data":
             import ray.data

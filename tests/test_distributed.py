@@ -78,6 +78,7 @@ def check_exact(sc, ref, x, metric):
     assert scores == sorted(scores, reverse=metric != "l2")
     hit = sc.search(x[11], 1, include_vectors=True)[0]
     np.testing.assert_array_equal(hit.vector, x[int(hit.id.rsplit("-", 1)[1])])
+    hit.vector[0] += 1  # writable, as a Collection's (Ray returns read-only arrays)
 
 
 def test_merged_topk_equals_single_collection_ip(ip_pair):
@@ -99,6 +100,8 @@ def test_merged_topk_equals_single_collection_l2_and_reopen(ray_local, tmp_path)
     assert layout["num_shards"] == 2 and layout["routing"] == "blake2b-64-le-mod"
     with pytest.raises(ValueError, match="has 2 shards"):
         ShardedCollection(path, 3)  # refused before any actor starts
+    with pytest.raises(ValueError, match="metric"):
+        ShardedCollection(path, metric="cosine")  # the shards' own check, raised as itself (not ActorDiedError)
     with ShardedCollection.open(path) as sc:  # num_shards and metric come from disk
         assert (sc.num_shards, sc.metric, sc.dim, sc.count()) == (2, "l2", D, 900)
         assert [s["count"] for s in sc.stats()["shards"]] == counts
@@ -111,6 +114,9 @@ def test_merged_topk_equals_single_collection_l2_and_reopen(ray_local, tmp_path)
         ShardedCollection(tmp_path / "new")  # a new collection needs a shard count
     with pytest.raises(ValueError, match="URI"):
         ShardedCollection("s3://bucket/x", 2)
+    Collection(tmp_path / "plain").close()
+    with pytest.raises(ValueError, match="plain Collection"):
+        ShardedCollection(f"file://{tmp_path / 'plain'}", 2)
     ref.close()
 
 
@@ -124,6 +130,7 @@ def test_get_count_delete_upsert(ip_pair):
     got = sc.get("doc-7", include_vectors=True)[0]
     assert (got.text, got.metadata, got.score) == ("text doc 7", ref.get("doc-7")[0].metadata, None)
     np.testing.assert_array_equal(got.vector, x[7])
+    assert got.vector.flags.writeable
     flt = {"kind": "c", "bucket": {"$gte": 4}}
     assert sc.count(flt) == ref.count(flt) and sc.count() == 900
     assert sorted(h.id for h in sc.get(filter=flt)) == sorted(h.id for h in ref.get(filter=flt))
