@@ -184,18 +184,61 @@ def _assign_penalised(dots, xn2, cn2, penalty, out_label, out_dist):
 
 # Small clustering problems (most nodes of the hierarchy) run serially: a parallel region costs more than
 # the work, and on a busy machine a descheduled worker stalls the whole region.
-assign_penalised_serial = njit(cache=True, fastmath=True)(_assign_penalised)
+# nogil: the build's tree splits nodes on several Python threads at once (serial kernels only there: the
+# default workqueue threading layer aborts on parallel kernels launched from two threads).
+assign_penalised_serial = njit(cache=True, fastmath=True, nogil=True)(_assign_penalised)
 assign_penalised_parallel = njit(cache=True, fastmath=True, parallel=True)(_assign_penalised)
 
 
-def assign_penalised(dots, xn2, cn2, penalty, out_label, out_dist):
-    if dots.shape[0] * dots.shape[1] < 4_000_000:
+def assign_penalised(dots, xn2, cn2, penalty, out_label, out_dist, parallel=True):
+    if not parallel or dots.shape[0] * dots.shape[1] < 4_000_000:
         assign_penalised_serial(dots, xn2, cn2, penalty, out_label, out_dist)
     else:
         assign_penalised_parallel(dots, xn2, cn2, penalty, out_label, out_dist)
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=True, nogil=True)
+def assign_capacity(dots, xn2, cn2, cap, out_label):
+    """Nearest centre per row, but no centre takes more than ``cap`` rows.
+
+    Rows are settled in order of their distance to their nearest centre (the clearest members first); a row
+    whose nearer centres are full goes to the nearest one with room. This bounds cluster sizes where the
+    balance penalty alone cannot: in a near-isotropic blob k-means lets one centroid take almost every row,
+    and recursive re-splitting then peels a few rows off per round (seen on synthetic data at 1M).
+    """
+    n, k = dots.shape
+    best = np.empty(n, np.float32)
+    best_j = np.empty(n, np.int64)
+    for i in range(n):
+        b = np.inf
+        bj = 0
+        for j in range(k):
+            d = xn2[i] - 2.0 * dots[i, j] + cn2[j]
+            if d < b:
+                b = d
+                bj = j
+        best[i] = b
+        best_j[i] = bj
+    counts = np.zeros(k, np.int64)
+    dist = np.empty(k, np.float32)
+    for i in np.argsort(best):
+        j = best_j[i]
+        if counts[j] < cap:
+            counts[j] += 1
+            out_label[i] = j
+            continue
+        for j in range(k):
+            dist[j] = xn2[i] - 2.0 * dots[i, j] + cn2[j]
+        order = np.argsort(dist)
+        for t in range(k):
+            j = order[t]
+            if counts[j] < cap:
+                counts[j] += 1
+                out_label[i] = j
+                break
+
+
+@njit(cache=True, fastmath=True, nogil=True)
 def centroid_sums(x, labels, k):
     """Per-cluster sums (float64) and counts of rows ``x`` (n, d) with ``labels`` (n,)."""
     n, d = x.shape
@@ -535,13 +578,16 @@ def _search_one(
         p = pi[t]
         base_ip = head_ip[p]
         s0 = p_start[p]
+        if not use_mask:
+            counters[0] += p_size[p]
         for e in range(s0, s0 + p_size[p]):
             # the hot loop reads only sequential entry data; per-vector arrays (stamps, tombstones, norms)
             # are random accesses and are touched only for the few entries that survive stage 1
             v = e_vidx[e]
-            if use_mask and allowed[v] == 0:
-                continue
-            counters[0] += 1
+            if use_mask:
+                if allowed[v] == 0:
+                    continue
+                counters[0] += 1
             # stage 1: 1-bit estimate by popcount, with its error bound (RaBitQ + query rounding)
             sw = e_sign[e]
             pc = 0

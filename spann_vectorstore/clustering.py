@@ -6,7 +6,13 @@ nearest-m selection, RNG rule) are Numba kernels in ``_kernels``.
 
 from __future__ import annotations
 
+import math
+import os
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+import numba
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from . import _kernels as K
 
@@ -25,6 +31,7 @@ def kmeans(
     iters: int = 12,
     balance: float = 0.05,
     max_train: int = 256,
+    parallel: bool = True,
 ) -> np.ndarray:
     """Balanced k-means centroids (k, d) of ``x`` (n, d) float32.
 
@@ -53,7 +60,7 @@ def kmeans(
         else:
             lam = balance * float(dist.mean()) / max(n / k, 1.0)
             penalty = (lam * counts).astype(np.float32)
-        K.assign_penalised(x @ c.T, xn2, cn2, penalty, labels, dist)
+        K.assign_penalised(x @ c.T, xn2, cn2, penalty, labels, dist, parallel)
         sums, counts = K.centroid_sums(x, labels, k)
         nz = counts > 0
         c[nz] = (sums[nz] / counts[nz, None]).astype(np.float32)
@@ -79,6 +86,13 @@ def assign_nearest(x: np.ndarray, c: np.ndarray) -> np.ndarray:
     return labels
 
 
+def assign_balanced(x: np.ndarray, c: np.ndarray, cap: int) -> np.ndarray:
+    """Nearest centroid per row with at most ``cap`` rows per centroid (one block: x is a tree node)."""
+    labels = np.empty(x.shape[0], np.int64)
+    K.assign_capacity(x @ c.T, _sqnorms(x), _sqnorms(c), int(cap), labels)
+    return labels
+
+
 def hierarchical_heads(
     x: np.ndarray,
     *,
@@ -92,46 +106,19 @@ def hierarchical_heads(
 
     A node with more than ``branch * target_size`` rows splits into ``branch`` children that are split
     further; a smaller node splits straight into ``round(n / target_size)`` leaves. Leaves larger than
-    ``2 * target_size`` (k-means imbalance) are split again. A leaf's head is the mean of its members.
+    ``2 * target_size`` are split again; node members are assigned under a capacity (1.5x the mean child
+    size for leaves, 3x above), so a k-means that collapses onto one centroid cannot make the recursion peel
+    off a few rows at a time. A leaf's head is the mean of its members.
     The tree cuts natural clusters at its upper levels, so ``refine_iters`` global Lloyd iterations over
     all heads (on a sample of max(100k, 16 per head) rows) follow; on ../shared/data two of them raise the
     recall reachable in 16 postings from 0.89 to 0.93 at equal scan cost.
     ``progress`` (a tqdm bar or None) is advanced by the number of rows settled in leaves.
     """
-    heads: list[np.ndarray] = []
-    max_leaf = max(2, 2 * target_size)
-    stack = [np.arange(x.shape[0])]
-
-    def leaf(idx: np.ndarray) -> None:
-        heads.append(x[idx].mean(axis=0))
-        if progress is not None:
-            progress.update(len(idx))
-
-    while stack:
-        idx = stack.pop()
-        n = len(idx)
-        if n <= max_leaf:
-            leaf(idx)
-            continue
-        final = n <= branch * target_size
-        k = max(2, round(n / target_size)) if final else branch
-        xs = x[idx]
-        c = kmeans(xs, k, rng=rng)
-        labels = assign_nearest(xs, c)
-        if np.bincount(labels, minlength=k).max() == n:
-            # degenerate (identical points): split arbitrarily so recursion always shrinks
-            labels = np.arange(n) % k
-        order = np.argsort(labels, kind="stable")
-        bounds = np.searchsorted(labels[order], np.arange(k + 1))
-        for j in range(k):
-            child = idx[order[bounds[j] : bounds[j + 1]]]
-            if len(child) == 0:
-                continue
-            if final and len(child) <= max_leaf:
-                leaf(child)
-            else:
-                stack.append(child)
-    h = np.ascontiguousarray(np.vstack(heads), dtype=np.float32)
+    with threadpool_limits(limits=1, user_api="blas"):
+        # thousands of small products (a node's rows x its children): a multithreaded BLAS spends more on
+        # waking and joining its threads than on the work, pathologically so on a loaded machine (measured:
+        # minutes at 1M rows). One thread here; the large refinement products below use all of them.
+        h = _tree_heads(x, target_size=target_size, branch=branch, rng=rng, progress=progress)
     n_ref = max(100_000, 16 * len(h))  # bounds refinement cost at 1M+ rows (each pass is n_ref x H x d)
     xs = x if x.shape[0] <= n_ref else x[np.sort(rng.choice(x.shape[0], n_ref, replace=False))]
     for _ in range(refine_iters):
@@ -142,6 +129,56 @@ def hierarchical_heads(
     return h
 
 
+def _tree_heads(x: np.ndarray, *, target_size: int, branch: int, rng: np.random.Generator, progress) -> np.ndarray:
+    """Leaf means of the balanced k-means tree (see :func:`hierarchical_heads`).
+
+    Nodes are split concurrently on one thread per core (the kernels release the GIL). Each node draws its
+    children's seeds from its own generator and leaves are ordered by their path in the tree, so the result
+    does not depend on thread scheduling.
+    """
+    max_leaf = max(2, 2 * target_size)
+    leaves: dict[tuple[int, ...], np.ndarray] = {}
+
+    def split(path: tuple[int, ...], idx: np.ndarray, seed: int) -> list[tuple[tuple[int, ...], np.ndarray, int]]:
+        n = len(idx)
+        r = np.random.default_rng(seed)
+        final = n <= branch * target_size
+        k = max(2, round(n / target_size)) if final else branch
+        xs = x[idx]
+        c = kmeans(xs, k, rng=r, iters=8, parallel=False)
+        cap = math.ceil((1.5 if final else 3.0) * n / k)
+        if final:
+            cap = min(cap, max_leaf)  # capacity * k >= n still holds: k = round(n / target) >= n / (2 target)
+        labels = assign_balanced(xs, c, cap)
+        order = np.argsort(labels, kind="stable")
+        bounds = np.searchsorted(labels[order], np.arange(k + 1))
+        seeds = r.integers(2**62, size=k)
+        return [
+            ((*path, j), idx[order[bounds[j] : bounds[j + 1]]], int(seeds[j]))
+            for j in range(k)
+            if bounds[j + 1] > bounds[j]
+        ]
+
+    def settle(items, pool, pending) -> None:
+        for path, idx, seed in items:
+            if len(idx) <= max_leaf:
+                leaves[path] = x[idx].mean(axis=0)
+                if progress is not None:
+                    progress.update(len(idx))
+            else:
+                pending.add(pool.submit(split, path, idx, seed))
+
+    workers = max(1, min(os.cpu_count() or 1, numba.get_num_threads()))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending: set = set()
+        settle([((), np.arange(x.shape[0]), int(rng.integers(2**62)))], pool, pending)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                settle(fut.result(), pool, pending)
+    return np.ascontiguousarray(np.vstack([leaves[p] for p in sorted(leaves)]), dtype=np.float32)
+
+
 def closure_assign(
     x: np.ndarray,
     heads: np.ndarray,
@@ -150,7 +187,11 @@ def closure_assign(
     rng_factor: float,
     candidates: int,
 ) -> np.ndarray:
-    """(n, replica_count) int64 head ids per row (-1 padded): RNG rule over the nearest ``candidates``."""
+    """(n, replica_count) int64 head ids per row (-1 padded): RNG rule over the nearest ``candidates``.
+
+    Brute force, one BLAS product per block of rows. An IVF over the heads (nearest 12 of sqrt(H) head
+    groups) was tried: at 2.5k heads it found the same replica sets for 97% of rows but ran 3x slower, the
+    gathers and scatters around many skinny products costing more than the FLOPs they save."""
     n = x.shape[0]
     h = heads.shape[0]
     m = max(1, min(candidates, h))
