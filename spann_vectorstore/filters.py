@@ -132,10 +132,12 @@ def _field_clause(field: str, cond: Any) -> tuple[str, list[Any]]:
                 params.append(path)
                 continue
             guard, gp = _typed(path, v)
+            # coalesce(..., 0): a missing field makes the comparison NULL, and NOT NULL is NULL (no match);
+            # every clause is two-valued so that $ne, $nin and $not match documents without the field
             if op == "$ne":
-                parts.append(f"NOT ({guard} AND {ext} = ?)")
+                parts.append(f"NOT coalesce(({guard} AND {ext} = ?), 0)")
             else:
-                parts.append(f"({guard} AND {ext} {_CMP[op]} ?)")
+                parts.append(f"coalesce(({guard} AND {ext} {_CMP[op]} ?), 0)")
             params += [*gp, path, _value(v)]
         elif op in ("$in", "$nin"):
             if not isinstance(v, (list, tuple, set)):
@@ -149,7 +151,7 @@ def _field_clause(field: str, cond: Any) -> tuple[str, list[Any]]:
                 guard, gp = _typed(path, x)
                 ors.append(f"({guard} AND {ext} = ?)" if x is not None else guard)
                 op_params += [*gp, path, _value(x)] if x is not None else gp
-            clause = "(" + " OR ".join(ors) + ")"
+            clause = "coalesce((" + " OR ".join(ors) + "), 0)"
             parts.append(clause if op == "$in" else f"NOT {clause}")
             params += op_params
         elif op == "$contains":
@@ -216,7 +218,7 @@ def compile_filter(flt: Any) -> tuple[str, list[Any]]:
                 params += p
         elif key == "$not":
             sub, p = compile_filter(val)
-            parts.append(f"NOT {sub}")
+            parts.append(f"NOT coalesce({sub}, 0)")
             params += p
         elif isinstance(key, str) and key.startswith("$"):
             raise FilterError(f"unknown filter operator {key!r}; expected one of {OPERATORS}")

@@ -370,3 +370,21 @@ def test_default_settings_reach_095_recall_on_shared_data_when_ingested_in_batch
     found = np.array([[int(h.id) for h in hs] for hs in got])
     r = recall(found, gt, 10)
     assert r >= 0.95, f"Collection recall@10 on ../shared/data with default settings {r:.3f} < 0.95"
+
+
+def test_negations_match_documents_without_the_field():
+    """$ne, $nin and $not hold for a document that lacks the field (SQL NULL must not leak through NOT)."""
+    col = Collection(dim=4)
+    vecs = np.eye(4, dtype=np.float32)[:3] + 0.1
+    col.add(vecs, metadatas=[{"d": True, "x": 1}, {}, {"x": 5}], ids=["a", "b", "c"])
+    cases = {
+        '{"d": {"$ne": true}}': ({"d": {"$ne": True}}, ["b", "c"]),
+        '{"x": {"$nin": [1]}}': ({"x": {"$nin": [1]}}, ["b", "c"]),
+        '{"$not": {"x": {"$gt": 0}}}': ({"$not": {"x": {"$gt": 0}}}, ["b"]),
+        '{"$not": {"d": true}}': ({"$not": {"d": True}}, ["b", "c"]),
+        '{"x": {"$in": [1, 5]}}': ({"x": {"$in": [1, 5]}}, ["a", "c"]),
+    }
+    for name, (flt, want) in cases.items():
+        assert sorted(h.id for h in col.get(filter=flt)) == want, name
+        assert col.count(filter=flt) == len(want), name
+        assert sorted(h.id for h in col.search(vecs[0], k=3, filter=flt)) == want, name
