@@ -220,6 +220,17 @@ class SpannIndex:
         return int(n_probe)
 
     def _as_matrix(self, x: Any, what: str, *, allow_1d: bool) -> np.ndarray:
+        if (
+            type(x) is np.ndarray
+            and x.dtype == np.float32
+            and x.flags.c_contiguous
+            and (x.ndim == 2 or (x.ndim == 1 and allow_1d))
+            and x.shape[-1] == self.dim
+            and x.size
+            and self.metric != "cosine"
+            and np.isfinite(x).all()
+        ):
+            return x.reshape(1, -1) if x.ndim == 1 else x  # the common case, validated in a few microseconds
         try:
             arr = np.asarray(x)
         except Exception as exc:  # ragged lists and the like
@@ -649,7 +660,10 @@ class SpannIndex:
             self._exact_subset(q, pos, k, out_idx, out_sim)
             return self._finish(q, out_idx, out_sim)
         counts = self._scan(q, k, npr, mdr, allowed, out_idx, out_sim)
-        short = np.flatnonzero(counts < min(k, n_allowed))
+        if nq == 1:
+            short = [0] if counts[0] < min(k, n_allowed) else []
+        else:
+            short = np.flatnonzero(counts < min(k, n_allowed))
         if len(short):
             # fewer than k hits although k vectors qualify (a selective filter, or postings emptied by deletes)
             sub_idx = np.full((len(short), k), -1, np.int64)
@@ -695,7 +709,7 @@ class SpannIndex:
         if nq == 1:
             stamp, val, lut = self._workspace()
             cnt = K.search_single(q[0], *common, *arrays, stamp, val, lut, self._counters, out_idx[0], out_sim[0])
-            return np.array([cnt])
+            return [cnt]
         counts = np.zeros(nq, np.int64)
         K.search_batch(q, *common, *arrays, min(4 * numba.get_num_threads(), nq), out_idx, out_sim, counts)
         return counts
@@ -722,7 +736,11 @@ class SpannIndex:
 
     def _finish(self, q: np.ndarray, out_idx: np.ndarray, out_sim: np.ndarray) -> SearchResult:
         valid = out_idx >= 0
-        ids = np.where(valid, self._ids[np.where(valid, out_idx, 0)] if self._n else -1, -1).astype(np.int64)
+        if self._n:
+            ids = self._ids[np.maximum(out_idx, 0)]
+            ids[~valid] = -1
+        else:
+            ids = np.full(out_idx.shape, -1, np.int64)
         if self.metric == "l2":
             out_sim = np.maximum(_sqnorms(q)[:, None] - 2.0 * out_sim, 0.0).astype(np.float32)
             out_sim[~valid] = np.nan
