@@ -21,7 +21,9 @@ Conventions
 from __future__ import annotations
 
 import numpy as np
+from llvmlite import ir
 from numba import njit, prange, types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
 # ----------------------------------------------------------------------------------------------------------
@@ -418,6 +420,41 @@ def _popcnt(typingctx, x):
     return sig, codegen
 
 
+@intrinsic
+def _prefetch(typingctx, addr):
+    """llvm.prefetch (read, high locality) of the cache line at integer address ``addr``."""
+    sig = types.void(types.uintp)
+
+    def codegen(context, builder, signature, args):
+        i8p = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]), "llvm.prefetch.p0"
+        )
+        ptr = builder.inttoptr(args[0], i8p)
+        builder.call(fn, [ptr, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+_PREFETCH_AHEAD = 4  # rerank candidates whose vectors are requested ahead of use
+
+
+@njit(cache=True, inline="always")
+def _prefetch_row(vidx, vec_base, vec_tail):
+    """Request every cache line of vector ``vidx``: the rerank's reads are random rows of a (memory-mapped)
+    matrix, each a cache and TLB miss; prefetching a few candidates ahead halved their cost (measured:
+    75 exact distances 32-43 us -> 22 us on ../shared/data)."""
+    nb = vec_base.shape[0]
+    if vidx < nb:
+        addr = vec_base.ctypes.data + vidx * vec_base.strides[0]
+    else:
+        addr = vec_tail.ctypes.data + (vidx - nb) * vec_tail.strides[0]
+    for off in range(0, vec_base.shape[1] * 4, 64):
+        _prefetch(addr + off)
+
+
 @njit(cache=True, fastmath=True, inline="always")
 def _dot_codes(code, qs, nb, bits):
     """sum_i qs[i] * level_i over one strided code (levels unshifted; the caller subtracts cb * sum(q))."""
@@ -644,10 +681,14 @@ def _search_one(
     top_keys = np.empty(k, np.float32)
     top_vals = np.empty(k, np.int64)
     size = 0
+    for r in range(min(_PREFETCH_AHEAD, keep)):
+        _prefetch_row(cand_v[order[r]], vec_base, vec_tail)
     for r in range(keep):
         c = order[r]
         if size == k and cand_ub[c] < top_keys[0]:
             break
+        if r + _PREFETCH_AHEAD < keep:
+            _prefetch_row(cand_v[order[r + _PREFETCH_AHEAD]], vec_base, vec_tail)
         v = cand_v[c]
         counters[3] += 1
         s = _exact_sim(q, v, vec_base, vec_tail, xn2, alpha)
