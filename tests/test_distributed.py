@@ -245,6 +245,21 @@ def test_ingest_embeds_into_shards(ray_local, tmp_path, engine):
         same = sc.search(vecs[0], 10, filter={"topic": 0})
         other = sc.search(vecs[0], 10, filter={"topic": 1})
         assert min(h.score for h in same) > max(h.score for h in other)
+        # a pool of two actors around a model object shipped to them (a LangChain fake: no torch to load)
+        lc = pytest.importorskip("langchain_core.embeddings")
+        fake = lc.DeterministicFakeEmbedding(size=384)
+        more = [f"extra {i}" for i in range(90)]
+        more_ids = [f"x{i}" for i in range(90)]
+        got = ingest_dataset(
+            more, sc, ids=more_ids, embed_model=fake, batch_size=20, concurrency=2, num_cpus=0.25, engine=engine
+        )
+        assert got == more_ids and sc.count() == 290
+        want = np.asarray(fake.embed_documents(more[:5]), dtype=np.float32)
+        want /= np.linalg.norm(want, axis=1, keepdims=True)
+        stored = np.stack([h.vector for h in sc.get(more_ids[:5], include_vectors=True)])
+        np.testing.assert_allclose(stored, want, atol=1e-5)
+        with pytest.raises(ValueError, match="duplicate"):
+            ingest_dataset(["a", "b"], sc, ids=["same", "same"], embed_model=fake, engine=engine)
 
 
 @pytest.fixture(scope="module")
