@@ -817,12 +817,30 @@ def _head_scores(q, heads, hn2):
     qn = np.float32(0.0)
     for j in range(d):
         qn += q[j] * q[j]
-    for i in range(h):
+    h4 = h - h % 4
+    for i in range(0, h4, 4):
+        # four heads per pass share each load of q
+        s0 = np.float32(0.0)
+        s1 = np.float32(0.0)
+        s2 = np.float32(0.0)
+        s3 = np.float32(0.0)
+        for j in range(d):
+            qj = q[j]
+            s0 += heads[i, j] * qj
+            s1 += heads[i + 1, j] * qj
+            s2 += heads[i + 2, j] * qj
+            s3 += heads[i + 3, j] * qj
+        ip[i] = s0
+        ip[i + 1] = s1
+        ip[i + 2] = s2
+        ip[i + 3] = s3
+    for i in range(h4, h):
         s = np.float32(0.0)
         for j in range(d):
             s += heads[i, j] * q[j]
         ip[i] = s
-        dist[i] = qn - 2.0 * s + hn2[i]
+    for i in range(h):
+        dist[i] = qn - 2.0 * ip[i] + hn2[i]
     return ip, dist
 
 
