@@ -19,7 +19,12 @@ upsert by id and deleting a missing id is a no-op (a retried delete may count 0 
 
 :func:`ingest_dataset` embeds a corpus with Ray Data ``map_batches`` on a pool of actors that each hold the
 embedding model, and writes every embedded batch straight from the embedding actor into its shards (vectors
-never travel back to the driver).
+never travel back to the driver). Ray Data needs ``ray[data]`` (pandas, pyarrow); without it the same embedding
+actors are fed batches directly.
+
+Cost: every search is one Ray call per shard. On one busy 2-core machine (``benchmarks/bench_distributed.py``,
+100k x 384) that is ~3 ms per query over a direct Collection and grows with the shard count; sharding pays when
+the shards run on separate nodes (more RAM, disk and cores), not on one machine.
 
 Connect to a cluster with ``ray.init(address="auto")`` (or ``"ray://head:10001"``) before creating the
 collection; without ``ray.init`` Ray starts a local instance on first use. On a multi-node cluster the shard
