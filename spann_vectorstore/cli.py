@@ -97,6 +97,31 @@ def _open_collection(path: Path, **kwargs: Any) -> Any:
         raise UserError(str(exc)) from None
 
 
+def _check_new_or_index(index: Path) -> None:
+    if index.exists() and (not index.is_dir() or (any(index.iterdir()) and not _is_index(index))):
+        raise UserError(f"{str(index)!r} exists and is not a spann-vectorstore index: choose a new or empty directory")
+
+
+def _writable_collection(path: Path, **kwargs: Any) -> Any:
+    from .collection import Collection, CollectionLockedError
+
+    try:
+        return Collection(path, **kwargs)
+    except CollectionLockedError as exc:
+        raise UserError(f"{exc} (wait for the other command to finish)") from None
+    except ValueError as exc:
+        raise UserError(f"{exc} (omit --bits/--metric to extend it, or use a new index directory)") from None
+
+
+def _ingest(paths: Any, col: Any, embedder: Any, **kwargs: Any) -> Any:
+    from .ingest import EmbedderMismatchError, ingest
+
+    try:
+        return ingest(paths, col, embedder, **kwargs)
+    except EmbedderMismatchError as exc:
+        raise UserError(str(exc)) from None
+
+
 def _load_embedder(model: str | None, *, batch_size: int = 64, progress: bool | None = None) -> Any:
     from .embed import Embedder, EmbedderError
 
@@ -179,39 +204,26 @@ def _hits_json(hits: list[Any]) -> list[dict[str, Any]]:
 # commands
 # ----------------------------------------------------------------------------------------------------------
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from .collection import Collection, CollectionLockedError
-    from .ingest import EmbedderMismatchError, ingest
-
     index = Path(args.index)
     missing = [p for p in args.paths if not Path(p).exists()]
     if missing:
         raise UserError(f"no such file or directory: {', '.join(missing)}")
-    if index.exists() and (not index.is_dir() or (any(index.iterdir()) and not _is_index(index))):
-        raise UserError(f"{str(index)!r} exists and is not a spann-vectorstore index: choose a new or empty directory")
+    _check_new_or_index(index)
     if args.chunk_overlap >= args.chunk_size:
         raise UserError(f"--chunk-overlap ({args.chunk_overlap}) must be smaller than --chunk-size", EXIT_USAGE)
     model = _model_for_index(index, args.model)
     progress = False if args.no_progress else None
     embedder = _load_embedder(model, progress=progress)
-    try:
-        col = Collection(index, metric=args.metric, bits=args.bits)
-    except CollectionLockedError as exc:
-        raise UserError(f"{exc} (wait for the other command to finish)") from None
-    except ValueError as exc:
-        raise UserError(f"{exc} (omit --bits/--metric to extend it, or use a new index directory)") from None
-    with col:
-        try:
-            summary = ingest(
-                args.paths,
-                col,
-                embedder,
-                chunk_size=args.chunk_size,
-                chunk_overlap=args.chunk_overlap,
-                batch_size=args.batch_size,
-                progress=progress,
-            )
-        except EmbedderMismatchError as exc:
-            raise UserError(str(exc)) from None
+    with _writable_collection(index, metric=args.metric, bits=args.bits) as col:
+        summary = _ingest(
+            args.paths,
+            col,
+            embedder,
+            chunk_size=args.chunk_size,
+            chunk_overlap=args.chunk_overlap,
+            batch_size=args.batch_size,
+            progress=progress,
+        )
         count = col.count()
     if args.json:
         print(json.dumps({**summary.as_dict(), "documents": count, "index": str(index)}, indent=2))
@@ -294,10 +306,10 @@ def cmd_info(args: argparse.Namespace) -> int:
 # demo
 # ----------------------------------------------------------------------------------------------------------
 DEMO_QUESTIONS = (
-    "What happens to an exception raised inside a with block?",
-    "When are default argument values evaluated?",
+    "How does a context manager clean up after an exception?",
+    "Why does a default list argument keep values between calls?",
+    "What is the difference between is and ==?",
     "What does yield do inside a function?",
-    "How does import find and load a module?",
     "Does the vector store survive a crash such as kill -9?",
 )
 # pydoc_data.topics also holds Library Reference sections (str methods, list/dict types, pdb, format
@@ -339,12 +351,11 @@ def demo_documents(*, quick: bool = False, all_topics: bool = False, readme: boo
         names = sorted(topics)
     else:
         names = [n for n in sorted(topics) if n not in DEMO_LIBRARY_TOPICS | DEMO_DUPLICATE_TOPICS]
-    docs, seen = [], set()
+    docs = []
     for name in names:
         text = topics[name]
-        if not text.strip() or text in seen:  # "if" and "else" are the same text
+        if not text.strip() or _repeated_topic(name, names, topics):
             continue
-        seen.add(text)
         title = text.strip().splitlines()[0].strip()
         docs.append(Document(source=f"python-reference:{name}", text=text, title=title))
     if readme:
@@ -352,6 +363,22 @@ def demo_documents(*, quick: bool = False, all_topics: bool = False, readme: boo
         if text:
             docs.append(Document(source="spann-vectorstore:README.md", text=text, title="README", kind="markdown"))
     return docs
+
+
+def _repeated_topic(name: str, names: list[str], topics: dict[str, str]) -> bool:
+    """True for a topic whose text is repeated inside a longer selected one ("exceptions" is a section of
+    "execmodel"), or that duplicates another exactly ("else" is the text of "if": keep the one named in the
+    title)."""
+    text = topics[name]
+    body = text.strip().split("\n", 3)[-1][:400]  # after the title and its underline
+    for other in names:
+        if other == name or body not in topics[other]:
+            continue
+        if len(topics[other]) > len(text):
+            return True
+        if topics[other] == text and f'"{name}"' not in text.split("\n", 1)[0]:
+            return True
+    return False
 
 
 def _readme_text() -> str | None:
@@ -367,9 +394,7 @@ def _readme_text() -> str | None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .collection import Collection
     from .embed import bundled_model_path
-    from .ingest import ingest
 
     t_start = time.perf_counter()
     progress = False if args.no_progress else True
@@ -393,8 +418,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         tmp = tempfile.TemporaryDirectory(prefix="spann-demo-")
         index = tmp.name
     try:
-        with Collection(index, metric="ip") as col:
-            summary = ingest(docs, col, embedder, chunk_size=args.chunk_size, chunk_overlap=60, progress=progress)
+        if args.index is not None:
+            _check_new_or_index(Path(index))
+            _model_for_index(Path(index), embedder.name)  # a kept demo index built with another model
+        with _writable_collection(Path(index), metric="ip") as col:
+            summary = _ingest(docs, col, embedder, chunk_size=args.chunk_size, chunk_overlap=60, progress=progress)
             print(f"  {summary}", flush=True)
             questions = args.question or list(DEMO_QUESTIONS)
             for q in questions:

@@ -9,7 +9,7 @@ What is ingested: every file under the given folders except hidden ones (``.git`
 ``__pycache__``/``node_modules`` and the collection's own directory. Binary files (a known binary suffix, a
 NUL byte in the first 8 KiB, or bytes that are not UTF-8) are skipped and counted. HTML is reduced to its
 text (scripts and styles dropped). Chunking is LangChain's ``RecursiveCharacterTextSplitter`` with the
-separators of the file's language where it has them (Markdown, reStructuredText, Python and other code), in
+separators of the file's language where it has them (Markdown, Python and other code), in
 characters (``chunk_size``/``chunk_overlap``). The defaults (600/60) keep chunks under all-MiniLM-L6-v2's
 256-token window for prose and most code; longer chunks are truncated by the model.
 
@@ -20,14 +20,15 @@ in the file), ``title`` (Markdown ``#`` heading, reStructuredText title or HTML 
 ids, so re-running is idempotent (an upsert).
 
 Change detection: a manifest (``ingest.sqlite`` in the collection's directory; in memory for an in-memory
-collection) records per source its ``file_hash``, chunk count and chunk ids. A file whose hash is unchanged
-and whose first and last chunk are still in the collection is skipped without embedding. A changed file is
-re-chunked and re-embedded, then its old chunks are deleted. Ordering, so that a crash at any point loses
-nothing: (1) the new chunks are added (durable when ``Collection.add`` returns), (2) only after the file's
-last chunk is in, the old chunks (ids recorded for the source under another hash) are deleted, (3) the
-manifest row is written last. A crash before (3) leaves the old manifest row, so the next run re-ingests
-the file (same ids: upserts) and deletes the old chunks then; between (1) and (2) searches may see both
-versions of that file, never neither. When the manifest is missing but the collection holds documents
+collection) records per source its ``file_hash``, chunk count and chunk ids. A file whose hash is unchanged,
+whose first and last chunk are still in the collection and that has no chunks of another version left is
+skipped without embedding. A changed file is re-chunked and re-embedded, then its old chunks are deleted.
+Ordering, so that a crash at any point loses nothing and leaves nothing behind: (1) the new chunk ids are
+logged in the manifest, then the chunks are added (durable when ``Collection.add`` returns); (2) only after
+the file's last chunk is in, the chunks logged for the source under another hash are deleted; (3) the
+file's manifest row is written last. A crash before (3) leaves the old row, so the next run re-ingests the
+file (same ids: upserts) and deletes the other versions' chunks then; between (1) and (2) searches may see
+both versions of that file, never neither. When the manifest is missing but the collection holds documents
 (ingested elsewhere), old chunks are found by a metadata filter instead (slower: one scan per file).
 
 The model and chunk settings are recorded in ``embedder.json`` beside the collection; ingesting into it with
@@ -529,6 +530,12 @@ class _Manifest:
             self.db.executemany("INSERT OR REPLACE INTO chunks (id, source, file_hash) VALUES (?, ?, ?)", rows)
             self.db.execute("COMMIT")
 
+    def has_stale(self, source: str, file_hash: str) -> bool:
+        """Chunks logged for ``source`` under another hash (an interrupted replacement)."""
+        with self._lock:
+            q = "SELECT 1 FROM chunks WHERE source = ? AND file_hash != ? LIMIT 1"
+            return self.db.execute(q, [source, file_hash]).fetchone() is not None
+
     def stale_ids(self, source: str, file_hash: str) -> list[str]:
         with self._lock:
             q = "SELECT id FROM chunks WHERE source = ? AND file_hash != ?"
@@ -623,7 +630,7 @@ def ingest(
         row = manifest.lookup(source)
         if row is None:
             return False, not manifest.trusted
-        if row[0] != file_hash:
+        if row[0] != file_hash or manifest.has_stale(source, file_hash):
             return False, True
         if row[1] == 0:
             return True, True
@@ -693,8 +700,9 @@ def ingest(
             t0 = time.perf_counter()
             summary.seconds_waiting += t0 - t_wait
             if batch:
-                collection.add(vectors, [c.text for c in batch], [c.metadata for c in batch], [c.id for c in batch])
+                # log the ids first: if we die after the add, the next run still knows these chunks exist
                 manifest.add_chunks([(c.id, c.metadata["source"], c.metadata["file_hash"]) for c in batch])
+                collection.add(vectors, [c.text for c in batch], [c.metadata for c in batch], [c.id for c in batch])
                 summary.chunks_added += len(batch)
             for d in batch.done:
                 if d.replaces:

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -35,3 +37,24 @@ def test_cohere_style_ip_recall(tmp_path):
     recall = float(line.split(":")[1].split()[0])
     assert recall >= 0.9, line  # the script asserts it too
     assert (tmp_path / "co" / "embeddings.npy").exists() and "filtered to query 1's topic" in out.stdout
+
+
+@pytest.mark.parametrize("script", ["langchain_rag.py", "llama_index_rag.py"])
+def test_rag_examples_run_offline(tmp_path, script):
+    pytest.importorskip("sentence_transformers")
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / script), str(tmp_path / "idx")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "none configured" in out.stdout, "the script must say that a stand-in LLM answers"
+    blocks = out.stdout.split("\nQ: ")[1:]
+    expected = {"send an item back": "returns.md", "water damage": "warranty.md", "next-day delivery": "shipping.md"}
+    assert len(blocks) == 3
+    for block in blocks:
+        question, top = block.splitlines()[0], block.splitlines()[1]
+        want = next(v for k, v in expected.items() if k in question)
+        assert want in top, f"top passage for {question!r} should come from {want}: {top}"
+    assert "filtered to shipping.md: '# Shipping" in out.stdout

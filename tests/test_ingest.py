@@ -124,13 +124,16 @@ def test_unchanged_file_whose_chunks_were_deleted_is_ingested_again(tmp_path, fa
         assert (s.files_ingested, s.files_unchanged) == (1, 3) and col.count() == n
 
 
-def test_crash_between_add_and_delete_loses_nothing(tmp_path, fake, monkeypatch):
-    """Ordering: new chunks are added, then old ones deleted, then the manifest is written. A crash in
-    between leaves both versions searchable, and the next run finishes the replacement."""
+@pytest.mark.parametrize("revert", [False, True])
+def test_crash_between_add_and_delete_loses_nothing(tmp_path, fake, monkeypatch, revert):
+    """Ordering: new chunk ids are logged, the chunks added, then old ones deleted, then the manifest row is
+    written. A crash in between leaves both versions searchable, and the next run finishes the replacement,
+    also when the file was reverted to its old content meanwhile (no orphans of the interrupted version)."""
     root = tmp_path / "docs"
     write_corpus(root)
     a = root / "a.md"
     src = a.resolve().as_posix()
+    v1 = a.read_text()
     with Collection(tmp_path / "idx") as col:
         ingest(root, col, fake, chunk_size=200, chunk_overlap=20, progress=False)
         old_ids = {h.id for h in col.get(filter={"source": src})}
@@ -143,6 +146,8 @@ def test_crash_between_add_and_delete_loses_nothing(tmp_path, fake, monkeypatch)
     with Collection(tmp_path / "idx") as col, pytest.raises(KeyboardInterrupt):
         ingest(root, col, fake, chunk_size=200, chunk_overlap=20, progress=False)
     monkeypatch.undo()
+    if revert:
+        a.write_text(v1)
     with Collection.open(tmp_path / "idx") as col:  # "restart"
         mid = {h.id: h for h in col.get(filter={"source": src})}
         assert old_ids <= set(mid), "the old version is still there"
@@ -152,7 +157,8 @@ def test_crash_between_add_and_delete_loses_nothing(tmp_path, fake, monkeypatch)
         assert s.files_ingested == 1 and s.files_unchanged == 3 and s.chunks_deleted == len(set(mid) - final) > 0
     with Collection(tmp_path / "fresh") as fresh:
         ingest(a, fresh, fake, chunk_size=200, chunk_overlap=20, progress=False)
-        assert final == {h.id for h in fresh.get()}, "the result equals a clean ingest of the new version"
+        assert final == {h.id for h in fresh.get()}, "the result equals a clean ingest of the file as it is now"
+    assert (final == old_ids) == revert
 
 
 def test_streaming_consumes_documents_lazily(fake):
