@@ -342,44 +342,10 @@ class Collection:
         Everything is validated before anything changes: a bad call raises and leaves the collection as is.
         """
         self._check_open()
-        arr = np.asarray(vectors) if not isinstance(vectors, np.ndarray) else vectors
-        if arr.ndim == 1:
-            arr = arr[None, :]
-        if arr.ndim != 2:
-            raise ValueError(f"vectors must be 2-D (n, dim), got shape {arr.shape}")
-        n = arr.shape[0]
-        if n == 0:
-            raise ValueError("vectors is empty")
-        dim = self._cfg["dim"] if self._cfg["dim"] is not None else arr.shape[1]
-        checker = self._index if self._index is not None else SpannIndex(dim, metric=self.metric)
-        x = checker._as_matrix(arr, "vectors", allow_1d=False)
-        if self.metric == "cosine":  # the index normalises; keep the caller's vectors in the store
-            x = np.ascontiguousarray(arr, dtype=np.float32)
-        texts_l = _seq(texts, n, "texts")
-        metas_l = _seq(metadatas, n, "metadatas")
-        for t in texts_l:
-            if t is not None and not isinstance(t, str):
-                raise TypeError(f"texts must be strings or None, got {type(t).__name__}")
-        meta_json = []
-        for i, m in enumerate(metas_l):
-            if m is None:
-                m = {}
-            if not isinstance(m, dict):
-                raise TypeError(f"metadatas[{i}] must be a dict, got {type(m).__name__}")
-            try:
-                meta_json.append(json.dumps(m, allow_nan=False, ensure_ascii=False))
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"metadatas[{i}] is not JSON-serialisable: {exc}") from None
-        if ids is None:
-            ids_l = [str(uuid.uuid4()) for _ in range(n)]
-        else:
-            ids_l = _seq(ids, n, "ids")
-            for i in ids_l:
-                if not isinstance(i, str) or not i:
-                    raise TypeError(f"ids must be non-empty strings, got {i!r}")
-            if len(set(ids_l)) != n:
-                dup = sorted({i for i in ids_l if ids_l.count(i) > 1})[:5]
-                raise ValueError(f"duplicate ids in one call: {dup}")
+        x, texts_l, meta_json, ids_l = validate_documents(
+            vectors, texts, metadatas, ids, dim=self._cfg["dim"], metric=self.metric, index=self._index
+        )
+        n, dim = x.shape
         with self._lock.write():
             self._check_open()
             if self._cfg["dim"] is None:
@@ -590,6 +556,60 @@ class Collection:
             if self.path is not None:
                 st["bytes_disk"] = sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
         return st
+
+
+def validate_documents(
+    vectors: Any,
+    texts: Sequence[str | None] | None,
+    metadatas: Sequence[dict[str, Any] | None] | None,
+    ids: Sequence[str] | None,
+    *,
+    dim: int | None,
+    metric: str,
+    index: SpannIndex | None = None,
+) -> tuple[np.ndarray, list[str | None], list[str], list[str]]:
+    """Check one :meth:`Collection.add` call without touching any store; raises ``ValueError``/``TypeError``
+    naming the problem. Returns float32 (n, dim) vectors (as given, not normalised), texts, metadata as JSON
+    strings and ids (uuid4 strings when ``ids`` is None). ``dim`` None: any dimension is accepted.
+    Shared by the Collection and the Ray ``ShardedCollection`` (which validates before any shard sees a write)."""
+    arr = np.asarray(vectors) if not isinstance(vectors, np.ndarray) else vectors
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2:
+        raise ValueError(f"vectors must be 2-D (n, dim), got shape {arr.shape}")
+    n = arr.shape[0]
+    if n == 0:
+        raise ValueError("vectors is empty")
+    checker = index if index is not None else SpannIndex(dim if dim is not None else arr.shape[1], metric=metric)
+    x = checker._as_matrix(arr, "vectors", allow_1d=False)
+    if METRICS[metric] == "cosine":  # the index normalises; keep the caller's vectors in the store
+        x = np.ascontiguousarray(arr, dtype=np.float32)
+    texts_l = _seq(texts, n, "texts")
+    metas_l = _seq(metadatas, n, "metadatas")
+    for t in texts_l:
+        if t is not None and not isinstance(t, str):
+            raise TypeError(f"texts must be strings or None, got {type(t).__name__}")
+    meta_json = []
+    for i, m in enumerate(metas_l):
+        if m is None:
+            m = {}
+        if not isinstance(m, dict):
+            raise TypeError(f"metadatas[{i}] must be a dict, got {type(m).__name__}")
+        try:
+            meta_json.append(json.dumps(m, allow_nan=False, ensure_ascii=False))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"metadatas[{i}] is not JSON-serialisable: {exc}") from None
+    if ids is None:
+        ids_l = [str(uuid.uuid4()) for _ in range(n)]
+    else:
+        ids_l = _seq(ids, n, "ids")
+        for i in ids_l:
+            if not isinstance(i, str) or not i:
+                raise TypeError(f"ids must be non-empty strings, got {i!r}")
+        if len(set(ids_l)) != n:
+            dup = sorted({i for i in ids_l if ids_l.count(i) > 1})[:5]
+            raise ValueError(f"duplicate ids in one call: {dup}")
+    return x, texts_l, meta_json, ids_l
 
 
 def _seq(values: Any, n: int, name: str) -> list[Any]:

@@ -55,9 +55,9 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     msg = "spann_vectorstore.distributed needs Ray: pip install 'spann-vectorstore[distributed]'"
     raise ImportError(msg) from exc
 
-from .collection import Collection, CollectionLockedError, Hit, _seq
+from .collection import Collection, CollectionLockedError, Hit, _seq, validate_documents
 from .filters import compile_filter
-from .index import METRICS, SpannIndex
+from .index import METRICS
 
 LAYOUT_FILE = "sharding.json"
 ROUTING = "blake2b-64-le-mod"  # recorded in the layout: a future scheme must not silently reuse old files
@@ -205,35 +205,8 @@ def _prepare(
 ) -> tuple[np.ndarray, list, list, list[str]]:
     """Validate a write as ``Collection.add`` does, before any shard sees it: a bad call raises and changes
     nothing on any shard. Returns float32 (n, dim) vectors (the caller's, not normalised) and the columns."""
-    arr = np.asarray(vectors) if not isinstance(vectors, np.ndarray) else vectors
-    if arr.ndim == 1:
-        arr = arr[None, :]
-    if arr.ndim != 2 or arr.shape[0] == 0:
-        raise ValueError(f"vectors must be a non-empty 2-D (n, dim) array, got shape {arr.shape}")
-    SpannIndex(dim if dim is not None else arr.shape[1], metric=metric)._as_matrix(arr, "vectors", allow_1d=False)
-    x = np.ascontiguousarray(arr, dtype=np.float32)
-    n = x.shape[0]
-    texts_l, metas_l = _seq(texts, n, "texts"), _seq(metadatas, n, "metadatas")
-    for t in texts_l:
-        if t is not None and not isinstance(t, str):
-            raise TypeError(f"texts must be strings or None, got {type(t).__name__}")
-    for i, m in enumerate(metas_l):
-        if m is not None and not isinstance(m, dict):
-            raise TypeError(f"metadatas[{i}] must be a dict, got {type(m).__name__}")
-        try:
-            json.dumps(m, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"metadatas[{i}] is not JSON-serialisable: {exc}") from None
-    if ids is None:
-        ids_l = [str(uuid.uuid4()) for _ in range(n)]
-    else:
-        ids_l = _seq(ids, n, "ids")
-        for i in ids_l:
-            if not isinstance(i, str) or not i:
-                raise TypeError(f"ids must be non-empty strings, got {i!r}")
-        if len(set(ids_l)) != n:
-            raise ValueError(f"duplicate ids in one call: {sorted({i for i in ids_l if ids_l.count(i) > 1})[:5]}")
-    return x, texts_l, metas_l, ids_l
+    x, texts_l, _, ids_l = validate_documents(vectors, texts, metadatas, ids, dim=dim, metric=metric)
+    return x, texts_l, _seq(metadatas, x.shape[0], "metadatas"), ids_l
 
 
 def _group(ids: Sequence[str], num_shards: int) -> dict[int, list[int]]:
