@@ -322,13 +322,19 @@ class SpannIndex:
         finally:
             if bar is not None:
                 bar.close()
-        assign = closure_assign(
-            x,
-            heads,
-            replica_count=self.params["replica_count"],
-            rng_factor=self.params["rng_factor"],
-            candidates=self.params["candidates"],
-        )
+        bar = _progress(n, "spann: assign", show)
+        try:
+            assign = closure_assign(
+                x,
+                heads,
+                replica_count=self.params["replica_count"],
+                rng_factor=self.params["rng_factor"],
+                candidates=self.params["candidates"],
+                progress=bar,
+            )
+        finally:
+            if bar is not None:
+                bar.close()
         self._reset()
         self._heads = heads
         self._hn2 = _sqnorms(heads)
