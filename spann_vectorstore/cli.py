@@ -122,7 +122,7 @@ def _ingest(paths: Any, col: Any, embedder: Any, **kwargs: Any) -> Any:
         raise UserError(str(exc)) from None
 
 
-def _load_embedder(model: str | None, *, batch_size: int = 64, progress: bool | None = None) -> Any:
+def _load_embedder(model: str | None, *, batch_size: int = 16, progress: bool | None = None) -> Any:
     from .embed import Embedder, EmbedderError
 
     try:

