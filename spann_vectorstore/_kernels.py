@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 from llvmlite import ir
+from llvmlite.binding import llvm_version_info
 from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
@@ -420,6 +421,10 @@ def _popcnt(typingctx, x):
     return sig, codegen
 
 
+# the intrinsic's name carries its pointer type: typed pointers up to LLVM 14 (llvmlite < 0.44), opaque after
+_PREFETCH_NAME = "llvm.prefetch.p0" if llvm_version_info >= (15,) else "llvm.prefetch.p0i8"
+
+
 @intrinsic
 def _prefetch(typingctx, addr):
     """llvm.prefetch (read, high locality) of the cache line at integer address ``addr``."""
@@ -429,7 +434,7 @@ def _prefetch(typingctx, addr):
         i8p = ir.IntType(8).as_pointer()
         i32 = ir.IntType(32)
         fn = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]), "llvm.prefetch.p0"
+            builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]), _PREFETCH_NAME
         )
         ptr = builder.inttoptr(args[0], i8p)
         builder.call(fn, [ptr, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
