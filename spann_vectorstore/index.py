@@ -28,7 +28,7 @@ import numpy as np
 
 from . import _kernels as K
 from . import _storage
-from .clustering import _sqnorms, closure_assign, hierarchical_heads, kmeans
+from .clustering import _sqnorms, cap_postings, closure_assign, hierarchical_heads, kmeans
 
 METRICS = {
     "ip": "ip",
@@ -41,6 +41,7 @@ METRICS = {
 }
 BITS = (1, 2, 4, 8)
 _FORMAT = "spann-index"
+_POSTING_LIMIT = 4.0  # a build keeps postings within 4x the mean length (replicas beyond are dropped)
 _MAX_VECTORS = 2**31 - 1  # internal indices are int32 in the postings
 
 
@@ -335,6 +336,7 @@ class SpannIndex:
         finally:
             if bar is not None:
                 bar.close()
+        assign = cap_postings(x, heads, assign, _POSTING_LIMIT)
         self._reset()
         self._heads = heads
         self._hn2 = _sqnorms(heads)
