@@ -23,8 +23,6 @@ from typing_extensions import Self
 from spann_vectorstore import Collection, Hit
 from spann_vectorstore.index import METRICS
 
-from ._filters import normalize_filter
-
 #: A metadata filter: the core filter dict (see :mod:`spann_vectorstore.filters`) or a predicate on documents.
 Filter = dict[str, Any] | Callable[[Document], bool] | None
 
@@ -351,8 +349,7 @@ class SPANNVectorStore(VectorStore):
         if filter is not None and not isinstance(filter, dict):
             msg = f"delete() takes a filter dict, got {type(filter).__name__}"
             raise TypeError(msg)
-        flt = normalize_filter(filter) if filter is not None else None
-        self._collection.delete(ids=_id_list(ids) if ids is not None else None, filter=flt)
+        self._collection.delete(ids=_id_list(ids) if ids is not None else None, filter=filter)
         return True
 
     async def adelete(
@@ -378,8 +375,7 @@ class SPANNVectorStore(VectorStore):
             raise ValueError(msg)
         opts = {key: v for key, v in opts.items() if v is not None}
         if filter is None or isinstance(filter, dict):
-            flt = normalize_filter(filter) if filter else None
-            return self._collection.search(vector, k, filter=flt, include_vectors=include_vectors, **opts)
+            return self._collection.search(vector, k, filter=filter or None, include_vectors=include_vectors, **opts)
         if not callable(filter):
             msg = f"filter must be a dict or a callable Document -> bool, got {type(filter).__name__}"
             raise TypeError(msg)
