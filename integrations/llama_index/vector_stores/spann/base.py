@@ -110,22 +110,21 @@ def _leaf_to_dict(f: MetadataFilter) -> dict[str, Any]:
     k, op = f.key, FilterOperator(f.operator)
     if not isinstance(k, str) or not k:
         raise ValueError(f"filter key must be a non-empty string, got {k!r}")
-    absent = {k: {"$exists": False}}
     if op == FilterOperator.EQ:
         v = _check_scalar(f, allow_none=True)
-        return _MATCH_NONE if v is None else {k: {"$exists": True, "$eq": v}}
+        return _MATCH_NONE if v is None else {k: {"$eq": v}}
     if op == FilterOperator.NE:
         v = _check_scalar(f, allow_none=True)
-        return _MATCH_ALL if v is None else {"$or": [absent, {k: {"$ne": v}}]}
+        return _MATCH_ALL if v is None else {k: {"$ne": v}}  # core $ne matches a missing field
     if op in (FilterOperator.GT, FilterOperator.GTE, FilterOperator.LT, FilterOperator.LTE):
         core = {FilterOperator.GT: "$gt", FilterOperator.GTE: "$gte", FilterOperator.LT: "$lt"}.get(op, "$lte")
-        return {k: {"$exists": True, core: _check_scalar(f)}}
+        return {k: {core: _check_scalar(f)}}
     if op == FilterOperator.IN:
-        return {k: {"$exists": True, "$in": _check_list(f)}}
+        return {k: {"$in": _check_list(f)}}
     if op == FilterOperator.NIN:
-        return {"$or": [absent, {k: {"$nin": _check_list(f)}}]}
+        return {k: {"$nin": _check_list(f)}}  # core $nin matches a missing field
     if op == FilterOperator.CONTAINS:
-        return {k: {"$exists": True, "$contains": _check_scalar(f)}}
+        return {k: {"$contains": _check_scalar(f)}}
     if op == FilterOperator.ANY:
         vals = _check_list(f)
         return {"$or": [{k: {"$contains": x}} for x in vals]} if vals else _MATCH_NONE
@@ -137,7 +136,8 @@ def _leaf_to_dict(f: MetadataFilter) -> dict[str, Any]:
     if op == FilterOperator.TEXT_MATCH_INSENSITIVE:
         return {k: {"$type": "string", "$icontains": _check_text(f)}}
     if op == FilterOperator.IS_EMPTY:
-        return {"$or": [absent, {k: {"$type": "null"}}, {k: {"$type": "string", "$eq": ""}}, {k: {"$size": 0}}]}
+        empty = [{k: {"$type": "null"}}, {k: {"$type": "string", "$eq": ""}}, {k: {"$size": 0}}]
+        return {"$or": [{k: {"$exists": False}}, *empty]}
     raise ValueError(f"unsupported filter operator {op!r}")  # pragma: no cover - every operator is handled
 
 
