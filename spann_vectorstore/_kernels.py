@@ -515,9 +515,10 @@ def _exact_sim(q, vidx, vec_base, vec_tail, xn2, alpha):
 def _search_one(
     q,
     qr,
-    head_dist,
-    head_ip,
-    n_probe,
+    pd,
+    pi,
+    pip,
+    npb,
     max_dist_ratio,
     k,
     eps0,
@@ -546,20 +547,15 @@ def _search_one(
 ):
     """Search one query; writes the top-k internal indices and exact similarities, best first.
 
-    q: raw query (d,); qr: rotated query (d,); head_dist (H,) squared L2 from q to each head; head_ip (H,)
-    <q, head>. ``allowed`` is an (n,) u8 mask or an empty array meaning every vector is allowed.
-    ``stamp`` (n,) i32 with ``stamp_val`` de-duplicates replicas. ``counters`` (4,) i64 accumulates entries
-    estimated, stage-1 survivors, candidates kept for rerank, exact distances computed. Returns the number of
-    results.
+    q: raw query (d,); qr: rotated query (d,); the ``npb`` postings to probe, nearest first: pd their heads'
+    squared L2 distances to q, pi their indices, pip <q, head> (see ``_probe_list``). ``allowed`` is
+    an (n,) u8 mask or an empty array meaning every vector is allowed. ``stamp`` (n,) i32 with ``stamp_val``
+    de-duplicates replicas. ``counters`` (4,) i64 accumulates entries estimated, stage-1 survivors, candidates
+    kept for rerank, exact distances computed. Returns the number of results.
     """
     nbytes = e_codes.shape[1]
-    h = head_dist.shape[0]
-    npb = min(n_probe, h)
-    pd = np.empty(npb, np.float32)
-    pi = np.empty(npb, np.int64)
-    npb = _smallest_m(head_dist, npb, pd, pi)
     # query-aware pruning: skip postings much farther than the nearest head (SPTAG maxDistRatio)
-    limit = max_dist_ratio * max(pd[0], 1e-12)
+    limit = max_dist_ratio * max(pd[0], 1e-12) if npb > 0 else 0.0
     total = 0
     used = 0
     for t in range(npb):
@@ -618,7 +614,7 @@ def _search_one(
     nc = 0
     for t in range(used):
         p = pi[t]
-        base_ip = head_ip[p]
+        base_ip = pip[t]
         s0 = p_start[p]
         if not use_mask:
             counters[0] += p_size[p]
@@ -716,11 +712,118 @@ def _search_one(
     return size
 
 
+@njit(cache=True, fastmath=True, inline="always")
+def _rotate(rotation, q, out):
+    """out = rotation @ q."""
+    d = q.shape[0]
+    for i in range(d):
+        s = np.float32(0.0)
+        for j in range(d):
+            s += rotation[i, j] * q[j]
+        out[i] = s
+
+
+@njit(cache=True, fastmath=True, inline="always")
+def _dot4(q, a, b, c, e):
+    """<q, a>, <q, b>, <q, c>, <q, e>: four rows per pass share each load of q."""
+    s0 = np.float32(0.0)
+    s1 = np.float32(0.0)
+    s2 = np.float32(0.0)
+    s3 = np.float32(0.0)
+    for j in range(q.shape[0]):
+        qj = q[j]
+        s0 += a[j] * qj
+        s1 += b[j] * qj
+        s2 += c[j] * qj
+        s3 += e[j] * qj
+    return s0, s1, s2, s3
+
+
+@njit(cache=True, fastmath=True, inline="always")
+def _dot(q, a):
+    s = np.float32(0.0)
+    for j in range(q.shape[0]):
+        s += a[j] * q[j]
+    return s
+
+
+@njit(cache=True, fastmath=True, inline="always")
+def _head_scores(q, heads, hn2):
+    """<q, head> and squared L2 distance to every head (H,)."""
+    h = heads.shape[0]
+    ip = np.empty(h, np.float32)
+    dist = np.empty(h, np.float32)
+    qn = _dot(q, q)
+    h4 = h - h % 4
+    for i in range(0, h4, 4):
+        ip[i], ip[i + 1], ip[i + 2], ip[i + 3] = _dot4(q, heads[i], heads[i + 1], heads[i + 2], heads[i + 3])
+    for i in range(h4, h):
+        ip[i] = _dot(q, heads[i])
+    for i in range(h):
+        dist[i] = qn - 2.0 * ip[i] + hn2[i]
+    return ip, dist
+
+
+@njit(cache=True, fastmath=True, inline="always")
+def _probe_list(q, heads, hn2, g_cent, g_cn2, g_start, g_members, n_probe, g_probe, pd, pi, pip):
+    """The ``n_probe`` heads nearest to ``q``, ascending: squared distances ``pd``, indices ``pi`` and inner
+    products ``pip``; returns their count.
+
+    Without head groups (``g_cent`` empty, or ``g_probe`` covering them all) every head is scored. With
+    them, only the members of the ``g_probe`` groups whose centroids are nearest: at 1M vectors the 12.7k
+    heads are 19 MB, read from memory by every query (1.6 ms); 12 of 112 groups find the same 8 nearest
+    heads for 999 of 1,000 queries and read a tenth of it.
+    """
+    h = heads.shape[0]
+    ng = g_cent.shape[0]
+    if ng == 0 or g_probe >= ng:
+        ip, dist = _head_scores(q, heads, hn2)
+        m = _smallest_m(dist, min(n_probe, h), pd, pi)
+        for t in range(m):
+            pip[t] = ip[pi[t]]
+        return m
+    _, gdist = _head_scores(q, g_cent, g_cn2)
+    gd = np.empty(g_probe, np.float32)
+    gi = np.empty(g_probe, np.int64)
+    gsel = _smallest_m(gdist, g_probe, gd, gi)
+    total = 0
+    for t in range(gsel):
+        total += g_start[gi[t] + 1] - g_start[gi[t]]
+    cand_h = np.empty(total, np.int64)
+    cand_ip = np.empty(total, np.float32)
+    cand_d = np.empty(total, np.float32)
+    qn = _dot(q, q)
+    c = 0
+    for t in range(gsel):
+        for j in range(g_start[gi[t]], g_start[gi[t] + 1]):
+            cand_h[c] = g_members[j]
+            c += 1
+    c4 = total - total % 4
+    for j in range(0, c4, 4):
+        a, b, e, f = cand_h[j], cand_h[j + 1], cand_h[j + 2], cand_h[j + 3]
+        cand_ip[j], cand_ip[j + 1], cand_ip[j + 2], cand_ip[j + 3] = _dot4(q, heads[a], heads[b], heads[e], heads[f])
+    for j in range(c4, total):
+        cand_ip[j] = _dot(q, heads[cand_h[j]])
+    for j in range(total):
+        cand_d[j] = qn - 2.0 * cand_ip[j] + hn2[cand_h[j]]
+    sel = np.empty(min(n_probe, total), np.int64)
+    m = _smallest_m(cand_d, min(n_probe, total), pd, sel)
+    for t in range(m):
+        pi[t] = cand_h[sel[t]]
+        pip[t] = cand_ip[sel[t]]
+    return m
+
+
 @njit(cache=True, parallel=True, fastmath=True, nogil=True)
 def search_batch(
     q,
     heads,
     hn2,
+    g_cent,
+    g_cn2,
+    g_start,
+    g_members,
+    g_probe,
     rotation,
     n_probe,
     max_dist_ratio,
@@ -756,6 +859,7 @@ def search_batch(
     nq = q.shape[0]
     n = xn2.shape[0]
     nbytes = e_codes.shape[1]
+    npb = min(n_probe, heads.shape[0])
     for c in prange(n_chunks):
         lo = c * nq // n_chunks
         hi = (c + 1) * nq // n_chunks
@@ -765,15 +869,19 @@ def search_batch(
         lut = np.empty(nbytes * 8, np.float32)
         counters = np.zeros(4, np.int64)
         qr = np.empty(q.shape[1], np.float32)
+        pd = np.empty(npb, np.float32)
+        pi = np.empty(npb, np.int64)
+        pip = np.empty(npb, np.float32)
         for i in range(lo, hi):
-            head_ip, head_dist = _head_scores(q[i], heads, hn2)
+            m = _probe_list(q[i], heads, hn2, g_cent, g_cn2, g_start, g_members, npb, g_probe, pd, pi, pip)
             _rotate(rotation, q[i], qr)
             out_cnt[i] = _search_one(
                 q[i],
                 qr,
-                head_dist,
-                head_ip,
-                n_probe,
+                pd,
+                pi,
+                pip,
+                m,
                 max_dist_ratio,
                 k,
                 eps0,
@@ -802,58 +910,16 @@ def search_batch(
             )
 
 
-@njit(cache=True, fastmath=True, inline="always")
-def _rotate(rotation, q, out):
-    """out = rotation @ q."""
-    d = q.shape[0]
-    for i in range(d):
-        s = np.float32(0.0)
-        for j in range(d):
-            s += rotation[i, j] * q[j]
-        out[i] = s
-
-
-@njit(cache=True, fastmath=True, inline="always")
-def _head_scores(q, heads, hn2):
-    """<q, head> and squared L2 distance to every head (H,)."""
-    h, d = heads.shape
-    ip = np.empty(h, np.float32)
-    dist = np.empty(h, np.float32)
-    qn = np.float32(0.0)
-    for j in range(d):
-        qn += q[j] * q[j]
-    h4 = h - h % 4
-    for i in range(0, h4, 4):
-        # four heads per pass share each load of q
-        s0 = np.float32(0.0)
-        s1 = np.float32(0.0)
-        s2 = np.float32(0.0)
-        s3 = np.float32(0.0)
-        for j in range(d):
-            qj = q[j]
-            s0 += heads[i, j] * qj
-            s1 += heads[i + 1, j] * qj
-            s2 += heads[i + 2, j] * qj
-            s3 += heads[i + 3, j] * qj
-        ip[i] = s0
-        ip[i + 1] = s1
-        ip[i + 2] = s2
-        ip[i + 3] = s3
-    for i in range(h4, h):
-        s = np.float32(0.0)
-        for j in range(d):
-            s += heads[i, j] * q[j]
-        ip[i] = s
-    for i in range(h):
-        dist[i] = qn - 2.0 * ip[i] + hn2[i]
-    return ip, dist
-
-
 @njit(cache=True, fastmath=True, nogil=True)
 def search_single(
     q,
     heads,
     hn2,
+    g_cent,
+    g_cn2,
+    g_start,
+    g_members,
+    g_probe,
     rotation,
     n_probe,
     max_dist_ratio,
@@ -887,15 +953,20 @@ def search_single(
     Head distances and the rotated query are computed here rather than by BLAS: for one query a BLAS
     gemv may go multi-threaded (measured 2 ms instead of 50 us on a busy 2-core machine).
     """
-    head_ip, head_dist = _head_scores(q, heads, hn2)
+    npb = min(n_probe, heads.shape[0])
+    pd = np.empty(npb, np.float32)
+    pi = np.empty(npb, np.int64)
+    pip = np.empty(npb, np.float32)
+    m = _probe_list(q, heads, hn2, g_cent, g_cn2, g_start, g_members, npb, g_probe, pd, pi, pip)
     qr = np.empty(q.shape[0], np.float32)
     _rotate(rotation, q, qr)
     return _search_one(
         q,
         qr,
-        head_dist,
-        head_ip,
-        n_probe,
+        pd,
+        pi,
+        pip,
+        m,
         max_dist_ratio,
         k,
         eps0,

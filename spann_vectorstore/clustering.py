@@ -243,3 +243,28 @@ def cap_postings(x: np.ndarray, heads: np.ndarray, assign: np.ndarray, factor: f
     out = assign.copy()
     out[r[drop], c[drop]] = -1
     return out
+
+
+def group_heads(heads: np.ndarray, *, rng: np.random.Generator, iters: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Balanced groups of heads for the search's coarse level: (centroids (G, d), group label per head).
+
+    About sqrt(H) groups of sqrt(H) heads. Plain k-means on heads is far from balanced (at 12.7k synthetic
+    heads one group took 8.7k of them, so probing it scored nearly every head); members are assigned under a
+    capacity of twice the mean group size, then centroids re-estimated ``iters`` times. Each centroid is
+    the mean of its members, so a group's centroid distance stands for its members' distances.
+    """
+    h = heads.shape[0]
+    g = max(2, round(math.sqrt(h)))
+    cent = kmeans(heads, g, rng=rng, iters=10)
+    cap = 2 * math.ceil(h / g)
+    labels = assign_balanced(heads, cent, cap)
+    for _ in range(iters):
+        sums, counts = K.centroid_sums(heads, labels, g)
+        nz = counts > 0
+        cent[nz] = (sums[nz] / counts[nz, None]).astype(np.float32)
+        labels = assign_balanced(heads, cent, cap)
+    sums, counts = K.centroid_sums(heads, labels, g)
+    keep = counts > 0
+    remap = np.cumsum(keep) - 1
+    cent = (sums[keep] / counts[keep, None]).astype(np.float32)
+    return np.ascontiguousarray(cent), remap[labels].astype(np.int64)

@@ -291,3 +291,65 @@ def test_k_hits_even_when_nearby_postings_are_emptied_by_deletes(data):
     assert recall(full, keep[truth], 10) >= 0.95
     one, _ = idx.search(xq[0], k=10, n_probe=1)
     assert (one >= 0).all()
+
+
+@pytest.fixture
+def grouped(monkeypatch):
+    """Head groups from 64 heads on, so a small index uses the coarse level that large ones use."""
+    import spann_vectorstore.index as index_mod
+
+    monkeypatch.setattr(index_mod, "_GROUP_MIN_HEADS", 64)
+
+
+def _score_every_head(idx: SpannIndex) -> SpannIndex:
+    """Drop the index's head groups: its search then scores every head."""
+    idx._g_cent = np.zeros((0, D), np.float32)
+    idx._g_label = np.zeros(0, np.int64)
+    idx._index_groups()
+    return idx
+
+
+def test_head_groups_keep_recall_of_scoring_every_head(data, grouped, tmp_path):
+    xb, xq = data
+    idx = small_index(head_ratio=1 / 10).build(xb)
+    h, g = idx.n_heads, idx.stats()["head_groups"]
+    assert g >= 8, f"{h} heads should form head groups, got {g}"
+    sizes = np.diff(idx._g_start)
+    assert sizes.sum() == h and sorted(idx._g_members.tolist()) == list(range(h)), "each head in one group"
+    assert sizes.max() <= 2 * -(-h // g), f"groups must be balanced, largest {sizes.max()} of {h} heads / {g}"
+    flat = _score_every_head(small_index(head_ratio=1 / 10).build(xb))
+    truth, _ = exact(xb, xq, 10, "ip")
+    for n_probe in (4, 8):
+        assert idx._group_probe(n_probe) < g, "the test must exercise the grouped path"
+        r_g = recall(idx.search(xq, k=10, n_probe=n_probe).ids, truth, 10)
+        r_f = recall(flat.search(xq, k=10, n_probe=n_probe).ids, truth, 10)
+        assert r_g >= r_f - 0.02, f"n_probe {n_probe}: grouped recall {r_g:.3f} vs every head {r_f:.3f}"
+    # probing every group is the full scan: same results as the ungrouped index
+    wide = 2 * g
+    np.testing.assert_array_equal(idx.search(xq, k=10, n_probe=wide).ids, flat.search(xq, k=10, n_probe=wide).ids)
+    # groups persist: identical results after a round trip, single query and batch alike
+    idx.save(tmp_path / "g")
+    back = SpannIndex.load(tmp_path / "g")
+    assert back.stats()["head_groups"] == g
+    np.testing.assert_array_equal(back.search(xq, k=10, n_probe=4).ids, idx.search(xq, k=10, n_probe=4).ids)
+    for i in range(5):
+        np.testing.assert_array_equal(
+            back.search(xq[i], k=10, n_probe=4).ids[0], idx.search(xq, k=10, n_probe=4).ids[i]
+        )
+
+
+def test_heads_from_splits_join_groups(grouped):
+    xb = clustered(9000, D, seed=5)
+    xq = clustered(100, D, seed=6)
+    idx = small_index(head_ratio=1 / 10).build(xb[:4000])
+    h0 = idx.n_heads
+    for s in range(4000, 9000, 1000):
+        idx.add(xb[s : s + 1000], np.arange(s, s + 1000))
+    assert idx.n_heads > h0, "the adds must have split postings"
+    assert len(idx._g_label) == idx.n_heads and np.diff(idx._g_start).sum() == idx.n_heads
+    assert sorted(idx._g_members.tolist()) == list(range(idx.n_heads)), "each head in one group"
+    truth, _ = exact(xb, xq, 10, "ip")
+    r = recall(idx.search(xq, k=10, n_probe=16).ids, truth, 10)
+    # the same index scoring every head
+    r_all = recall(_score_every_head(idx).search(xq, k=10, n_probe=16).ids, truth, 10)
+    assert r >= r_all - 0.02, f"recall@10 {r:.3f} with head groups after splits vs {r_all:.3f} scoring every head"
