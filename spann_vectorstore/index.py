@@ -46,6 +46,7 @@ _MAX_VECTORS = 2**31 - 1  # internal indices are int32 in the postings
 # heads are scored through a coarse level of ~sqrt(H) head groups from this many heads on (~160k vectors
 # at the default head_ratio); below it scoring every head is cheap (they fit in cache) and exact
 _GROUP_MIN_HEADS = 2048
+_NO_MASK = np.zeros(0, np.uint8)  # the kernels' "every vector allowed"
 
 
 @dataclass(frozen=True)
@@ -164,6 +165,7 @@ class SpannIndex:
     # ------------------------------------------------------------------------------------------------------
     def _reset(self) -> None:
         d, nb = self.dim, self._nbytes
+        self._kcache = None  # the search kernels' array arguments (see _kernel_arrays)
         self._heads = np.zeros((0, d), np.float32)
         self._hn2 = np.zeros(0, np.float32)
         # head groups (see _regroup): centroids, label per head, and the CSR of members by group
@@ -238,7 +240,7 @@ class SpannIndex:
             and x.shape[-1] == self.dim
             and x.size
             and self.metric != "cosine"
-            and np.isfinite(x).all()
+            and (math.isfinite(float(x.dot(x))) if x.ndim == 1 else np.isfinite(x).all())
         ):
             return x.reshape(1, -1) if x.ndim == 1 else x  # the common case, validated in a few microseconds
         try:
@@ -375,6 +377,7 @@ class SpannIndex:
 
     def _index_groups(self) -> None:
         """Members CSR (by group, ascending head id) and centroid norms from ``_g_cent``/``_g_label``."""
+        self._kcache = None
         g = self._g_cent.shape[0]
         self._g_cn2 = _sqnorms(self._g_cent)
         self._g_members = np.argsort(self._g_label, kind="stable").astype(np.int64)
@@ -407,6 +410,7 @@ class SpannIndex:
     # ------------------------------------------------------------------------------------------------------
     def _append_vectors(self, x: np.ndarray, ids: np.ndarray) -> np.ndarray:
         """Append rows to the tail segment; returns their internal indices."""
+        self._kcache = None
         m = x.shape[0]
         start = self._n
         if start + m > _MAX_VECTORS:
@@ -445,6 +449,7 @@ class SpannIndex:
     # postings arena
     # ------------------------------------------------------------------------------------------------------
     def _reserve_entries(self, m: int) -> None:
+        self._kcache = None
         for key, arr in self._e.items():
             self._e[key] = _grow(arr, self._e_used + m)
 
@@ -585,6 +590,7 @@ class SpannIndex:
                 self._split(int(h), limit)
 
     def _split(self, h: int, limit: int) -> None:
+        self._kcache = None
         s, z = int(self._p_start[h]), int(self._p_size[h])
         vidx = self._e["vidx"][s : s + z].astype(np.int64)
         vidx = vidx[self._deleted[vidx] == 0]
@@ -643,6 +649,7 @@ class SpannIndex:
 
     def _compact_entries(self, *, slack: float = 1.0, drop_deleted: bool = True) -> None:
         """Rewrite the arena tightly (capacity ``slack * size``), dropping tombstoned entries."""
+        self._kcache = None
         h = self.n_heads
         keep = np.zeros(self._e_used, bool)
         for_head = np.full(self._e_used, -1, np.int64)
@@ -697,9 +704,11 @@ class SpannIndex:
             raise ValueError(f"max_dist_ratio must be > 0, got {max_dist_ratio!r}")
         q = self._as_matrix(queries, "queries", allow_1d=True)
         nq = q.shape[0]
-        out_idx = np.full((nq, k), -1, np.int64)
-        out_sim = np.full((nq, k), np.nan, np.float32)
-        allowed = np.zeros(0, np.uint8)
+        out_idx = np.empty((nq, k), np.int64)
+        out_idx.fill(-1)
+        out_sim = np.empty((nq, k), np.float32)
+        out_sim.fill(np.nan)
+        allowed = _NO_MASK
         n_allowed = self._n_live
         if allowed_ids is not None:
             pos = self._lookup(np.asarray(allowed_ids, dtype=np.int64).reshape(-1))
@@ -743,15 +752,32 @@ class SpannIndex:
         """Run the search kernel (single-query or batch); fills internal indices and similarities, returns
         the number of hits per query."""
         nq = q.shape[0]
-        alpha = 1.0 if self.metric == "l2" else 0.0
+        heads, scalars, pre, post = self._kcache or self._kernel_arrays()
+        common = (*heads, self._group_probe(npr), self._rotation, npr, mdr, k, *scalars)
+        if nq == 1:
+            stamp, val, lut = self._workspace()
+            cnt = K.search_single(
+                q[0], *common, *pre, allowed, *post, stamp, val, lut, self._counters, out_idx[0], out_sim[0]
+            )
+            return [cnt]
+        counts = np.zeros(nq, np.int64)
+        chunks = min(4 * numba.get_num_threads(), nq)
+        K.search_batch(q, *common, *pre, allowed, *post, chunks, out_idx, out_sim, counts)
+        return counts
+
+    def _kernel_arrays(self) -> tuple[tuple, tuple, tuple, tuple]:
+        """The kernels' state arguments (heads and groups; eps0, alpha, bits; posting and per-vector arrays
+        before and after the filter mask), cached until a mutation replaces an array (``_kcache = None``):
+        rebuilding them cost ~20 us per single-query call."""
         n = self._n
-        nt = n - self._vec_base.shape[0]
         e = self._e
         if self.bits > 1:
             sign, fac1, err1 = e["sign"], e["fac1"], e["err1"]
         else:
             sign, fac1, err1 = e["codes"], e["fac"], e["err"]
-        arrays = (
+        heads = (self._heads, self._hn2, self._g_cent, self._g_cn2, self._g_start, self._g_members)
+        scalars = (self.params["eps0"], 1.0 if self.metric == "l2" else 0.0, self.bits)
+        pre = (
             self._p_start,
             self._p_size,
             e["vidx"],
@@ -763,19 +789,10 @@ class SpannIndex:
             err1,
             self._xn2[:n],
             self._deleted[:n],
-            allowed,
-            self._vec_base,
-            self._vec_tail[:nt],
         )
-        groups = (self._g_cent, self._g_cn2, self._g_start, self._g_members, self._group_probe(npr))
-        common = (self._heads, self._hn2, *groups, self._rotation, npr, mdr, k, self.params["eps0"], alpha, self.bits)
-        if nq == 1:
-            stamp, val, lut = self._workspace()
-            cnt = K.search_single(q[0], *common, *arrays, stamp, val, lut, self._counters, out_idx[0], out_sim[0])
-            return [cnt]
-        counts = np.zeros(nq, np.int64)
-        K.search_batch(q, *common, *arrays, min(4 * numba.get_num_threads(), nq), out_idx, out_sim, counts)
-        return counts
+        post = (self._vec_base, self._vec_tail[: n - self._vec_base.shape[0]])
+        self._kcache = (heads, scalars, pre, post)
+        return self._kcache
 
     def _exact_subset(self, q: np.ndarray, pos: np.ndarray, k: int, out_idx: np.ndarray, out_sim: np.ndarray) -> None:
         """Exact top-k over internal indices ``pos`` (live); fills the first columns of the outputs."""
@@ -798,6 +815,8 @@ class SpannIndex:
         out_sim[:, :kk] = np.take_along_axis(ps, order, 1)
 
     def _finish(self, q: np.ndarray, out_idx: np.ndarray, out_sim: np.ndarray) -> SearchResult:
+        if self.metric != "l2" and out_idx.shape[0] == 1 and out_idx[0, -1] >= 0:
+            return SearchResult(self._ids[out_idx], out_sim)  # one query with k hits: the common case
         valid = out_idx >= 0
         if self._n:
             ids = self._ids[np.maximum(out_idx, 0)]
@@ -926,6 +945,7 @@ class SpannIndex:
             idx._index_groups()
         else:  # written before head groups existed
             idx._regroup()
+        idx._kcache = None
         return idx
 
     @staticmethod
