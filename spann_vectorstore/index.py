@@ -43,8 +43,8 @@ BITS = (1, 2, 4, 8)
 _FORMAT = "spann-index"
 _POSTING_LIMIT = 4.0  # a build keeps postings within 4x the mean length (replicas beyond are dropped)
 _MAX_VECTORS = 2**31 - 1  # internal indices are int32 in the postings
-# heads are scored through a coarse level of ~sqrt(H) head groups from this many heads on (~160k vectors
-# at the default head_ratio); below it scoring every head is cheap (they fit in cache) and exact
+# heads are scored through a coarse level of ~sqrt(H) head groups from this many heads on (~82k vectors
+# at the default head_ratio); below it scoring every head is cheap and exact
 _GROUP_MIN_HEADS = 2048
 _NO_MASK = np.zeros(0, np.uint8)  # the kernels' "every vector allowed"
 
@@ -81,6 +81,8 @@ class SpannIndex:
         so code memory is about ``replicas * bits * dim / 8`` bytes per vector.
     head_ratio: heads (posting lists) per vector; ``1/head_ratio`` is the average posting size before
         replication (SPTAG uses 0.1-0.2 with tiny postings; a quantized in-memory scan prefers larger ones).
+        Default 1/40: on ../shared/data it scans 40% fewer codes than 1/80 at recall 0.95 (3,989 vs 6,682
+        per query), and from 2,048 heads on the head groups keep the extra heads cheap to score.
     replica_count: maximum postings per vector (SPTAG: 8), chosen by the RNG rule among ``candidates``
         nearest heads (SPTAG: 64) with ``rng_factor`` on squared L2. SPTAG's 1.0 is applied to its cosine
         distance for normalised data; on squared L2 between mean-heads 1.0 keeps ~1 replica, and 2.0 gives
@@ -112,7 +114,7 @@ class SpannIndex:
         *,
         metric: str = "ip",
         bits: int = 1,
-        head_ratio: float = 1 / 80,
+        head_ratio: float = 1 / 40,
         replica_count: int = 8,
         rng_factor: float = 2.0,
         candidates: int = 64,
