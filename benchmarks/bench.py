@@ -125,6 +125,24 @@ def offer(row: Row, one: SearchFn, batch: SearchFn | None, prepare: Callable[[],
     return row
 
 
+def contender_row(
+    method: str,
+    params: dict[str, Any],
+    sweep_key: str,
+    index_info: tuple[float, int, str],
+    one: SearchFn,
+    batch: SearchFn | None,
+    data: tuple[np.ndarray, np.ndarray, argparse.Namespace],
+    prepare: Callable[[], None] | None = None,
+    **extra: Any,
+) -> Row:
+    """Measure one configuration (``index_info`` = build seconds, bytes, bytes kind; ``data`` = queries,
+    ground truth, args), make its row and offer it to the head-to-head phase."""
+    xq, gt, args = data
+    row = make_row(method, params, sweep_key, *index_info, measure(one, batch, xq, gt, args), **extra)
+    return offer(row, one, batch, prepare)
+
+
 # --------------------------------------------------------------------------- utils
 
 
@@ -406,27 +424,26 @@ def run_spann(xb: np.ndarray, xq: np.ndarray, gt: np.ndarray, args: argparse.Nam
                         ids, _ = idx.search(q, k=K, **kw)
                         return np.asarray(ids)
 
-                    meas = measure(one, batch, xq, gt, args)
                     params: dict[str, Any] = {"bits": bits, "n_probe": npb}
                     if ratio is not None:
                         params["max_dist_ratio"] = ratio
                     if args.spann_opts:
                         params["opts"] = args.spann_opts
-                    row = make_row(
+                    row = contender_row(
                         "spann",
                         params,
                         "n_probe",
-                        build_s,
-                        bytes_ram,
-                        "stats_bytes_ram",
-                        meas,
+                        (build_s, bytes_ram, "stats_bytes_ram"),
+                        one,
+                        batch,
+                        (xq, gt, args),
                         bytes_disk=bytes_disk,
                         rss_delta_bytes=rss_delta,
                         save_s=save_s,
                         load_s=load_s,
                         stats=_jsonable(stats),
                     )
-                    rows.append(offer(row, one, batch))
+                    rows.append(row)
             del index
             gc.collect()
     return rows
@@ -474,19 +491,19 @@ def _faiss_rows(
         def search(q: np.ndarray) -> np.ndarray:
             return index.search(q, K)[1]
 
-        meas = measure(search, search, xq, gt, args)
-        row = make_row(
+        row = contender_row(
             method,
             {**base_params, key: value},
             key,
-            build_s,
-            nbytes,
-            "serialized",
-            meas,
+            (build_s, nbytes, "serialized"),
+            search,
+            search,
+            (xq, gt, args),
+            lambda value=value: set_param(value),
             rss_delta_bytes=rss_delta,
             **extra,
         )
-        rows.append(offer(row, search, search, lambda value=value: set_param(value)))
+        rows.append(row)
     return rows
 
 
@@ -562,28 +579,24 @@ def run_faiss_ivf_rabitq(xb: np.ndarray, xq: np.ndarray, gt: np.ndarray, args: a
         def search(q: np.ndarray, params: Any = params) -> np.ndarray:
             return index.search(q, K, params=params)[1]
 
-        meas = measure(search, search, xq, gt, args)
+        params_row = {
+            "nlist": args.ivf_nlist,
+            "bits": 1,
+            "qb": args.faiss_rabitq_qb,
+            "k_factor": args.k_factor,
+            "nprobe": npb,
+        }
         rows.append(
-            offer(
-                make_row(
-                    "faiss_ivf_rabitq",
-                    {
-                        "nlist": args.ivf_nlist,
-                        "bits": 1,
-                        "qb": args.faiss_rabitq_qb,
-                        "k_factor": args.k_factor,
-                        "nprobe": npb,
-                    },
-                    "nprobe",
-                    build_s,
-                    nbytes,
-                    "serialized",
-                    meas,
-                    rss_delta_bytes=rss_delta,
-                    train_s=train_s,
-                ),
+            contender_row(
+                "faiss_ivf_rabitq",
+                params_row,
+                "nprobe",
+                (build_s, nbytes, "serialized"),
                 search,
                 search,
+                (xq, gt, args),
+                rss_delta_bytes=rss_delta,
+                train_s=train_s,
             )
         )
     return rows
@@ -651,18 +664,18 @@ def run_hnswlib(xb: np.ndarray, xq: np.ndarray, gt: np.ndarray, args: argparse.N
             return index.knn_query(q, k=K, num_threads=args.threads)[0]
 
         index.set_num_threads(1)
-        meas = measure(one, batch, xq, gt, args)
-        row = make_row(
+        row = contender_row(
             "hnswlib",
             {"M": 16, "ef_construction": 200, "ef": ef},
             "ef",
-            build_s,
-            nbytes,
-            "serialized",
-            meas,
+            (build_s, nbytes, "serialized"),
+            one,
+            batch,
+            (xq, gt, args),
+            lambda ef=ef: index.set_ef(ef),
             rss_delta_bytes=rss_delta,
         )
-        rows.append(offer(row, one, batch, lambda ef=ef: index.set_ef(ef)))
+        rows.append(row)
     return rows
 
 
@@ -737,27 +750,18 @@ def run_rabitqlib(xb: np.ndarray, xq: np.ndarray, gt: np.ndarray, args: argparse
                 def batch(q: np.ndarray, npb: int = npb, idx: Any = index) -> np.ndarray:
                     return idx.search(q, K, npb, num_threads=args.threads)[0]
 
-                meas = measure(one, batch, xq, gt, args)
+                params_row = {"nlist": nlist, "nbits": nbits, "kmeans": args.rabitq_kmeans, "nprobe": npb}
                 rows.append(
-                    offer(
-                        make_row(
-                            "rabitqlib",
-                            {
-                                "nlist": nlist,
-                                "nbits": nbits,
-                                "kmeans": args.rabitq_kmeans,
-                                "nprobe": npb,
-                            },
-                            "nprobe",
-                            build_s,
-                            nbytes,
-                            "serialized",
-                            meas,
-                            rss_delta_bytes=rss_delta,
-                            kmeans_s=kmeans_s,
-                        ),
+                    contender_row(
+                        "rabitqlib",
+                        params_row,
+                        "nprobe",
+                        (build_s, nbytes, "serialized"),
                         one,
                         batch,
+                        (xq, gt, args),
+                        rss_delta_bytes=rss_delta,
+                        kmeans_s=kmeans_s,
                     )
                 )
             del index
