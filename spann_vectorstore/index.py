@@ -64,6 +64,7 @@ def auto_head_ratio(n: int) -> float:
 
 
 _NO_MASK = np.zeros(0, np.uint8)  # the kernels' "every vector allowed"
+_NO_CODES = np.zeros((0, 8), np.uint8)  # the kernels' multi-bit codes for bits 1 (stage 1 only)
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,7 @@ class SpannIndex:
             "seed": int(seed),
         }
         self.progress = progress
-        # 1-bit codes double as the popcount sign plane: pad to whole 64-bit words
+        # 1-bit codes double as the stage-1 sign plane (whole 64-bit words: the snapshot format's width)
         self._nbytes = 8 * ((self.dim + 63) // 64) if self.bits == 1 else (self.dim * self.bits + 7) // 8
         self._nsign = 8 * ((self.dim + 63) // 64)
         self._rot: np.ndarray | None = None  # computed on first use; load() sets the stored one
@@ -197,15 +198,16 @@ class SpannIndex:
         self._p_size = np.zeros(0, np.int64)
         self._p_cap = np.zeros(0, np.int64)
         # entry arrays of the postings arena, all indexed by entry: internal vector index, codes and their
-        # estimator factors; for bits > 1 also the 1-bit sign plane and its factors (the popcount pre-scan)
-        self._e: dict[str, np.ndarray] = {
+        # estimator factors; for bits > 1 also the 1-bit sign plane and its factors (stage 1 of the scan).
+        # The 1-bit plane ("codes" for bits 1, else "sign") is held in FastScan blocks (_BlockedCodes).
+        self._e: dict[str, Any] = {
             "vidx": np.zeros(0, np.int32),
-            "codes": np.zeros((0, nb), np.uint8),
+            "codes": _BlockedCodes(0, nb) if self.bits == 1 else np.zeros((0, nb), np.uint8),
             "fac": np.zeros(0, np.float32),
             "err": np.zeros(0, np.float32),
         }
         if self.bits > 1:
-            self._e["sign"] = np.zeros((0, self._nsign), np.uint8)
+            self._e["sign"] = _BlockedCodes(0, self._nsign)
             self._e["fac1"] = np.zeros(0, np.float32)
             self._e["err1"] = np.zeros(0, np.float32)
         self._e_used = 0
@@ -685,7 +687,11 @@ class SpannIndex:
         first = np.cumsum(sizes) - sizes
         dest = np.repeat(starts - first, sizes) + np.arange(len(idx))
         for key, arr in self._e.items():
-            out = np.zeros((total, *arr.shape[1:]), arr.dtype)
+            out = (
+                _BlockedCodes(total, arr.shape[1])
+                if isinstance(arr, _BlockedCodes)
+                else np.zeros_like(arr, shape=(total, *arr.shape[1:]))
+            )
             out[dest] = arr[idx]
             self._e[key] = out
         self._e_used = total
@@ -791,19 +797,19 @@ class SpannIndex:
         n = self._n
         e = self._e
         if self.bits > 1:
-            sign, fac1, err1 = e["sign"], e["fac1"], e["err1"]
+            codes, sign, fac1, err1 = e["codes"], e["sign"], e["fac1"], e["err1"]
         else:
-            sign, fac1, err1 = e["codes"], e["fac"], e["err"]
+            codes, sign, fac1, err1 = _NO_CODES, e["codes"], e["fac"], e["err"]
         heads = (self._heads, self._hn2, self._g_cent, self._g_cn2, self._g_start, self._g_members)
         scalars = (self.params["eps0"], 1.0 if self.metric == "l2" else 0.0, self.bits)
         pre = (
             self._p_start,
             self._p_size,
             e["vidx"],
-            e["codes"],
+            codes,
             e["fac"],
             e["err"],
-            sign.view(np.uint64),
+            sign.blocked,
             fac1,
             err1,
             self._xn2[:n],
@@ -936,8 +942,9 @@ class SpannIndex:
         idx._p_size = a["p_size"].astype(np.int64)
         idx._p_cap = idx._p_size.copy()
         idx._p_start = (np.cumsum(idx._p_size) - idx._p_size).astype(np.int64)
-        for name in idx._e:
-            idx._e[name] = np.ascontiguousarray(a["e_" + name], dtype=idx._e[name].dtype)
+        for name, empty in idx._e.items():
+            rows = np.ascontiguousarray(a["e_" + name], dtype=empty.dtype)
+            idx._e[name] = _BlockedCodes.of_rows(rows) if isinstance(empty, _BlockedCodes) else rows
         idx._e_used = m
         vec = a["vectors"]
         # a plain ndarray view of the map: numba dispatches ndarray subclasses (np.memmap) slowly
@@ -1025,9 +1032,53 @@ def _grow(a: np.ndarray, need: int) -> np.ndarray:
     if a.shape[0] >= need:
         return a
     cap = max(need, 2 * a.shape[0], 16)
+    if isinstance(a, _BlockedCodes):
+        return a.grown(cap)
     out = np.zeros((cap, *a.shape[1:]), a.dtype)
     out[: a.shape[0]] = a
     return out
+
+
+class _BlockedCodes:
+    """The arena's 1-bit codes in FastScan blocks of 32 entries (``_kernels._fs_block``), with the
+    row-array operations the arena uses: ``shape`` (entries, bytes per code), ``a[idx]`` gathers code rows
+    and ``a[idx] = rows`` scatters them (idx: a slice or integer array). Snapshots store plain rows."""
+
+    dtype = np.dtype(np.uint8)
+
+    def __init__(self, n: int, nb: int, blocked: np.ndarray | None = None):
+        self.blocked = np.zeros(((n + 31) // 32, 32 * nb), np.uint8) if blocked is None else blocked
+        self.shape = (32 * self.blocked.shape[0], nb)
+
+    @classmethod
+    def of_rows(cls, rows: np.ndarray) -> _BlockedCodes:
+        out = cls(rows.shape[0], rows.shape[1])
+        out[: rows.shape[0]] = rows
+        return out
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.blocked.nbytes)
+
+    def _index(self, key: Any) -> np.ndarray:
+        if isinstance(key, slice):
+            return np.arange(*key.indices(self.shape[0]), dtype=np.int64)
+        return np.asarray(key, dtype=np.int64).reshape(-1)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        src = self._index(key)
+        out = np.empty((len(src), self.shape[1]), np.uint8)
+        K.fs_gather(self.blocked, src, out)
+        return out
+
+    def __setitem__(self, key: Any, rows: np.ndarray) -> None:
+        dst = self._index(key)
+        K.fs_scatter(np.ascontiguousarray(rows, dtype=np.uint8).reshape(len(dst), self.shape[1]), dst, self.blocked)
+
+    def grown(self, cap: int) -> _BlockedCodes:
+        out = _BlockedCodes(cap, self.shape[1])
+        out.blocked[: self.blocked.shape[0]] = self.blocked
+        return out
 
 
 def _move_postings(idx: SpannIndex, heads: np.ndarray, new_start: np.ndarray, new_cap: np.ndarray) -> None:
