@@ -749,8 +749,10 @@ def _search_one(
     qsum = 0.0
     for i in range(qr.shape[0]):
         qsum += qr[i]
+    c0 = qneg - 0.5 * qsum
     acc16 = np.empty(32, np.uint16)
     acc = np.empty(32, np.int32)
+    ub1 = np.empty(32, np.float32)
     use_mask = allowed.shape[0] > 0
     # running k best lower bounds (min-heap) -> threshold for candidates
     lb_keys = np.empty(k, np.float32)
@@ -765,27 +767,31 @@ def _search_one(
         base_ip = pip[t]
         s0 = p_start[p]
         s1 = s0 + p_size[p]
-        if not use_mask:
-            counters[0] += p_size[p]
+        counters[0] += p_size[p]
         for blk in range(s0 // 32, (s1 + 31) // 32):
             # stage 1: 1-bit estimates of the block's 32 entries at once, with their error bound (RaBitQ +
             # LUT rounding); lanes outside the posting are computed and ignored
             _fs_block(e_sign, blk, lut8, acc16, acc)
-            lo = max(s0, blk * 32)
-            hi = min(s1, blk * 32 + 32)
+            b0 = blk * 32
+            lo = max(s0, b0)
+            hi = min(s1, b0 + 32)
+            # upper bounds of the block's lanes in one vectorised pass (sum of q' over the set sign bits
+            # ~ scale * acc + qneg); for l2 the norm term only lowers them, so it is applied to survivors
             for e in range(lo, hi):
-                # the hot loop reads only sequential entry data; per-vector arrays (stamps, tombstones,
-                # norms) are random accesses and are touched only for the few entries that survive stage 1
+                f = e_fac1[e]
+                ub1[e - b0] = base_ip + f * (scale * acc[e - b0] + c0 + qerr) + e_err1[e] * bound_scale
+            for e in range(lo, hi):
+                if ub1[e - b0] < thr:
+                    continue
+                # per-vector arrays (mask, stamps, tombstones, norms) are random accesses: touched only
+                # by the few entries that survive the bound
                 v = e_vidx[e]
-                if use_mask:
-                    if allowed[v] == 0:
-                        continue
-                    counters[0] += 1
-                sq = scale * acc[e - blk * 32] + qneg  # ~ sum of q' over the set sign bits
-                est = base_ip + e_fac1[e] * (sq - 0.5 * qsum)
+                if use_mask and allowed[v] == 0:
+                    continue
+                err = e_err1[e] * bound_scale + e_fac1[e] * qerr
+                est = ub1[e - b0] - err
                 if alpha != 0.0:
                     est -= alpha * 0.5 * xn2[v]
-                err = e_err1[e] * bound_scale + e_fac1[e] * qerr
                 ub = est + err
                 if ub < thr:
                     continue
