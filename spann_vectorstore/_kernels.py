@@ -460,20 +460,21 @@ def _prefetch_row(vidx, vec_base, vec_tail):
 # FastScan): ~3x less work per code than the popcounts of bit-planes it replaced.
 
 
-def _host_avx2() -> bool:
-    """Whether kernels may use AVX2: the host has it and Numba compiles for the host CPU."""
+def _host_simd() -> bool:
+    """Whether kernels may use AVX2 and F16C: the host has them and Numba compiles for the host CPU."""
     from llvmlite import binding
     from numba.core import config
 
     if config.CPU_NAME not in (None, "host") or "avx2" in str(config.CPU_FEATURES or "").replace("+avx2", ""):
         return False
     try:
-        return bool(binding.get_host_cpu_features().get("avx2", False))
+        features = binding.get_host_cpu_features()
+        return bool(features.get("avx2", False) and features.get("f16c", False))
     except Exception:  # pragma: no cover - non-x86 hosts may not report features
         return False
 
 
-_FS_AVX2 = _host_avx2()
+_X86_SIMD = _host_simd()
 _FS_CHUNK = 128  # code bytes per u16 accumulation (2 lookups of <= 255 per byte: 128 * 510 < 65536)
 
 
@@ -534,7 +535,7 @@ def _fs_block(blocked, blk, lut8, acc16, acc):
     """acc[0:32] = LUT sums of the 32 lanes of block ``blk`` (see above)."""
     for i in range(32):
         acc[i] = 0
-    if _FS_AVX2:
+    if _X86_SIMD:
         nb1 = blocked.shape[1] // 32
         base = blocked.ctypes.data + blk * blocked.strides[0]
         for c0 in range(0, nb1, _FS_CHUNK):
@@ -978,6 +979,72 @@ def _gemm_nt(qs, m, out):
             out[b, i] = _dot(qs[b], m[i])
 
 
+@intrinsic
+def _dot4_f16(typingctx, q_addr, r0, r1, r2, r3, n8):
+    """<q, row> for four float16 rows (F16C ``vcvtph2ps``): q float32; q and rows hold ``n8`` chunks of 8."""
+    sig = types.UniTuple(types.float32, 4)(types.uintp, types.uintp, types.uintp, types.uintp, types.uintp, types.intp)
+
+    def codegen(context, builder, signature, args):
+        v8f, v8h = ir.VectorType(ir.FloatType(), 8), ir.VectorType(ir.HalfType(), 8)
+        i32 = ir.IntType(32)
+        qb, rows, n = args[0], args[1:5], args[5]
+        accs = [cgutils.alloca_once_value(builder, ir.Constant(v8f, None)) for _ in rows]
+        with cgutils.for_range(builder, n) as loop:
+            i = loop.index
+            qp = builder.inttoptr(builder.add(qb, builder.mul(i, ir.Constant(i.type, 32))), v8f.as_pointer())
+            qv = builder.load(qp, align=4)
+            off = builder.mul(i, ir.Constant(i.type, 16))
+            for acc, r in zip(accs, rows):
+                hv = builder.load(builder.inttoptr(builder.add(r, off), v8h.as_pointer()), align=2)
+                prod = builder.fmul(qv, builder.fpext(hv, v8f), flags=("fast",))
+                builder.store(builder.fadd(builder.load(acc), prod, flags=("fast",)), acc)
+        out = []
+        for acc in accs:
+            v = builder.load(acc)
+            total = builder.extract_element(v, ir.Constant(i32, 0))
+            for j in range(1, 8):
+                total = builder.fadd(total, builder.extract_element(v, ir.Constant(i32, j)), flags=("fast",))
+            out.append(total)
+        return context.make_tuple(builder, signature.return_type, out)
+
+    return sig, codegen
+
+
+@njit(cache=True, fastmath=True, inline="always")
+def _approx_ips(q, heads, heads16, h16_scale, cand, out):
+    """out[j] ~ <q, heads[cand[j]]>: from the float16 copy with AVX2/F16C (half the bytes of float32:
+    head scoring reads 1-20 MB per query and is memory-bound from ~10k heads), else the float32 heads."""
+    n = cand.shape[0]
+    n4 = n - n % 4
+    if _X86_SIMD:
+        d8 = heads16.shape[1]
+        qpad = np.zeros(d8, np.float32)
+        qpad[: q.shape[0]] = q
+        qa = qpad.ctypes.data
+        base = heads16.ctypes.data
+        st = heads16.strides[0]
+        for j in range(0, n4, 4):
+            a, b, c, e = _dot4_f16(
+                qa,
+                base + cand[j] * st,
+                base + cand[j + 1] * st,
+                base + cand[j + 2] * st,
+                base + cand[j + 3] * st,
+                d8 // 8,
+            )
+            out[j], out[j + 1], out[j + 2], out[j + 3] = a * h16_scale, b * h16_scale, c * h16_scale, e * h16_scale
+        for j in range(n4, n):
+            r = base + cand[j] * st
+            a, _, _, _ = _dot4_f16(qa, r, r, r, r, d8 // 8)
+            out[j] = a * h16_scale
+    else:
+        for j in range(0, n4, 4):
+            a, b, c, e = cand[j], cand[j + 1], cand[j + 2], cand[j + 3]
+            out[j], out[j + 1], out[j + 2], out[j + 3] = _dot4(q, heads[a], heads[b], heads[c], heads[e])
+        for j in range(n4, n):
+            out[j] = _dot(q, heads[cand[j]])
+
+
 @njit(cache=True, fastmath=True, inline="always")
 def _probe_from_ip(q, ip, hn2, n_probe, dist, pd, pi, pip):
     """``_probe_list`` over every head, from precomputed inner products ``ip`` (H,); ``dist`` is scratch."""
@@ -992,52 +1059,52 @@ def _probe_from_ip(q, ip, hn2, n_probe, dist, pd, pi, pip):
 
 
 @njit(cache=True, fastmath=True, inline="always")
-def _probe_list(q, heads, hn2, g_cent, g_cn2, g_start, g_members, n_probe, g_probe, pd, pi, pip):
+def _probe_list(q, heads, hn2, heads16, h16_scale, g_cent, g_cn2, g_start, g_members, n_probe, g_probe, pd, pi, pip):
     """The ``n_probe`` heads nearest to ``q``, ascending: squared distances ``pd``, indices ``pi`` and inner
     products ``pip``; returns their count.
 
-    Without head groups (``g_cent`` empty, or ``g_probe`` covering them all) every head is scored. With
-    them, only the members of the ``g_probe`` groups whose centroids are nearest: at 1M vectors the 12.7k
-    heads are 19 MB, read from memory by every query (1.6 ms); 12 of 112 groups find the same 8 nearest
-    heads for 999 of 1,000 queries and read a tenth of it.
+    Without head groups (``g_cent`` empty, or ``g_probe`` covering them all) every head is a candidate.
+    With them, only the members of the ``g_probe`` groups whose centroids are nearest: at 1M vectors the
+    12.7k heads are 19 MB, read from memory by every query (1.6 ms); 12 of 112 groups find the same 8
+    nearest heads for 999 of 1,000 queries and read a tenth of it. Candidates are ranked by float16 scores
+    (``_approx_ips``); the chosen heads' distances and inner products are then computed in float32.
     """
     h = heads.shape[0]
     ng = g_cent.shape[0]
     if ng == 0 or g_probe >= ng:
-        ip, dist = _head_scores(q, heads, hn2)
-        m = _smallest_m(dist, min(n_probe, h), pd, pi)
-        for t in range(m):
-            pip[t] = ip[pi[t]]
-        return m
-    _, gdist = _head_scores(q, g_cent, g_cn2)
-    gd = np.empty(g_probe, np.float32)
-    gi = np.empty(g_probe, np.int64)
-    gsel = _smallest_m(gdist, g_probe, gd, gi)
-    total = 0
-    for t in range(gsel):
-        total += g_start[gi[t] + 1] - g_start[gi[t]]
-    cand_h = np.empty(total, np.int64)
-    cand_ip = np.empty(total, np.float32)
+        cand = np.arange(h)
+    else:
+        _, gdist = _head_scores(q, g_cent, g_cn2)
+        gd = np.empty(g_probe, np.float32)
+        gi = np.empty(g_probe, np.int64)
+        gsel = _smallest_m(gdist, g_probe, gd, gi)
+        total = 0
+        for t in range(gsel):
+            total += g_start[gi[t] + 1] - g_start[gi[t]]
+        cand = np.empty(total, np.int64)
+        c = 0
+        for t in range(gsel):
+            for j in range(g_start[gi[t]], g_start[gi[t] + 1]):
+                cand[c] = g_members[j]
+                c += 1
+    total = cand.shape[0]
     cand_d = np.empty(total, np.float32)
+    _approx_ips(q, heads, heads16, h16_scale, cand, cand_d)
     qn = _dot(q, q)
-    c = 0
-    for t in range(gsel):
-        for j in range(g_start[gi[t]], g_start[gi[t] + 1]):
-            cand_h[c] = g_members[j]
-            c += 1
-    c4 = total - total % 4
-    for j in range(0, c4, 4):
-        a, b, e, f = cand_h[j], cand_h[j + 1], cand_h[j + 2], cand_h[j + 3]
-        cand_ip[j], cand_ip[j + 1], cand_ip[j + 2], cand_ip[j + 3] = _dot4(q, heads[a], heads[b], heads[e], heads[f])
-    for j in range(c4, total):
-        cand_ip[j] = _dot(q, heads[cand_h[j]])
     for j in range(total):
-        cand_d[j] = qn - 2.0 * cand_ip[j] + hn2[cand_h[j]]
+        cand_d[j] = qn - 2.0 * cand_d[j] + hn2[cand[j]]
     sel = np.empty(min(n_probe, total), np.int64)
     m = _smallest_m(cand_d, min(n_probe, total), pd, sel)
+    # exact float32 scores of the chosen heads (they feed the estimator), kept in ascending order
     for t in range(m):
-        pi[t] = cand_h[sel[t]]
-        pip[t] = cand_ip[sel[t]]
+        hh = cand[sel[t]]
+        ip = _dot(q, heads[hh])
+        d = qn - 2.0 * ip + hn2[hh]
+        u = t
+        while u > 0 and pd[u - 1] > d:
+            pd[u], pi[u], pip[u] = pd[u - 1], pi[u - 1], pip[u - 1]
+            u -= 1
+        pd[u], pi[u], pip[u] = d, hh, ip
     return m
 
 
@@ -1046,6 +1113,8 @@ def search_batch(
     q,
     heads,
     hn2,
+    heads16,
+    h16_scale,
     g_cent,
     g_cn2,
     g_start,
@@ -1115,7 +1184,9 @@ def search_batch(
             if every_head:
                 m = _probe_from_ip(q[i], ipb[r], hn2, npb, dist, pd, pi, pip)
             else:
-                m = _probe_list(q[i], heads, hn2, g_cent, g_cn2, g_start, g_members, npb, g_probe, pd, pi, pip)
+                m = _probe_list(
+                    q[i], heads, hn2, heads16, h16_scale, g_cent, g_cn2, g_start, g_members, npb, g_probe, pd, pi, pip
+                )
             out_cnt[i] = _search_one(
                 q[i],
                 qrb[r],
@@ -1156,6 +1227,8 @@ def search_single(
     q,
     heads,
     hn2,
+    heads16,
+    h16_scale,
     g_cent,
     g_cn2,
     g_start,
@@ -1198,7 +1271,7 @@ def search_single(
     pd = np.empty(npb, np.float32)
     pi = np.empty(npb, np.int64)
     pip = np.empty(npb, np.float32)
-    m = _probe_list(q, heads, hn2, g_cent, g_cn2, g_start, g_members, npb, g_probe, pd, pi, pip)
+    m = _probe_list(q, heads, hn2, heads16, h16_scale, g_cent, g_cn2, g_start, g_members, npb, g_probe, pd, pi, pip)
     qr = np.empty(q.shape[0], np.float32)
     _rotate(rotation, q, qr)
     return _search_one(

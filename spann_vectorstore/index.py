@@ -186,8 +186,7 @@ class SpannIndex:
     def _reset(self) -> None:
         d, nb = self.dim, self._nbytes
         self._kcache = None  # the search kernels' array arguments (see _kernel_arrays)
-        self._heads = np.zeros((0, d), np.float32)
-        self._hn2 = np.zeros(0, np.float32)
+        self._set_heads(np.zeros((0, d), np.float32))
         # head groups (see _regroup): centroids, label per head, and the CSR of members by group
         self._g_cent = np.zeros((0, d), np.float32)
         self._g_cn2 = np.zeros(0, np.float32)
@@ -233,6 +232,18 @@ class SpannIndex:
         if self._rot is None:
             self._rot = _random_rotation(self.dim, self.params["seed"])
         return self._rot
+
+    def _set_heads(self, heads: np.ndarray) -> None:
+        """Replace the heads and what derives from them: squared norms, and the float16 copy (scaled so
+        its largest entry is 1024, padded to whole 8-float chunks) that chooses the heads to probe."""
+        self._kcache = None
+        self._heads = heads
+        self._hn2 = _sqnorms(heads)
+        big = float(np.abs(heads).max()) if heads.size else 0.0
+        self._h16_scale = big / 1024.0 if big > 0 else 1.0
+        h16 = np.zeros((heads.shape[0], 8 * ((self.dim + 7) // 8)), np.float16)
+        h16[:, : self.dim] = heads / self._h16_scale
+        self._heads16 = h16.view(np.uint16)
 
     @property
     def n_heads(self) -> int:
@@ -370,8 +381,7 @@ class SpannIndex:
                 bar.close()
         assign = cap_postings(x, heads, assign, _POSTING_LIMIT)
         self._reset()
-        self._heads = heads
-        self._hn2 = _sqnorms(heads)
+        self._set_heads(heads)
         self._append_vectors(x, ids_arr)
         h = heads.shape[0]
         self._p_start = np.zeros(h, np.int64)
@@ -627,9 +637,9 @@ class SpannIndex:
         if (near == near[0]).all():
             near = np.arange(len(vidx)) % 2
         new_h = self.n_heads
-        self._heads = np.vstack([self._heads, c[1:2]]).astype(np.float32)
-        self._heads[h] = c[0]
-        self._hn2 = _sqnorms(self._heads)
+        heads = np.vstack([self._heads, c[1:2]]).astype(np.float32)
+        heads[h] = c[0]
+        self._set_heads(heads)
         self._p_start = np.append(self._p_start, 0)
         self._p_size = np.append(self._p_size, 0)
         self._p_cap = np.append(self._p_cap, 0)
@@ -800,7 +810,16 @@ class SpannIndex:
             codes, sign, fac1, err1 = e["codes"], e["sign"], e["fac1"], e["err1"]
         else:
             codes, sign, fac1, err1 = _NO_CODES, e["codes"], e["fac"], e["err"]
-        heads = (self._heads, self._hn2, self._g_cent, self._g_cn2, self._g_start, self._g_members)
+        heads = (
+            self._heads,
+            self._hn2,
+            self._heads16,
+            self._h16_scale,
+            self._g_cent,
+            self._g_cn2,
+            self._g_start,
+            self._g_members,
+        )
         scalars = (self.params["eps0"], 1.0 if self.metric == "l2" else 0.0, self.bits)
         pre = (
             self._p_start,
@@ -937,8 +956,7 @@ class SpannIndex:
         if len(np.unique(a["ids"])) != n:
             raise ValueError("corrupt index: duplicate ids")
         idx._rot = np.ascontiguousarray(a["rotation"], dtype=np.float32)
-        idx._heads = np.ascontiguousarray(a["heads"], dtype=np.float32)
-        idx._hn2 = _sqnorms(idx._heads)
+        idx._set_heads(np.ascontiguousarray(a["heads"], dtype=np.float32))
         idx._p_size = a["p_size"].astype(np.int64)
         idx._p_cap = idx._p_size.copy()
         idx._p_start = (np.cumsum(idx._p_size) - idx._p_size).astype(np.int64)
@@ -991,6 +1009,7 @@ class SpannIndex:
         resident = [
             self._heads,
             self._hn2,
+            self._heads16,
             self._g_cent,
             self._g_members,
             self._rotation,

@@ -405,3 +405,18 @@ def test_blocked_codes_round_trip_rows():
     g = _grow(b, 1000)
     assert g.shape[0] >= 1000 and g.nbytes >= 1000 * 48
     np.testing.assert_array_equal(g[:200], expect)
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip"])
+def test_large_magnitude_vectors_keep_recall(data, metric):
+    """Heads are ranked from a float16 copy: vectors far beyond float16's range (1e6) must not overflow it
+    (the copy is scaled), so recall matches that of the same data at unit scale, single query and batch."""
+    xb, xq = data
+    xb, xq = xb * np.float32(1e6), xq * np.float32(1e6)
+    idx = small_index(metric, 1).build(xb)
+    truth, _ = exact(xb.astype(np.float64), xq.astype(np.float64), 10, metric)
+    batch = idx.search(xq, k=10, n_probe=24).ids
+    single = np.stack([idx.search(q, k=10, n_probe=24).ids[0] for q in xq])
+    np.testing.assert_array_equal(single, batch)
+    r = recall(batch, truth, 10)
+    assert r >= 0.95, f"recall@10 {r:.3f} < 0.95 for vectors scaled by 1e6 ({metric})"
