@@ -21,6 +21,7 @@ import os
 import sqlite3
 import threading
 import uuid
+import warnings
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -100,6 +101,19 @@ class _RWLock:
                 self._cond.notify_all()
 
 
+class _Rebuild:
+    """A background rebuild: the index being built, how many vectors it was started with, and its state."""
+
+    def __init__(self, index: SpannIndex, size: int) -> None:
+        self.index = index
+        self.size = size
+        self.thread: threading.Thread | None = None
+        self.done = threading.Event()
+        self.cancelled = False
+        self.swapped = False
+        self.error: BaseException | None = None
+
+
 class Collection:
     """Documents with vectors, searchable by similarity with metadata filters.
 
@@ -116,7 +130,10 @@ class Collection:
     rebuild_growth: rebuild the index when the collection has grown this many times past the size of its
         last build. In-place growth keeps recall within ~2 points for +50%, but a 4,096-document build grown
         to 100k ends with too few, too long postings (measured: 393 heads, 1.3 replicas); rebuilding at each
-        doubling costs about one extra build of the final size in total. ``None`` disables it.
+        doubling costs about one extra build of the final size in total. ``None`` disables it. A rebuild
+        runs on a background thread over a copy of the vectors (memory for a second index meanwhile) and
+        the write that triggered it returns once the new index is in use; searches, and writes from other
+        threads, go on against the current index meanwhile (the new one is caught up with those writes).
     snapshot_every: write an index snapshot after this many changed rows (also on :meth:`close` and
         :meth:`optimize`), bounding the replay work on the next open.
     index_options: extra keyword options for :class:`SpannIndex` (``head_ratio``, ``replica_count``, ...).
@@ -150,6 +167,7 @@ class Collection:
             raise ValueError(f"rebuild_growth must be > 1 or None, got {rebuild_growth!r}")
         self.rebuild_growth = rebuild_growth
         self._built_count = 0
+        self._rebuild: _Rebuild | None = None  # a background rebuild in progress
         self.snapshot_every = int(snapshot_every)
         self._progress = progress
         self._filter_cache: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
@@ -189,6 +207,7 @@ class Collection:
         self._index: SpannIndex | None = None
         if cfg["dim"] is not None:
             self._open_index()
+            self._await_rebuild()
 
     # ------------------------------------------------------------------------------------------------------
     # lifecycle
@@ -214,6 +233,7 @@ class Collection:
         """Write a final index snapshot (persistent collections) and release the files. Idempotent."""
         if self._closed:
             return
+        self._cancel_rebuild(wait=True)
         with self._lock.write():
             try:
                 if self.path is not None and self._changed and self._index is not None:
@@ -295,14 +315,89 @@ class Collection:
         return out
 
     def _maybe_build(self) -> None:
+        """Build the index when the collection first reaches ``index_threshold`` (in place: that build is
+        small), and rebuild it in the background at each ``rebuild_growth``. Called with the write lock."""
         idx = self._index
         if idx is None or len(idx) < self.index_threshold:
             return
-        grown = self.rebuild_growth is not None and len(idx) >= self.rebuild_growth * max(self._built_count, 1)
-        if idx.n_heads == 0 or grown:
+        if idx.n_heads == 0:
             idx.build()
             self._built_count = len(idx)
             self._changed += 1
+            return
+        if self.rebuild_growth is not None and len(idx) >= self.rebuild_growth * max(self._built_count, 1):
+            self._start_rebuild()
+
+    def _start_rebuild(self) -> _Rebuild:
+        """Start building a fresh index over a copy of the live vectors on a background thread (or return
+        the one already running). Called with the write lock held."""
+        if self._rebuild is not None:
+            return self._rebuild
+        x, ids = self._index.live_items()
+        rb = _Rebuild(self._new_index(), len(ids))
+        if self._progress is None:
+            rb.index.progress = False  # no progress bars from a background thread unless asked for
+        self._rebuild = rb
+        rb.thread = threading.Thread(target=self._run_rebuild, args=(rb, x, ids), name="spann-rebuild")
+        rb.thread.start()
+        return rb
+
+    def _run_rebuild(self, rb: _Rebuild, x: np.ndarray, ids: np.ndarray) -> None:
+        try:
+            rb.index.build(x, ids)
+            del x
+            with self._lock.write():
+                if not rb.cancelled and not self._closed:
+                    self._swap_in(rb)
+        except BaseException as exc:  # the current index stays; optimize() and wait_for_index() report it
+            rb.error = exc
+        finally:
+            with self._lock.write():
+                if self._rebuild is rb:
+                    self._rebuild = None
+            rb.done.set()
+
+    def _swap_in(self, rb: _Rebuild) -> None:
+        """Catch the rebuilt index up with the writes made during its build (the current index holds them:
+        it is kept in step with SQLite under the write lock), then make it current."""
+        new, cur = rb.index, self._index
+        have, want = new.ids, cur.ids
+        gone = have[~np.isin(have, want, assume_unique=True)]
+        if len(gone):
+            new.delete(gone)
+        missing = want[~new.contains(want)]
+        for s in range(0, len(missing), 20000):
+            part = missing[s : s + 20000]
+            with self._db_lock:
+                rows = self._fetch_vectors(part)
+            new.add(rows, part)
+        self._index = new
+        self._built_count = rb.size
+        self._changed += 1
+        rb.swapped = True
+
+    def _cancel_rebuild(self, *, wait: bool) -> None:
+        rb = self._rebuild
+        if rb is not None:
+            rb.cancelled = True
+            if wait and rb.thread is not threading.current_thread():
+                rb.done.wait()
+
+    def wait_for_index(self, timeout: float | None = None) -> bool:
+        """Wait until a background rebuild (if one is running) has replaced the index; returns False on
+        timeout. Searches never need this: they use the current index meanwhile."""
+        rb = self._rebuild
+        return rb is None or rb.done.wait(timeout)
+
+    def _await_rebuild(self, before: _Rebuild | None = None) -> None:
+        """Called by a write after it released the lock: wait for the rebuild it started (not ``before``,
+        one that was already running when it began)."""
+        rb = self._rebuild
+        if rb is None or rb is before:
+            return
+        rb.done.wait()
+        if rb.error is not None:
+            warnings.warn(f"index rebuild failed, the previous index stays in use: {rb.error!r}", stacklevel=3)
 
     def _snapshot(self) -> None:
         self._index.save(self.path / "index", meta={"seq": self._seq, "built_count": self._built_count})
@@ -316,14 +411,26 @@ class Collection:
             self._snapshot()
 
     def optimize(self) -> None:
-        """Rebuild the index from scratch over the current documents (fresh heads and postings)."""
+        """Rebuild the index from scratch over the current documents (fresh heads and postings) and write a
+        snapshot; returns when the new index is in use. Searches and writes go on during the build."""
         self._check_open()
         with self._lock.write():
-            if self._index is not None and len(self._index):
+            if self._index is None or len(self._index) == 0:
+                return
+            if self._index.n_heads == 0:
                 self._index.build()
                 self._built_count = len(self._index)
-                if self.path is not None:
-                    self._snapshot()
+                rb = None
+            else:
+                rb = self._start_rebuild()  # or the one running: it catches up with later writes on swap
+        if rb is not None:
+            rb.done.wait()
+            if rb.error is not None:
+                raise rb.error
+        with self._lock.write():
+            self._check_open()
+            if self.path is not None:
+                self._snapshot()
 
     # ------------------------------------------------------------------------------------------------------
     # writes
@@ -348,6 +455,7 @@ class Collection:
         n, dim = x.shape
         with self._lock.write():
             self._check_open()
+            running = self._rebuild
             if self._cfg["dim"] is None:
                 self._cfg["dim"] = dim
                 self._db.execute("UPDATE settings SET value = ? WHERE key = 'config'", [json.dumps(self._cfg)])
@@ -374,6 +482,7 @@ class Collection:
                 self._index.delete(np.fromiter(old.values(), np.int64))
             self._index.add(x, np.array([new[i] for i in ids_l], dtype=np.int64))
             self._after_write(n)
+        self._await_rebuild(running)
         return ids_l
 
     def _rowids_for(self, ids: Sequence[str]) -> dict[str, int]:
@@ -427,6 +536,8 @@ class Collection:
         """Delete every document (settings and dimension are kept)."""
         self._check_open()
         with self._lock.write():
+            self._cancel_rebuild(wait=False)
+            self._rebuild = None
             with self._db_lock:
                 self._db.execute("DELETE FROM docs")
             if self._cfg["dim"] is not None:

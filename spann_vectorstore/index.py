@@ -338,6 +338,11 @@ class SpannIndex:
         """Live external ids, sorted (a copy)."""
         return self._sorted_ids.copy()
 
+    def live_items(self) -> tuple[np.ndarray, np.ndarray]:
+        """Copies of the live vectors (n, dim) float32 and their ids (n,), in insertion order."""
+        live = np.flatnonzero(self._deleted[: self._n] == 0)
+        return self._vectors_of(live), self._ids[live].copy()
+
     # ------------------------------------------------------------------------------------------------------
     # build
     # ------------------------------------------------------------------------------------------------------
@@ -350,8 +355,7 @@ class SpannIndex:
         if vectors is None:
             if self._n_live == 0:
                 raise ValueError("nothing to build: the index is empty and no vectors were given")
-            live = np.flatnonzero(self._deleted[: self._n] == 0)
-            vectors, ids = self._vectors_of(live), self._ids[live].copy()
+            vectors, ids = self.live_items()
         x = self._as_matrix(vectors, "vectors", allow_1d=False)
         n = x.shape[0]
         if n > _MAX_VECTORS:

@@ -388,3 +388,89 @@ def test_negations_match_documents_without_the_field():
         assert sorted(h.id for h in col.get(filter=flt)) == want, name
         assert col.count(filter=flt) == len(want), name
         assert sorted(h.id for h in col.search(vecs[0], k=3, filter=flt)) == want, name
+
+
+@pytest.fixture
+def gated_rebuild(monkeypatch):
+    """Background rebuilds wait at the start of their build until ``gate`` is set."""
+    from spann_vectorstore import SpannIndex
+
+    gate = threading.Event()
+    started = threading.Event()
+    build = SpannIndex.build
+
+    def gated(self, *a, **kw):
+        if threading.current_thread().name == "spann-rebuild":
+            started.set()
+            assert gate.wait(60), "test gate never opened"
+        return build(self, *a, **kw)
+
+    monkeypatch.setattr(SpannIndex, "build", gated)
+    return gate, started
+
+
+def test_rebuild_runs_in_background_and_loses_no_write(gated_rebuild):
+    """A rebuild at doubling does not block searches, writes from other threads go on during it, and the
+    rebuilt index is caught up with them: nothing added during the build is missing, nothing deleted
+    comes back, and the write that triggered the rebuild returns once the new index is in use."""
+    gate, started = gated_rebuild
+    x, texts, metas, ids = docs(1400, seed=5)
+    col = Collection(None, dim=D, index_threshold=300)
+    col.add(x[:400], texts[:400], metas[:400], ids[:400])  # first build, in place
+    first = col._index
+    assert first.n_heads > 0
+    trigger = threading.Thread(target=col.add, args=(x[400:800], texts[400:800], metas[400:800], ids[400:800]))
+    trigger.start()
+    assert started.wait(30), "adding to twice the built size must start a rebuild"
+    # while the rebuild waits: searches answer, other writers proceed
+    t0 = time.monotonic()
+    hit = col.search(x[10], k=1)[0]
+    assert hit.id == ids[10] and time.monotonic() - t0 < 5, "search must not wait for the rebuild"
+    col.add(x[800:1400], texts[800:1400], metas[800:1400], ids[800:1400])
+    assert col.delete(ids[:50]) == 50
+    assert trigger.is_alive(), "the triggering add returns only once the rebuilt index is in use"
+    gate.set()
+    trigger.join(60)
+    assert not trigger.is_alive() and col.wait_for_index(60)
+    assert col._index is not first, "the rebuilt index must replace the old one"
+    assert len(col) == 1350 and len(col._index) == 1350
+    got = col.search(x[50:1400], k=1)
+    assert [h[0].id for h in got] == ids[50:1400], "every live document (added during the build too) finds itself"
+    deleted = set(ids[:50])
+    for hits in col.search(x[:50], k=10):
+        assert not deleted & {h.id for h in hits}, "deleted documents never come back"
+    col.close()
+
+
+def test_close_and_optimize_during_rebuild(tmp_path, gated_rebuild):
+    """close() waits for a running rebuild and persists everything; optimize() returns with a fresh index
+    that covers writes made while it built."""
+    gate, started = gated_rebuild
+    x, texts, metas, ids = docs(1000, seed=6)
+    col = Collection(tmp_path / "c", dim=D, index_threshold=200)
+    col.add(x[:250], texts[:250], metas[:250], ids[:250])
+    opt = threading.Thread(target=col.optimize)
+    opt.start()
+    assert started.wait(30)
+    col.add(x[250:300], texts[250:300], metas[250:300], ids[250:300])
+    before = col._index
+    gate.set()
+    opt.join(60)
+    assert not opt.is_alive() and col._index is not before
+    assert [h[0].id for h in col.search(x[:300], k=1)] == ids[:300]
+    gate.clear()
+    started.clear()
+    trigger = threading.Thread(target=col.add, args=(x[300:1000], texts[300:1000], metas[300:1000], ids[300:1000]))
+    trigger.start()
+    assert started.wait(30)
+    closer = threading.Thread(target=col.close)
+    closer.start()
+    time.sleep(0.2)
+    assert closer.is_alive(), "close() waits for the running rebuild"
+    gate.set()
+    closer.join(60)
+    trigger.join(60)
+    assert not closer.is_alive() and not trigger.is_alive()
+    with Collection.open(tmp_path / "c") as again:
+        assert len(again) == 1000
+        assert [h[0].id for h in again.search(x, k=1)] == ids
