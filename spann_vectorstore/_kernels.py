@@ -686,6 +686,7 @@ def _search_one(
     pip,
     npb,
     max_dist_ratio,
+    min_allowed,
     k,
     eps0,
     alpha,
@@ -715,7 +716,8 @@ def _search_one(
 
     q: raw query (d,); qr: rotated query (d,); the ``npb`` postings to probe, nearest first: pd their heads'
     squared L2 distances to q, pi their indices, pip <q, head> (see ``_probe_list``). ``allowed`` is
-    an (n,) u8 mask or an empty array meaning every vector is allowed. ``stamp`` (n,) i32 with ``stamp_val``
+    an (n,) u8 mask or an empty array meaning every vector is allowed; with a mask, postings are probed in
+    order until ``min_allowed`` allowed entries were seen. ``stamp`` (n,) i32 with ``stamp_val``
     de-duplicates replicas. ``e_sign``: the 1-bit sign codes in FastScan blocks (see ``_fs_block``); for
     bits 1 ``e_codes`` is unused (may be empty). ``counters`` (4,) i64 accumulates entries estimated,
     stage-1 survivors, candidates kept for rerank, exact distances computed. Returns the number of results.
@@ -763,12 +765,20 @@ def _search_one(
     cand_ub = np.empty(total, np.float32)
     cand_v = np.empty(total, np.int64)
     nc = 0
+    seen = 0
     for t in range(used):
         p = pi[t]
         base_ip = pip[t]
         s0 = p_start[p]
         s1 = s0 + p_size[p]
         counters[0] += p_size[p]
+        if use_mask:
+            # filtered: probing stops once min_allowed allowed entries were seen (past _MIN_PROBE postings),
+            # wherever the filter puts them (max_dist_ratio is off: allowed neighbours may lie farther out)
+            if t >= _MIN_PROBE and seen >= min_allowed:
+                break
+            for e in range(s0, s1):
+                seen += allowed[e_vidx[e]]
         for blk in range(s0 // 32, (s1 + 31) // 32):
             # stage 1: 1-bit estimates of the block's 32 entries at once, with their error bound (RaBitQ +
             # LUT rounding); lanes outside the posting are computed and ignored
@@ -1123,6 +1133,7 @@ def search_batch(
     rotation,
     n_probe,
     max_dist_ratio,
+    min_allowed,
     k,
     eps0,
     alpha,
@@ -1195,6 +1206,7 @@ def search_batch(
                 pip,
                 m,
                 max_dist_ratio,
+                min_allowed,
                 k,
                 eps0,
                 alpha,
@@ -1237,6 +1249,7 @@ def search_single(
     rotation,
     n_probe,
     max_dist_ratio,
+    min_allowed,
     k,
     eps0,
     alpha,
@@ -1282,6 +1295,7 @@ def search_single(
         pip,
         m,
         max_dist_ratio,
+        min_allowed,
         k,
         eps0,
         alpha,

@@ -324,10 +324,30 @@ class SpannIndex:
         """Internal index of each external id, -1 when absent (or deleted)."""
         if self._sorted_ids.shape[0] == 0:
             return np.full(ids.shape[0], -1, np.int64)
+        table = self._id_table()
+        if table is not None:
+            # dense ids (a Collection's row ids): one gather instead of a binary search per id (a 30k-id
+            # filter: 1 ms -> ~0.1 ms per query)
+            inside = (ids >= 0) & (ids < table.shape[0])
+            return np.where(inside, table[np.where(inside, ids, 0)], -1).astype(np.int64)
         pos = np.searchsorted(self._sorted_ids, ids)
         pos = np.minimum(pos, self._sorted_ids.shape[0] - 1)
         hit = self._sorted_ids[pos] == ids
         return np.where(hit, self._sorted_pos[pos], -1)
+
+    def _id_table(self) -> np.ndarray | None:
+        """id -> internal index (int32, -1 absent) when the live ids are non-negative and dense enough
+        (largest <= 4x the count + 4096); rebuilt when the ids change (``_sorted_ids`` is replaced)."""
+        cache = getattr(self, "_id_table_cache", None)
+        if cache is not None and cache[0] is self._sorted_ids:
+            return cache[1]
+        ids = self._sorted_ids
+        table = None
+        if ids[0] >= 0 and ids[-1] <= 4 * len(ids) + 4096:
+            table = np.full(int(ids[-1]) + 1, -1, np.int32)
+            table[ids] = self._sorted_pos
+        self._id_table_cache = (ids, table)
+        return table
 
     def contains(self, ids: Any) -> np.ndarray:
         """Bool array: which of ``ids`` are live in the index."""
@@ -749,6 +769,7 @@ class SpannIndex:
         out_sim.fill(np.nan)
         allowed = _NO_MASK
         n_allowed = self._n_live
+        min_allowed = 0
         if allowed_ids is not None:
             pos = self._lookup(np.asarray(allowed_ids, dtype=np.int64).reshape(-1))
             allowed = np.zeros(self._n, np.uint8)
@@ -757,9 +778,16 @@ class SpannIndex:
             if n_allowed and n_allowed <= max(4 * k, 2048):
                 self._exact_subset(q, np.flatnonzero(allowed), k, out_idx, out_sim)
                 return self._finish(q, out_idx, out_sim)
-            # probe more postings for selective filters so about as many allowed vectors are scanned
+            # a filter: probe postings nearest first until sqrt(selectivity) times the entries of an
+            # unfiltered search were allowed ones (measured on ../shared/data with random filters of 1-30%:
+            # recall@10 0.98-0.99, where scaling n_probe by 1/selectivity under max_dist_ratio lost recall,
+            # 0.90 at 3%), up to n_probe / selectivity postings; distance pruning is off since the allowed
+            # neighbours can lie far out
             sel = n_allowed / max(self._n_live, 1)
+            per_posting = float(self._p_size.sum()) / max(self.n_heads, 1)
+            min_allowed = math.ceil(math.sqrt(sel) * npr * per_posting)
             npr = min(self.n_heads, math.ceil(npr / max(sel, 1e-9)))
+            mdr = math.inf
         if n_allowed == 0:
             return self._finish(q, out_idx, out_sim)
         if self.n_heads == 0:
@@ -769,7 +797,7 @@ class SpannIndex:
                 pos = pos[allowed[pos] != 0]
             self._exact_subset(q, pos, k, out_idx, out_sim)
             return self._finish(q, out_idx, out_sim)
-        counts = self._scan(q, k, npr, mdr, allowed, out_idx, out_sim)
+        counts = self._scan(q, k, npr, mdr, allowed, out_idx, out_sim, min_allowed)
         if nq == 1:
             short = [0] if counts[0] < min(k, n_allowed) else []
         else:
@@ -786,13 +814,21 @@ class SpannIndex:
         return self._finish(q, out_idx, out_sim)
 
     def _scan(
-        self, q: np.ndarray, k: int, npr: int, mdr: float, allowed: np.ndarray, out_idx: np.ndarray, out_sim: np.ndarray
+        self,
+        q: np.ndarray,
+        k: int,
+        npr: int,
+        mdr: float,
+        allowed: np.ndarray,
+        out_idx: np.ndarray,
+        out_sim: np.ndarray,
+        min_allowed: int = 0,
     ) -> np.ndarray:
         """Run the search kernel (single-query or batch); fills internal indices and similarities, returns
         the number of hits per query."""
         nq = q.shape[0]
         heads, scalars, pre, post = self._kcache or self._kernel_arrays()
-        common = (*heads, self._group_probe(npr), self._rotation, npr, mdr, k, *scalars)
+        common = (*heads, self._group_probe(npr), self._rotation, npr, mdr, min_allowed, k, *scalars)
         if nq == 1:
             stamp, val, lut = self._workspace()
             cnt = K.search_single(
