@@ -110,7 +110,6 @@ class _Rebuild:
         self.thread: threading.Thread | None = None
         self.done = threading.Event()
         self.cancelled = False
-        self.swapped = False
         self.error: BaseException | None = None
 
 
@@ -374,7 +373,6 @@ class Collection:
         self._index = new
         self._built_count = rb.size
         self._changed += 1
-        rb.swapped = True
 
     def _cancel_rebuild(self, *, wait: bool) -> None:
         rb = self._rebuild

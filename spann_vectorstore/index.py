@@ -1105,8 +1105,8 @@ class _BlockedCodes:
 
     dtype = np.dtype(np.uint8)
 
-    def __init__(self, n: int, nb: int, blocked: np.ndarray | None = None):
-        self.blocked = np.zeros(((n + 31) // 32, 32 * nb), np.uint8) if blocked is None else blocked
+    def __init__(self, n: int, nb: int):
+        self.blocked = np.zeros(((n + 31) // 32, 32 * nb), np.uint8)
         self.shape = (32 * self.blocked.shape[0], nb)
 
     @classmethod
