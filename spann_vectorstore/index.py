@@ -21,6 +21,7 @@ import math
 import os
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numba
@@ -178,6 +179,7 @@ class SpannIndex:
         # single-query work counters (entries estimated, stage-1 survivors, rerank candidates, exact
         # distances); approximate under concurrent searches, for tuning only
         self._counters = np.zeros(4, np.int64)
+        self._snap_dir: Path | None = None  # the snapshot last saved or loaded (for stats' bytes_disk)
         self._reset()
 
     # ------------------------------------------------------------------------------------------------------
@@ -959,7 +961,7 @@ class SpannIndex:
             "build_mean": self._build_mean,
             "user": meta or {},
         }
-        _storage.write_snapshot(path, _FORMAT, info, arrays)
+        self._snap_dir = _storage.write_snapshot(path, _FORMAT, info, arrays)
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, mmap: bool = True, progress: bool | None = None) -> SpannIndex:
@@ -970,6 +972,7 @@ class SpannIndex:
         directory is corrupt or truncated.
         """
         man = _storage.read_manifest(path, _FORMAT)
+        snap_dir = Path(path) / man["snapshot"]
         meta = man["meta"]
         try:
             idx = cls(
@@ -1008,6 +1011,7 @@ class SpannIndex:
         # a plain ndarray view of the map: numba dispatches ndarray subclasses (np.memmap) slowly
         idx._vec_base = np.asarray(vec) if mmap else np.ascontiguousarray(vec, dtype=np.float32)
         idx._mmapped = bool(mmap)
+        idx._snap_dir = snap_dir
         idx._vec_tail = np.zeros((0, d), np.float32)
         idx._n = n
         idx._ids = np.array(a["ids"], dtype=np.int64)
@@ -1042,7 +1046,8 @@ class SpannIndex:
     # ------------------------------------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
         """Counts and memory: ``bytes_ram`` counts what stays resident (heads, rotation, codes, per-vector
-        arrays, and the full vectors unless they are memory-mapped); ``bytes_vectors_mmap`` the mapped file."""
+        arrays, and the full vectors unless they are memory-mapped); ``bytes_vectors_mmap`` the mapped file;
+        ``bytes_disk`` the files of the snapshot last saved or loaded (0 if none)."""
         sizes = self._p_size
         entries = int(sizes.sum())
         mmapped = self._mmapped
@@ -1081,9 +1086,17 @@ class SpannIndex:
             "bytes_ram": int(sum(a.nbytes for a in resident)),
             "bytes_codes": int(sum(a.nbytes for a in self._e.values())),
             "bytes_vectors_mmap": int(self._vec_base.nbytes) if mmapped else 0,
+            "bytes_disk": self._bytes_disk(),
             "vectors_mmapped": mmapped,
             "params": dict(self.params),
         }
+
+    def _bytes_disk(self) -> int:
+        snap = self._snap_dir
+        if snap is None or not snap.is_dir():
+            return 0
+        files = [*snap.iterdir(), snap.parent / _storage.MANIFEST]
+        return int(sum(f.stat().st_size for f in files if f.is_file()))
 
 
 def _grow(a: np.ndarray, need: int) -> np.ndarray:

@@ -446,3 +446,22 @@ def test_filtered_search_recall_against_brute_force(kind):
     assert r >= want, f"filtered recall@10 {r:.3f} < {want:.3f} ({kind}; unfiltered {unfiltered:.3f})"
     single = np.stack([idx.search(q, k=10, n_probe=80, allowed_ids=allowed).ids[0] for q in xq[:20]])
     np.testing.assert_array_equal(single, ids[:20])
+
+
+def test_stats_report_bytes_on_disk(tmp_path, data):
+    """stats() reports the snapshot's bytes on disk (0 before any save), the same after load, and the new
+    snapshot's size after a second save (old snapshot directories are removed)."""
+    xb, _ = data
+    idx = small_index().build(xb)
+    assert idx.stats()["bytes_disk"] == 0
+    idx.save(tmp_path / "i")
+    on_disk = sum(p.stat().st_size for p in (tmp_path / "i").rglob("*") if p.is_file())
+    st = idx.stats()
+    assert st["bytes_disk"] == on_disk and on_disk > xb.nbytes, "the snapshot holds the float32 vectors"
+    loaded = SpannIndex.load(tmp_path / "i", mmap=True)
+    assert loaded.stats()["bytes_disk"] == on_disk
+    assert loaded.stats()["bytes_ram"] < on_disk - xb.nbytes // 2, "mmap keeps the vectors out of RAM"
+    loaded.add(xb[:100] + 0.01, ids=np.arange(10**6, 10**6 + 100))
+    loaded.save(tmp_path / "i")
+    again = sum(p.stat().st_size for p in (tmp_path / "i").rglob("*") if p.is_file())
+    assert loaded.stats()["bytes_disk"] == again > on_disk
