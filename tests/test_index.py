@@ -465,3 +465,20 @@ def test_stats_report_bytes_on_disk(tmp_path, data):
     loaded.save(tmp_path / "i")
     again = sum(p.stat().st_size for p in (tmp_path / "i").rglob("*") if p.is_file())
     assert loaded.stats()["bytes_disk"] == again > on_disk
+
+
+@pytest.mark.parametrize("bits", [1, 2])
+def test_openai_sized_embeddings_recall(bits):
+    """1,536-d normalised embeddings (several accumulation chunks in the stage-1 scan): recall@10 against
+    brute force, single query equal to batch."""
+    d = 1536
+    xb = clustered(3000, d, seed=1)
+    xq = clustered(50, d, seed=2)
+    xb /= np.linalg.norm(xb, axis=1, keepdims=True)
+    xq /= np.linalg.norm(xq, axis=1, keepdims=True)
+    idx = SpannIndex(d, metric="ip", bits=bits, progress=False, head_ratio=1 / 40).build(xb)
+    ids = idx.search(xq, k=10, n_probe=24).ids
+    r = recall(ids, exact(xb, xq, 10, "ip")[0], 10)
+    assert r >= 0.95, f"recall@10 {r:.3f} < 0.95 at d={d}, bits={bits}"
+    single = np.stack([idx.search(q, k=10, n_probe=24).ids[0] for q in xq])
+    np.testing.assert_array_equal(single, ids)
