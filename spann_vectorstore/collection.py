@@ -344,7 +344,6 @@ class Collection:
     def _run_rebuild(self, rb: _Rebuild, x: np.ndarray, ids: np.ndarray) -> None:
         try:
             rb.index.build(x, ids)
-            del x
             with self._lock.write():
                 if not rb.cancelled and not self._closed:
                     self._swap_in(rb)
