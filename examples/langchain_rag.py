@@ -76,5 +76,6 @@ for question in QUESTIONS:
 
 # Metadata filters run inside the index scan: restrict the retriever to one file.
 only_shipping = store.as_retriever(search_kwargs={"k": 1, "filter": {"source": str(DOCS / "shipping.md")}})
-print(f"\nfiltered to shipping.md: {only_shipping.invoke('What does it cost?')[0].page_content[:80]!r}")
+top = only_shipping.invoke("What does it cost?")[0]
+print(f"\nfiltered to shipping.md: {Path(top.metadata['source']).name}: {' '.join(top.page_content.split())[:80]}")
 collection.close()

@@ -73,5 +73,6 @@ for question in QUESTIONS:
 retriever = index.as_retriever(
     similarity_top_k=1, filters=MetadataFilters(filters=[ExactMatchFilter(key="file_name", value="shipping.md")])
 )
-print(f"\nfiltered to shipping.md: {retriever.retrieve('What does it cost?')[0].node.get_content()[:80]!r}")
+top = retriever.retrieve("What does it cost?")[0].node
+print(f"\nfiltered to shipping.md: {top.metadata['file_name']}: {' '.join(top.get_content().split())[:80]}")
 store.close()

@@ -309,6 +309,51 @@ def _heap_push_min(keys, vals, size, key, val):
 
 
 @njit(cache=True, inline="always")
+def _worse(ka, ia, kb, ib):
+    """Result (ka, ia) ranks below (kb, ib): a lower similarity, or an equal one and a larger id (ties are
+    broken by id, so the order does not depend on insertion order or on a reopen)."""
+    return ka < kb or (ka == kb and ia > ib)
+
+
+@njit(cache=True, inline="always")
+def _top_sift_down(keys, vals, tids, size, pos):
+    # heap of results with the worst (see ``_worse``) at the root
+    while True:
+        left = 2 * pos + 1
+        if left >= size:
+            break
+        w = left
+        if left + 1 < size and _worse(keys[left + 1], tids[left + 1], keys[left], tids[left]):
+            w = left + 1
+        if _worse(keys[w], tids[w], keys[pos], tids[pos]):
+            keys[w], keys[pos] = keys[pos], keys[w]
+            vals[w], vals[pos] = vals[pos], vals[w]
+            tids[w], tids[pos] = tids[pos], tids[w]
+            pos = w
+        else:
+            break
+
+
+@njit(cache=True, inline="always")
+def _top_push(keys, vals, tids, size, key, val, tid):
+    """Push a result into the heap of ``_top_sift_down``; returns the new size."""
+    pos = size
+    keys[pos] = key
+    vals[pos] = val
+    tids[pos] = tid
+    while pos > 0:
+        parent = (pos - 1) // 2
+        if _worse(keys[pos], tids[pos], keys[parent], tids[parent]):
+            keys[parent], keys[pos] = keys[pos], keys[parent]
+            vals[parent], vals[pos] = vals[pos], vals[parent]
+            tids[parent], tids[pos] = tids[pos], tids[parent]
+            pos = parent
+        else:
+            break
+    return size + 1
+
+
+@njit(cache=True, inline="always")
 def _smallest_m(dist, m, out_d, out_i):
     """The ``m`` smallest entries of ``dist`` sorted ascending into out_d/out_i; returns the count."""
     k = dist.shape[0]
@@ -705,6 +750,7 @@ def _search_one(
     allowed,
     vec_base,
     vec_tail,
+    vids,
     stamp,
     stamp_val,
     lut,
@@ -718,7 +764,8 @@ def _search_one(
     squared L2 distances to q, pi their indices, pip <q, head> (see ``_probe_list``). ``allowed`` is
     an (n,) u8 mask or an empty array meaning every vector is allowed; with a mask, postings are probed in
     order until ``min_allowed`` allowed entries were seen. ``stamp`` (n,) i32 with ``stamp_val``
-    de-duplicates replicas. ``e_sign``: the 1-bit sign codes in FastScan blocks (see ``_fs_block``); for
+    de-duplicates replicas. ``vids`` (n,) i64: the ids, which break ties between equal similarities
+    (smaller id first). ``e_sign``: the 1-bit sign codes in FastScan blocks (see ``_fs_block``); for
     bits 1 ``e_codes`` is unused (may be empty). ``counters`` (4,) i64 accumulates entries estimated,
     stage-1 survivors, candidates kept for rerank, exact distances computed. Returns the number of results.
     """
@@ -844,6 +891,7 @@ def _search_one(
     order = np.argsort(-cand_ub[:keep])
     top_keys = np.empty(k, np.float32)
     top_vals = np.empty(k, np.int64)
+    top_ids = np.empty(k, np.int64)
     size = 0
     for r in range(min(_PREFETCH_AHEAD, keep)):
         _prefetch_row(cand_v[order[r]], vec_base, vec_tail)
@@ -857,18 +905,20 @@ def _search_one(
         counters[3] += 1
         s = _exact_sim(q, v, vec_base, vec_tail, xn2, alpha)
         if size < k:
-            size = _heap_push_min(top_keys, top_vals, size, s, v)
-        elif s > top_keys[0]:
+            size = _top_push(top_keys, top_vals, top_ids, size, s, v, vids[v])
+        elif _worse(top_keys[0], top_ids[0], s, vids[v]):
             top_keys[0] = s
             top_vals[0] = v
-            _heap_sift_down_min(top_keys, top_vals, size, 0)
-    # heap -> descending order
+            top_ids[0] = vids[v]
+            _top_sift_down(top_keys, top_vals, top_ids, size, 0)
+    # heap -> best first (ties by increasing id)
     end = size
     while end > 1:
         end -= 1
         top_keys[0], top_keys[end] = top_keys[end], top_keys[0]
         top_vals[0], top_vals[end] = top_vals[end], top_vals[0]
-        _heap_sift_down_min(top_keys, top_vals, end, 0)
+        top_ids[0], top_ids[end] = top_ids[end], top_ids[0]
+        _top_sift_down(top_keys, top_vals, top_ids, end, 0)
     for r in range(size):
         out_sim[r] = top_keys[r]
         out_idx[r] = top_vals[r]
@@ -1152,6 +1202,7 @@ def search_batch(
     allowed,
     vec_base,
     vec_tail,
+    vids,
     n_chunks,
     out_idx,
     out_sim,
@@ -1225,6 +1276,7 @@ def search_batch(
                 allowed,
                 vec_base,
                 vec_tail,
+                vids,
                 stamp,
                 np.int32(i - lo + 1),
                 lut,
@@ -1268,6 +1320,7 @@ def search_single(
     allowed,
     vec_base,
     vec_tail,
+    vids,
     stamp,
     stamp_val,
     lut,
@@ -1314,6 +1367,7 @@ def search_single(
         allowed,
         vec_base,
         vec_tail,
+        vids,
         stamp,
         stamp_val,
         lut,

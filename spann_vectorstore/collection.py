@@ -631,26 +631,45 @@ class Collection:
                     raise ValueError(f"queries must be (dim,) or (nq, dim), got shape {arr.shape}")
                 return [] if single else [[] for _ in range(arr.shape[0])]
             npr = n_probe if n_probe is not None else self._n_probe
-            res = self._index.search(arr, k=int(k), n_probe=npr, allowed_ids=allowed)
-            rowids = res.ids
-            valid = rowids[rowids >= 0]
+            ranked = self._ranked(arr, int(k), npr, allowed)
             rows = {}
             cols = "rowid, id, text, metadata" + (", vector" if include_vectors else "")
             with self._db_lock:
-                for chunk in _chunks(np.unique(valid).tolist(), 900):
+                wanted = sorted({r for hits in ranked for r, _ in hits})
+                for chunk in _chunks(wanted, 900):
                     q = f"SELECT {cols} FROM docs WHERE rowid IN ({','.join('?' * len(chunk))})"
                     for row in self._db.execute(q, chunk):
                         rows[row[0]] = row[1:]
+        sign = 1.0 if self.metric == "l2" else -1.0
         out = []
-        for qi in range(rowids.shape[0]):
-            hits = []
-            for j in range(rowids.shape[1]):
-                r = int(rowids[qi, j])
-                if r < 0 or r not in rows:
-                    continue
-                hits.append(self._hit(rows[r], float(res.scores[qi, j]), include_vectors))
-            out.append(hits)
+        for hits in ranked:
+            found = [(r, s) for r, s in hits if r in rows]
+            # equal scores in increasing id order, so the answer does not depend on insertion or reopen order
+            found.sort(key=lambda rs: (sign * rs[1], rows[rs[0]][0]))
+            out.append([self._hit(rows[r], s, include_vectors) for r, s in found[:k]])
         return out[0] if single else out
+
+    def _ranked(self, arr: np.ndarray, k: int, n_probe: int | None, allowed: np.ndarray | None) -> list[list]:
+        """(rowid, score) best first per query: the top ``k`` from the index, plus every result tied with the
+        k-th score (the index breaks ties by rowid; the caller breaks them by string id). Asks the index for
+        one extra result and, only for queries where it ties with the k-th, for more until the tie ends."""
+        want = k + 1
+        res = self._index.search(arr, k=want, n_probe=n_probe, allowed_ids=allowed)
+        ids, scores = res.ids, res.scores
+        ranked = [[(int(r), float(s)) for r, s in zip(ids[i], scores[i]) if r >= 0] for i in range(len(ids))]
+        while True:
+            tied = [i for i, h in enumerate(ranked) if len(h) == want and h[-1][1] == h[k - 1][1]]
+            if not tied or want >= len(self._index):
+                break
+            want = min(2 * want, len(self._index))
+            q = arr[None, :] if arr.ndim == 1 else arr[tied]
+            more = self._index.search(q, k=want, n_probe=n_probe, allowed_ids=allowed)
+            for j, i in enumerate(tied):
+                ranked[i] = [(int(r), float(s)) for r, s in zip(more.ids[j], more.scores[j]) if r >= 0]
+        for h in ranked:
+            if len(h) > k:
+                h[k:] = [rs for rs in h[k:] if rs[1] == h[k - 1][1]]
+        return ranked
 
     def stats(self) -> dict[str, Any]:
         """Counts, settings, index statistics and bytes on disk."""

@@ -20,9 +20,8 @@ from __future__ import annotations
 import math
 import os
 import threading
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numba
 import numpy as np
@@ -69,15 +68,12 @@ _ID_TABLE_MIN = 4096  # ids per lookup from which the dense id table is used (se
 _NO_CODES = np.zeros((0, 8), np.uint8)  # the kernels' multi-bit codes for bits 1 (stage 1 only)
 
 
-@dataclass(frozen=True)
-class SearchResult:
-    """Search output: ``ids`` (nq, k) int64 padded with -1, ``scores`` (nq, k) float32 padded with nan."""
+class SearchResult(NamedTuple):
+    """Search output: ``ids`` (nq, k) int64 padded with -1, ``scores`` (nq, k) float32 padded with nan; best
+    first, equal scores in increasing id order. A tuple: ``ids, scores = res`` and ``res[0]`` both work."""
 
     ids: np.ndarray
     scores: np.ndarray
-
-    def __iter__(self):
-        return iter((self.ids, self.scores))
 
 
 def _progress(total: int, desc: str, enabled: bool):
@@ -878,7 +874,7 @@ class SpannIndex:
             self._xn2[:n],
             self._deleted[:n],
         )
-        post = (self._vec_base, self._vec_tail[: n - self._vec_base.shape[0]])
+        post = (self._vec_base, self._vec_tail[: n - self._vec_base.shape[0]], self._ids[:n])
         self._kcache = (heads, scalars, pre, post)
         return self._kcache
 
@@ -892,13 +888,18 @@ class SpannIndex:
         if self.metric == "l2":
             sim -= 0.5 * self._xn2[pos][None, :]
         kk = min(k, len(pos))
-        part = (
-            np.argpartition(-sim, kk - 1, axis=1)[:, :kk]
-            if kk < len(pos)
-            else np.tile(np.arange(len(pos)), (len(q), 1))
-        )
+        ids = self._ids[pos]
+        if kk < len(pos):
+            part = np.argpartition(-sim, kk - 1, axis=1)[:, :kk]
+            # ties at the k-th similarity: the smallest ids among them take the last places
+            kth = np.take_along_axis(sim, part, 1).min(axis=1)
+            for r in np.flatnonzero((sim >= kth[:, None]).sum(axis=1) > kk):
+                tied = np.flatnonzero(sim[r] >= kth[r])
+                part[r] = tied[np.lexsort((ids[tied], -sim[r, tied]))[:kk]]
+        else:
+            part = np.tile(np.arange(len(pos)), (len(q), 1))
         ps = np.take_along_axis(sim, part, 1)
-        order = np.argsort(-ps, axis=1, kind="stable")
+        order = np.lexsort((ids[part], -ps), axis=1)  # best first, ties by id
         out_idx[:, :kk] = pos[np.take_along_axis(part, order, 1)]
         out_sim[:, :kk] = np.take_along_axis(ps, order, 1)
 

@@ -474,3 +474,26 @@ def test_close_and_optimize_during_rebuild(tmp_path, gated_rebuild):
     with Collection.open(tmp_path / "c") as again:
         assert len(again) == 1000
         assert [h[0].id for h in again.search(x, k=1)] == ids
+
+
+@pytest.mark.parametrize("threshold", [10_000, 256])
+def test_ties_broken_by_string_id_whatever_the_insertion_order(tmp_path, threshold):
+    """Identical chunks (same vector) tie: they come back in increasing string id, the k-th place goes to the
+    smallest tied id, and neither insertion order nor a reopen changes the answer."""
+    rng = np.random.default_rng(4)
+    x = rng.integers(-3, 4, (1200, 8)).astype(np.float32)  # exact dot products: equal scores are true ties
+    x[np.arange(50, 1200, 90)] = x[3]  # 14 copies of row 3
+    names = [f"doc-{v:05d}" for v in rng.permutation(len(x))]
+    tied = sorted(names[i] for i in range(len(x)) if np.array_equal(x[i], x[3]))
+    answers = []
+    for run, order in enumerate((np.arange(len(x)), rng.permutation(len(x)))):
+        path = tmp_path / f"c{run}"
+        col = Collection(path, index_threshold=threshold, n_probe=10_000)
+        for part in np.array_split(order, 4):
+            col.add(x[part], ids=[names[i] for i in part])
+        live = [h.id for h in col.search(x[3], k=5)]
+        col.close()
+        with Collection.open(path) as col:
+            assert [h.id for h in col.search(x[3], k=5)] == live
+        answers.append(live)
+    assert answers[0] == answers[1] == tied[:5]

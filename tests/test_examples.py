@@ -57,4 +57,8 @@ def test_rag_examples_run_offline(tmp_path, script):
         question, top = block.splitlines()[0], block.splitlines()[1]
         want = next(v for k, v in expected.items() if k in question)
         assert want in top, f"top passage for {question!r} should come from {want}: {top}"
-    assert "filtered to shipping.md: '# Shipping" in out.stdout
+    # the filtered retrieval returns a chunk of shipping.md (which chunk depends on the splitter's version)
+    line = next(x for x in out.stdout.splitlines() if x.startswith("filtered to shipping.md: "))
+    name, _, text = line.removeprefix("filtered to shipping.md: ").partition(": ")
+    shipping = " ".join((ROOT / "examples" / "docs" / "shipping.md").read_text().split())
+    assert name == "shipping.md" and text[:40] in shipping, line
