@@ -2,9 +2,18 @@
 
 from .collection import Collection, CollectionLockedError, Hit
 from .filters import FilterError
+from .fulltext import FullTextUnavailableError
 from .index import SearchResult, SpannIndex
 
-__all__ = ["Collection", "CollectionLockedError", "FilterError", "Hit", "SearchResult", "SpannIndex"]
+__all__ = [
+    "Collection",
+    "CollectionLockedError",
+    "FilterError",
+    "FullTextUnavailableError",
+    "Hit",
+    "SearchResult",
+    "SpannIndex",
+]
 __version__ = "0.1.0"
 
 

@@ -30,7 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from .filters import compile_filter, filter_key
+from . import fulltext
+from .filters import compile_filter, document_filter, filter_key, uses_text_index
 from .index import METRICS, SpannIndex
 
 _SCHEMA = """
@@ -200,6 +201,9 @@ class Collection:
             SpannIndex(8, metric=cfg["metric"], bits=cfg["bits"], **cfg["index_options"])  # validate early
             self._db.execute("INSERT INTO settings VALUES ('config', ?)", [json.dumps(cfg)])
         self._cfg = cfg
+        self._fts = fulltext.available()
+        if self._fts:
+            self._ensure_text_index()
         self._n_probe = n_probe if n_probe is not None else cfg.get("n_probe")
         self._seq = int(self._db.execute("SELECT coalesce(max(seq), 0) FROM docs").fetchone()[0])
         self._changed = 0
@@ -217,6 +221,31 @@ class Collection:
         if not (Path(path) / "docs.sqlite").exists():
             raise FileNotFoundError(f"no collection at {str(path)!r}")
         return cls(path, **kwargs)
+
+    def _ensure_text_index(self) -> None:
+        """Create the full-text index, or build it once over the stored texts when it is missing or was made
+        by another version (a collection written before it existed, or written by a Python without FTS5)."""
+        want = json.dumps({"version": fulltext.VERSION, "tokenizer": fulltext.TOKENIZER})
+        row = self._db.execute("SELECT value FROM settings WHERE key = 'fts'").fetchone()
+        if row is not None and row[0] == want:
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            fulltext.rebuild(self._db, progress=self._progress is not False)
+            self._db.execute("INSERT OR REPLACE INTO settings VALUES ('fts', ?)", [want])
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    def _text_index_write(self, removed: list[tuple[int, str | None]], added: list[tuple[int, str | None]]) -> None:
+        """Keep the full-text index exact, inside the caller's transaction. Without FTS5 the index is marked
+        stale instead, so that the next open with FTS5 rebuilds it."""
+        if not self._fts:
+            self._db.execute("DELETE FROM settings WHERE key = 'fts'")
+            return
+        fulltext.unindex_rows(self._db, removed)
+        fulltext.index_rows(self._db, added)
 
     def _acquire_process_lock(self) -> None:
         fh = open(self.path / "LOCK", "a+")
@@ -461,6 +490,7 @@ class Collection:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
                     old = self._rowids_for(ids_l)
+                    removed = self._texts_of(list(old.values()))
                     if old:
                         self._db.executemany("DELETE FROM docs WHERE rowid = ?", [(r,) for r in old.values()])
                     self._seq += 1
@@ -470,6 +500,7 @@ class Collection:
                         [(ids_l[i], texts_l[i], meta_json[i], x[i].tobytes(), seq) for i in range(n)],
                     )
                     new = self._rowids_for(ids_l)
+                    self._text_index_write(removed, [(new[ids_l[i]], texts_l[i]) for i in range(n)])
                     self._db.execute("COMMIT")
                 except BaseException:
                     self._db.execute("ROLLBACK")
@@ -482,6 +513,13 @@ class Collection:
         self._await_rebuild(running)
         return ids_l
 
+    def _texts_of(self, rowids: list[int]) -> list[tuple[int, str | None]]:
+        out: list[tuple[int, str | None]] = []
+        for chunk in _chunks(rowids, 900):
+            q = f"SELECT rowid, text FROM docs WHERE rowid IN ({','.join('?' * len(chunk))})"
+            out += self._db.execute(q, chunk).fetchall()
+        return out
+
     def _rowids_for(self, ids: Sequence[str]) -> dict[str, int]:
         out: dict[str, int] = {}
         for chunk in _chunks(list(ids), 900):
@@ -489,17 +527,25 @@ class Collection:
             out.update(self._db.execute(q, chunk).fetchall())
         return out
 
-    def delete(self, ids: Iterable[str] | None = None, filter: dict[str, Any] | None = None) -> int:
+    def delete(
+        self,
+        ids: Iterable[str] | None = None,
+        filter: dict[str, Any] | None = None,
+        *,
+        where_document: dict[str, Any] | None = None,
+    ) -> int:
         """Delete documents by id and/or filter (both given: ids that also match); returns how many.
 
         Unknown ids are ignored. With neither ``ids`` nor ``filter`` nothing is deleted (use :meth:`clear`).
+        ``where_document`` (Chroma's): a condition on the text, see :func:`Collection.search`.
         """
         self._check_open()
+        filter = self._merge_filter(filter, where_document)
         if ids is None and filter is None:
             return 0
         where, params = ("1", [])
         if filter is not None:
-            where, params = compile_filter(filter)
+            where, params = self._compile(filter)
         id_list = None
         if ids is not None:
             id_list = [ids] if isinstance(ids, str) else list(ids)
@@ -518,6 +564,8 @@ class Collection:
                             rows += [r[0] for r in self._db.execute(q, [*chunk, *params])]
                     else:
                         rows = [r[0] for r in self._db.execute(f"SELECT rowid FROM docs WHERE {where}", params)]
+                    if rows:
+                        self._text_index_write(self._texts_of(rows), [])
                     self._db.executemany("DELETE FROM docs WHERE rowid = ?", [(r,) for r in rows])
                     self._seq += 1 if rows else 0
                     self._db.execute("COMMIT")
@@ -536,7 +584,17 @@ class Collection:
             self._cancel_rebuild(wait=False)
             self._rebuild = None
             with self._db_lock:
-                self._db.execute("DELETE FROM docs")
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    self._db.execute("DELETE FROM docs")
+                    if self._fts:
+                        self._db.execute(f"INSERT INTO {fulltext.TABLE} ({fulltext.TABLE}) VALUES ('delete-all')")
+                    else:
+                        self._db.execute("DELETE FROM settings WHERE key = 'fts'")
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
             if self._cfg["dim"] is not None:
                 self._index = self._new_index()
                 if self.path is not None:
@@ -546,10 +604,11 @@ class Collection:
     # ------------------------------------------------------------------------------------------------------
     # reads
     # ------------------------------------------------------------------------------------------------------
-    def count(self, filter: dict[str, Any] | None = None) -> int:
-        """Number of documents (matching ``filter`` when given)."""
+    def count(self, filter: dict[str, Any] | None = None, *, where_document: dict[str, Any] | None = None) -> int:
+        """Number of documents (matching ``filter`` / ``where_document`` when given)."""
         self._check_open()
-        where, params = compile_filter(filter) if filter is not None else ("1", [])
+        filter = self._merge_filter(filter, where_document)
+        where, params = self._compile(filter) if filter is not None else ("1", [])
         with self._lock.read(), self._db_lock:
             return int(self._db.execute(f"SELECT count(*) FROM docs WHERE {where}", params).fetchone()[0])
 
@@ -561,12 +620,14 @@ class Collection:
         ids: Iterable[str] | None = None,
         *,
         filter: dict[str, Any] | None = None,
+        where_document: dict[str, Any] | None = None,
         limit: int | None = None,
         include_vectors: bool = False,
     ) -> list[Hit]:
         """Documents by id (in the order given, missing ids skipped) and/or by filter (insertion order)."""
         self._check_open()
-        where, params = compile_filter(filter) if filter is not None else ("1", [])
+        filter = self._merge_filter(filter, where_document)
+        where, params = self._compile(filter) if filter is not None else ("1", [])
         cols = "id, text, metadata" + (", vector" if include_vectors else "")
         with self._lock.read(), self._db_lock:
             if ids is not None:
@@ -588,10 +649,23 @@ class Collection:
         vec = np.frombuffer(row[3], dtype=np.float32).copy() if include_vectors else None
         return Hit(id=row[0], score=score, text=row[1], metadata=json.loads(row[2]), vector=vec)
 
+    @staticmethod
+    def _merge_filter(flt: Any, where_document: Any) -> Any:
+        """``filter`` AND ``where_document`` (a condition on the text, Chroma's) as one filter."""
+        if where_document is None:
+            return flt
+        doc = document_filter(where_document)
+        return doc if not flt else {"$and": [flt, doc]}
+
+    def _compile(self, flt: Any) -> tuple[str, list[Any]]:
+        if self._fts is False and uses_text_index(flt):
+            raise fulltext.unavailable_error()
+        return compile_filter(flt)
+
     def _allowed(self, flt: dict[str, Any]) -> np.ndarray:
         """Rowids matching ``flt`` (cached per filter until the next write)."""
         key = (filter_key(flt), self._seq)
-        where, params = compile_filter(flt)
+        where, params = self._compile(flt)
         with self._db_lock:  # readers run concurrently: the cache is guarded with the connection
             hit = self._filter_cache.get(key)
             if hit is not None:
@@ -610,44 +684,158 @@ class Collection:
         k: int = 4,
         *,
         filter: dict[str, Any] | None = None,
+        where_document: dict[str, Any] | None = None,
         n_probe: int | None = None,
         include_vectors: bool = False,
     ) -> list[Hit] | list[list[Hit]]:
         """Nearest documents, best first. A single vector (dim,) gives ``list[Hit]``; a batch (nq, dim)
         gives one list per query. ``filter`` (see :mod:`spann_vectorstore.filters`) is applied inside the
-        search, so ``k`` hits come back whenever ``k`` documents match. An empty collection gives ``[]``."""
+        search, so ``k`` hits come back whenever ``k`` documents match. ``where_document`` (Chroma's) is a
+        condition on the text: ``{"$contains": "x"}``, ``{"$not_contains": "x"}``, ``{"$match": "words"}``
+        (full-text), or ``$and``/``$or`` of those. An empty collection gives ``[]``."""
         self._check_open()
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
-            raise ValueError(f"k must be a positive integer, got {k!r}")
+        _check_k(k)
         arr = np.asarray(vector_or_vectors)
         single = arr.ndim == 1
+        flt = self._merge_filter(filter, where_document)
         with self._lock.read():
             self._check_open()
-            if filter is not None and not isinstance(filter, dict):
-                raise ValueError(f"a filter must be a dict, got {type(filter).__name__}")
-            allowed = self._allowed(filter) if filter else None
+            allowed = self._allowed_for(flt)
             if self._index is None:
                 if arr.ndim not in (1, 2) or arr.size == 0:
                     raise ValueError(f"queries must be (dim,) or (nq, dim), got shape {arr.shape}")
                 return [] if single else [[] for _ in range(arr.shape[0])]
             npr = n_probe if n_probe is not None else self._n_probe
-            ranked = self._ranked(arr, int(k), npr, allowed)
-            rows = {}
-            cols = "rowid, id, text, metadata" + (", vector" if include_vectors else "")
-            with self._db_lock:
-                wanted = sorted({r for hits in ranked for r, _ in hits})
-                for chunk in _chunks(wanted, 900):
-                    q = f"SELECT {cols} FROM docs WHERE rowid IN ({','.join('?' * len(chunk))})"
-                    for row in self._db.execute(q, chunk):
-                        rows[row[0]] = row[1:]
-        sign = 1.0 if self.metric == "l2" else -1.0
+            out = self._materialize(self._ranked(arr, int(k), npr, allowed), int(k), include_vectors)
+        return out[0] if single else out
+
+    def text_search(
+        self,
+        text_or_texts: str | Sequence[str],
+        k: int = 4,
+        *,
+        filter: dict[str, Any] | None = None,
+        where_document: dict[str, Any] | None = None,
+        include_vectors: bool = False,
+    ) -> list[Hit] | list[list[Hit]]:
+        """Full-text search: documents ranked by BM25 (SQLite FTS5) for the words of ``text``, best first;
+        ``Hit.score`` is the BM25 score (higher is better). A string gives ``list[Hit]``, a list of strings
+        one list per query. The text is data (quotes, ``AND``/``OR``, ``*``, ``:`` are plain characters);
+        any word may match (OR), documents matching more and rarer words rank first; words are matched as the
+        tokenizer folds them (case, diacritics, English suffixes; Chinese/Japanese by characters, see
+        :mod:`spann_vectorstore.fulltext`). Text without words gives no hits. ``filter`` and
+        ``where_document`` as in :meth:`search`: ``k`` hits whenever ``k`` matching documents contain a word.
+        Raises :class:`~spann_vectorstore.fulltext.FullTextUnavailableError` when SQLite lacks FTS5."""
+        self._check_open()
+        _check_k(k)
+        single, texts = _texts_arg(text_or_texts)
+        flt = self._merge_filter(filter, where_document)
+        with self._lock.read():
+            self._check_open()
+            ranked = [self._text_ranked(t, int(k), flt) for t in texts]
+            out = self._materialize(ranked, int(k), include_vectors, higher_better=True)
+        return out[0] if single else out
+
+    def hybrid_search(
+        self,
+        text_or_texts: str | Sequence[str],
+        vector_or_vectors: Any,
+        k: int = 4,
+        *,
+        alpha: float = 0.5,
+        fusion: str = "dbsf",
+        candidates: int | None = None,
+        filter: dict[str, Any] | None = None,
+        where_document: dict[str, Any] | None = None,
+        n_probe: int | None = None,
+        include_vectors: bool = False,
+    ) -> list[Hit] | list[list[Hit]]:
+        """Dense and full-text search fused: the query's text (BM25 leg) and its embedding (dense leg).
+
+        Each leg returns its top ``candidates`` (default ``max(k, 50)``) under the same filter, and the two
+        lists are fused (:func:`spann_vectorstore.fulltext.fuse`): ``fusion="dbsf"`` (default: each list's
+        scores mapped to [0, 1] by their mean +- 3 standard deviations, Qdrant's distribution-based fusion),
+        ``"relative"`` (min-max per list) or ``"rrf"`` (reciprocal rank fusion), weighted by ``alpha``
+        (1 = dense only, 0 = text only, LlamaIndex's meaning). ``Hit.score`` is the fused score (higher is
+        better). Text without words falls back to dense search (dense scores). ``k`` hits whenever ``k``
+        documents match the filter. One text with a (dim,) vector gives ``list[Hit]``; a list of texts with
+        an (nq, dim) batch gives one list per query."""
+        self._check_open()
+        _check_k(k)
+        fulltext.check_fusion(fusion, alpha)
+        n_cand = max(int(k), 50) if candidates is None else candidates
+        _check_k(n_cand, "candidates")
+        single, texts = _texts_arg(text_or_texts)
+        arr = np.asarray(vector_or_vectors)
+        if arr.ndim != (1 if single else 2) or (not single and arr.shape[0] != len(texts)):
+            raise ValueError(
+                f"hybrid_search needs one vector per text: {len(texts)} text(s) and vectors of shape {arr.shape}"
+            )
+        flt = self._merge_filter(filter, where_document)
+        with self._lock.read():
+            self._check_open()
+            allowed = self._allowed_for(flt)
+            if self._index is None:
+                return [] if single else [[] for _ in texts]
+            npr = n_probe if n_probe is not None else self._n_probe
+            q2 = arr[None, :] if single else arr
+            dense = self._ranked(q2, n_cand, npr, allowed) if alpha > 0 else [[] for _ in texts]
+            ranked = []
+            for t, d in zip(texts, dense):
+                tx = self._text_ranked(t, n_cand, flt) if alpha < 1 and fulltext.terms(t) else None
+                if tx is None:  # no words in the text (or alpha 1): dense search
+                    ranked.append(d if alpha > 0 else [])
+                    continue
+                ranked.append(
+                    fulltext.fuse(d[:n_cand], tx, fusion=fusion, alpha=alpha, higher_better=self.metric != "l2")
+                )
+            higher = alpha < 1 or self.metric != "l2"
+            out = self._materialize(ranked, int(k), include_vectors, higher_better=higher)
+        return out[0] if single else out
+
+    def _allowed_for(self, flt: Any) -> np.ndarray | None:
+        if flt is not None and not isinstance(flt, dict):
+            raise ValueError(f"a filter must be a dict, got {type(flt).__name__}")
+        return self._allowed(flt) if flt else None
+
+    def _text_ranked(self, text: str, n: int, flt: Any) -> list[tuple[int, float]]:
+        """(rowid, BM25 score) best first: the top ``n`` for ``text`` among the documents matching ``flt``."""
+        if not self._fts:
+            raise fulltext.unavailable_error()
+        query = fulltext.match_query(text)
+        if query is None:
+            return []
+        where, params = self._compile(flt) if flt else ("1", [])
+        t = fulltext.TABLE
+        sql = (
+            f"SELECT docs.rowid, -bm25({t}) FROM {t} JOIN docs ON docs.rowid = {t}.rowid "
+            f"WHERE {t} MATCH ? AND {where} ORDER BY bm25({t}), docs.id LIMIT ?"
+        )
+        with self._db_lock:
+            return [(int(r), float(s)) for r, s in self._db.execute(sql, [query, *params, n])]
+
+    def _materialize(
+        self, ranked: list[list[tuple[int, float]]], k: int, include_vectors: bool, *, higher_better: bool | None = None
+    ) -> list[list[Hit]]:
+        """Hits for ranked ``(rowid, score)`` lists: documents fetched from SQLite, equal scores in increasing
+        string id order (so the answer does not depend on insertion or reopen order), at most ``k`` each."""
+        rows = {}
+        cols = "rowid, id, text, metadata" + (", vector" if include_vectors else "")
+        with self._db_lock:
+            wanted = sorted({r for hits in ranked for r, _ in hits})
+            for chunk in _chunks(wanted, 900):
+                q = f"SELECT {cols} FROM docs WHERE rowid IN ({','.join('?' * len(chunk))})"
+                for row in self._db.execute(q, chunk):
+                    rows[row[0]] = row[1:]
+        if higher_better is None:
+            higher_better = self.metric != "l2"
+        sign = -1.0 if higher_better else 1.0
         out = []
         for hits in ranked:
             found = [(r, s) for r, s in hits if r in rows]
-            # equal scores in increasing id order, so the answer does not depend on insertion or reopen order
             found.sort(key=lambda rs: (sign * rs[1], rows[rs[0]][0]))
             out.append([self._hit(rows[r], s, include_vectors) for r, s in found[:k]])
-        return out[0] if single else out
+        return out
 
     def _ranked(self, arr: np.ndarray, k: int, n_probe: int | None, allowed: np.ndarray | None) -> list[list]:
         """(rowid, score) best first per query: the top ``k`` from the index, plus every result tied with the
@@ -748,6 +936,24 @@ def _seq(values: Any, n: int, name: str) -> list[Any]:
     if len(out) != n:
         raise ValueError(f"got {len(out)} {name} for {n} vectors")
     return out
+
+
+def _check_k(k: Any, name: str = "k") -> None:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {k!r}")
+
+
+def _texts_arg(text_or_texts: Any) -> tuple[bool, list[str]]:
+    """(single, texts) for a query text or a sequence of them."""
+    if isinstance(text_or_texts, str):
+        return True, [text_or_texts]
+    if isinstance(text_or_texts, (bytes, dict)) or not isinstance(text_or_texts, Sequence):
+        raise TypeError(f"query text must be a string or a sequence of strings, got {type(text_or_texts).__name__}")
+    texts = list(text_or_texts)
+    for t in texts:
+        if not isinstance(t, str):
+            raise TypeError(f"query texts must be strings, got {type(t).__name__}")
+    return False, texts
 
 
 def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:

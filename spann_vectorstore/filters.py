@@ -15,6 +15,16 @@ Grammar (as LangChain's Chroma/FAISS stores accept, plus dotted paths, ``$contai
     {"$and": [f1, f2, ...]}, {"$or": [...]}, {"$not": f}
     several keys in one dict are ANDed; "a.b.c" reaches into nested objects.
 
+    {"$document": {"$contains": "text"}}     the document's text contains the substring (case-sensitive)
+    {"$document": {"$not_contains": "text"}} ... does not contain it (documents without text included)
+    {"$document": {"$icontains": "text"}}    ... contains it ignoring case (as the field operator)
+    {"$document": {"$match": "words"}}       full-text match: every word of the query occurs in the text,
+                                             as the text index tokenizes (case, diacritics and English
+                                             suffixes folded; see :mod:`spann_vectorstore.fulltext`); the
+                                             query is data, never FTS5 syntax; no words: matches nothing
+    ``$document`` conditions combine with metadata ones under ``$and``/``$or``/``$not`` (Chroma's
+    ``where_document``; :func:`document_filter` turns a Chroma-style ``where_document`` into one).
+
 Semantics: ordering operators only compare like with like (numbers with numbers, strings with strings), so
 ``{"year": {"$gt": 2020}}`` never matches a string "2021". ``$ne`` and ``$nin`` also match documents that
 lack the field. Unknown operators, malformed values and non-scalar comparands raise ``ValueError``.
@@ -30,9 +40,12 @@ import json
 import re
 from typing import Any
 
+from . import fulltext
+
 _CMP = {"$eq": "=", "$ne": "!=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 _FIELD = re.compile(r"^[^$][^\"\\]*$")
 OPERATORS = (*_CMP, "$in", "$nin", "$contains", "$icontains", "$exists", "$type", "$size", "$and", "$or", "$not")
+DOCUMENT_OPERATORS = ("$contains", "$not_contains", "$icontains", "$match")
 _TYPES = {
     "string": ("text",),
     "number": ("integer", "real"),
@@ -200,6 +213,51 @@ def _field_clause(field: str, cond: Any) -> tuple[str, list[Any]]:
     return "(" + " AND ".join(parts) + ")", params
 
 
+def _document_clause(cond: Any) -> tuple[str, list[Any]]:
+    """A condition on the document text (``docs.text``; the full-text index for ``$match``)."""
+    if not isinstance(cond, dict) or not cond:
+        raise FilterError(f"$document needs a condition such as {{'$contains': 'text'}}, got {cond!r}")
+    parts, params = [], []
+    for op, v in cond.items():
+        if op not in DOCUMENT_OPERATORS:
+            raise FilterError(f"unknown $document operator {op!r}; expected one of {DOCUMENT_OPERATORS}")
+        if not isinstance(v, str) or not v:
+            raise FilterError(f"$document {op} needs a non-empty string, got {v!r}")
+        if op in ("$contains", "$not_contains"):
+            sql = "coalesce(instr(docs.text, ?) > 0, 0)"
+            parts.append(sql if op == "$contains" else f"NOT {sql}")
+            params.append(v)
+        elif op == "$icontains":
+            needle = v.lower().replace("ς", "σ")
+            text_sql, text_p = _fold("docs.text", needle)
+            parts.append(f"coalesce(instr({text_sql}, ?) > 0, 0)")
+            params += [*text_p, needle]
+        else:
+            query = fulltext.match_query(v, all_terms=True)
+            if query is None:
+                parts.append("0")
+            else:
+                parts.append(f"docs.rowid IN (SELECT rowid FROM {fulltext.TABLE} WHERE {fulltext.TABLE} MATCH ?)")
+                params.append(query)
+    return "(" + " AND ".join(parts) + ")", params
+
+
+def document_filter(where_document: Any) -> dict[str, Any]:
+    """A Chroma-style ``where_document`` (``{"$contains": "x"}``, ``$and``/``$or`` of those) as a filter."""
+    if isinstance(where_document, dict) and len(where_document) == 1:
+        ((key, val),) = where_document.items()
+        if key in ("$and", "$or"):
+            if not isinstance(val, (list, tuple)) or not val:
+                raise FilterError(f"where_document {key} needs a non-empty list")
+            return {key: [document_filter(w) for w in val]}
+    return {"$document": where_document}
+
+
+def uses_text_index(flt: Any) -> bool:
+    """Whether a filter needs the full-text index (a ``$document`` ``$match``)."""
+    return '"$match"' in filter_key(flt)
+
+
 def compile_filter(flt: Any) -> tuple[str, list[Any]]:
     """SQL boolean expression and parameters for filter ``flt`` (a dict)."""
     if not isinstance(flt, dict):
@@ -220,8 +278,12 @@ def compile_filter(flt: Any) -> tuple[str, list[Any]]:
             sub, p = compile_filter(val)
             parts.append(f"NOT coalesce({sub}, 0)")
             params += p
+        elif key == "$document":
+            sub, p = _document_clause(val)
+            parts.append(sub)
+            params += p
         elif isinstance(key, str) and key.startswith("$"):
-            raise FilterError(f"unknown filter operator {key!r}; expected one of {OPERATORS}")
+            raise FilterError(f"unknown filter operator {key!r}; expected one of {(*OPERATORS, '$document')}")
         else:
             sub, p = _field_clause(key, val)
             parts.append(sub)
