@@ -116,12 +116,28 @@ class SPANNVectorStore(VectorStore):
     bits: RaBitQ bits per dimension in the index (1, 2, 4 or 8); ``None`` uses the Collection default.
     collection: an existing ``Collection`` (or an object with the same public methods, such as a sharded
         collection) to wrap instead of creating one; then no other collection option may be given.
+    retrieval_mode: what a text query searches, as langchain-qdrant names it (a :class:`RetrievalMode` or its
+        string): ``"dense"`` (default) the embedding index; ``"sparse"`` the full-text index (BM25 over the
+        documents' words, no query embedding needed); ``"hybrid"`` both, fused by the Collection's
+        ``hybrid_search``.
+    hybrid_alpha: hybrid weight, 1 = dense only, 0 = text only (default 0.5).
+    fusion: hybrid fusion, ``"dbsf"`` (default), ``"relative"`` or ``"rrf"``.
     **collection_kwargs: further ``Collection`` options (``n_probe``, ``index_threshold``, ...).
 
-    Scores: ``similarity_search_with_score`` returns the metric's native score (similarity for ip/cosine,
-    higher is better; squared L2 distance for l2, lower is better). ``similarity_search_with_relevance_scores``
-    maps them into [0, 1]: ``(1 + s) / 2`` for similarities and ``1 - d / 4`` for squared distances (equal
-    for unit vectors), clipped.
+    The mode applies to every search that has the query text: ``similarity_search`` (with score, with
+    relevance scores, async), retrievers (``similarity``, ``similarity_score_threshold``, ``mmr``) and
+    ``max_marginal_relevance_search`` (its ``fetch_k`` candidates come from the mode, MMR then runs over their
+    stored vectors). The ``*_by_vector`` methods have no text, so they are dense searches in every mode (as in
+    langchain-qdrant). Per call, ``where_document=`` (Chroma's: ``{"$contains": "x"}``, ``{"$match": "words"}``,
+    ...) works in every mode, ``n_probe=`` in dense and hybrid, ``alpha=``/``fusion=``/``candidates=`` in hybrid.
+
+    Scores: ``similarity_search_with_score`` returns the mode's native score: in dense mode the metric's
+    (similarity for ip/cosine, higher is better; squared L2 distance for l2, lower is better), in sparse mode
+    the BM25 score (> 0, higher is better), in hybrid mode the fused score (higher is better; a query without
+    words, or ``alpha=1``, gives dense scores). ``similarity_search_with_relevance_scores`` maps them into
+    [0, 1]: ``(1 + s) / 2`` for similarities and ``1 - d / 4`` for squared distances (equal for unit vectors),
+    clipped; ``s / (1 + s)`` for BM25; dbsf and relative fused scores as they are (already in [0, 1]); rrf
+    fused scores times ``61 / 2``, so that rank 1 in both lists is 1.
 
     Filters: ``filter=`` takes the core filter dict (``$eq $ne $gt $gte $lt $lte $in $nin $contains $exists
     $and $or $not``, dotted paths; ``$ne``, ``$nin`` and ``$not`` also match documents that lack the field),
@@ -158,6 +174,18 @@ class SPANNVectorStore(VectorStore):
     >>> retriever = store.as_retriever(search_type="mmr", search_kwargs={"k": 2, "filter": {"source": "a.md"}})
     >>> sorted(doc.id for doc in retriever.invoke("red apples"))
     ['apple', 'grass']
+
+    Full-text and hybrid retrieval find the exact words (codes, names) an embedding may miss:
+
+    >>> texts = ["error E4021: card declined", "the sky is blue", "grass is green"]
+    >>> sparse = SPANNVectorStore.from_texts(texts, DeterministicFakeEmbedding(size=16), metric="cosine",
+    ...                                       retrieval_mode="sparse")
+    >>> [doc.page_content for doc in sparse.similarity_search("what is E4021?", k=1)]
+    ['error E4021: card declined']
+    >>> hybrid = SPANNVectorStore.from_texts(
+    ...     texts, DeterministicFakeEmbedding(size=16), metric="cosine", retrieval_mode="hybrid", hybrid_alpha=0.3)
+    >>> "error E4021: card declined" in [doc.page_content for doc in hybrid.similarity_search("E4021", k=2)]
+    True
 
     Persistent, and ``save_local`` / ``load_local`` (no pickle) for users coming from FAISS:
 

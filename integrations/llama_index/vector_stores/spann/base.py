@@ -23,6 +23,18 @@ Query semantics:
 - ``VectorStoreQueryMode.MMR``: llama-index-core's ``get_top_k_mmr_embeddings`` over the best
   ``mmr_prefetch_k`` (default ``mmr_prefetch_factor`` 4 × ``similarity_top_k``) candidates; ``mmr_threshold``
   from the query or the query kwargs. Its similarities are the MMR scores, as in ``SimpleVectorStore``.
+- ``VectorStoreQueryMode.TEXT_SEARCH`` and ``SPARSE`` (the same here): the Collection's full-text index, BM25
+  over the words of ``query_str`` (no embedding needed; core retrievers skip it for these modes), the best
+  ``sparse_top_k`` (else ``similarity_top_k``) nodes containing a query word; similarities are BM25 scores.
+- ``VectorStoreQueryMode.HYBRID``: ``query_str`` and ``query_embedding`` through the Collection's
+  ``hybrid_search``: ``alpha`` (``None``: 0.5; 1 = dense only, 0 = text only), ``hybrid_top_k`` (else
+  ``similarity_top_k``) results, each leg's candidates ``sparse_top_k`` (else the core's ``max(k, 50)``),
+  fused with the store's ``fusion`` (``"dbsf"`` default, ``"relative"``, ``"rrf"``; a ``fusion`` query
+  kwarg overrides it). Similarities are the fused scores; ``alpha=1`` or a query without words give the dense
+  similarities. No flag is needed to enable it (the text index is always there):
+  ``index.as_retriever(vector_store_query_mode="hybrid", alpha=0.5)`` works as is.
+- ``filters`` and ``doc_ids`` apply inside every mode's search; ``node_ids`` in the text and hybrid modes
+  filter a candidate set that grows until enough of those nodes are found (the text index takes no id list).
 """
 
 from __future__ import annotations
@@ -198,6 +210,8 @@ class SPANNVectorStore(BasePydanticVectorStore):
     bits: RaBitQ bits per dimension of the index codes (1, 2, 4, 8).
     collection: an existing Collection (or an object with the same public methods) instead of creating one;
         it stays the caller's to close.
+    fusion: how HYBRID queries fuse the two legs: ``"dbsf"`` (default), ``"relative"`` or ``"rrf"``; kept by
+        :meth:`persist`.
     collection_kwargs: more :class:`~spann_vectorstore.Collection` options (``n_probe``, ``index_threshold``, ...).
 
     ``SPANNVectorStore.from_persist_dir(dir)`` reopens a store after ``StorageContext.persist(dir)`` or a store
