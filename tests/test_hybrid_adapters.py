@@ -153,6 +153,14 @@ def test_lc_rrf_relevance_is_one_for_rank_one_in_both_lists():
     assert doc.id == "grass" and rel == pytest.approx(1.0)
 
 
+def test_lc_score_maps_stay_in_unit_interval():
+    from langchain_spann.vectorstores import _bm25_relevance, _fused_relevance, _rrf_relevance
+
+    assert [_bm25_relevance(s) for s in (0.0, 1.0, 3.0)] == [0.0, 0.5, 0.75]
+    assert [_fused_relevance(s) for s in (-0.1, 0.4, 1.2)] == [0.0, 0.4, 1.0]  # dbsf outliers leave [0, 1]
+    assert _rrf_relevance(2 / 61) == pytest.approx(1.0) and _rrf_relevance(1 / 61) == pytest.approx(0.5)
+
+
 @pytest.mark.parametrize("mode", ["dense", "sparse", "hybrid"])
 def test_lc_mmr_and_retrievers_in_each_mode(mode):
     store = lc_store(mode)
