@@ -754,7 +754,7 @@ class Collection:
 
         Each leg returns its top ``candidates`` (default ``max(k, 50)``) under the same filter, and the two
         lists are fused (:func:`spann_vectorstore.fulltext.fuse`): ``fusion="dbsf"`` (default: each list's
-        scores mapped to [0, 1] by their mean +- 3 standard deviations, Qdrant's distribution-based fusion),
+        scores' mean -+ 3 standard deviations mapped to 0 and 1, distribution-based fusion as Qdrant's),
         ``"relative"`` (min-max per list) or ``"rrf"`` (reciprocal rank fusion), weighted by ``alpha``
         (1 = dense only, 0 = text only, LlamaIndex's meaning). ``Hit.score`` is the fused score (higher is
         better). Text without words falls back to dense search (dense scores). ``k`` hits whenever ``k``
