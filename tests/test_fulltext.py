@@ -296,3 +296,47 @@ def test_hybrid_beats_both_legs_on_known_items(tmp_path):
     col.close()
     assert dense > 0.6 and text > 0.6
     assert hybrid >= max(dense, text) + 0.02, (dense, text, hybrid)
+
+
+def test_hybrid_falls_back_to_dense_order_for_l2():
+    col = Collection(None, metric="l2")
+    col.add(np.array([[0, 0], [1, 0], [5, 0]], np.float32), texts=["a", "b", "c"], ids=["near", "mid", "far"])
+    got = col.hybrid_search(["?", "b"], np.zeros((2, 2), np.float32), k=2)
+    assert [h.id for h in got[0]] == ["near", "mid"] and got[0][0].score == 0.0  # distances, smallest first
+    assert got[1][0].id == "mid"  # fused (higher is better): the text leg's only match leads
+
+
+def _fts5_ranking(path: Path, text: str) -> dict[str, float]:
+    """BM25 straight from SQLite's FTS5 (the reference the in-memory ranking must equal)."""
+    db = sqlite3.connect(f"file:{path / 'docs.sqlite'}?mode=ro", uri=True)
+    try:
+        q = fulltext.match_query(text)
+        t = fulltext.TABLE
+        sql = f"SELECT docs.id, -bm25({t}) FROM {t} JOIN docs ON docs.rowid = {t}.rowid WHERE {t} MATCH ?"
+        return dict(db.execute(sql, [q]).fetchall()) if q else {}
+    finally:
+        db.close()
+
+
+def test_bm25_ranking_equals_fts5_under_writes(tmp_path):
+    """Differential: the in-memory BM25 ranking gives FTS5's own bm25() scores, before and after writes."""
+    rng = np.random.default_rng(7)
+    vocab = [*WORDS, "fox", "foxes", "running", "runs", "Über", "uber", "x1", "E4021"]
+    texts = [" ".join(rng.choice(vocab, size=int(rng.integers(0, 9)))) or "!!!" for _ in range(400)]
+    ids = [f"t{i:03d}" for i in range(400)]
+    col = Collection(tmp_path / "c")
+    col.add(rng.standard_normal((400, 4)), texts=texts, ids=ids)
+    queries = ["fox", "foxes fox", "alpha alpha beta", "running über", "E4021 x1 omega", "missing words"]
+    for step in range(4):
+        for q in queries:
+            got = {h.id: h.score for h in col.text_search(q, k=1000)}
+            want = _fts5_ranking(tmp_path / "c", q)
+            assert got.keys() == want.keys(), (step, q)
+            for i, s in want.items():
+                assert got[i] == pytest.approx(s, rel=1e-9, abs=1e-12), (step, q, i)
+        # writes between rounds: deletes, upserts with new words, documents without words or text
+        col.delete(ids=list(rng.choice(ids, size=30, replace=False)))
+        up = list(rng.choice(ids, size=25, replace=False))
+        col.add(rng.standard_normal((25, 4)), texts=[f"fox fresh{step} {vocab[step]}" for _ in up], ids=up)
+        col.add(rng.standard_normal((2, 4)), texts=["...", None], ids=[f"e{step}a", f"e{step}b"])
+    col.close()
