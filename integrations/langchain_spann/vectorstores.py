@@ -8,6 +8,7 @@ import shutil
 import uuid
 import warnings
 from collections.abc import Callable, Iterable, Sequence
+from enum import Enum
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from langchain_core.vectorstores import VectorStore
 from langchain_core.vectorstores.utils import maximal_marginal_relevance
 from typing_extensions import Self
 
-from spann_vectorstore import Collection, Hit
+from spann_vectorstore import Collection, Hit, fulltext
 from spann_vectorstore.index import METRICS
 
 #: A metadata filter: the core filter dict (see :mod:`spann_vectorstore.filters`) or a predicate on documents.
@@ -28,8 +29,49 @@ Filter = dict[str, Any] | Callable[[Document], bool] | None
 
 _CONFIG_FORMAT = "langchain_spann.SPANNVectorStore"
 _CONFIG_VERSION = 1
-_SEARCH_OPTIONS = frozenset({"n_probe"})
 _NORM_TOLERANCE = 1e-2
+
+
+class RetrievalMode(str, Enum):
+    """What a text query searches (langchain-qdrant's names): ``DENSE`` the embedding index, ``SPARSE`` the
+    full-text (BM25) index, ``HYBRID`` both, fused."""
+
+    DENSE = "dense"
+    SPARSE = "sparse"
+    HYBRID = "hybrid"
+
+
+# per-call search options each mode accepts (besides ``filter``)
+_SEARCH_OPTIONS = {
+    RetrievalMode.DENSE: frozenset({"n_probe", "where_document"}),
+    RetrievalMode.SPARSE: frozenset({"where_document"}),
+    RetrievalMode.HYBRID: frozenset({"n_probe", "where_document", "alpha", "fusion", "candidates"}),
+}
+
+
+def _retrieval_mode(mode: Any) -> RetrievalMode:
+    try:
+        return RetrievalMode(mode.lower() if isinstance(mode, str) else mode)
+    except ValueError:
+        valid = ", ".join(repr(m.value) for m in RetrievalMode)
+        msg = f"unknown retrieval_mode {mode!r}; expected one of {valid} (or a RetrievalMode)"
+        raise ValueError(msg) from None
+
+
+def _bm25_relevance(score: float) -> float:
+    """A BM25 score (> 0, unbounded) to a relevance in [0, 1): ``s / (1 + s)``, monotone."""
+    return max(0.0, score) / (1.0 + max(0.0, score))
+
+
+def _fused_relevance(score: float) -> float:
+    """A dbsf/relative fused score to [0, 1]: relative is in [0, 1]; dbsf (unclipped) can pass 1 slightly for
+    a clear outlier at the top of a list, which is clipped here."""
+    return min(1.0, max(0.0, score))
+
+
+def _rrf_relevance(score: float) -> float:
+    """An rrf fused score, at most ``2 / (60 + 1)`` (rank 1 in both lists), scaled to [0, 1]."""
+    return min(1.0, max(0.0, score * (fulltext.RRF_C + 1) / 2.0))
 
 
 def _similarity_relevance(score: float) -> float:
@@ -75,12 +117,28 @@ class SPANNVectorStore(VectorStore):
     bits: RaBitQ bits per dimension in the index (1, 2, 4 or 8); ``None`` uses the Collection default.
     collection: an existing ``Collection`` (or an object with the same public methods, such as a sharded
         collection) to wrap instead of creating one; then no other collection option may be given.
+    retrieval_mode: what a text query searches, as langchain-qdrant names it (a :class:`RetrievalMode` or its
+        string): ``"dense"`` (default) the embedding index; ``"sparse"`` the full-text index (BM25 over the
+        documents' words, no query embedding needed); ``"hybrid"`` both, fused by the Collection's
+        ``hybrid_search``.
+    hybrid_alpha: hybrid weight, 1 = dense only, 0 = text only (default 0.5).
+    fusion: hybrid fusion, ``"dbsf"`` (default), ``"relative"`` or ``"rrf"``.
     **collection_kwargs: further ``Collection`` options (``n_probe``, ``index_threshold``, ...).
 
-    Scores: ``similarity_search_with_score`` returns the metric's native score (similarity for ip/cosine,
-    higher is better; squared L2 distance for l2, lower is better). ``similarity_search_with_relevance_scores``
-    maps them into [0, 1]: ``(1 + s) / 2`` for similarities and ``1 - d / 4`` for squared distances (equal
-    for unit vectors), clipped.
+    The mode applies to every search that has the query text: ``similarity_search`` (with score, with
+    relevance scores, async), retrievers (``similarity``, ``similarity_score_threshold``, ``mmr``) and
+    ``max_marginal_relevance_search`` (its ``fetch_k`` candidates come from the mode, MMR then runs over their
+    stored vectors). The ``*_by_vector`` methods have no text, so they are dense searches in every mode (as in
+    langchain-qdrant). Per call, ``where_document=`` (Chroma's: ``{"$contains": "x"}``, ``{"$match": "words"}``,
+    ...) works in every mode, ``n_probe=`` in dense and hybrid, ``alpha=``/``fusion=``/``candidates=`` in hybrid.
+
+    Scores: ``similarity_search_with_score`` returns the mode's native score: in dense mode the metric's
+    (similarity for ip/cosine, higher is better; squared L2 distance for l2, lower is better), in sparse mode
+    the BM25 score (> 0, higher is better), in hybrid mode the fused score (higher is better; a query without
+    words, or ``alpha=1``, gives dense scores). ``similarity_search_with_relevance_scores`` maps them into
+    [0, 1]: ``(1 + s) / 2`` for similarities and ``1 - d / 4`` for squared distances (equal for unit vectors),
+    clipped; ``s / (1 + s)`` for BM25; dbsf and relative fused scores clipped to [0, 1]; rrf
+    fused scores times ``61 / 2``, so that rank 1 in both lists is 1.
 
     Filters: ``filter=`` takes the core filter dict (``$eq $ne $gt $gte $lt $lte $in $nin $contains $exists
     $and $or $not``, dotted paths; ``$ne``, ``$nin`` and ``$not`` also match documents that lack the field),
@@ -118,6 +176,18 @@ class SPANNVectorStore(VectorStore):
     >>> sorted(doc.id for doc in retriever.invoke("red apples"))
     ['apple', 'grass']
 
+    Full-text and hybrid retrieval find the exact words (codes, names) an embedding may miss:
+
+    >>> texts = ["error E4021: card declined", "the sky is blue", "grass is green"]
+    >>> sparse = SPANNVectorStore.from_texts(texts, DeterministicFakeEmbedding(size=16), metric="cosine",
+    ...                                       retrieval_mode="sparse")
+    >>> [doc.page_content for doc in sparse.similarity_search("what is E4021?", k=1)]
+    ['error E4021: card declined']
+    >>> hybrid = SPANNVectorStore.from_texts(
+    ...     texts, DeterministicFakeEmbedding(size=16), metric="cosine", retrieval_mode="hybrid", hybrid_alpha=0.3)
+    >>> "error E4021: card declined" in [doc.page_content for doc in hybrid.similarity_search("E4021", k=2)]
+    True
+
     Persistent, and ``save_local`` / ``load_local`` (no pickle) for users coming from FAISS:
 
     >>> import tempfile
@@ -141,8 +211,15 @@ class SPANNVectorStore(VectorStore):
         metric: str = "ip",
         bits: int | None = None,
         collection: Any = None,
+        retrieval_mode: RetrievalMode | str = RetrievalMode.DENSE,
+        hybrid_alpha: float = 0.5,
+        fusion: str = "dbsf",
         **collection_kwargs: Any,
     ) -> None:
+        self.retrieval_mode = _retrieval_mode(retrieval_mode)
+        fulltext.check_fusion(fusion, hybrid_alpha)
+        self.hybrid_alpha = float(hybrid_alpha)
+        self.fusion = fusion
         if not (hasattr(embedding, "embed_documents") and hasattr(embedding, "embed_query")):
             msg = f"embedding must be a LangChain Embeddings object, got {type(embedding).__name__}"
             raise TypeError(msg)
@@ -367,15 +444,27 @@ class SPANNVectorStore(VectorStore):
     async def aget_by_ids(self, ids: Sequence[str], /) -> list[Document]:
         return await run_in_executor(None, self.get_by_ids, ids)
 
-    def _hits(self, vector: np.ndarray, k: int, filter: Filter, *, include_vectors: bool = False, **opts: Any) -> list:
-        """Top-``k`` hits for one query vector; a callable filter grows the candidate set until ``k`` pass."""
-        _no_extra(opts, "search", _SEARCH_OPTIONS)
+    def _searcher(
+        self, mode: RetrievalMode, query: str | None, vector: np.ndarray | None, include_vectors: bool, opts: dict
+    ) -> Callable[[int, dict | None], list[Hit]]:
+        """``(n, filter dict) -> hits`` for ``mode``: the Collection call with the per-call options."""
+        _no_extra(opts, "search", _SEARCH_OPTIONS[mode])
+        opts = {key: v for key, v in opts.items() if v is not None}
+        coll = self._collection
+        if mode == RetrievalMode.DENSE:
+            return lambda n, flt: coll.search(vector, n, filter=flt, include_vectors=include_vectors, **opts)
+        if mode == RetrievalMode.SPARSE:
+            return lambda n, flt: coll.text_search(query, n, filter=flt, include_vectors=include_vectors, **opts)
+        opts = {"alpha": self.hybrid_alpha, "fusion": self.fusion, **opts}
+        return lambda n, flt: coll.hybrid_search(query, vector, n, filter=flt, include_vectors=include_vectors, **opts)
+
+    def _hits(self, search: Callable[[int, dict | None], list[Hit]], k: int, filter: Filter) -> list[Hit]:
+        """Top-``k`` hits of ``search``; a callable filter grows the candidate set until ``k`` pass."""
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
             msg = f"k must be a positive integer, got {k!r}"
             raise ValueError(msg)
-        opts = {key: v for key, v in opts.items() if v is not None}
         if filter is None or isinstance(filter, dict):
-            return self._collection.search(vector, k, filter=filter or None, include_vectors=include_vectors, **opts)
+            return search(k, filter or None)
         if not callable(filter):
             msg = f"filter must be a dict or a callable Document -> bool, got {type(filter).__name__}"
             raise TypeError(msg)
@@ -385,22 +474,45 @@ class SPANNVectorStore(VectorStore):
             if total == 0:
                 return []
             fetch = min(fetch, total)
-            hits = self._collection.search(vector, fetch, include_vectors=include_vectors, **opts)
-            kept = [h for h in hits if filter(_to_doc(h))]
+            kept = [h for h in search(fetch, None) if filter(_to_doc(h))]
             if len(kept) >= k or fetch >= total:
                 return kept[:k]
             fetch *= 4
 
+    def _needs_vector(self) -> bool:
+        return self.retrieval_mode != RetrievalMode.SPARSE
+
+    def _mode_search(
+        self, query: str, vector: Any, k: int, filter: Filter, *, include_vectors: bool = False, **kwargs: Any
+    ) -> list[Hit]:
+        """Hits for the text ``query`` (and its embedding ``vector``, unused in sparse mode) in the retrieval mode."""
+        q = self._query(vector) if vector is not None else None
+        search = self._searcher(self.retrieval_mode, query, q, include_vectors, kwargs)
+        return self._hits(search, k, filter)
+
+    def _relevance_fn(self, query: str, alpha: float | None = None, fusion: str | None = None) -> Callable:
+        """The map from this mode's scores for ``query`` to [0, 1] (see the class docstring)."""
+        if self.retrieval_mode == RetrievalMode.SPARSE:
+            return _bm25_relevance
+        alpha = self.hybrid_alpha if alpha is None else alpha
+        if self.retrieval_mode == RetrievalMode.DENSE or alpha == 1 or not fulltext.terms(query):
+            return self._select_relevance_score_fn()  # dense scores (hybrid falls back to them)
+        return _rrf_relevance if (fusion or self.fusion) == "rrf" else _fused_relevance
+
     def similarity_search_with_score_by_vector(
         self, embedding: list[float], k: int = 4, filter: Filter = None, **kwargs: Any
     ) -> list[tuple[Document, float]]:
-        """Documents nearest ``embedding`` with the metric's native score (see the class docstring)."""
-        return [(_to_doc(h), h.score) for h in self._hits(self._query(embedding), k, filter, **kwargs)]
+        """Documents nearest ``embedding`` with the metric's native score (see the class docstring). Always a
+        dense search, whatever the retrieval mode: a vector has no text for the BM25 leg (as langchain-qdrant)."""
+        search = self._searcher(RetrievalMode.DENSE, None, self._query(embedding), False, kwargs)
+        return [(_to_doc(h), h.score) for h in self._hits(search, k, filter)]
 
     def similarity_search_with_score(
         self, query: str, k: int = 4, filter: Filter = None, **kwargs: Any
     ) -> list[tuple[Document, float]]:
-        return self.similarity_search_with_score_by_vector(self.embedding.embed_query(query), k, filter, **kwargs)
+        """Documents for ``query`` in the retrieval mode, with its native score (see the class docstring)."""
+        vector = self.embedding.embed_query(query) if self._needs_vector() else None
+        return [(_to_doc(h), h.score) for h in self._mode_search(query, vector, k, filter, **kwargs)]
 
     def similarity_search_by_vector(
         self, embedding: list[float], k: int = 4, filter: Filter = None, **kwargs: Any
@@ -408,13 +520,26 @@ class SPANNVectorStore(VectorStore):
         return [doc for doc, _ in self.similarity_search_with_score_by_vector(embedding, k, filter, **kwargs)]
 
     def similarity_search(self, query: str, k: int = 4, filter: Filter = None, **kwargs: Any) -> list[Document]:
-        return self.similarity_search_by_vector(self.embedding.embed_query(query), k, filter, **kwargs)
+        return [doc for doc, _ in self.similarity_search_with_score(query, k, filter, **kwargs)]
+
+    def _similarity_search_with_relevance_scores(
+        self, query: str, k: int = 4, **kwargs: Any
+    ) -> list[tuple[Document, float]]:
+        relevance = self._relevance_fn(query, kwargs.get("alpha"), kwargs.get("fusion"))
+        return [(doc, relevance(s)) for doc, s in self.similarity_search_with_score(query, k, **kwargs)]
+
+    async def _asimilarity_search_with_relevance_scores(
+        self, query: str, k: int = 4, **kwargs: Any
+    ) -> list[tuple[Document, float]]:
+        relevance = self._relevance_fn(query, kwargs.get("alpha"), kwargs.get("fusion"))
+        return [(doc, relevance(s)) for doc, s in await self.asimilarity_search_with_score(query, k, **kwargs)]
 
     async def asimilarity_search_with_score(
         self, query: str, k: int = 4, filter: Filter = None, **kwargs: Any
     ) -> list[tuple[Document, float]]:
-        vector = await self.embedding.aembed_query(query)
-        return await run_in_executor(None, self.similarity_search_with_score_by_vector, vector, k, filter, **kwargs)
+        vector = await self.embedding.aembed_query(query) if self._needs_vector() else None
+        hits = await run_in_executor(None, partial(self._mode_search, query, vector, k, filter, **kwargs))
+        return [(_to_doc(h), h.score) for h in hits]
 
     async def asimilarity_search_by_vector(
         self, embedding: list[float], k: int = 4, filter: Filter = None, **kwargs: Any
@@ -423,6 +548,30 @@ class SPANNVectorStore(VectorStore):
 
     async def asimilarity_search(self, query: str, k: int = 4, filter: Filter = None, **kwargs: Any) -> list[Document]:
         return [doc for doc, _ in await self.asimilarity_search_with_score(query, k, filter, **kwargs)]
+
+    def _mmr(
+        self,
+        query: str | None,
+        embedding: list[float],
+        k: int,
+        fetch_k: int,
+        lambda_mult: float,
+        filter: Filter,
+        kwargs: dict[str, Any],
+    ) -> list[Document]:
+        """``fetch_k`` candidates (after the filter; for a text ``query`` in the retrieval mode, else dense),
+        then ``k`` of them chosen by maximal marginal relevance to ``embedding``."""
+        if not 0.0 <= lambda_mult <= 1.0:
+            msg = f"lambda_mult must be in [0, 1], got {lambda_mult!r}"
+            raise ValueError(msg)
+        vector = self._query(embedding)
+        mode = RetrievalMode.DENSE if query is None else self.retrieval_mode
+        search = self._searcher(mode, query, vector, True, kwargs)
+        hits = self._hits(search, max(int(fetch_k), k), filter)
+        if not hits:
+            return []
+        chosen = maximal_marginal_relevance(vector, [h.vector for h in hits], lambda_mult=lambda_mult, k=k)
+        return [_to_doc(hits[i]) for i in chosen]
 
     def max_marginal_relevance_search_by_vector(
         self,
@@ -433,17 +582,10 @@ class SPANNVectorStore(VectorStore):
         filter: Filter = None,
         **kwargs: Any,
     ) -> list[Document]:
-        """Diverse results: ``fetch_k`` nearest candidates (after the filter), then ``k`` of them chosen by
-        maximal marginal relevance (``lambda_mult`` 1: pure similarity, 0: maximum diversity)."""
-        if not 0.0 <= lambda_mult <= 1.0:
-            msg = f"lambda_mult must be in [0, 1], got {lambda_mult!r}"
-            raise ValueError(msg)
-        query = self._query(embedding)
-        hits = self._hits(query, max(int(fetch_k), k), filter, include_vectors=True, **kwargs)
-        if not hits:
-            return []
-        chosen = maximal_marginal_relevance(query, [h.vector for h in hits], lambda_mult=lambda_mult, k=k)
-        return [_to_doc(hits[i]) for i in chosen]
+        """Diverse results: ``fetch_k`` nearest candidates (after the filter; a dense search whatever the
+        retrieval mode), then ``k`` of them chosen by maximal marginal relevance (``lambda_mult`` 1: pure
+        similarity, 0: maximum diversity)."""
+        return self._mmr(None, embedding, k, fetch_k, lambda_mult, filter, kwargs)
 
     def max_marginal_relevance_search(
         self,
@@ -454,8 +596,10 @@ class SPANNVectorStore(VectorStore):
         filter: Filter = None,
         **kwargs: Any,
     ) -> list[Document]:
+        """Diverse results: ``fetch_k`` candidates from the retrieval mode (dense, BM25 or hybrid, after the
+        filter), then ``k`` of them chosen by maximal marginal relevance to the query's embedding."""
         vector = self.embedding.embed_query(query)
-        return self.max_marginal_relevance_search_by_vector(vector, k, fetch_k, lambda_mult, filter, **kwargs)
+        return self._mmr(query, vector, k, fetch_k, lambda_mult, filter, kwargs)
 
     async def amax_marginal_relevance_search_by_vector(
         self,
@@ -479,7 +623,7 @@ class SPANNVectorStore(VectorStore):
         **kwargs: Any,
     ) -> list[Document]:
         vector = await self.embedding.aembed_query(query)
-        return await self.amax_marginal_relevance_search_by_vector(vector, k, fetch_k, lambda_mult, filter, **kwargs)
+        return await run_in_executor(None, self._mmr, query, vector, k, fetch_k, lambda_mult, filter, kwargs)
 
     # ------------------------------------------------------------------------------------------------------
     # construction and persistence
@@ -553,6 +697,9 @@ class SPANNVectorStore(VectorStore):
             "metric": self.metric,
             "dim": self._collection.dim,
             "embedding": type(self.embedding).__name__,
+            "retrieval_mode": self.retrieval_mode.value,
+            "hybrid_alpha": self.hybrid_alpha,
+            "fusion": self.fusion,
         }
         tmp_json = folder / f".{index_name}.json.tmp"
         tmp_json.write_text(json.dumps(config, indent=2))
@@ -564,7 +711,8 @@ class SPANNVectorStore(VectorStore):
     ) -> Self:
         """Open a store written by :meth:`save_local`. Only JSON and the collection's SQLite/``.npy`` files are
         read (no pickle, so no ``allow_dangerous_deserialization`` switch). The loaded store persists to the
-        saved collection: later adds and deletes are durable there. ``**kwargs``: constructor options."""
+        saved collection: later adds and deletes are durable there. The saved ``retrieval_mode``,
+        ``hybrid_alpha`` and ``fusion`` are restored unless ``**kwargs`` (constructor options) give others."""
         if "allow_dangerous_deserialization" in kwargs:
             msg = "allow_dangerous_deserialization is not needed: load_local never unpickles anything"
             raise TypeError(msg)
@@ -588,7 +736,8 @@ class SPANNVectorStore(VectorStore):
         if not (path / "docs.sqlite").exists():
             msg = f"the collection {str(path)!r} named in {str(config_path)!r} is missing"
             raise FileNotFoundError(msg)
-        return cls(embeddings, persist_directory=path, metric=config["metric"], **kwargs)
+        saved = {key: config[key] for key in ("retrieval_mode", "hybrid_alpha", "fusion") if key in config}
+        return cls(embeddings, persist_directory=path, metric=config["metric"], **{**saved, **kwargs})
 
 
-__all__ = ["SPANNVectorStore"]
+__all__ = ["RetrievalMode", "SPANNVectorStore"]

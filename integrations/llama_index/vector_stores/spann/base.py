@@ -23,6 +23,18 @@ Query semantics:
 - ``VectorStoreQueryMode.MMR``: llama-index-core's ``get_top_k_mmr_embeddings`` over the best
   ``mmr_prefetch_k`` (default ``mmr_prefetch_factor`` 4 × ``similarity_top_k``) candidates; ``mmr_threshold``
   from the query or the query kwargs. Its similarities are the MMR scores, as in ``SimpleVectorStore``.
+- ``VectorStoreQueryMode.TEXT_SEARCH`` and ``SPARSE`` (the same here): the Collection's full-text index, BM25
+  over the words of ``query_str`` (no embedding needed; core retrievers skip it for these modes), the best
+  ``sparse_top_k`` (else ``similarity_top_k``) nodes containing a query word; similarities are BM25 scores.
+- ``VectorStoreQueryMode.HYBRID``: ``query_str`` and ``query_embedding`` through the Collection's
+  ``hybrid_search``: ``alpha`` (``None``: 0.5; 1 = dense only, 0 = text only), ``hybrid_top_k`` (else
+  ``similarity_top_k``) results, each leg's candidates ``sparse_top_k`` (else the core's ``max(k, 50)``),
+  fused with the store's ``fusion`` (``"dbsf"`` default, ``"relative"``, ``"rrf"``; a ``fusion`` query
+  kwarg overrides it). Similarities are the fused scores; ``alpha=1`` or a query without words give the dense
+  similarities. No flag is needed to enable it (the text index is always there):
+  ``index.as_retriever(vector_store_query_mode="hybrid", alpha=0.5)`` works as is.
+- ``filters`` and ``doc_ids`` apply inside every mode's search; ``node_ids`` in the text and hybrid modes
+  filter a candidate set that grows until enough of those nodes are found (the text index takes no id list).
 """
 
 from __future__ import annotations
@@ -56,7 +68,7 @@ from llama_index.core.vector_stores.types import (
 )
 from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_metadata_dict
 
-from spann_vectorstore import Collection
+from spann_vectorstore import Collection, fulltext
 
 MANIFEST_FORMAT = "spann-vectorstore/llama-index"
 MANIFEST_VERSION = 1
@@ -65,6 +77,9 @@ NAMESPACE_SEP = "__"
 REF_DOC_KEY = "ref_doc_id"
 _DEFAULT_FNAME = f"{DEFAULT_NAMESPACE}{NAMESPACE_SEP}{DEFAULT_PERSIST_FNAME}"
 _COPY_BATCH = 1000
+
+_TEXT_MODES = (VectorStoreQueryMode.TEXT_SEARCH, VectorStoreQueryMode.SPARSE)
+_MODES = (VectorStoreQueryMode.DEFAULT, VectorStoreQueryMode.MMR, *_TEXT_MODES, VectorStoreQueryMode.HYBRID)
 
 _MATCH_ALL: dict[str, Any] = {}  # compiles to TRUE
 _MATCH_NONE: dict[str, Any] = {"$not": {}}  # compiles to NOT TRUE
@@ -195,6 +210,8 @@ class SPANNVectorStore(BasePydanticVectorStore):
     bits: RaBitQ bits per dimension of the index codes (1, 2, 4, 8).
     collection: an existing Collection (or an object with the same public methods) instead of creating one;
         it stays the caller's to close.
+    fusion: how HYBRID queries fuse the two legs: ``"dbsf"`` (default), ``"relative"`` or ``"rrf"``; kept by
+        :meth:`persist`.
     collection_kwargs: more :class:`~spann_vectorstore.Collection` options (``n_probe``, ``index_threshold``, ...).
 
     ``SPANNVectorStore.from_persist_dir(dir)`` reopens a store after ``StorageContext.persist(dir)`` or a store
@@ -209,6 +226,7 @@ class SPANNVectorStore(BasePydanticVectorStore):
     persist_dir: str | None = None
     metric: str = "ip"
     bits: int = 1
+    fusion: str = "dbsf"
 
     _collection: Any = PrivateAttr()
     _owns_collection: bool = PrivateAttr(default=True)
@@ -221,8 +239,10 @@ class SPANNVectorStore(BasePydanticVectorStore):
         metric: str = "ip",
         bits: int = 1,
         collection: Any = None,
+        fusion: str = "dbsf",
         **collection_kwargs: Any,
     ) -> None:
+        fulltext.check_fusion(fusion, 0.5)
         if collection is not None and (persist_dir is not None or collection_kwargs):
             raise ValueError("pass either collection= or persist_dir/collection options, not both")
         if collection is None:
@@ -239,6 +259,7 @@ class SPANNVectorStore(BasePydanticVectorStore):
             persist_dir=str(path) if path is not None else None,
             metric=str(collection.metric),
             bits=_stored_bits(collection, bits),
+            fusion=fusion,
         )
         self._collection = collection
         self._owns_collection = owns
@@ -348,25 +369,25 @@ class SPANNVectorStore(BasePydanticVectorStore):
         return [_hit_to_node(h) for h in hits]
 
     def query(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
-        """Nearest nodes to ``query.query_embedding`` (modes DEFAULT and MMR)."""
+        """Nodes for ``query`` in its mode: DEFAULT and MMR (``query_embedding``), TEXT_SEARCH and SPARSE
+        (BM25 over ``query_str``), HYBRID (both, fused); see the module docstring."""
         mode = query.mode
         try:
             mode = VectorStoreQueryMode(mode)
         except ValueError:
             pass
-        if mode not in (VectorStoreQueryMode.DEFAULT, VectorStoreQueryMode.MMR):
-            raise ValueError(
-                f"SPANNVectorStore supports query modes 'default' and 'mmr', not {getattr(mode, 'value', mode)!r}"
-            )
-        k = query.similarity_top_k
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
-            raise ValueError(f"similarity_top_k must be a positive integer, got {k!r}")
-        q = self._query_vector(query.query_embedding)
+        if mode not in _MODES:
+            names = ", ".join(repr(m.value) for m in _MODES)
+            raise ValueError(f"SPANNVectorStore supports query modes {names}, not {getattr(mode, 'value', mode)!r}")
+        k = _top_k(query.similarity_top_k, "similarity_top_k")
         flt = _and(
             metadata_filters_to_dict(query.filters),
             {REF_DOC_KEY: {"$in": _id_list(query.doc_ids, "doc_ids")}} if query.doc_ids else None,
         )
         node_ids = _id_list(query.node_ids) or None
+        if mode in _TEXT_MODES or mode == VectorStoreQueryMode.HYBRID:
+            return self._text_query(mode, query, k, flt, node_ids, kwargs)
+        q = self._query_vector(query.query_embedding)
         if q is None:  # nothing stored yet
             return VectorStoreQueryResult(nodes=[], similarities=[], ids=[])
 
@@ -401,6 +422,44 @@ class SPANNVectorStore(BasePydanticVectorStore):
             hits, sims = self._candidates(q, k, flt, node_ids, vectors=False)
         return VectorStoreQueryResult(
             nodes=[_hit_to_node(h) for h in hits], similarities=list(sims), ids=[h.id for h in hits]
+        )
+
+    def _text_query(
+        self,
+        mode: VectorStoreQueryMode,
+        query: VectorStoreQuery,
+        k: int,
+        flt: dict[str, Any] | None,
+        node_ids: list[str] | None,
+        kwargs: dict[str, Any],
+    ) -> VectorStoreQueryResult:
+        """TEXT_SEARCH/SPARSE (BM25 scores) and HYBRID (fused scores) over ``query.query_str``."""
+        text = query.query_str
+        if not isinstance(text, str):
+            raise ValueError(f"query mode {mode.value!r} needs query.query_str (the query text), got {text!r}")
+        sparse_k = None if query.sparse_top_k is None else _top_k(query.sparse_top_k, "sparse_top_k")
+        if mode in _TEXT_MODES:
+            top = sparse_k or k
+            hits = _restricted(lambda n: self._collection.text_search(text, n, filter=flt), top, node_ids)
+            sims = [float(h.score) for h in hits]
+        else:
+            top = k if query.hybrid_top_k is None else _top_k(query.hybrid_top_k, "hybrid_top_k")
+            alpha = 0.5 if query.alpha is None else query.alpha
+            fusion = kwargs.get("fusion", self.fusion)
+            q = self._query_vector(query.query_embedding)
+            if q is None:  # nothing stored yet
+                return VectorStoreQueryResult(nodes=[], similarities=[], ids=[])
+
+            def search(n: int) -> list[Any]:
+                cand = sparse_k if node_ids is None else max(sparse_k or 50, n)
+                opts = {"alpha": alpha, "fusion": fusion, "candidates": cand}
+                return self._collection.hybrid_search(text, q, n, filter=flt, **opts)
+
+            hits = _restricted(search, top, node_ids)
+            dense_scores = alpha == 1 or not fulltext.terms(text)  # the core falls back to dense search
+            sims = [self._similarity(h.score) if dense_scores else float(h.score) for h in hits]
+        return VectorStoreQueryResult(
+            nodes=[_hit_to_node(h) for h in hits], similarities=sims, ids=[h.id for h in hits]
         )
 
     def _query_vector(self, embedding: Any) -> np.ndarray | None:
@@ -514,6 +573,7 @@ class SPANNVectorStore(BasePydanticVectorStore):
             "collection": rel,
             "metric": self.metric,
             "bits": self.bits,
+            "fusion": self.fusion,
             "dim": self._collection.dim,
             "count": self._collection.count(),
         }
@@ -573,7 +633,8 @@ class SPANNVectorStore(BasePydanticVectorStore):
         where = (path.parent / doc["collection"]).resolve()
         if not (where / "docs.sqlite").exists():
             raise FileNotFoundError(f"the manifest {str(path)!r} names {str(where)!r}, which holds no collection")
-        return cls(where, metric=doc["metric"], bits=int(doc["bits"]), **kwargs)
+        saved = {"fusion": doc["fusion"]} if "fusion" in doc else {}
+        return cls(where, metric=doc["metric"], bits=int(doc["bits"]), **{**saved, **kwargs})
 
     @classmethod
     def from_persist_dir(
@@ -604,6 +665,27 @@ def _stored_bits(collection: Any, default: int) -> int:
         with contextlib.suppress(Exception):
             return int(stats()["bits"])
     return int(default)
+
+
+def _top_k(k: Any, name: str) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {k!r}")
+    return int(k)
+
+
+def _restricted(search: Any, k: int, node_ids: list[str] | None) -> list[Any]:
+    """The best ``k`` hits of ``search(n)`` among ``node_ids`` (all nodes when ``None``): the candidate set grows
+    until ``k`` of them are found or every candidate has been seen (text and hybrid search take no id list)."""
+    if node_ids is None:
+        return search(k)
+    wanted = set(node_ids)
+    n = max(4 * k, len(wanted))
+    while True:
+        hits = search(n)
+        kept = [h for h in hits if h.id in wanted]
+        if len(kept) >= k or len(hits) < n:
+            return kept[:k]
+        n *= 4
 
 
 def _id_list(ids: Any, name: str = "node_ids") -> list[str] | None:
