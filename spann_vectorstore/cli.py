@@ -2,7 +2,7 @@
 
     spann-vectorstore demo                                   index the Python language reference, ask it
     spann-vectorstore ingest docs/ notes.md --index ./idx    chunk, embed (all-MiniLM-L6-v2), add
-    spann-vectorstore query ./idx "how do I ..." -k 5 [--filter JSON] [--json]
+    spann-vectorstore query ./idx "how do I ..." -k 5 [--mode dense|text|hybrid] [--filter JSON] [--json]
     spann-vectorstore info ./idx [--json]
     spann-vectorstore bench [--data DIR | --synthetic N]     index vs exact search: recall, QPS, memory
 
@@ -76,6 +76,16 @@ def _parse_filter(text: str | None) -> dict[str, Any] | None:
     except FilterError as exc:
         raise UserError(f"--filter: {exc}", EXIT_USAGE) from None
     return flt
+
+
+def _alpha(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1] (1 = dense only, 0 = text only), got {text}")
+    return v
 
 
 def _is_index(path: Path) -> bool:
@@ -236,25 +246,46 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
+    from .fulltext import FullTextUnavailableError
+
     index = Path(args.index)
     flt = _parse_filter(args.filter)
     if not index.exists() or not _is_index(index):
         _open_collection(index)  # raises the right message
-    model = _model_for_index(index, args.model)
-    embedder = _load_embedder(model, progress=False)
+    embedder = None
+    if args.mode != "text":  # text search needs no model
+        embedder = _load_embedder(_model_for_index(index, args.model), progress=False)
     with _open_collection(index) as col:
-        _check_dim(col, embedder, index)
         t0 = time.perf_counter()
-        q = embedder.embed_query(args.text)
-        hits = col.search(q, k=args.k, filter=flt, n_probe=args.n_probe)
+        try:
+            if embedder is None:
+                hits = col.text_search(args.text, k=args.k, filter=flt)
+            else:
+                _check_dim(col, embedder, index)
+                q = embedder.embed_query(args.text)
+                if args.mode == "hybrid":
+                    opts = {"alpha": args.alpha, "fusion": args.fusion}
+                    hits = col.hybrid_search(args.text, q, k=args.k, filter=flt, n_probe=args.n_probe, **opts)
+                else:
+                    hits = col.search(q, k=args.k, filter=flt, n_probe=args.n_probe)
+        except FullTextUnavailableError as exc:
+            raise UserError(f"--mode {args.mode}: {exc}") from None
         ms = (time.perf_counter() - t0) * 1000
     if args.json:
         print(json.dumps(_hits_json(hits), indent=2, ensure_ascii=False))
         return 0
     if not hits:
-        print("no results" + (" (nothing matches the filter)" if flt else " (the index is empty)"))
+        why = "nothing matches the filter" if flt else "the index is empty"
+        if args.mode == "text" and not flt:
+            why = "no document contains a word of the query"
+        print(f"no results ({why})")
         return 0
-    print(f"top {len(hits)} for {args.text!r} ({ms:.0f} ms, embedding included):")
+    how = {
+        "dense": "embedding included",
+        "text": "text search, BM25",
+        "hybrid": f"hybrid, {args.fusion} alpha {args.alpha:g}, embedding included",
+    }
+    print(f"top {len(hits)} for {args.text!r} ({ms:.0f} ms, {how[args.mode]}):")
     _print_hits(hits)
     return 0
 
@@ -312,6 +343,11 @@ DEMO_QUESTIONS = (
     "What does yield do inside a function?",
     "Does the vector store survive a crash such as kill -9?",
 )
+# A question with a rare exact name: the embedding ranks the passages about it low, the BM25 leg of hybrid
+# search ranks them first (checked on the bundled MiniLM). The quick corpus lacks NotImplemented; its question
+# is answered by the README's durability section ("fsynced").
+DEMO_HYBRID_QUESTION = "When should a method return NotImplemented?"
+DEMO_HYBRID_QUICK = "What does fsync guarantee?"
 # pydoc_data.topics also holds Library Reference sections (str methods, list/dict types, pdb, format
 # strings); the demo keeps the Language Reference. Two topics concatenate others (compound statements,
 # special method names) and would return each passage twice. --all-topics indexes everything.
@@ -431,6 +467,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 ms = (time.perf_counter() - t0) * 1000
                 print(f"\nQ: {q}   ({ms:.0f} ms)")
                 _print_hits(hits)
+            if not args.question:
+                _demo_hybrid(col, embedder, DEMO_HYBRID_QUICK if args.quick else DEMO_HYBRID_QUESTION, args.k)
             n = col.count()
     finally:
         if tmp is not None:
@@ -442,6 +480,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
         + (f" Index kept in {index}: spann-vectorstore query {index} 'your question'" if tmp is None else "")
     )
     return 0
+
+
+def _demo_hybrid(col: Any, embedder: Any, question: str, k: int) -> None:
+    """Dense and hybrid answers side by side for a question whose key word is a rare exact name."""
+    from . import fulltext
+
+    print(
+        "\nHybrid search fuses the dense ranking with BM25 full-text ranking (query --mode hybrid): an exact, "
+        "rare name in a question counts there, where the embedding barely weighs it."
+    )
+    q = embedder.embed_query(question)
+    print(f"\nQ: {question}\n  dense:")
+    _print_hits(col.search(q, k=k))
+    if not fulltext.available():
+        print("  hybrid: unavailable (this Python's SQLite has no FTS5)")
+        return
+    print("  hybrid (dense + BM25, dbsf fusion, alpha 0.5):")
+    _print_hits(col.hybrid_search(question, q, k=k))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -583,6 +639,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-k", type=_positive_int, default=5, help="number of results (5)")
     s.add_argument("--filter", default=None, metavar="JSON", help='metadata filter, e.g. \'{"source": "/a/b.md"}\'')
     s.add_argument("--model", default=None, help="override the model recorded in the index (same dimension)")
+    s.add_argument(
+        "--mode",
+        choices=("dense", "text", "hybrid"),
+        default="dense",
+        help="dense: embeddings (default); text: BM25 full-text, no model loaded; hybrid: both, fused",
+    )
+    s.add_argument("--alpha", type=_alpha, default=0.5, metavar="A", help="hybrid: weight of the dense leg, 0..1 (0.5)")
+    s.add_argument(
+        "--fusion", choices=("dbsf", "relative", "rrf"), default="dbsf", help="hybrid: how the lists are fused (dbsf)"
+    )
     s.add_argument("--n-probe", type=_positive_int, default=None, metavar="N", help="postings searched (40)")
     s.add_argument("--json", action="store_true", help="print results as JSON")
     s.set_defaults(func=cmd_query)

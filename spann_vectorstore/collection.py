@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from . import fulltext
+from ._bm25 import BM25Index
 from .filters import compile_filter, document_filter, filter_key, uses_text_index
 from .index import METRICS, SpannIndex
 
@@ -171,6 +172,9 @@ class Collection:
         self.snapshot_every = int(snapshot_every)
         self._progress = progress
         self._filter_cache: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
+        self._bm25: BM25Index | None = None  # BM25 ranking over the text index, built on the first text query
+        self._bm25_pending: list[tuple[int, str | None]] = []  # texts added since, indexed at the next one
+        self._bm25_lock = threading.Lock()
         if self.path is not None:
             self.path.mkdir(parents=True, exist_ok=True)
             self._acquire_process_lock()
@@ -509,6 +513,7 @@ class Collection:
             if old:
                 self._index.delete(np.fromiter(old.values(), np.int64))
             self._index.add(x, np.array([new[i] for i in ids_l], dtype=np.int64))
+            self._bm25_write(list(old.values()), [(new[ids_l[i]], texts_l[i]) for i in range(n)])
             self._after_write(n)
         self._await_rebuild(running)
         return ids_l
@@ -572,6 +577,7 @@ class Collection:
                 except BaseException:
                     self._db.execute("ROLLBACK")
                     raise
+            self._bm25_write(rows, [])
             if rows and self._index is not None:
                 self._index.delete(np.array(rows, dtype=np.int64))
                 self._after_write(len(rows))
@@ -600,6 +606,20 @@ class Collection:
                 if self.path is not None:
                     self._snapshot()
             self._filter_cache.clear()
+            self._bm25, self._bm25_pending = None, []
+
+    def _bm25_write(self, gone: list[int], added: list[tuple[int, str | None]]) -> None:
+        """Keep the BM25 ranking in step with a committed write (under the write lock): deletes at once,
+        added texts at the next text query (tokenized then in one batch)."""
+        if self._bm25 is None:
+            return
+        if gone:
+            self._bm25.delete(gone)
+            dropped = set(gone)
+            self._bm25_pending = [p for p in self._bm25_pending if p[0] not in dropped]
+        self._bm25_pending += [p for p in added if p[1]]
+        if len(self._bm25_pending) > 200_000:  # cheaper to rebuild from the text index when next needed
+            self._bm25, self._bm25_pending = None, []
 
     # ------------------------------------------------------------------------------------------------------
     # reads
@@ -754,7 +774,7 @@ class Collection:
 
         Each leg returns its top ``candidates`` (default ``max(k, 50)``) under the same filter, and the two
         lists are fused (:func:`spann_vectorstore.fulltext.fuse`): ``fusion="dbsf"`` (default: each list's
-        scores mapped to [0, 1] by their mean +- 3 standard deviations, Qdrant's distribution-based fusion),
+        scores' mean -+ 3 standard deviations mapped to 0 and 1, distribution-based fusion as Qdrant's),
         ``"relative"`` (min-max per list) or ``"rrf"`` (reciprocal rank fusion), weighted by ``alpha``
         (1 = dense only, 0 = text only, LlamaIndex's meaning). ``Hit.score`` is the fused score (higher is
         better). Text without words falls back to dense search (dense scores). ``k`` hits whenever ``k``
@@ -780,16 +800,17 @@ class Collection:
             npr = n_probe if n_probe is not None else self._n_probe
             q2 = arr[None, :] if single else arr
             dense = self._ranked(q2, n_cand, npr, allowed) if alpha > 0 else [[] for _ in texts]
-            ranked = []
+            ranked, higher = [], []
             for t, d in zip(texts, dense):
                 tx = self._text_ranked(t, n_cand, flt) if alpha < 1 and fulltext.terms(t) else None
-                if tx is None:  # no words in the text (or alpha 1): dense search
+                if tx is None:  # no words in the text (or alpha 1): dense search, dense scores
                     ranked.append(d if alpha > 0 else [])
+                    higher.append(self.metric != "l2")
                     continue
                 ranked.append(
                     fulltext.fuse(d[:n_cand], tx, fusion=fusion, alpha=alpha, higher_better=self.metric != "l2")
                 )
-            higher = alpha < 1 or self.metric != "l2"
+                higher.append(True)
             out = self._materialize(ranked, int(k), include_vectors, higher_better=higher)
         return out[0] if single else out
 
@@ -802,10 +823,22 @@ class Collection:
         """(rowid, BM25 score) best first: the top ``n`` for ``text`` among the documents matching ``flt``."""
         if not self._fts:
             raise fulltext.unavailable_error()
-        query = fulltext.match_query(text)
-        if query is None:
+        terms = fulltext.terms(text)
+        if not terms:
             return []
         where, params = self._compile(flt) if flt else ("1", [])
+        with self._bm25_lock:
+            if self._bm25 is None:
+                with self._db_lock:
+                    self._bm25 = BM25Index.from_db(self._db)
+                self._bm25_pending = [p for p in self._bm25_pending if p[0] > self._bm25.last_rowid]
+            if self._bm25_pending:
+                self._bm25.add(self._bm25_pending)
+                self._bm25_pending = []
+            tokens = self._bm25.query_tokens(terms)
+            if tokens is not None:  # single-token terms: ranked in memory (a phrase goes to FTS5 below)
+                return self._bm25.search(tokens, n, self._allowed(flt) if flt else None)
+        query = fulltext.match_query(text)
         t = fulltext.TABLE
         sql = (
             f"SELECT docs.rowid, -bm25({t}) FROM {t} JOIN docs ON docs.rowid = {t}.rowid "
@@ -815,7 +848,12 @@ class Collection:
             return [(int(r), float(s)) for r, s in self._db.execute(sql, [query, *params, n])]
 
     def _materialize(
-        self, ranked: list[list[tuple[int, float]]], k: int, include_vectors: bool, *, higher_better: bool | None = None
+        self,
+        ranked: list[list[tuple[int, float]]],
+        k: int,
+        include_vectors: bool,
+        *,
+        higher_better: bool | list[bool] | None = None,
     ) -> list[list[Hit]]:
         """Hits for ranked ``(rowid, score)`` lists: documents fetched from SQLite, equal scores in increasing
         string id order (so the answer does not depend on insertion or reopen order), at most ``k`` each."""
@@ -829,9 +867,11 @@ class Collection:
                     rows[row[0]] = row[1:]
         if higher_better is None:
             higher_better = self.metric != "l2"
-        sign = -1.0 if higher_better else 1.0
+        if isinstance(higher_better, bool):
+            higher_better = [higher_better] * len(ranked)
         out = []
-        for hits in ranked:
+        for hits, higher in zip(ranked, higher_better):
+            sign = -1.0 if higher else 1.0
             found = [(r, s) for r, s in hits if r in rows]
             found.sort(key=lambda rs: (sign * rs[1], rows[rs[0]][0]))
             out.append([self._hit(rows[r], s, include_vectors) for r, s in found[:k]])

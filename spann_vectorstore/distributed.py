@@ -11,6 +11,17 @@ per-shard top-k into the global top-k: the global best k are among the union of 
 merge is exact whenever the shards' answers are (collections below ``index_threshold`` search exactly).
 Ties are ordered by id, so the order is deterministic.
 
+Full-text and hybrid search fan out the same way. ``text_search``: every shard ranks its own documents by BM25
+(SQLite FTS5) and returns its top k; the driver merges by score. BM25's statistics (IDF, average document
+length) are each shard's own: with ids routed by hash every shard is a random sample of the collection, so
+its statistics are close to the global ones, but documents of near-equal score on different shards may swap
+places relative to one Collection. No statistics round (global document frequencies collected first, then
+sent with the query) is done: FTS5's ``bm25()`` takes no external statistics, so it would mean scoring in
+Python. ``hybrid_search``: every shard returns its top ``candidates`` of each leg with raw scores (its
+``search`` and ``text_search``, one call), the driver merges each leg into the global top ``candidates`` and
+fuses once (:func:`spann_vectorstore.fulltext.fuse`). The dense leg is thus exactly one Collection's, and the
+fused top-k equals one Collection's whenever the text leg does.
+
 Durability: a write is acknowledged when every shard actor that received part of it returned from
 ``Collection.add`` (committed to SQLite in WAL mode, which survives a process crash). A shard actor that dies
 is restarted by Ray (``max_restarts=-1``) and its ``__init__`` reopens the same directory, recovering every
@@ -35,6 +46,7 @@ pinned to the node holding its files with ``node_ids`` (recorded in ``sharding.j
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -55,7 +67,8 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     msg = "spann_vectorstore.distributed needs Ray: pip install 'spann-vectorstore[distributed]'"
     raise ImportError(msg) from exc
 
-from .collection import Collection, CollectionLockedError, Hit, _seq, validate_documents
+from . import fulltext
+from .collection import Collection, CollectionLockedError, Hit, _check_k, _seq, _texts_arg, validate_documents
 from .filters import compile_filter
 from .index import METRICS
 
@@ -131,6 +144,18 @@ class _Shard:
 
     def search(self, queries: np.ndarray, k: int, filter: Any, n_probe: int | None, include_vectors: bool) -> list:
         return self._c.search(queries, k, filter=filter, n_probe=n_probe, include_vectors=include_vectors)
+
+    def text_search(self, texts: list[str], k: int, filter: Any, include_vectors: bool) -> list[list[Hit]]:
+        return self._c.text_search(texts, k, filter=filter, include_vectors=include_vectors)
+
+    def hybrid_legs(
+        self, texts: list[str] | None, queries: np.ndarray | None, n: int, filter: Any, n_probe: Any, vectors: bool
+    ) -> tuple[list | None, list | None]:
+        """The two legs of a hybrid search, unfused, with raw scores: this shard's top ``n`` by ``search``
+        (``None`` without queries) and by ``text_search`` (``None`` without texts)."""
+        dense = None if queries is None else self.search(queries, n, filter, n_probe, vectors)
+        text = None if texts is None else self.text_search(texts, n, filter, vectors)
+        return dense, text
 
     def get(self, ids: list[str] | None, filter: Any, limit: int | None, include_vectors: bool) -> list[Hit]:
         return self._c.get(ids, filter=filter, limit=limit, include_vectors=include_vectors)
@@ -232,6 +257,17 @@ def _own_vectors(hits: list[Hit]) -> list[Hit]:
         if h.vector is not None and not h.vector.flags.writeable:
             h.vector = h.vector.copy()
     return hits
+
+
+def _filter(flt: Any, where_document: Any) -> Any:
+    """``filter`` AND ``where_document`` as one filter (as the Collection merges them), checked once here so
+    that a bad one raises before any shard is called."""
+    flt = Collection._merge_filter(flt, where_document)
+    if flt is not None and not isinstance(flt, dict):
+        raise ValueError(f"a filter must be a dict, got {type(flt).__name__}")
+    if flt:
+        compile_filter(flt)
+    return flt
 
 
 def _merge(per_shard: Iterable[list[Hit]], k: int, metric: str) -> list[Hit]:
@@ -436,14 +472,19 @@ class ShardedCollection:
             self._dim = x.shape[1]
         return ids_l
 
-    def delete(self, ids: Iterable[str] | None = None, filter: dict[str, Any] | None = None) -> int:
-        """Delete by id and/or filter (both: ids that also match); returns how many. Ids go only to their
-        shards, a filter to all. Neither given: nothing is deleted (use :meth:`clear`)."""
+    def delete(
+        self,
+        ids: Iterable[str] | None = None,
+        filter: dict[str, Any] | None = None,
+        *,
+        where_document: dict[str, Any] | None = None,
+    ) -> int:
+        """Delete by id and/or filter / ``where_document`` (both: ids that also match); returns how many. Ids
+        go only to their shards, a filter to all. Neither given: nothing is deleted (use :meth:`clear`)."""
         self._check_open()
+        filter = _filter(filter, where_document)
         if ids is None and filter is None:
             return 0
-        if filter is not None:
-            compile_filter(filter)  # a bad filter raises here, once, not from every shard
         if ids is None:
             return sum(_get([a.delete.remote(None, filter) for a in self._actors]))
         id_list = [ids] if isinstance(ids, str) else list(ids)
@@ -467,11 +508,10 @@ class ShardedCollection:
     # ------------------------------------------------------------------------------------------------------
     # reads
     # ------------------------------------------------------------------------------------------------------
-    def count(self, filter: dict[str, Any] | None = None) -> int:
-        """Number of documents (matching ``filter`` when given), summed over the shards."""
+    def count(self, filter: dict[str, Any] | None = None, *, where_document: dict[str, Any] | None = None) -> int:
+        """Number of documents (matching ``filter`` / ``where_document`` when given), summed over the shards."""
         self._check_open()
-        if filter is not None:
-            compile_filter(filter)
+        filter = _filter(filter, where_document)
         return sum(_get([a.count.remote(filter) for a in self._actors]))
 
     def __len__(self) -> int:
@@ -482,14 +522,15 @@ class ShardedCollection:
         ids: Iterable[str] | None = None,
         *,
         filter: dict[str, Any] | None = None,
+        where_document: dict[str, Any] | None = None,
         limit: int | None = None,
         include_vectors: bool = False,
     ) -> list[Hit]:
         """Documents by id (in the order given, missing ids skipped; each id asked of its shard only) and/or by
-        filter (all shards; shard by shard, each in insertion order). ``limit`` applies to the result."""
+        filter / ``where_document`` (all shards; shard by shard, each in insertion order). ``limit`` applies to
+        the result."""
         self._check_open()
-        if filter is not None:
-            compile_filter(filter)
+        filter = _filter(filter, where_document)
         if ids is None:
             parts = _get([a.get.remote(None, filter, limit, include_vectors) for a in self._actors])
             out = [h for part in parts for h in part]
@@ -514,30 +555,126 @@ class ShardedCollection:
         k: int = 4,
         *,
         filter: dict[str, Any] | None = None,
+        where_document: dict[str, Any] | None = None,
         n_probe: int | None = None,
         include_vectors: bool = False,
     ) -> list[Hit] | list[list[Hit]]:
         """Nearest documents over all shards, best first: (dim,) gives ``list[Hit]``, (nq, dim) one list per
         query. Every shard gets the whole batch in one call, all shards at once; the per-shard top-k lists
-        are merged into the exact global top-k of what the shards returned (``n_probe`` and ``filter`` apply
-        per shard, as in :meth:`Collection.search`)."""
+        are merged into the exact global top-k of what the shards returned (``n_probe``, ``filter`` and
+        ``where_document`` apply per shard, as in :meth:`Collection.search`)."""
         self._check_open()
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
-            raise ValueError(f"k must be a positive integer, got {k!r}")
-        if filter is not None and not isinstance(filter, dict):
-            raise ValueError(f"a filter must be a dict, got {type(filter).__name__}")
-        if filter:
-            compile_filter(filter)
+        _check_k(k)
+        flt = _filter(filter, where_document)
         arr = np.asarray(vector_or_vectors)
         if arr.ndim not in (1, 2) or arr.size == 0:
             raise ValueError(f"queries must be (dim,) or (nq, dim), got shape {arr.shape}")
         single = arr.ndim == 1
-        q = arr[None, :] if single else arr
+        q_arg = self._queries(arr)
+        per_shard = _get([a.search.remote(q_arg, int(k), flt, n_probe, include_vectors) for a in self._actors])
+        nq = 1 if single else arr.shape[0]
+        out = [_merge((res[qi] for res in per_shard), int(k), self._metric) for qi in range(nq)]
+        if include_vectors:
+            out = [_own_vectors(hits) for hits in out]
+        return out[0] if single else out
+
+    def _queries(self, arr: np.ndarray) -> Any:
+        """A query batch as sent to every shard: (nq, dim) float32, through the object store when large."""
+        q = arr[None, :] if arr.ndim == 1 else arr
         if q.dtype != np.float32 and np.issubdtype(q.dtype, np.number):
             q = q.astype(np.float32)  # a quarter of float64's bytes on the wire; shards validate the values
-        q_arg = ray.put(q) if q.nbytes > _PUT_BYTES and len(self._actors) > 1 else q
-        per_shard = _get([a.search.remote(q_arg, int(k), filter, n_probe, include_vectors) for a in self._actors])
-        out = [_merge((res[qi] for res in per_shard), int(k), self._metric) for qi in range(q.shape[0])]
+        return ray.put(q) if q.nbytes > _PUT_BYTES and len(self._actors) > 1 else q
+
+    def text_search(
+        self,
+        text_or_texts: str | Sequence[str],
+        k: int = 4,
+        *,
+        filter: dict[str, Any] | None = None,
+        where_document: dict[str, Any] | None = None,
+        include_vectors: bool = False,
+    ) -> list[Hit] | list[list[Hit]]:
+        """Full-text (BM25) search over all shards, best first, as :meth:`Collection.text_search`: every shard
+        ranks its own documents and returns its top ``k``; the lists are merged by score (ties by id).
+
+        BM25's statistics (IDF, average document length) are each shard's own, not the whole collection's
+        (no statistics round between shards): with ids routed by hash the shards are random samples of the
+        collection and their statistics agree closely, so the merge is close to one Collection's ranking
+        and equal to it whenever the scores being compared do not depend on them (e.g. a term occurring in
+        one document only). ``Hit.score`` is the BM25 score of the document's shard."""
+        self._check_open()
+        _check_k(k)
+        single, texts = _texts_arg(text_or_texts)
+        flt = _filter(filter, where_document)
+        if not texts:
+            return []
+        per_shard = _get([a.text_search.remote(texts, int(k), flt, include_vectors) for a in self._actors])
+        out = [_merge((res[qi] for res in per_shard), int(k), "ip") for qi in range(len(texts))]  # higher better
+        if include_vectors:
+            out = [_own_vectors(hits) for hits in out]
+        return out[0] if single else out
+
+    def hybrid_search(
+        self,
+        text_or_texts: str | Sequence[str],
+        vector_or_vectors: Any,
+        k: int = 4,
+        *,
+        alpha: float = 0.5,
+        fusion: str = "dbsf",
+        candidates: int | None = None,
+        filter: dict[str, Any] | None = None,
+        where_document: dict[str, Any] | None = None,
+        n_probe: int | None = None,
+        include_vectors: bool = False,
+    ) -> list[Hit] | list[list[Hit]]:
+        """Dense and full-text search fused over all shards, as :meth:`Collection.hybrid_search`.
+
+        Every shard returns, in one call, its top ``candidates`` (default ``max(k, 50)``) of each leg with
+        raw scores (its ``search`` and ``text_search``, not its own fusion); the driver merges each leg across
+        the shards into the global top ``candidates`` and fuses the two lists once
+        (:func:`spann_vectorstore.fulltext.fuse`, same ``fusion`` and ``alpha``). The dense leg is therefore
+        the one a single Collection would have; the text leg differs from it only through the per-shard BM25
+        statistics (see :meth:`text_search`). Fusing per shard instead would normalise each shard's scores
+        on its own and could rank a shard's weak best hit above another's strong second."""
+        self._check_open()
+        _check_k(k)
+        fulltext.check_fusion(fusion, alpha)
+        n_cand = max(int(k), 50) if candidates is None else candidates
+        _check_k(n_cand, "candidates")
+        single, texts = _texts_arg(text_or_texts)
+        arr = np.asarray(vector_or_vectors)
+        if arr.ndim != (1 if single else 2) or (not single and arr.shape[0] != len(texts)):
+            raise ValueError(
+                f"hybrid_search needs one vector per text: {len(texts)} text(s) and vectors of shape {arr.shape}"
+            )
+        flt = _filter(filter, where_document)
+        if not texts:
+            return []
+        use_dense = alpha > 0
+        use_text = alpha < 1 and any(fulltext.terms(t) for t in texts)
+        q_arg = self._queries(arr) if use_dense else None
+        t_arg = texts if use_text else None
+        per_shard = _get(
+            [a.hybrid_legs.remote(t_arg, q_arg, int(n_cand), flt, n_probe, include_vectors) for a in self._actors]
+        )
+        out = []
+        for qi, text in enumerate(texts):
+            dense = _merge((d[qi] for d, _ in per_shard), int(n_cand), self._metric) if use_dense else []
+            if not (use_text and fulltext.terms(text)):  # no words in the text (or alpha 1): dense search
+                out.append(dense[: int(k)])
+                continue
+            hits = _merge((t[qi] for _, t in per_shard), int(n_cand), "ip")  # BM25: higher is better
+            fused = fulltext.fuse(
+                [(h.id, h.score) for h in dense],
+                [(h.id, h.score) for h in hits],
+                fusion=fusion,
+                alpha=alpha,
+                higher_better=self._metric != "l2",
+            )
+            by_id = {h.id: h for h in (*hits, *dense)}
+            fused.sort(key=lambda item: (-item[1], item[0]))  # equal fused scores by id, as the Collection does
+            out.append([dataclasses.replace(by_id[i], score=s) for i, s in fused[: int(k)]])
         if include_vectors:
             out = [_own_vectors(hits) for hits in out]
         return out[0] if single else out

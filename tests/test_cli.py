@@ -74,6 +74,33 @@ def test_query_text_output_and_filter(built, capsys):
     assert code == 0 and "no results" in out
 
 
+def test_query_modes_text_and_hybrid(built, capsys, monkeypatch):
+    _, index = built
+    # text: BM25 on the words, no model loaded (an exact word that the other documents lack)
+    import spann_vectorstore.cli as cli
+
+    with monkeypatch.context() as m:
+        m.setattr(cli, "_load_embedder", lambda *a, **kw: pytest.fail("text mode loaded a model"))
+        code, out, err = run(capsys, "query", index, "supernova", "--mode", "text", "--json")
+        assert code == 0, err
+        hits = json.loads(out)
+        assert [h["metadata"]["source"].rsplit("/", 1)[1] for h in hits] == ["astronomy.md"] and hits[0]["score"] > 0
+        code, out, _ = run(capsys, "query", index, "tomatoes dough", "--mode", "text", "-k", "3")
+        assert code == 0 and "text search, BM25" in out and "garden.rst #0" in out and "cooking.md #0" in out
+        assert "finance" not in out
+        code, out, _ = run(capsys, "query", index, "zeppelin", "--mode", "text")
+        assert code == 0 and "no results (no document contains a word of the query)" in out
+    # hybrid: both legs fused; the exact word lifts its document above the dense ranking's choice
+    code, out, err = run(capsys, "query", index, "how long should bread dough rise?", "--mode", "hybrid", "--json")
+    assert code == 0, err
+    hits = json.loads(out)
+    assert hits[0]["metadata"]["source"].endswith("cooking.md") and hits[0]["score"] >= hits[-1]["score"]
+    code, out, _ = run(capsys, "query", index, "bonds", "--mode", "hybrid", "--alpha", "0.2", "--fusion", "rrf")
+    assert code == 0 and "hybrid, rrf alpha 0.2" in out and out.split("\n")[1].split()[2].endswith("finance.txt")
+    code, out, _ = run(capsys, "query", index, "interest", "--mode", "hybrid", "--filter", '{"title": "Garden"}')
+    assert code == 0 and "garden.rst" in out and "finance" not in out
+
+
 def test_info_reports_counts_and_dims(built, capsys):
     _, index = built
     code, out, _ = run(capsys, "info", index)
@@ -99,6 +126,10 @@ def test_info_reports_counts_and_dims(built, capsys):
         (["ingest", "{docs}", "--index", "{index}", "--bits", "4", "--no-progress"], 1, "created with bits"),
         (["ingest", "{docs}", "--index", "{tmp}/new", "--chunk-size", "50", "--chunk-overlap", "50"], 2, "overlap"),
         (["query", "{index}", "x", "-k", "0"], 2, "must be positive"),
+        (["query", "{index}", "x", "--mode", "sparse"], 2, "invalid choice: 'sparse'"),
+        (["query", "{index}", "x", "--mode", "hybrid", "--alpha", "1.5"], 2, "must be in [0, 1]"),
+        (["query", "{index}", "x", "--mode", "hybrid", "--alpha", "half"], 2, "not a number"),
+        (["query", "{index}", "x", "--mode", "hybrid", "--fusion", "max"], 2, "invalid choice: 'max'"),
         (["frobnicate"], 2, "invalid choice"),
     ],
 )
@@ -151,5 +182,10 @@ def test_demo_runs_end_to_end(capsys, tmp_path):
     answer = out.split(question)[1].split("Q:")[0]
     assert "python-reference:function" in answer and "Default parameter values are evaluated" in answer
     assert "ingesting" in err, "a progress bar is shown"
+    # dense vs hybrid on a question with a rare exact word: hybrid ranks the passage with it first
+    question = "What does fsync guarantee?"
+    dense, hybrid = out.split(f"Q: {question}")[1].split("  hybrid (")
+    assert "fsync" not in dense.split("  2. ")[0]
+    assert "fsync" in hybrid.split("  2. ")[0] and "README" in hybrid.split("  2. ")[0]
     code, out, _ = run(capsys, "demo", "--quick", "--index", tmp_path / "demo", "--no-progress", "--question", "lambda")
     assert code == 0 and "0 chunks added" in out and "unchanged" in out and "Q: lambda" in out

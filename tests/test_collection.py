@@ -296,6 +296,10 @@ def test_acknowledged_writes_survive_sigkill(tmp_path):
             top = col.search(h.vector, k=1, filter={"j": h.metadata["j"]})
             assert top and top[0].id == h.id
             assert h.text == "t" + h.id[1:]
+            # the full-text index is written in the same transaction: found by its text, exactly once
+            assert [x.id for x in col.text_search(h.text, k=2)] == [h.id]
+        for gone in sorted(deleted)[:25]:
+            assert not col.text_search("t" + gone[1:], k=1), "a deleted document came back from the text index"
         col.close()
     assert len(acked) > 100, "the writer should have acknowledged many writes"
 

@@ -327,3 +327,114 @@ def test_llama_index_adapter_accepts_sharded_collection(sharded_cosine):
     assert sc.count() == 40 - 1 - 10
     res = store.query(VectorStoreQuery(query_embedding=x[3].tolist(), similarity_top_k=40))
     assert "n3" not in res.ids and not any(int(i[1:]) % 4 == 1 for i in res.ids) and len(res.ids) == 29
+
+
+# ----------------------------------------------------------------------------------------------------------
+# text and hybrid search across shards
+# ----------------------------------------------------------------------------------------------------------
+WORDS = "river stone cloud lantern harbor meadow copper violin glacier orchard falcon ember".split()
+
+
+@pytest.fixture(scope="module")
+def text_pair(ray_local, tmp_path_factory):
+    """A 2-shard collection, one Collection with the same 300 documents and one Collection per shard (the
+    same split). Each text has common words and one word of its own (``uniq<i>q``, in that document only)."""
+    rng = np.random.default_rng(5)
+    n = 300
+    x = clustered(n, D, seed=21)
+    texts = [" ".join([*rng.choice(WORDS, rng.integers(2, 9)), f"uniq{i}q"]) for i in range(n)]
+    metas = [{"i": i, "kind": ["a", "b", "c"][i % 3]} for i in range(n)]
+    ids = [f"t-{i}" for i in range(n)]
+    ref = Collection(None, metric="ip")
+    ref.add(x, texts, metas, ids)
+    parts = [Collection(None, metric="ip") for _ in range(2)]
+    for s, pos in enumerate([[i for i in range(n) if shard_for(ids[i], 2) == s] for s in range(2)]):
+        parts[s].add(x[pos], [texts[p] for p in pos], [metas[p] for p in pos], [ids[p] for p in pos])
+    sc = ShardedCollection(tmp_path_factory.mktemp("text") / "sc", 2, metric="ip")
+    sc.add(x, texts, metas, ids)
+    yield sc, ref, parts, x
+    sc.close()
+    for c in (ref, *parts):
+        c.close()
+
+
+def test_text_search_merges_per_shard_bm25(text_pair):
+    sc, ref, parts, _ = text_pair
+    # a word in one document only: the same single hit as one Collection
+    for i in (0, 17, 299):
+        assert [h.id for h in sc.text_search(f"what about uniq{i}q?", 5)] == [f"t-{i}"]
+        assert [h.id for h in ref.text_search(f"uniq{i}q", 5)] == [f"t-{i}"]
+    # common words: the shards' top-k merged by score (each shard's own BM25), ties by id
+    queries = ["river stone", "copper violin glacier", "falcon", "harbor of ember"]
+    for k in (1, 7, 40):
+        for q, got in zip(queries, sc.text_search(queries, k)):
+            want = sorted((h for p in parts for h in p.text_search(q, k)), key=lambda h: (-h.score, h.id))[:k]
+            assert [h.id for h in got] == [h.id for h in want]
+            np.testing.assert_allclose([h.score for h in got], [h.score for h in want], rtol=1e-6)
+            assert all(any(w in h.text.split() for w in q.split()) for h in got)
+    for q in queries:  # every document with a word of the query, as one Collection finds them
+        assert {h.id for h in sc.text_search(q, 300)} == {h.id for h in ref.text_search(q, 300)}
+    # filters and where_document on every shard; text without words and empty shards give nothing
+    got = sc.text_search("river", 50, filter={"kind": "b"}, where_document={"$contains": "stone"})
+    want = ref.text_search("river", 50, filter={"kind": "b"}, where_document={"$contains": "stone"})
+    assert {h.id for h in got} == {h.id for h in want} and got
+    assert all(h.metadata["kind"] == "b" and "stone" in h.text for h in got)
+    assert sc.text_search("uniq5q", 3, filter={"kind": "a"}) == [] and sc.text_search("?!", 3) == []
+    assert sc.count(where_document={"$contains": "uniq5q"}) == 1
+    assert [h.id for h in sc.get(where_document={"$match": "uniq8q"})] == ["t-8"]
+    hit = sc.text_search("uniq3q", 1, include_vectors=True)[0]
+    assert hit.vector.flags.writeable and hit.vector.shape == (D,)
+
+
+@pytest.mark.parametrize("fusion", ["dbsf", "relative", "rrf"])
+def test_hybrid_search_equals_one_collection(text_pair, fusion):
+    """Dense leg global, text leg of one-document words: the fused top-k of one Collection, scores included."""
+    sc, ref, _, _ = text_pair
+    xq = clustered(6, D, seed=8) + 0.05
+    texts = [f"uniq{i * 41}q" for i in range(6)]
+    for kw in ({}, {"alpha": 0.3}, {"alpha": 0.0}, {"alpha": 1.0}, {"candidates": 10, "alpha": 0.7}):
+        for k in (1, 5, 20):
+            got = sc.hybrid_search(texts, xq, k, fusion=fusion, **kw)
+            want = ref.hybrid_search(texts, xq, k, fusion=fusion, **kw)
+            for g, w in zip(got, want):
+                assert_same_hits(g, w)
+                scores = [h.score for h in g]
+                assert scores == sorted(scores, reverse=True)
+    # the text leg (weighted 0.6) lifts its document to the top (it is not among the dense top 5)
+    far = 123
+    assert f"t-{far}" not in {h.id for h in ref.search(xq[0], 5)}
+    assert sc.hybrid_search(f"uniq{far}q", xq[0], 5, fusion=fusion, alpha=0.4)[0].id == f"t-{far}"
+    # filters apply to both legs: the text hit is of kind "a" and filtered out, every hit is of kind "b"
+    flt = {"kind": "b"}
+    got = sc.hybrid_search(f"uniq{far}q", xq[0], 8, fusion=fusion, filter=flt)
+    want = ref.hybrid_search(f"uniq{far}q", xq[0], 8, fusion=fusion, filter=flt)
+    assert_same_hits(got, want)
+    assert all(h.metadata["kind"] == "b" for h in got) and f"t-{far}" not in {h.id for h in got}
+    wd = {"$contains": "river"}
+    for text in ("uniq6q", "uniq5q"):  # t-6 has the word "river", t-5 not
+        got = sc.hybrid_search(text, xq[1], 8, fusion=fusion, where_document=wd)
+        assert_same_hits(got, ref.hybrid_search(text, xq[1], 8, fusion=fusion, where_document=wd))
+        assert all("river" in h.text.split() for h in got)
+
+
+def test_hybrid_search_dense_dominated_and_errors(text_pair):
+    sc, ref, _, x = text_pair
+    xq = clustered(4, D, seed=9)
+    texts = ["river stone", "?", "falcon ember glacier", "copper"]
+    for got, want in zip(sc.hybrid_search(texts, xq, 10, alpha=1.0), sc.search(xq, 10)):
+        assert_same_hits(got, want)  # alpha 1: dense search
+    assert_same_hits(sc.hybrid_search("?", xq[1], 10), ref.search(xq[1], 10))  # no words: dense search
+    for got, want in zip(sc.hybrid_search(texts, xq, 10, alpha=0.95), ref.hybrid_search(texts, xq, 10, alpha=0.95)):
+        assert len({h.id for h in got} & {h.id for h in want}) >= 8  # BM25 statistics are per shard
+    hit = sc.hybrid_search("uniq9q", x[9], 1, include_vectors=True)[0]
+    assert hit.id == "t-9" and hit.vector.flags.writeable
+    with pytest.raises(ValueError, match="fusion"):
+        sc.hybrid_search("a", xq[0], fusion="max")
+    with pytest.raises(ValueError, match="alpha"):
+        sc.hybrid_search("a", xq[0], alpha=2)
+    with pytest.raises(ValueError, match="one vector per text"):
+        sc.hybrid_search(["a", "b"], xq[0])
+    with pytest.raises(ValueError, match="candidates"):
+        sc.hybrid_search("a", xq[0], candidates=0)
+    with pytest.raises(FilterError):
+        sc.text_search("a", filter={"kind": {"$near": 1}})

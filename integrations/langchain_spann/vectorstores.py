@@ -64,9 +64,8 @@ def _bm25_relevance(score: float) -> float:
 
 
 def _fused_relevance(score: float) -> float:
-    """A relative fused score is in [0, 1]; a dbsf one is too except for outliers beyond the mean +- 3
-    standard deviations of a leg (the core does not clip them), clipped here: every ``score_threshold`` in
-    [0, 1] keeps or drops the same documents as on the fused score itself."""
+    """A dbsf/relative fused score to [0, 1]: relative is in [0, 1]; dbsf (unclipped) can pass 1 slightly for
+    a clear outlier at the top of a list, which is clipped here."""
     return min(1.0, max(0.0, score))
 
 
@@ -138,8 +137,8 @@ class SPANNVectorStore(VectorStore):
     the BM25 score (> 0, higher is better), in hybrid mode the fused score (higher is better; a query without
     words, or ``alpha=1``, gives dense scores). ``similarity_search_with_relevance_scores`` maps them into
     [0, 1]: ``(1 + s) / 2`` for similarities and ``1 - d / 4`` for squared distances (equal for unit vectors),
-    clipped; ``s / (1 + s)`` for BM25; relative and dbsf fused scores as they are, clipped to [0, 1] (dbsf
-    leaves it only for outliers); rrf fused scores times ``61 / 2``, so that rank 1 in both lists is 1.
+    clipped; ``s / (1 + s)`` for BM25; dbsf and relative fused scores clipped to [0, 1]; rrf
+    fused scores times ``61 / 2``, so that rank 1 in both lists is 1.
 
     Filters: ``filter=`` takes the core filter dict (``$eq $ne $gt $gte $lt $lte $in $nin $contains $exists
     $and $or $not``, dotted paths; ``$ne``, ``$nin`` and ``$not`` also match documents that lack the field),
