@@ -262,7 +262,6 @@ def test_acknowledged_writes_survive_sigkill(tmp_path):
     start = 0
     for _round in range(6):
         proc = subprocess.Popen([sys.executable, str(script), path, str(start)], stdout=subprocess.PIPE, text=True)
-        deadline = time.time() + float(rng.uniform(1.5, 4.0))
         lines = []
 
         def reader(p=proc, out=lines):
@@ -271,6 +270,12 @@ def test_acknowledged_writes_survive_sigkill(tmp_path):
 
         t = threading.Thread(target=reader, daemon=True)
         t.start()
+        # the kill comes a random time after the first acknowledgement (a loaded machine may take many seconds
+        # to start the writer: a deadline from the start could kill it before it wrote anything)
+        started = time.time()
+        while not lines and proc.poll() is None and time.time() - started < 300:
+            time.sleep(0.05)
+        deadline = time.time() + float(rng.uniform(1.0, 3.0))
         while time.time() < deadline and proc.poll() is None:
             time.sleep(0.05)
         os.kill(proc.pid, signal.SIGKILL)
