@@ -29,47 +29,135 @@ K1 = 1.2
 B = 0.75
 
 
+@njit(cache=True, inline="always")
+def _impact(w, tf, dl, avgdl):
+    return w * tf * (K1 + 1.0) / (tf + K1 * (1.0 - B + B * dl / avgdl))
+
+
+@njit(cache=True)
+def _kth_largest(acc, touched, nt, k, heap):
+    """The k-th largest accumulated score among the touched documents (a min-heap of size k)."""
+    size = 0
+    for i in range(nt):
+        s = acc[touched[i]]
+        if size < k:
+            pos = size
+            size += 1
+            while pos > 0 and heap[(pos - 1) // 2] > s:
+                heap[pos] = heap[(pos - 1) // 2]
+                pos = (pos - 1) // 2
+            heap[pos] = s
+        elif s > heap[0]:
+            pos = 0
+            while True:
+                c = 2 * pos + 1
+                if c >= size:
+                    break
+                if c + 1 < size and heap[c + 1] < heap[c]:
+                    c += 1
+                if heap[c] < s:
+                    heap[pos] = heap[c]
+                    pos = c
+                else:
+                    break
+            heap[pos] = s
+    return heap[0]
+
+
 @njit(cache=True, nogil=True)
 def _score(
     q_tok, q_w, tok_ptr, post_doc, post_tf, t_tok, t_doc, t_tf, w_of_tok, doclen, avgdl, dead, allowed, k,
     acc, stamp, stamp_val, touched, out_doc, out_score
 ):  # fmt: skip
-    """BM25 of every live (and allowed) document holding a query token, top ``k`` into out_doc/out_score
-    (best first, equal scores by smaller document index = older rowid). ``q_tok``/``q_w``: the distinct
-    query tokens and their weights (idf times occurrences in the query, as FTS5 scores each occurrence);
-    ``tok_ptr``/``post_*``: the merged postings (CSR by token); ``t_*``: postings added since (COO), weighted
+    """BM25 of the live (and allowed) documents holding query tokens, top ``k`` into out_doc/out_score (best
+    first, equal scores by smaller document index = older rowid); returns the number of results.
+
+    ``q_tok``/``q_w``: the distinct query tokens, by decreasing weight (idf times occurrences in the query, as
+    FTS5 scores each occurrence). ``tok_ptr``/``post_*``: the merged postings (CSR by token, documents
+    increasing); ``t_*``: postings added since (COO; a document's postings are all in one of the two), weighted
     through ``w_of_tok`` (token -> weight, 0 if not in the query). ``acc`` float64, ``stamp`` int32 and
-    ``touched`` (n,) scratch; returns the number of results."""
+    ``touched`` (n,) scratch.
+
+    MaxScore pruning: tokens are scanned rarest first; once the k-th best score so far exceeds what the
+    remaining tokens could add at most (weight x (k1 + 1) each), no unseen document can enter the top k,
+    and the remaining (common) tokens only complete the scores of the documents that still can, by binary
+    search in their postings. Scores stay exact (a differential test compares them with FTS5's bm25()).
+    """
     use_mask = allowed.shape[0] > 0
     nt = 0
-    for j in range(q_tok.shape[0]):
+    for p in range(t_tok.shape[0]):
+        w = w_of_tok[t_tok[p]]
+        d = t_doc[p]
+        if w == 0.0 or dead[d] != 0 or (use_mask and allowed[d] == 0):
+            continue
+        if stamp[d] != stamp_val:
+            stamp[d] = stamp_val
+            acc[d] = 0.0
+            touched[nt] = d
+            nt += 1
+        acc[d] += _impact(w, t_tf[p], doclen[d], avgdl)
+    m = q_tok.shape[0]
+    rest = 0.0
+    for j in range(m):
+        rest += q_w[j] * (K1 + 1.0)
+    heap = np.empty(k, np.float64)
+    theta = -np.inf
+    j = 0
+    while j < m:
+        if j > 0 and nt >= k:
+            theta = _kth_largest(acc, touched, nt, k, heap)
+            if rest < theta:
+                break
         t = q_tok[j]
         w = q_w[j]
+        rest -= w * (K1 + 1.0)
+        j += 1
         if t + 1 >= tok_ptr.shape[0]:
             continue  # a token first seen after the last merge: its postings are all in the tail
         for p in range(tok_ptr[t], tok_ptr[t + 1]):
             d = post_doc[p]
             if dead[d] != 0 or (use_mask and allowed[d] == 0):
                 continue
-            tf = post_tf[p]
             if stamp[d] != stamp_val:
                 stamp[d] = stamp_val
                 acc[d] = 0.0
                 touched[nt] = d
                 nt += 1
-            acc[d] += w * tf * (K1 + 1.0) / (tf + K1 * (1.0 - B + B * doclen[d] / avgdl))
-    for p in range(t_tok.shape[0]):
-        w = w_of_tok[t_tok[p]]
-        d = t_doc[p]
-        if w == 0.0 or dead[d] != 0 or (use_mask and allowed[d] == 0):
-            continue
-        tf = t_tf[p]
-        if stamp[d] != stamp_val:
-            stamp[d] = stamp_val
-            acc[d] = 0.0
-            touched[nt] = d
-            nt += 1
-        acc[d] += w * tf * (K1 + 1.0) / (tf + K1 * (1.0 - B + B * doclen[d] / avgdl))
+            acc[d] += _impact(w, post_tf[p], doclen[d], avgdl)
+    if j < m:
+        # the documents that can still reach the k-th score; the others are dropped (unstamped)
+        nc = 0
+        for i in range(nt):
+            d = touched[i]
+            if acc[d] + rest >= theta:
+                touched[nc] = d
+                nc += 1
+            else:
+                stamp[d] = 0
+        nt = nc
+        for jj in range(j, m):
+            t = q_tok[jj]
+            w = q_w[jj]
+            if t + 1 >= tok_ptr.shape[0]:
+                continue
+            lo0, hi0 = tok_ptr[t], tok_ptr[t + 1]
+            if nt * 16 < hi0 - lo0:  # few candidates: binary search each in the token's postings
+                for i in range(nt):
+                    d = touched[i]
+                    lo, hi = lo0, hi0
+                    while lo < hi:
+                        mid = (lo + hi) // 2
+                        if post_doc[mid] < d:
+                            lo = mid + 1
+                        else:
+                            hi = mid
+                    if lo < hi0 and post_doc[lo] == d:
+                        acc[d] += _impact(w, post_tf[lo], doclen[d], avgdl)
+            else:  # many: one pass over the postings, adding to the candidates only
+                for p in range(lo0, hi0):
+                    d = post_doc[p]
+                    if stamp[d] == stamp_val:
+                        acc[d] += _impact(w, post_tf[p], doclen[d], avgdl)
     # top k: a heap with the worst (lowest score, then larger index) at the root
     size = 0
     for i in range(nt):
@@ -164,6 +252,7 @@ class BM25Index:
         self._fwd: list[tuple[int, np.ndarray, np.ndarray]] = []
         self._scratch = threading.local()
         self.tokenizer = _Tokenizer()
+        self._term_tokens: dict[str, list[str]] = {}  # query term -> its FTS5 tokens (a cache)
 
     def __len__(self) -> int:
         return self._live
@@ -273,8 +362,15 @@ class BM25Index:
     def query_tokens(self, terms: Sequence[str]) -> list[str] | None:
         """The FTS5 token of each query term (terms without one dropped), or None when a term is several
         tokens (a phrase: the caller ranks through FTS5 itself)."""
+        cache = self._term_tokens
+        missing = [t for t in dict.fromkeys(terms) if t not in cache]
+        if missing:
+            if len(cache) > 100_000:
+                cache.clear()
+            cache.update(zip(missing, self.tokenizer.tokens([fulltext.body(t) for t in missing])))
         out = []
-        for ts in self.tokenizer.tokens([fulltext.body(t) for t in terms]):
+        for t in terms:
+            ts = cache[t]
             if len(ts) > 1:
                 return None
             out.extend(ts)
@@ -293,6 +389,8 @@ class BM25Index:
         df = self._df[q_tok].astype(np.float64)
         idf = np.log((self._live - df + 0.5) / (df + 0.5))
         q_w = np.where(idf <= 0, 1e-6, idf) * np.fromiter(counts.values(), np.float64, len(counts))
+        order = np.argsort(-q_w, kind="stable")  # rarest first, for the kernel's pruning
+        q_tok, q_w = q_tok[order], q_w[order]
         w_of_tok = np.zeros(len(self._vocab) if len(self._tail[0]) else 0, np.float64)
         if len(w_of_tok):
             w_of_tok[q_tok] = q_w

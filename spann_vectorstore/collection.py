@@ -859,6 +859,8 @@ class Collection:
         string id order (so the answer does not depend on insertion or reopen order), at most ``k`` each."""
         rows = {}
         cols = "rowid, id, text, metadata" + (", vector" if include_vectors else "")
+        # only the first k of each list and those tied with the k-th are fetched
+        ranked = [h if len(h) <= k else h[:k] + [rs for rs in h[k:] if rs[1] == h[k - 1][1]] for h in ranked]
         with self._db_lock:
             wanted = sorted({r for hits in ranked for r, _ in hits})
             for chunk in _chunks(wanted, 900):
