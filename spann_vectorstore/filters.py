@@ -21,6 +21,12 @@ lack the field. Unknown operators, malformed values and non-scalar comparands ra
 ``$icontains`` lower-cases like Python's ``str.lower`` (SQLite's own ``lower()`` only knows ASCII), except that
 Greek final sigma is folded to σ on both sides; ``$type``, ``$size`` and ``$icontains`` are false (never SQL
 NULL) on a missing field, so they negate cleanly under ``$not``.
+
+Metadata limits (what SQLite's JSON functions can hold and compare exactly; :func:`validate_metadata` enforces
+them at add): strings (values and keys) hold no NUL character (SQLite's JSON functions cut a string at
+``\\u0000``) and no lone surrogate; integers are int64 (``-2**63 .. 2**63-1``; larger ones would be stored as
+doubles and compare inexactly); metadata nests dicts and lists at most ``MAX_METADATA_DEPTH`` (32) levels deep,
+the metadata dict itself being level 1.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import json
 import re
 from typing import Any
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _CMP = {"$eq": "=", "$ne": "!=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 _FIELD = re.compile(r"^[^$][^\"\\]*$")
 OPERATORS = (*_CMP, "$in", "$nin", "$contains", "$icontains", "$exists", "$type", "$size", "$and", "$or", "$not")
@@ -43,8 +50,46 @@ _TYPES = {
 }
 
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+MAX_METADATA_DEPTH = 32
+
+
 class FilterError(ValueError):
     """An invalid filter (unknown operator, bad operand)."""
+
+
+def text_problem(s: str, *, nul: bool = True) -> str | None:
+    """Why SQLite cannot hold string ``s`` exactly (NUL, when ``nul``, or a lone surrogate), or None."""
+    if nul and "\x00" in s:
+        return "holds a NUL character"
+    if _SURROGATE.search(s):
+        return "holds a lone surrogate (not encodable as UTF-8)"
+    return None
+
+
+def validate_metadata(meta: dict[str, Any], where: str) -> None:
+    """Raise ``ValueError`` naming the field if ``meta`` holds a string (value or key) with a NUL or a lone
+    surrogate, an integer outside int64, or dicts/lists nested deeper than ``MAX_METADATA_DEPTH``. Iterative,
+    so a hostile depth raises this, not ``RecursionError``. Other types are left to ``json.dumps``."""
+    stack: list[tuple[Any, str, int]] = [(meta, "", 1)]
+    while stack:
+        obj, path, depth = stack.pop()
+        if depth > MAX_METADATA_DEPTH:
+            raise ValueError(f"{where} field {path!r} nests dicts/lists deeper than {MAX_METADATA_DEPTH} levels")
+        items = obj.items() if isinstance(obj, dict) else enumerate(obj)
+        for k, v in items:
+            if isinstance(obj, dict):
+                sub = f"{path}.{k}" if path else str(k)
+                if isinstance(k, str) and (problem := text_problem(k)):
+                    raise ValueError(f"{where} key {sub!r} {problem}")
+            else:
+                sub = f"{path}[{k}]"
+            if isinstance(v, str) and (problem := text_problem(v)):
+                raise ValueError(f"{where} field {sub!r} {problem}")
+            elif isinstance(v, int) and not isinstance(v, bool) and not INT64_MIN <= v <= INT64_MAX:
+                raise ValueError(f"{where} field {sub!r}: integer {v} is outside int64 (SQLite's JSON limit)")
+            elif isinstance(v, (dict, list, tuple)):
+                stack.append((v, sub, depth + 1))
 
 
 def _path(field: str) -> str:
