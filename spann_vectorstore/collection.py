@@ -32,7 +32,7 @@ import numpy as np
 
 from . import fulltext
 from ._bm25 import BM25Index
-from .filters import compile_filter, document_filter, filter_key, uses_text_index
+from .filters import compile_filter, document_filter, filter_key, text_problem, uses_text_index, validate_metadata
 from .index import METRICS, SpannIndex
 
 _SCHEMA = """
@@ -943,15 +943,18 @@ def validate_documents(
         x = np.ascontiguousarray(arr, dtype=np.float32)
     texts_l = _seq(texts, n, "texts")
     metas_l = _seq(metadatas, n, "metadatas")
-    for t in texts_l:
+    for i, t in enumerate(texts_l):
         if t is not None and not isinstance(t, str):
             raise TypeError(f"texts must be strings or None, got {type(t).__name__}")
+        if t is not None and (problem := text_problem(t, nul=False)):
+            raise ValueError(f"texts[{i}] {problem}")
     meta_json = []
     for i, m in enumerate(metas_l):
         if m is None:
             m = {}
         if not isinstance(m, dict):
             raise TypeError(f"metadatas[{i}] must be a dict, got {type(m).__name__}")
+        validate_metadata(m, f"metadatas[{i}]")  # NUL, lone surrogates, int64, depth: before json.dumps recurses
         try:
             meta_json.append(json.dumps(m, allow_nan=False, ensure_ascii=False))
         except (TypeError, ValueError) as exc:
@@ -963,6 +966,8 @@ def validate_documents(
         for i in ids_l:
             if not isinstance(i, str) or not i:
                 raise TypeError(f"ids must be non-empty strings, got {i!r}")
+            if problem := text_problem(i, nul=False):
+                raise ValueError(f"id {i!r} {problem}")
         if len(set(ids_l)) != n:
             dup = sorted({i for i in ids_l if ids_l.count(i) > 1})[:5]
             raise ValueError(f"duplicate ids in one call: {dup}")

@@ -5,7 +5,8 @@ Grammar (as LangChain's Chroma/FAISS stores accept, plus dotted paths, ``$contai
     {"field": value}                         equality (shorthand for {"field": {"$eq": value}})
     {"field": {"$eq"|"$ne"|"$gt"|"$gte"|"$lt"|"$lte": value}}
     {"field": {"$in"|"$nin": [v1, v2, ...]}}
-    {"field": {"$contains": value}}          list field holds value (or string field contains substring)
+    {"field": {"$contains": value}}          list field holds an element equal to value (as $eq: type-exact), or,
+                                             for a string value, string field contains it as a substring
     {"field": {"$icontains": "text"}}        the same ignoring case: string field contains the substring, or
                                              list field holds a string equal to it (Unicode lower-casing)
     {"field": {"$exists": true|false}}
@@ -13,7 +14,20 @@ Grammar (as LangChain's Chroma/FAISS stores accept, plus dotted paths, ``$contai
                                              "null", "array", "object" (a missing field has no type)
     {"field": {"$size": n}}                  list field with exactly n elements
     {"$and": [f1, f2, ...]}, {"$or": [...]}, {"$not": f}
-    several keys in one dict are ANDed; "a.b.c" reaches into nested objects.
+    several keys in one dict are ANDed; "a.b.c" reaches into nested objects; {} matches every document.
+
+Semantics. Values are JSON values: string, number (int and float are one type: ``1 == 1.0``), boolean, null,
+array, object. Equality (``$eq $ne $in $nin`` and ``$contains`` on a list) is type-exact: ``true`` is not ``1``,
+``"1"`` is not ``1``, ``null`` equals only ``null``, and an array or object never equals a scalar (so
+``{"tags": "a"}`` does not match ``["a"]``: use ``$contains``). Ordering operators only compare like with like
+(numbers with numbers, strings with strings by code point, booleans with booleans, ``false < true``), so
+``{"year": {"$gt": 2020}}`` never matches a string "2021"; they do not take null. ``$ne`` and ``$nin`` also
+match documents that lack the field. ``$contains`` with a non-string value on a string field is false.
+Every clause is true or false, never SQL NULL (a missing field makes a test false), so ``$not`` is exact
+negation. Unknown operators, malformed values and non-scalar comparands raise :class:`FilterError` (a
+``ValueError``).
+
+Document text (the filter's ``$document`` key)::
 
     {"$document": {"$contains": "text"}}     the document's text contains the substring (case-sensitive)
     {"$document": {"$not_contains": "text"}} ... does not contain it (documents without text included)
@@ -25,25 +39,35 @@ Grammar (as LangChain's Chroma/FAISS stores accept, plus dotted paths, ``$contai
     ``$document`` conditions combine with metadata ones under ``$and``/``$or``/``$not`` (Chroma's
     ``where_document``; :func:`document_filter` turns a Chroma-style ``where_document`` into one).
 
-Semantics: ordering operators only compare like with like (numbers with numbers, strings with strings), so
-``{"year": {"$gt": 2020}}`` never matches a string "2021". ``$ne`` and ``$nin`` also match documents that
-lack the field. Unknown operators, malformed values and non-scalar comparands raise ``ValueError``.
+
 ``$icontains`` lower-cases like Python's ``str.lower`` (SQLite's own ``lower()`` only knows ASCII), except that
-Greek final sigma is folded to σ on both sides; ``$type``, ``$size`` and ``$icontains`` are false (never SQL
-NULL) on a missing field, so they negate cleanly under ``$not``.
+Greek final sigma is folded to σ on both sides.
+
+Limits (what SQLite's JSON functions can hold and compare exactly; :func:`validate_metadata` enforces them on
+metadata at add, the compiler on filter operands): strings (values and keys) hold no NUL character (SQLite's
+JSON functions cut a string at ``\\u0000``) and no lone surrogate; integers are int64 (``-2**63 .. 2**63-1``;
+larger ones would be stored as doubles and compare inexactly); metadata nests dicts and lists at most
+``MAX_METADATA_DEPTH`` (32) levels deep, the metadata dict itself being level 1. A field name is a non-empty
+dotted path whose parts are non-empty and hold no ``"``, ``\\`` or control character (a metadata key holding
+one is stored but cannot be filtered on) and which does not start with ``$``. A filter nests ``$and $or
+$not`` at most ``MAX_FILTER_DEPTH`` (16) deep (SQLite's parser stack is shallow) and compiles to at most
+``MAX_PARAMS`` (30,000) SQL parameters (an ``$in`` list costs a few, whatever its length); an ``$icontains``
+text compiles to a GLOB pattern of at most 50,000 bytes (a few thousand characters).
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import math
 import re
 from typing import Any
 
 from . import fulltext
 
 _CMP = {"$eq": "=", "$ne": "!=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
-_FIELD = re.compile(r"^[^$][^\"\\]*$")
+_FIELD = re.compile(r'[^$"\\\x00-\x1f][^"\\\x00-\x1f]*')  # fullmatch: "$" would pass a final newline
+_SURROGATE = re.compile("[\ud800-\udfff]")
 OPERATORS = (*_CMP, "$in", "$nin", "$contains", "$icontains", "$exists", "$type", "$size", "$and", "$or", "$not")
 DOCUMENT_OPERATORS = ("$contains", "$not_contains", "$icontains", "$match")
 _TYPES = {
@@ -54,74 +78,136 @@ _TYPES = {
     "array": ("array",),
     "object": ("object",),
 }
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+MAX_METADATA_DEPTH = 32
+MAX_FILTER_DEPTH = 16
+MAX_PARAMS = 30_000
+_CHAIN = 16  # SQLite nests ``a OR b OR c ...`` one expression level per term (at most 1000): chain in groups
+_GLOB_MAX = 50_000  # SQLITE_MAX_LIKE_PATTERN_LENGTH, the default
 
 
 class FilterError(ValueError):
     """An invalid filter (unknown operator, bad operand)."""
 
 
+def text_problem(s: str, *, nul: bool = True) -> str | None:
+    """Why SQLite cannot hold string ``s`` exactly (NUL, when ``nul``, or a lone surrogate), or None."""
+    if nul and "\x00" in s:
+        return "holds a NUL character"
+    if _SURROGATE.search(s):
+        return "holds a lone surrogate (not encodable as UTF-8)"
+    return None
+
+
+def validate_metadata(meta: dict[str, Any], where: str) -> None:
+    """Raise ``ValueError`` naming the field if ``meta`` holds a string (value or key) with a NUL or a lone
+    surrogate, an integer outside int64, or dicts/lists nested deeper than ``MAX_METADATA_DEPTH``. Iterative,
+    so a hostile depth raises this, not ``RecursionError``. Other types are left to ``json.dumps``."""
+    stack: list[tuple[Any, str, int]] = [(meta, "", 1)]
+    while stack:
+        obj, path, depth = stack.pop()
+        if depth > MAX_METADATA_DEPTH:
+            raise ValueError(f"{where} field {path!r} nests dicts/lists deeper than {MAX_METADATA_DEPTH} levels")
+        items = obj.items() if isinstance(obj, dict) else enumerate(obj)
+        for k, v in items:
+            if isinstance(obj, dict):
+                sub = f"{path}.{k}" if path else str(k)
+                if isinstance(k, str) and (problem := text_problem(k)):
+                    raise ValueError(f"{where} key {sub!r} {problem}")
+            else:
+                sub = f"{path}[{k}]"
+            if isinstance(v, str) and (problem := text_problem(v)):
+                raise ValueError(f"{where} field {sub!r} {problem}")
+            elif isinstance(v, int) and not isinstance(v, bool) and not INT64_MIN <= v <= INT64_MAX:
+                raise ValueError(f"{where} field {sub!r}: integer {v} is outside int64 (SQLite's JSON limit)")
+            elif isinstance(v, (dict, list, tuple)):
+                stack.append((v, sub, depth + 1))
+
+
 def _path(field: str) -> str:
-    if not isinstance(field, str) or not field or not _FIELD.match(field):
-        raise FilterError(f"invalid filter field name {field!r}")
-    parts = field.split(".")
-    if any(p == "" for p in parts):
-        raise FilterError(f"invalid filter field name {field!r}")
-    return "$" + "".join(f'."{p}"' for p in parts)
+    if not isinstance(field, str) or not _FIELD.fullmatch(field) or "" in field.split(".") or _SURROGATE.search(field):
+        msg = 'parts must be non-empty, without ", \\, control characters or a leading $'
+        raise FilterError(f"invalid filter field name {field!r} ({msg})")
+    return "$" + "".join(f'."{p}"' for p in field.split("."))
 
 
 def _scalar(v: Any, op: str) -> Any:
-    if isinstance(v, bool) or v is None or isinstance(v, (int, float, str)):
-        if isinstance(v, float) and v != v:
-            raise FilterError(f"{op} operand must not be NaN")
+    """The operand as a plain bool, int, float, str or None; ``FilterError`` for anything SQLite cannot
+    compare exactly with stored metadata."""
+    if v is None or isinstance(v, bool):
         return v
+    if isinstance(v, int):
+        if not INT64_MIN <= v <= INT64_MAX:
+            raise FilterError(f"{op} operand {v} is outside int64 (metadata cannot hold it)")
+        return int(v)
+    if isinstance(v, float):
+        if v != v:
+            raise FilterError(f"{op} operand must not be NaN")
+        return float(v)
+    if isinstance(v, str):
+        if problem := text_problem(v):
+            raise FilterError(f"{op} operand {v!r} {problem} (metadata cannot hold it)")
+        return str.__str__(v)
     raise FilterError(f"{op} operand must be a string, number, bool or null, got {type(v).__name__}")
 
 
-def _typed(path: str, v: Any) -> tuple[str, list[Any]]:
-    """A type guard so comparisons only hold between like JSON types."""
+def _same(v: Any, typ: str, typ_p: list[Any], val: str, val_p: list[Any], op: str = "=") -> tuple[str, list[Any]]:
+    """SQL comparing a JSON value (its ``json_type`` expression ``typ``, its SQL value ``val``, each with
+    its parameters) with scalar ``v`` under ``op``, only when both are of one type (numbers, strings,
+    booleans; null only for ``=``). False or NULL otherwise."""
+    if v is None:
+        return f"({typ} = 'null')", typ_p
+    if isinstance(v, bool) and op == "=":
+        return f"({typ} = '{'true' if v else 'false'}')", typ_p
     if isinstance(v, bool):
-        return "json_type(metadata, ?) IN ('true', 'false')", [path]
-    if isinstance(v, (int, float)):
-        return "json_type(metadata, ?) IN ('integer', 'real')", [path]
-    if isinstance(v, str):
-        return "json_type(metadata, ?) = 'text'", [path]
-    return "json_type(metadata, ?) = 'null'", [path]
-
-
-def _value(v: Any) -> Any:
-    return int(v) if isinstance(v, bool) else v
+        guard = "IN ('true', 'false')"
+    elif isinstance(v, str):
+        guard = "= 'text'"
+    else:
+        guard = "IN ('integer', 'real')"
+    return f"({typ} {guard} AND {val} {op} ?)", [*typ_p, *val_p, int(v) if isinstance(v, bool) else v]
 
 
 @functools.cache
-def _lower_sources() -> dict[str, tuple[tuple[str, str], ...]]:
-    """Non-ASCII characters whose ``str.lower()`` differs from themselves, keyed by each character of their
-    lower-case form. Planes 0 and 1 hold every cased script (planes 2-16: CJK, tags, private use)."""
-    out: dict[str, list[tuple[str, str]]] = {}
+def _upper_sources() -> dict[str, str]:
+    """For each character ``c``, the non-ASCII characters whose ``str.lower()`` is exactly ``c``. Planes 0
+    and 1 hold every cased script (planes 2-16: CJK, tags, private use)."""
+    out: dict[str, str] = {}
     for cp in range(0x80, 0x20000):
-        ch = chr(cp)
-        low = ch.lower()
-        if low != ch:
-            for c in set(low):
-                out.setdefault(c, []).append((ch, low))
-    return {c: tuple(v) for c, v in out.items()}
+        low = chr(cp).lower()
+        if low != chr(cp) and len(low) == 1:
+            out[low] = out.get(low, "") + chr(cp)
+    out["σ"] += "ς"  # final sigma is folded to σ on both sides
+    return out
 
 
-def _fold(expr: str, needle: str) -> tuple[str, list[Any]]:
-    """``expr`` lower-cased as far as matters for finding ``needle`` (already folded) in it: SQLite's
-    ``lower()`` for ASCII, then ``replace()`` for each non-ASCII character whose lower-case form shares a
-    character with the needle (any other character cannot take part in a match, folded or not)."""
-    pairs: dict[str, str] = {}
-    sources = _lower_sources()
-    for c in set(needle):
-        for src, low in sources.get(c, ()):
-            pairs[src] = low.replace("ς", "σ")
-    if "σ" in needle:
-        pairs["ς"] = "σ"
-    sql, params = f"lower({expr})", []
-    for src, low in sorted(pairs.items()):
-        sql = f"replace({sql}, ?, ?)"
-        params += [src, low]
-    return sql, params
+@functools.cache
+def _multi_lower() -> dict[str, str]:
+    """Characters whose ``str.lower()`` is several characters (İ -> i + combining dot above)."""
+    return {chr(cp): chr(cp).lower() for cp in range(0x80, 0x20000) if len(chr(cp).lower()) > 1}
+
+
+def _fold_case(s: str) -> str:
+    """The case folding of ``$icontains``: ``str.lower`` with final sigma folded to σ."""
+    return s.lower().replace("ς", "σ")
+
+
+def _folded(expr: str, expr_p: list[Any], needle: str) -> tuple[str, str, list[Any]]:
+    """SQL matching ``expr`` against folded ``needle``, as ``(sql, glob pattern, params)``: ``sql GLOB
+    pattern`` holds when ``_fold_case(expr) == needle``; with ``*`` around the pattern, when ``needle in
+    _fold_case(expr)``. SQLite's ``lower()`` folds ASCII; a character class ``[cC…]`` in the pattern stands
+    for each needle character and the non-ASCII characters lower-casing to it; ``replace()`` expands the few
+    characters whose lower case is several characters, when they share one with the needle (any other
+    character cannot take part in a match, folded or not). Flat, so any needle compiles (a ``replace()`` per
+    character would nest past SQLite's parser stack)."""
+    sql, params = f"lower({expr})", list(expr_p)
+    for src, low in _multi_lower().items():
+        if set(low) & set(needle):
+            sql = f"replace({sql}, ?, ?)"
+            params += [src, low]
+    sources = _upper_sources()
+    glob = "".join(f"[{c}{sources[c]}]" if c in sources else f"[{c}]" if c in "*?[" else c for c in needle)
+    return sql, glob, params
 
 
 def _field_clause(field: str, cond: Any) -> tuple[str, list[Any]]:
@@ -130,63 +216,63 @@ def _field_clause(field: str, cond: Any) -> tuple[str, list[Any]]:
         cond = {"$eq": cond}
     if not cond:
         raise FilterError(f"empty condition for field {field!r}")
-    parts, params = [], []
+    typ, ext = "json_type(metadata, ?)", "json_extract(metadata, ?)"
+    parts = []
     for op, v in cond.items():
-        ext = "json_extract(metadata, ?)"
         if op in _CMP:
             v = _scalar(v, op)
-            if v is None:
-                sql = "json_type(metadata, ?) = 'null'" if op == "$eq" else None
-                if op == "$ne":
-                    sql = "coalesce(json_type(metadata, ?), 'missing') != 'null'"
-                if sql is None:
-                    raise FilterError(f"{op} cannot compare with null")
-                parts.append(sql)
-                params.append(path)
-                continue
-            guard, gp = _typed(path, v)
+            if v is None and op not in ("$eq", "$ne"):
+                raise FilterError(f"{op} cannot compare with null")
+            sql, p = _same(v, typ, [path], ext, [path], "=" if op == "$ne" else _CMP[op])
             # coalesce(..., 0): a missing field makes the comparison NULL, and NOT NULL is NULL (no match);
             # every clause is two-valued so that $ne, $nin and $not match documents without the field
-            if op == "$ne":
-                parts.append(f"NOT coalesce(({guard} AND {ext} = ?), 0)")
-            else:
-                parts.append(f"coalesce(({guard} AND {ext} {_CMP[op]} ?), 0)")
-            params += [*gp, path, _value(v)]
+            parts.append((f"(NOT coalesce({sql}, 0))" if op == "$ne" else f"coalesce({sql}, 0)", p))
         elif op in ("$in", "$nin"):
-            if not isinstance(v, (list, tuple, set)):
+            if not isinstance(v, (list, tuple, set, frozenset)):
                 raise FilterError(f"{op} needs a list, got {type(v).__name__}")
             vals = [_scalar(x, op) for x in v]
-            if not vals:
-                parts.append("0" if op == "$in" else "1")
+            types = sorted({"null" if x is None else str(x).lower() for x in vals if x is None or isinstance(x, bool)})
+            ors, p = [], []
+            if types:
+                ors.append(f"{typ} IN ({', '.join('?' * len(types))})")
+                p += [path, *types]
+            # each kind as one JSON array parameter: a flat IN over json_each, whatever the list's length
+            strs = [x for x in vals if isinstance(x, str)]
+            nums = [x for x in vals if isinstance(x, (int, float)) and not isinstance(x, bool) and not math.isinf(x)]
+            for guard, kind in (("= 'text'", strs), ("IN ('integer', 'real')", nums)):
+                if kind:
+                    ors.append(f"({typ} {guard} AND {ext} IN (SELECT value FROM json_each(?)))")
+                    p += [path, path, json.dumps(kind, ensure_ascii=False)]
+            if not ors:  # an empty list (infinities match nothing: metadata cannot hold them)
+                parts.append(("0" if op == "$in" else "1", []))
                 continue
-            ors, op_params = [], []
-            for x in vals:
-                guard, gp = _typed(path, x)
-                ors.append(f"({guard} AND {ext} = ?)" if x is not None else guard)
-                op_params += [*gp, path, _value(x)] if x is not None else gp
-            clause = "coalesce((" + " OR ".join(ors) + "), 0)"
-            parts.append(clause if op == "$in" else f"NOT {clause}")
-            params += op_params
+            clause = f"coalesce({' OR '.join(ors)}, 0)"
+            parts.append((clause if op == "$in" else f"(NOT {clause})", p))
         elif op == "$contains":
             v = _scalar(v, op)
-            parts.append(
-                "(CASE json_type(metadata, ?) WHEN 'array' THEN EXISTS (SELECT 1 FROM json_each(metadata, ?) "
-                "WHERE json_each.value = ? AND json_each.type != 'object') "
-                "WHEN 'text' THEN instr(json_extract(metadata, ?), ?) > 0 ELSE 0 END)"
-            )
-            params += [path, path, _value(v), path, str(v) if v is not None else "\x00"]
+            elem, elem_p = _same(v, "json_each.type", [], "json_each.value", [])
+            sql = f"CASE {typ} WHEN 'array' THEN EXISTS (SELECT 1 FROM json_each(metadata, ?) WHERE {elem})"
+            p = [path, path, *elem_p]
+            if isinstance(v, str):
+                sql += f" WHEN 'text' THEN instr({ext}, ?) > 0"
+                p += [path, v]
+            parts.append((sql + " ELSE 0 END", p))
         elif op == "$icontains":
             if not isinstance(v, str):
                 raise FilterError(f"$icontains needs a string, got {type(v).__name__}")
-            needle = v.lower().replace("ς", "σ")
-            text_sql, text_p = _fold("json_extract(metadata, ?)", needle)
-            elem_sql, elem_p = _fold("json_each.value", needle)
+            needle = _fold_case(_scalar(v, op))
+            text_sql, glob, text_p = _folded(ext, [path], needle)
+            elem_sql, _, elem_p = _folded("json_each.value", [], needle)
+            if len(glob.encode()) + 2 > _GLOB_MAX:
+                raise FilterError(f"$icontains text is too long ({len(v)} characters)")
             parts.append(
-                f"(CASE json_type(metadata, ?) WHEN 'text' THEN instr({text_sql}, ?) > 0 "
-                f"WHEN 'array' THEN EXISTS (SELECT 1 FROM json_each(metadata, ?) "
-                f"WHERE json_each.type = 'text' AND {elem_sql} = ?) ELSE 0 END)"
+                (
+                    f"CASE {typ} WHEN 'text' THEN {text_sql} GLOB ? "
+                    f"WHEN 'array' THEN EXISTS (SELECT 1 FROM json_each(metadata, ?) "
+                    f"WHERE json_each.type = 'text' AND {elem_sql} GLOB ?) ELSE 0 END",
+                    [path, *text_p, f"*{glob}*", path, *elem_p, glob],
+                )
             )
-            params += [path, path, *text_p, needle, path, *elem_p, needle]
         elif op == "$type":
             names = [v] if isinstance(v, str) else v
             if (
@@ -196,50 +282,47 @@ def _field_clause(field: str, cond: Any) -> tuple[str, list[Any]]:
             ):
                 raise FilterError(f"$type needs one or a list of {tuple(_TYPES)}, got {v!r}")
             sql_types = sorted({t for name in names for t in _TYPES[name]})
-            parts.append(f"coalesce(json_type(metadata, ?) IN ({', '.join('?' * len(sql_types))}), 0)")
-            params += [path, *sql_types]
+            parts.append((f"coalesce({typ} IN ({', '.join('?' * len(sql_types))}), 0)", [path, *sql_types]))
         elif op == "$size":
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise FilterError(f"$size needs a non-negative integer, got {v!r}")
-            parts.append("coalesce(json_type(metadata, ?) = 'array' AND json_array_length(metadata, ?) = ?, 0)")
-            params += [path, path, v]
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= INT64_MAX:
+                raise FilterError(f"$size needs a non-negative int64 integer, got {v!r}")
+            parts.append((f"coalesce({typ} = 'array' AND json_array_length(metadata, ?) = ?, 0)", [path, path, v]))
         elif op == "$exists":
             if not isinstance(v, bool):
                 raise FilterError("$exists needs true or false")
-            parts.append(f"json_type(metadata, ?) IS {'NOT ' if v else ''}NULL")
-            params.append(path)
+            parts.append((f"({typ} IS {'NOT ' if v else ''}NULL)", [path]))
         else:
             raise FilterError(f"unknown filter operator {op!r} for field {field!r}; expected one of {OPERATORS}")
-    return "(" + " AND ".join(parts) + ")", params
+    return _join(parts, " AND ")
 
 
 def _document_clause(cond: Any) -> tuple[str, list[Any]]:
     """A condition on the document text (``docs.text``; the full-text index for ``$match``)."""
     if not isinstance(cond, dict) or not cond:
         raise FilterError(f"$document needs a condition such as {{'$contains': 'text'}}, got {cond!r}")
-    parts, params = [], []
+    parts: list[tuple[str, list[Any]]] = []
     for op, v in cond.items():
         if op not in DOCUMENT_OPERATORS:
             raise FilterError(f"unknown $document operator {op!r}; expected one of {DOCUMENT_OPERATORS}")
         if not isinstance(v, str) or not v:
             raise FilterError(f"$document {op} needs a non-empty string, got {v!r}")
+        if op != "$match":  # $match keeps only the words of its text; substrings must be exact text
+            v = _scalar(v, f"$document {op}")  # no NUL, no lone surrogate
         if op in ("$contains", "$not_contains"):
             sql = "coalesce(instr(docs.text, ?) > 0, 0)"
-            parts.append(sql if op == "$contains" else f"NOT {sql}")
-            params.append(v)
+            parts.append((sql if op == "$contains" else f"(NOT {sql})", [v]))
         elif op == "$icontains":
-            needle = v.lower().replace("ς", "σ")
-            text_sql, text_p = _fold("docs.text", needle)
-            parts.append(f"coalesce(instr({text_sql}, ?) > 0, 0)")
-            params += [*text_p, needle]
+            text_sql, glob, text_p = _folded("docs.text", [], _fold_case(v))
+            if len(glob.encode()) + 2 > _GLOB_MAX:
+                raise FilterError(f"$document $icontains text is too long ({len(v)} characters)")
+            parts.append((f"coalesce({text_sql} GLOB ?, 0)", [*text_p, f"*{glob}*"]))
         else:
             query = fulltext.match_query(v, all_terms=True)
-            if query is None:
-                parts.append("0")
-            else:
-                parts.append(f"docs.rowid IN (SELECT rowid FROM {fulltext.TABLE} WHERE {fulltext.TABLE} MATCH ?)")
-                params.append(query)
-    return "(" + " AND ".join(parts) + ")", params
+            t = fulltext.TABLE
+            parts.append(
+                ("0", []) if query is None else (f"docs.rowid IN (SELECT rowid FROM {t} WHERE {t} MATCH ?)", [query])
+            )
+    return _join(parts, " AND ")
 
 
 def document_filter(where_document: Any) -> dict[str, Any]:
@@ -258,39 +341,51 @@ def uses_text_index(flt: Any) -> bool:
     return '"$match"' in filter_key(flt)
 
 
-def compile_filter(flt: Any) -> tuple[str, list[Any]]:
-    """SQL boolean expression and parameters for filter ``flt`` (a dict)."""
+def _join(parts: list[tuple[str, list[Any]]], op: str) -> tuple[str, list[Any]]:
+    """``parts`` joined by ``op`` in parentheses; long chains in nested groups of ``_CHAIN`` (a chain of n
+    terms is n levels deep for SQLite, at most 1000 in all)."""
+    if len(parts) == 1:
+        return parts[0]
+    while len(parts) > _CHAIN:
+        parts = [_join(parts[i : i + _CHAIN], op) for i in range(0, len(parts), _CHAIN)]
+    return "(" + op.join(s for s, _ in parts) + ")", [x for _, p in parts for x in p]
+
+
+def _compile(flt: Any, depth: int) -> tuple[str, list[Any]]:
     if not isinstance(flt, dict):
         raise FilterError(f"a filter must be a dict, got {type(flt).__name__}")
     if not flt:
         return "1", []
-    parts, params = [], []
+    parts = []
     for key, val in flt.items():
+        if key in ("$and", "$or", "$not") and depth >= MAX_FILTER_DEPTH:
+            raise FilterError(f"filter nests $and/$or/$not deeper than {MAX_FILTER_DEPTH} levels")
         if key in ("$and", "$or"):
             if not isinstance(val, (list, tuple)) or not val:
                 raise FilterError(f"{key} needs a non-empty list of filters")
-            subs = [compile_filter(f) for f in val]
-            joiner = " AND " if key == "$and" else " OR "
-            parts.append("(" + joiner.join(s for s, _ in subs) + ")")
-            for _, p in subs:
-                params += p
+            parts.append(_join([_compile(f, depth + 1) for f in val], " AND " if key == "$and" else " OR "))
         elif key == "$not":
-            sub, p = compile_filter(val)
-            parts.append(f"NOT coalesce({sub}, 0)")
-            params += p
+            sub, p = _compile(val, depth + 1)
+            parts.append((f"(NOT {sub})", p))  # every clause is two-valued: NOT is exact negation
         elif key == "$document":
-            sub, p = _document_clause(val)
-            parts.append(sub)
-            params += p
+            parts.append(_document_clause(val))
         elif isinstance(key, str) and key.startswith("$"):
             raise FilterError(f"unknown filter operator {key!r}; expected one of {(*OPERATORS, '$document')}")
         else:
-            sub, p = _field_clause(key, val)
-            parts.append(sub)
-            params += p
-    return "(" + " AND ".join(parts) + ")", params
+            parts.append(_field_clause(key, val))
+    return _join(parts, " AND ")
+
+
+def compile_filter(flt: Any) -> tuple[str, list[Any]]:
+    """SQL boolean expression and parameters for filter ``flt`` (a dict) over a table with a JSON ``metadata``
+    column. Raises :class:`FilterError` for an invalid filter."""
+    sql, params = _compile(flt, 0)
+    if len(params) > MAX_PARAMS:
+        raise FilterError(f"filter is too large: {len(params)} SQL parameters (at most {MAX_PARAMS}); use $in")
+    return sql, params
 
 
 def filter_key(flt: Any) -> str:
-    """A canonical string for caching compiled filters."""
+    """A canonical string for caching compiled filters (raises :class:`FilterError` for an invalid one)."""
+    compile_filter(flt)  # first, so a hostile filter raises FilterError here, not TypeError or RecursionError
     return json.dumps(flt, sort_keys=True, default=str)

@@ -1,0 +1,310 @@
+"""The filter compiler on its own (every operator over an in-memory SQLite table, errors naming the problem),
+and the limits of what metadata can hold, enforced at ``Collection.add``. The differential fuzzing against a
+reference evaluator is in ``test_filters_fuzz.py``."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import numpy as np
+import pytest
+
+from spann_vectorstore import Collection, FilterError
+from spann_vectorstore.filters import (
+    INT64_MAX,
+    INT64_MIN,
+    MAX_FILTER_DEPTH,
+    MAX_METADATA_DEPTH,
+    MAX_PARAMS,
+    compile_filter,
+    filter_key,
+)
+
+DOCS = [
+    {"v": 1, "tags": ["a", 1, True, None, [1, 2]], "o": {"x": "deep"}},
+    {"v": 1.0, "tags": [], "s": "Hello World"},
+    {"v": True, "tags": ["A", 0, False], "s": ""},
+    {"v": "1", "tags": "a, b", "s": "ÉCOLE"},
+    {"v": None, "tags": [[1, 2]], "o": {"x": 2}},
+    {"v": [1], "o": {}},
+    {},
+    {"v": {"x": 1}, "big": INT64_MAX},
+    {"big": INT64_MIN, "s": "' OR 1=1 --"},
+    {"big": INT64_MAX - 1, "v": 2.5},
+]
+ALL = set(range(len(DOCS)))
+
+
+@pytest.fixture(scope="module")
+def db():
+    con = sqlite3.connect(":memory:")
+    con.execute("CREATE TABLE docs (rowid INTEGER PRIMARY KEY, metadata TEXT NOT NULL)")
+    con.executemany(
+        "INSERT INTO docs VALUES (?, ?)", [(i, json.dumps(m, ensure_ascii=False)) for i, m in enumerate(DOCS)]
+    )
+    yield con
+    con.close()
+
+
+def ids(db: sqlite3.Connection, flt: dict) -> set[int]:
+    sql, params = compile_filter(flt)
+    return {r for (r,) in db.execute(f"SELECT rowid FROM docs WHERE {sql}", params)}
+
+
+CASES = [
+    # equality is type-exact: 1 == 1.0, but not true, "1", [1] or {"x": 1}
+    ({"v": 1}, {0, 1}),
+    ({"v": {"$eq": 1.0}}, {0, 1}),
+    ({"v": True}, {2}),
+    ({"v": "1"}, {3}),
+    ({"v": None}, {4}),
+    ({"v": {"$ne": 1}}, ALL - {0, 1}),
+    ({"v": {"$ne": None}}, ALL - {4}),
+    # ordering: like with like
+    ({"v": {"$gt": 1}}, {9}),
+    ({"v": {"$gte": 1}}, {0, 1, 9}),
+    ({"v": {"$lt": 2}}, {0, 1}),
+    ({"v": {"$lte": 1.0}}, {0, 1}),
+    ({"v": {"$gt": False}}, {2}),
+    ({"v": {"$gt": "0"}}, {3}),
+    ({"v": {"$lt": float("inf")}}, {0, 1, 9}),
+    # int64 extremes compare exactly (with ints and with the doubles next to them)
+    ({"big": INT64_MAX}, {7}),
+    ({"big": {"$gt": INT64_MAX - 1}}, {7}),
+    ({"big": INT64_MIN}, {8}),
+    ({"big": {"$lt": INT64_MIN + 1}}, {8}),
+    ({"big": {"$lt": float(2**63)}}, {7, 8, 9}),
+    ({"big": float(2**63)}, set()),
+    ({"big": {"$gte": float(INT64_MAX)}}, set()),  # float(2**63 - 1) is 2**63
+    ({"big": float(INT64_MIN)}, {8}),  # -2**63 is a double exactly
+    # $in / $nin
+    ({"v": {"$in": [1, None]}}, {0, 1, 4}),
+    ({"v": {"$in": [True, "1", 2.5]}}, {2, 3, 9}),
+    ({"v": {"$in": []}}, set()),
+    ({"v": {"$in": [float("inf")]}}, set()),
+    ({"v": {"$nin": [1, "1"]}}, ALL - {0, 1, 3}),
+    ({"v": {"$nin": []}}, ALL),
+    # $contains: list element equal (type-exact) or substring of a string field (string operand only)
+    ({"tags": {"$contains": "a"}}, {0, 3}),
+    ({"tags": {"$contains": 1}}, {0}),
+    ({"tags": {"$contains": True}}, {0}),
+    ({"tags": {"$contains": False}}, {2}),
+    ({"tags": {"$contains": 0}}, {2}),
+    ({"tags": {"$contains": None}}, {0}),
+    ({"tags": {"$contains": "[1,2]"}}, set()),
+    ({"tags": {"$contains": ", "}}, {3}),
+    ({"v": {"$contains": 1}}, {5}),  # [1], not the string "1"
+    ({"s": {"$contains": ""}}, {1, 2, 3, 8}),
+    ({"s": {"$contains": "' OR"}}, {8}),
+    # $icontains: case-insensitive substring, or a list element equal ignoring case
+    ({"s": {"$icontains": "école"}}, {3}),
+    ({"s": {"$icontains": "WORLD"}}, {1}),
+    ({"tags": {"$icontains": "a"}}, {0, 2, 3}),
+    ({"s": {"$icontains": ""}}, {1, 2, 3, 8}),
+    ({"s": {"$icontains": "o*w"}}, set()),  # glob characters are literal
+    ({"s": {"$icontains": "?"}}, set()),
+    # dotted paths, $exists, $type, $size
+    ({"o.x": "deep"}, {0}),
+    ({"o.x": {"$exists": True}}, {0, 4}),
+    ({"v": {"$exists": False}}, {6, 8}),
+    ({"v": {"$type": "number"}}, {0, 1, 9}),
+    ({"v": {"$type": "boolean"}}, {2}),
+    ({"v": {"$type": ["array", "object"]}}, {5, 7}),
+    ({"v": {"$type": "null"}}, {4}),
+    ({"tags": {"$size": 0}}, {1}),
+    ({"tags": {"$size": 1}}, {4}),
+    # combinations
+    ({}, ALL),
+    ({"$not": {}}, set()),
+    ({"v": 1, "tags": {"$size": 0}}, {1}),
+    ({"v": {"$gte": 1, "$lt": 2}}, {0, 1}),
+    ({"$and": [{"v": {"$type": "number"}}, {"tags": {"$exists": True}}]}, {0, 1}),
+    ({"$or": [{"v": True}, {"o.x": 2}]}, {2, 4}),
+    ({"$not": {"v": 1}}, ALL - {0, 1}),
+    ({"$not": {"v": {"$gt": 0}}}, ALL - {0, 1, 9}),  # a missing field negates cleanly
+    ({"$not": {"$not": {"v": None}}}, {4}),
+]
+
+
+@pytest.mark.parametrize("flt, want", CASES, ids=[json.dumps(f, default=str) for f, _ in CASES])
+def test_operators(db, flt, want):
+    assert ids(db, flt) == want
+
+
+@pytest.mark.parametrize(
+    "flt, match",
+    [
+        ("a=1", "must be a dict"),
+        ({"a": {"$regex": "x"}}, "unknown filter operator '\\$regex'"),
+        ({"$xor": []}, "unknown filter operator '\\$xor'"),
+        ({"$and": []}, "non-empty list"),
+        ({"$or": {"a": 1}}, "non-empty list"),
+        ({"a": {}}, "empty condition"),
+        ({"a": {"$in": 5}}, "\\$in needs a list"),
+        ({"a": {"$gt": [1]}}, "\\$gt operand must be a string, number, bool or null, got list"),
+        ({"a": {"$gt": None}}, "cannot compare with null"),
+        ({"a": {"$eq": float("nan")}}, "NaN"),
+        ({"a": {"$icontains": 3}}, "\\$icontains needs a string"),
+        ({"a": {"$type": "str"}}, "\\$type needs"),
+        ({"a": {"$size": -1}}, "\\$size needs"),
+        ({"a": {"$size": 2**63}}, "\\$size needs"),
+        ({"a": {"$exists": 1}}, "\\$exists needs"),
+        # field names: what SQLite's JSON paths cannot name exactly
+        ({"": 1}, "invalid filter field name ''"),
+        ({"$a": 1}, "unknown filter operator"),
+        ({"a.b": {"$eq": 1}, "$b.c": 1}, "unknown filter operator"),
+        ({"a\n": 1}, "invalid filter field name"),
+        ({'"a': 1}, "invalid filter field name"),
+        ({'a"': 1}, "invalid filter field name"),
+        ({"a\\b": 1}, "invalid filter field name"),
+        ({"a\nb": 1}, "invalid filter field name"),
+        ({"a\x00": 1}, "invalid filter field name"),
+        ({"\ud800": 1}, "invalid filter field name"),
+        ({"a..b": 1}, "invalid filter field name"),
+        ({"a.": 1}, "invalid filter field name"),
+        ({1: 1}, "invalid filter field name"),
+        # operands metadata cannot hold: NUL, lone surrogates, integers beyond int64
+        ({"a": "x\x00y"}, "NUL"),
+        ({"a": {"$ne": "\x00"}}, "NUL"),
+        ({"a": {"$in": ["ok", "x\x00"]}}, "NUL"),
+        ({"a": {"$contains": "\x00"}}, "NUL"),
+        ({"a": {"$icontains": "x\x00"}}, "NUL"),
+        ({"a": {"$lt": "\udc00"}}, "surrogate"),
+        ({"a": 2**63}, "outside int64"),
+        ({"a": {"$gt": INT64_MIN - 1}}, "outside int64"),
+        ({"a": {"$nin": [1, 2**64]}}, "outside int64"),
+        ({"a": {"$contains": -(2**70)}}, "outside int64"),
+    ],
+)
+def test_invalid_filters_name_the_problem(flt, match):
+    with pytest.raises(FilterError, match=match):
+        compile_filter(flt)
+    with pytest.raises(FilterError, match=match):
+        filter_key(flt)
+
+
+def test_nul_in_stored_or_filtered_strings_is_rejected_not_truncated():
+    """SQLite's JSON functions cut strings at NUL: {"s": "a"} matched "a\\x00b" and {"s": "a\\x00b"} nothing."""
+    col = Collection(None)
+    with pytest.raises(ValueError, match=r"metadatas\[1\] field 's' holds a NUL character"):
+        col.add(np.ones((2, 2)), metadatas=[{"s": "a"}, {"s": "a\x00b"}])
+    with pytest.raises(ValueError, match=r"metadatas\[0\] key 'a\\x00' holds a NUL"):
+        col.add(np.ones(2), metadatas=[{"a\x00": 1}])
+    with pytest.raises(ValueError, match=r"field 'o.l\[1\]' holds a NUL"):
+        col.add(np.ones(2), metadatas=[{"o": {"l": ["x", "\x00"]}}])
+    assert len(col) == 0 and col.dim is None  # nothing written, the dimension not fixed
+    col.add(np.ones((2, 2)), texts=["a\x00b", None], metadatas=[{"s": "a"}, {"s": "ab"}], ids=["0", "1"])
+    assert col.get("0")[0].text == "a\x00b"  # texts are not JSON: NUL is kept there
+    assert [h.id for h in col.get(filter={"s": "a"})] == ["0"]
+    with pytest.raises(FilterError, match="NUL"):
+        col.get(filter={"s": {"$contains": "\x00"}})
+
+
+def test_contains_is_type_exact():
+    col = Collection(None)
+    metas = [{"l": [1]}, {"l": [False]}, {"l": [None]}, {"l": [[1, 2]]}, {"l": [1.0]}, {"l": ["1"]}, {"l": "x1"}]
+    col.add(np.ones((len(metas), 2)), metadatas=metas, ids=[str(i) for i in range(len(metas))])
+
+    def got(v):
+        return [h.id for h in col.get(filter={"l": {"$contains": v}})]
+
+    assert got(True) == [] and got(False) == ["1"]
+    assert got(0) == [] and got(1) == ["0", "4"] and got(1.0) == ["0", "4"]
+    assert got(None) == ["2"]
+    assert got("[1,2]") == [] and got("1") == ["5", "6"]
+    col.close()
+
+
+def test_out_of_range_integers_are_rejected_and_int64_extremes_compare_exactly():
+    col = Collection(None)
+    for bad, field in (({"n": 2**63}, "n"), ({"o": {"l": [0, -(2**63) - 1]}}, r"o.l\[1\]")):
+        with pytest.raises(ValueError, match=f"field '{field}': integer .* outside int64"):
+            col.add(np.ones(2), metadatas=[bad])
+    assert len(col) == 0
+    extremes = [INT64_MIN, INT64_MIN + 1, INT64_MAX - 1, INT64_MAX]
+    col.add(np.ones((4, 2)), metadatas=[{"n": n} for n in extremes], ids=["min", "min+1", "max-1", "max"])
+    assert [h.id for h in col.get(filter={"n": INT64_MIN})] == ["min"]  # was also -2**63-1, stored as a double
+    assert [h.id for h in col.get(filter={"n": {"$gt": INT64_MAX - 1}})] == ["max"]
+    assert [h.id for h in col.get(filter={"n": {"$in": [INT64_MIN + 1, INT64_MAX]}})] == ["min+1", "max"]
+    assert col.count(filter={"n": {"$lt": float(INT64_MAX)}}) == 4  # float(2**63 - 1) == 2**63
+    with pytest.raises(FilterError, match="outside int64"):
+        col.count(filter={"n": {"$gt": 2**63}})  # was OverflowError
+    col.close()
+
+
+def test_deep_metadata_and_lone_surrogates_raise_before_anything_is_written():
+    col = Collection(None)
+    deep: dict = {}
+    for _ in range(5000):  # json.dumps raised RecursionError
+        deep = {"x": deep}
+    with pytest.raises(ValueError, match=f"nests dicts/lists deeper than {MAX_METADATA_DEPTH} levels"):
+        col.add(np.ones(2), metadatas=[deep])
+    ok: dict = {"leaf": 1}
+    for _ in range(MAX_METADATA_DEPTH - 1):
+        ok = {"x": ok}
+    for kwargs, match in (
+        ({"texts": ["fine", "\ud800"]}, r"texts\[1\] holds a lone surrogate"),
+        ({"metadatas": [{}, {"s": "a\udfffb"}]}, r"metadatas\[1\] field 's' holds a lone surrogate"),
+        ({"metadatas": [{"\ud83d": 1}, {}]}, r"metadatas\[0\] key '\\ud83d' holds a lone surrogate"),
+        ({"ids": ["ok", "\ud800"]}, "holds a lone surrogate"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            col.add(np.ones((2, 2)), **kwargs)  # was UnicodeEncodeError after the dimension was fixed
+    assert len(col) == 0 and col.dim is None
+    col.add(np.ones(3), metadatas=[ok], ids=["deepest"])  # exactly MAX_METADATA_DEPTH levels is fine
+    assert col.get(filter={".".join(["x"] * (MAX_METADATA_DEPTH - 1) + ["leaf"]): 1})[0].id == "deepest"
+    col.close()
+
+
+def nested(depth: int, leaf: dict) -> dict:
+    flt = leaf
+    for i in range(depth):
+        flt = [{"$not": flt}, {"$and": [flt, {}]}, {"$or": [flt, {"$not": {}}]}][i % 3]
+    return flt
+
+
+def test_nesting_is_bounded_by_filter_depth(db):
+    leaf = {"s": {"$icontains": "École"}}
+    negations = len(range(0, MAX_FILTER_DEPTH, 3))
+    assert ids(db, leaf) == {3}
+    assert ids(db, nested(MAX_FILTER_DEPTH, leaf)) == ({3} if negations % 2 == 0 else ALL - {3})
+    with pytest.raises(FilterError, match=f"deeper than {MAX_FILTER_DEPTH}"):
+        compile_filter(nested(MAX_FILTER_DEPTH + 1, leaf))
+    hostile = leaf
+    for _ in range(10_000):  # raised RecursionError (and SQLite's parser stack overflowed at ~20)
+        hostile = {"$not": hostile}
+    with pytest.raises(FilterError):
+        filter_key(hostile)
+
+
+def test_wide_filters_compile_to_sql_sqlite_accepts(db):
+    """An $in of any length, an $or of thousands of clauses (SQLite's expression depth limit is 1000: a flat
+    chain of 1000 terms overflowed it), and a long non-ASCII $icontains needle (a replace() per character
+    overflowed the parser stack at ~20 distinct letters)."""
+    many = [f"v{i}" for i in range(50_000)]
+    assert ids(db, {"s": {"$in": [*many, "ÉCOLE"]}}) == {3}
+    assert ids(db, {"s": {"$nin": [*many, "ÉCOLE"]}}) == ALL - {3}
+    assert ids(db, {"$or": [{"big": i} for i in range(5_000)] + [{"big": INT64_MAX}]}) == {7}
+    assert ids(db, {"$and": [{"big": {"$ne": i}} for i in range(3_000)]}) == ALL
+    with pytest.raises(FilterError, match="too large"):
+        compile_filter({"$or": [{"big": i} for i in range(MAX_PARAMS)]})
+    db.execute(
+        "INSERT INTO docs VALUES (100, ?)",
+        [json.dumps({"g": "ΑΒΓΔΕΖΗΘΙΚΛΜΝΞΟΠΡΣΤΥΦΧΨΩ абвгдеёжзийклмнопрстуфхцчшщъыьэюя"})],
+    )
+    try:
+        assert ids(db, {"g": {"$icontains": "αβγδεζηθικλμνξοπρστυφχψω"}}) == {100}
+        assert ids(db, {"g": {"$icontains": "АБВГДЕЁЖЗИЙКЛМНОПРСТУФХЦЧШЩЪЫЬЭЮЯ"}}) == {100}
+        assert ids(db, {"g": {"$icontains": "ω а"}}) == {100}
+        assert ids(db, {"g": {"$icontains": "ψω б"}}) == set()
+        assert ids(db, {"g": {"$icontains": "ж" * 5_000}}) == set()
+    finally:
+        db.execute("DELETE FROM docs WHERE rowid = 100")
+    with pytest.raises(FilterError, match="too long"):
+        compile_filter({"g": {"$icontains": "k" * 20_000}})
+
+
+def test_filter_key_is_canonical():
+    assert filter_key({"a": 1, "b": {"$in": [1, 2]}}) == filter_key({"b": {"$in": [1, 2]}, "a": 1})
+    assert filter_key({"a": 1}) != filter_key({"a": True}) != filter_key({"a": 1.0})
