@@ -50,6 +50,10 @@ _GROUP_MIN_HEADS = 2048
 _HEAD_RATIO_MAX = 1 / 40
 _HEAD_RATIO_MIN = 1 / 80
 _AUTO_MAX_HEADS = 12_500
+# Largest squared norm accepted (float32 max / 8): squared norms, inner products and the distances built from
+# them (|q|^2 - 2 q.x + |x|^2, residuals to heads) then stay finite in float32. Beyond it a norm overflows
+# to inf and the index silently ranks wrong (exact search does not), so inputs are rejected instead.
+_MAX_SQNORM = float(np.finfo(np.float32).max) / 8
 
 
 def auto_head_ratio(n: int) -> float:
@@ -275,7 +279,7 @@ class SpannIndex:
             and x.shape[-1] == self.dim
             and x.size
             and self.metric != "cosine"
-            and (math.isfinite(float(x.dot(x))) if x.ndim == 1 else np.isfinite(x).all())
+            and (float(x.dot(x)) if x.ndim == 1 else float(_sqnorms(x).max())) <= _MAX_SQNORM  # False for NaN
         ):
             return x.reshape(1, -1) if x.ndim == 1 else x  # the common case, validated in a few microseconds
         try:
@@ -298,6 +302,14 @@ class SpannIndex:
         if not np.isfinite(arr).all():
             bad = int(np.flatnonzero(~np.isfinite(arr).all(axis=1))[0])
             raise ValueError(f"{what} contain NaN or inf (first at row {bad})")
+        n2 = np.einsum("ij,ij->i", arr, arr, dtype=np.float64)
+        if n2.max() > _MAX_SQNORM:
+            bad = int(np.argmax(n2 > _MAX_SQNORM))
+            msg = (
+                f"{what} have a squared norm of {n2[bad]:.3g} (row {bad}), beyond {_MAX_SQNORM:.2g}: its distances "
+                "overflow float32; scale the vectors down"
+            )
+            raise ValueError(msg)
         if self.metric == "cosine":
             norms = np.linalg.norm(arr, axis=1)
             if (norms == 0).any():

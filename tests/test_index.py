@@ -208,6 +208,31 @@ def test_bad_input_leaves_index_unchanged(data):
     np.testing.assert_array_equal(before.ids, after.ids)
 
 
+@pytest.mark.parametrize("metric", ["ip", "cosine", "l2"])
+def test_vectors_whose_norm_overflows_float32_are_rejected(metric):
+    """Entries near 1e19 give squared norms beyond float32 (8 x 1e38 > 3.4e38): a built index then never
+    ranked the true best match first (exact search did), so build, add and search refuse them, on the fast
+    path (float32, contiguous) and the converting one (float64 input) alike; 1e17 entries still work."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((400, 8)).astype(np.float32)
+    idx = SpannIndex(8, metric=metric, progress=False).build(x)
+    big = x[:3] * np.float32(1e19)
+    for fn in (
+        lambda: idx.add(big, [1001, 1002, 1003]),
+        lambda: idx.add(big.astype(np.float64), [1001, 1002, 1003]),
+        lambda: idx.search(big[0], k=3),
+        lambda: idx.search(big, k=3),
+        lambda: SpannIndex(8, metric=metric).build(big),
+    ):
+        with pytest.raises(ValueError, match="squared norm"):
+            fn()
+    assert len(idx) == 400
+    ok = x * np.float32(1e17)
+    hits = SpannIndex(8, metric=metric, progress=False).build(ok).search(ok[:20], k=1, n_probe=64).ids[:, 0]
+    truth, _ = exact(ok.astype(np.float64), ok[:20].astype(np.float64), 1, metric)
+    assert (hits == truth[:, 0]).mean() >= 0.9
+
+
 def test_cosine_rejects_zero_vector():
     idx = small_index("cosine")
     with pytest.raises(ValueError, match="zero vector"):
