@@ -1,10 +1,19 @@
 """spann-vectorstore: a quantized SPANN vector index with a durable document store for RAG."""
 
+from ._storage import CorruptStoreError
 from .collection import Collection, CollectionLockedError, Hit
 from .filters import FilterError
 from .index import SearchResult, SpannIndex
 
-__all__ = ["Collection", "CollectionLockedError", "FilterError", "Hit", "SearchResult", "SpannIndex"]
+__all__ = [
+    "Collection",
+    "CollectionLockedError",
+    "CorruptStoreError",
+    "FilterError",
+    "Hit",
+    "SearchResult",
+    "SpannIndex",
+]
 __version__ = "0.1.0"
 
 

@@ -224,6 +224,7 @@ class SpannIndex:
         self._vec_base = np.zeros((0, d), np.float32)
         self._vec_tail = np.zeros((0, d), np.float32)
         self._mmapped = False
+        self._vec_crc: tuple[Path, int] | None = None  # the mapped vectors file and its CRC32 (see save)
         self._n_live = 0
         self._build_mean = 1.0 / (self.params["head_ratio"] or _HEAD_RATIO_MAX)
         self._sorted_ids = np.zeros(0, np.int64)  # live external ids, sorted
@@ -951,7 +952,13 @@ class SpannIndex:
 
         Tombstoned vectors are dropped and internal indices renumbered, so the snapshot is compact.
         ``meta`` (JSON-serialisable) is stored alongside, e.g. the sequence number a Collection covers.
+        Memory-mapped vectors are checked against the CRC32 they were loaded with first (one pass over data
+        the save reads anyway): a file damaged on disk raises ``CorruptStoreError`` instead of being copied
+        into a new snapshot under a fresh, valid checksum.
         """
+        if self._vec_crc is not None and _storage._crc(self._vec_base) != self._vec_crc[1]:
+            msg = f"corrupt index: checksum mismatch in {str(self._vec_crc[0])!r} (memory-mapped); no snapshot written"
+            raise _storage.CorruptStoreError(msg)
         live = np.flatnonzero(self._deleted[: self._n] == 0)
         self._compact_entries(slack=1.0)
         renum = np.full(self._n, -1, np.int64)
@@ -982,36 +989,44 @@ class SpannIndex:
         """Load a snapshot written by :meth:`save`. Never executes code (no pickle).
 
         With ``mmap=True`` the full-precision vectors stay on disk (memory-mapped, read only for rerank), so
-        RAM holds heads and codes. Raises ``FileNotFoundError`` when absent and ``ValueError`` when the
-        directory is corrupt or truncated.
+        RAM holds heads and codes. Raises ``FileNotFoundError`` when absent and
+        :class:`~spann_vectorstore.CorruptStoreError` (a ``ValueError``) naming the file when the directory
+        is corrupt or truncated.
         """
         man = _storage.read_manifest(path, _FORMAT)
         snap_dir = Path(path) / man["snapshot"]
         meta = man["meta"]
+
+        def corrupt(key: str, what: str) -> _storage.CorruptStoreError:
+            return _storage.CorruptStoreError(f"corrupt index: {str(snap_dir / f'{key}.npy')!r}: {what}")
+
         try:
-            idx = cls(
-                int(meta["dim"]), metric=meta["metric"], bits=int(meta["bits"]), progress=progress, **meta["params"]
-            )
-        except (KeyError, TypeError) as exc:
-            raise ValueError(f"corrupt index manifest at {str(path)!r}: {exc}") from None
+            params = meta["params"]
+            idx = cls(int(meta["dim"]), metric=meta["metric"], bits=int(meta["bits"]), progress=progress, **params)
+            n = int(meta["count"])
+            build_mean = float(meta.get("build_mean", idx._build_mean))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            msg = f"corrupt index manifest {str(Path(path) / _storage.MANIFEST)!r}: {type(exc).__name__}: {exc}"
+            raise _storage.CorruptStoreError(msg) from None
+        for key in ("rotation", "heads", "p_size", "ids", "xn2", "vectors", *["e_" + name for name in idx._e]):
+            if key not in man["arrays"]:
+                raise corrupt(key, "the array is missing from the manifest")
         a = _storage.load_arrays(path, man, mmap=frozenset({"vectors"}) if mmap else frozenset())
-        n, h, d = int(meta["count"]), a["heads"].shape[0], idx.dim
+        h, d = a["heads"].shape[0], idx.dim
         expect = {"rotation": (d, d), "heads": (h, d), "p_size": (h,), "ids": (n,), "xn2": (n,), "vectors": (n, d)}
         for key, shape in expect.items():
             if a[key].shape != shape:
-                raise ValueError(f"corrupt index: {key} has shape {a[key].shape}, expected {shape}")
+                raise corrupt(key, f"shape {a[key].shape}, expected {shape}")
         m = int(a["p_size"].sum())
         for key in ["e_" + name for name in idx._e]:
-            if key not in a:
-                raise ValueError(f"corrupt index: array {key} is missing from the manifest")
             if a[key].shape[0] != m:
-                raise ValueError(f"corrupt index: {key} has {a[key].shape[0]} entries, postings need {m}")
+                raise corrupt(key, f"{a[key].shape[0]} entries, postings need {m}")
         if a["e_codes"].shape[1:] != (idx._nbytes,) or ("e_sign" in a and a["e_sign"].shape[1:] != (idx._nsign,)):
-            raise ValueError("corrupt index: code width does not match dim and bits")
+            raise corrupt("e_codes", "code width does not match dim and bits")
         if m and (a["e_vidx"].min() < 0 or a["e_vidx"].max() >= n):
-            raise ValueError("corrupt index: posting entry out of range")
+            raise corrupt("e_vidx", "posting entry out of range")
         if len(np.unique(a["ids"])) != n:
-            raise ValueError("corrupt index: duplicate ids")
+            raise corrupt("ids", "duplicate ids")
         idx._rot = np.ascontiguousarray(a["rotation"], dtype=np.float32)
         idx._set_heads(np.ascontiguousarray(a["heads"], dtype=np.float32))
         idx._p_size = a["p_size"].astype(np.int64)
@@ -1025,6 +1040,7 @@ class SpannIndex:
         # a plain ndarray view of the map: numba dispatches ndarray subclasses (np.memmap) slowly
         idx._vec_base = np.asarray(vec) if mmap else np.ascontiguousarray(vec, dtype=np.float32)
         idx._mmapped = bool(mmap)
+        idx._vec_crc = (snap_dir / "vectors.npy", man["arrays"]["vectors"]["crc32"]) if mmap else None
         idx._snap_dir = snap_dir
         idx._vec_tail = np.zeros((0, d), np.float32)
         idx._n = n
@@ -1035,13 +1051,13 @@ class SpannIndex:
         order = np.argsort(idx._ids, kind="stable")
         idx._sorted_ids = idx._ids[order]
         idx._sorted_pos = order.astype(np.int64)
-        idx._build_mean = float(meta.get("build_mean", idx._build_mean))
+        idx._build_mean = build_mean
         if "g_cent" in a and "g_label" in a:
             g_cent, g_label = a["g_cent"], a["g_label"]
             if g_cent.ndim != 2 or g_cent.shape[1] != d or g_label.shape != ((h,) if g_cent.shape[0] else (0,)):
-                raise ValueError(f"corrupt index: head groups {g_cent.shape}/{g_label.shape} do not match {h} heads")
+                raise corrupt("g_label", f"head groups {g_cent.shape}/{g_label.shape} do not match {h} heads")
             if g_label.size and (g_label.min() < 0 or g_label.max() >= g_cent.shape[0]):
-                raise ValueError("corrupt index: head group label out of range")
+                raise corrupt("g_label", "head group label out of range")
             idx._g_cent = np.ascontiguousarray(g_cent, dtype=np.float32)
             idx._g_label = np.asarray(g_label, dtype=np.int64)
             idx._index_groups()
@@ -1053,7 +1069,10 @@ class SpannIndex:
     @staticmethod
     def read_meta(path: str | os.PathLike) -> dict[str, Any]:
         """The ``meta`` passed to :meth:`save` of the snapshot at ``path`` (without loading arrays)."""
-        return _storage.read_manifest(path, _FORMAT)["meta"].get("user", {})
+        user = _storage.read_manifest(path, _FORMAT)["meta"].get("user", {})
+        if not isinstance(user, dict):
+            raise _storage.CorruptStoreError(f"corrupt manifest {str(Path(path) / _storage.MANIFEST)!r}: bad meta")
+        return user
 
     # ------------------------------------------------------------------------------------------------------
     # introspection
