@@ -457,6 +457,8 @@ class Collection:
                 self._cfg["dim"] = dim
                 self._db.execute("UPDATE settings SET value = ? WHERE key = 'config'", [json.dumps(self._cfg)])
                 self._index = self._new_index()
+            elif dim != self._cfg["dim"]:  # the first add of another thread fixed it while this one validated
+                raise ValueError(f"vectors have dimension {dim}, index dimension is {self._cfg['dim']}")
             with self._db_lock:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
@@ -492,9 +494,12 @@ class Collection:
     def delete(self, ids: Iterable[str] | None = None, filter: dict[str, Any] | None = None) -> int:
         """Delete documents by id and/or filter (both given: ids that also match); returns how many.
 
-        Unknown ids are ignored. With neither ``ids`` nor ``filter`` nothing is deleted (use :meth:`clear`).
+        Unknown ids are ignored. With neither ``ids`` nor ``filter`` nothing is deleted, and an empty filter
+        ``{}`` counts as none (wrappers pass ``filter or {}``): deleting every document is :meth:`clear`.
         """
         self._check_open()
+        if isinstance(filter, dict) and not filter:
+            filter = None
         if ids is None and filter is None:
             return 0
         where, params = ("1", [])

@@ -474,3 +474,58 @@ def test_close_and_optimize_during_rebuild(tmp_path, gated_rebuild):
     with Collection.open(tmp_path / "c") as again:
         assert len(again) == 1000
         assert [h[0].id for h in again.search(x, k=1)] == ids
+
+
+def test_first_adds_of_two_dimensions_do_not_race(tmp_path, monkeypatch):
+    """Validation runs outside the write lock: thread A (8-d, slow validation) must not commit its rows
+    after thread B's first add fixed the dimension at 16 (it did: count 4, 2 searchable, and every later
+    open failed to broadcast (8,) into (16,)). The dimension is checked again under the lock."""
+    import spann_vectorstore.collection as cmod
+
+    b_done = threading.Event()
+    a_validated = threading.Event()
+    real = cmod.validate_documents
+
+    def slow(vectors, *args, **kwargs):
+        out = real(vectors, *args, **kwargs)
+        if out[0].shape[1] == 8:  # thread A: validated against "no dimension yet"; wait for B's add
+            a_validated.set()
+            assert b_done.wait(60), "thread B never finished"
+        return out
+
+    monkeypatch.setattr(cmod, "validate_documents", slow)
+    col = Collection(tmp_path / "c")
+    errors = []
+
+    def add_a():
+        try:
+            col.add(np.ones((2, 8), np.float32), ids=["a1", "a2"])
+        except ValueError as e:
+            errors.append(e)
+
+    t = threading.Thread(target=add_a)
+    t.start()
+    assert a_validated.wait(60)
+    col.add(np.ones((2, 16), np.float32), ids=["b1", "b2"])
+    b_done.set()
+    t.join(60)
+    assert len(errors) == 1 and "dimension" in str(errors[0])
+    assert col.count() == 2 and {h.id for h in col.get()} == {"b1", "b2"}
+    col.close()
+    with Collection.open(tmp_path / "c") as col:
+        assert col.count() == 2 and col.dim == 16
+        assert len(col.search(np.ones(16, np.float32), k=4)) == 2
+
+
+def test_delete_with_an_empty_filter_deletes_nothing(tmp_path):
+    """``filter={}`` matches everything, and wrappers pass ``filter or {}``: it deleted every document. An
+    empty filter now counts as no filter; ``clear()`` deletes everything."""
+    x, texts, metas, ids = docs(50)
+    col = Collection(tmp_path / "c")
+    col.add(x, texts, metas, ids)
+    assert col.delete(filter={}) == 0 and col.delete() == 0 and col.count() == 50
+    assert col.delete(ids=["doc-1", "doc-2"], filter={}) == 2
+    assert col.delete(filter={"kind": "blog"}) == sum(m["kind"] == "blog" for m in metas[3:])
+    col.clear()
+    assert col.count() == 0
+    col.close()
