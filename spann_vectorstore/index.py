@@ -375,6 +375,15 @@ class SpannIndex:
         """Live external ids, sorted (a copy)."""
         return self._sorted_ids.copy()
 
+    def vectors(self, ids: Any) -> np.ndarray:
+        """The stored vectors (n, dim) float32 of live ``ids`` (normalised for cosine); ``KeyError`` for an
+        id that is not live."""
+        arr = np.asarray(ids, dtype=np.int64).reshape(-1)
+        pos = self._lookup(arr)
+        if (pos < 0).any():
+            raise KeyError(f"ids not in the index: {arr[pos < 0][:5].tolist()}")
+        return self._vectors_of(pos)
+
     def live_items(self) -> tuple[np.ndarray, np.ndarray]:
         """Copies of the live vectors (n, dim) float32 and their ids (n,), in insertion order."""
         live = np.flatnonzero(self._deleted[: self._n] == 0)
