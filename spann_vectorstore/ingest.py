@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import functools
 import hashlib
 import html.parser
 import json
@@ -56,7 +57,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .collection import Collection
+from ._storage import CorruptStoreError
+from .collection import Collection, _is_damage
 from .embed import Embedder
 
 INFO_FILE = "embedder.json"
@@ -581,6 +583,28 @@ class _Batch(list):
         self.done: list[_Done] = []
 
 
+def _names_manifest_damage(fn):
+    """Raise SQLite damage of ``ingest.sqlite`` as :class:`CorruptStoreError` naming it (the collection
+    raises its own damage as that already, so a raw SQLite error here comes from the manifest)."""
+
+    @functools.wraps(fn)
+    def wrapper(paths: Any, collection: Collection, *args: Any, **kwargs: Any) -> IngestSummary:
+        try:
+            return fn(paths, collection, *args, **kwargs)
+        except sqlite3.DatabaseError as exc:
+            if not _is_damage(exc):
+                raise
+            where = str(Path(collection.path or ".") / MANIFEST_FILE)
+            msg = (
+                f"{where!r} is damaged ({exc}): delete it and ingest again (that run finds earlier chunks by "
+                "their metadata and embeds every file once more)"
+            )
+            raise CorruptStoreError(msg) from exc
+
+    return wrapper
+
+
+@_names_manifest_damage
 def ingest(
     paths: str | os.PathLike | Document | Iterable[str | os.PathLike | Document],
     collection: Collection,

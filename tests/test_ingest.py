@@ -274,3 +274,35 @@ def test_interrupted_first_ingest_of_a_file_leaves_no_orphans(tmp_path, fake):
     with Collection(tmp_path / "fresh") as fresh:
         ingest(root, fresh, fake, **opts)
         assert got == {h.id for h in fresh.get()}, "the result equals a clean ingest"
+
+
+@pytest.mark.parametrize("damage", ["garbage", "empty", "page"])
+def test_damaged_ingest_manifest_is_named_or_rebuilt(tmp_path, fake, damage):
+    """ingest.sqlite is derived: a damaged one raises CorruptStoreError naming it (delete it and run again),
+    an empty one is rebuilt (earlier chunks found by metadata); either way the result equals a clean ingest."""
+    from spann_vectorstore import CorruptStoreError
+
+    root = tmp_path / "docs"
+    write_corpus(root)
+    opts = {"chunk_size": 200, "chunk_overlap": 20, "progress": False}
+    man = tmp_path / "idx" / "ingest.sqlite"
+    with Collection(tmp_path / "idx") as col:
+        ingest(root, col, fake, **opts)
+    raw = man.read_bytes()
+    if damage == "garbage":
+        man.write_bytes(b"not a database " * 100)
+    elif damage == "empty":
+        man.write_bytes(b"")
+    else:
+        man.write_bytes(raw[:4096] + b"\xff" * (len(raw) - 4096))
+    (root / "a.md").write_text("# Alpha, changed\n\n" + PARA.format(i=0, name="changed"))
+    with Collection.open(tmp_path / "idx") as col:
+        if damage != "empty":
+            with pytest.raises(CorruptStoreError, match=r"ingest\.sqlite.*delete it"):
+                ingest(root, col, fake, **opts)
+            man.unlink()
+        ingest(root, col, fake, **opts)
+        got = {h.id for h in col.get()}
+    with Collection(tmp_path / "fresh") as fresh:
+        ingest(root, fresh, fake, **opts)
+        assert got == {h.id for h in fresh.get()}
