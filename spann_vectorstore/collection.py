@@ -83,10 +83,14 @@ def _names_damage(method):
         except sqlite3.DatabaseError as exc:
             if not _is_damage(exc):
                 raise
-            where = repr(str(self.path / "docs.sqlite")) if self.path is not None else "the in-memory database"
-            raise CorruptStoreError(f"{where} is damaged ({exc}): {_RECOVER_DB}") from exc
+            raise _damage_error(self.path, str(exc)) from exc
 
     return wrapper
+
+
+def _damage_error(path: Path | None, detail: str) -> CorruptStoreError:
+    where = repr(str(path / "docs.sqlite")) if path is not None else "the in-memory database"
+    return CorruptStoreError(f"{where} is damaged ({detail}): {_RECOVER_DB}")
 
 
 @dataclass
@@ -779,8 +783,15 @@ class Collection:
         return [self._hit(r, None, include_vectors) for r in rows]
 
     def _hit(self, row: tuple, score: float | None, include_vectors: bool) -> Hit:
-        vec = np.frombuffer(row[3], dtype=np.float32).copy() if include_vectors else None
-        return Hit(id=row[0], score=score, text=row[1], metadata=json.loads(row[2]), vector=vec)
+        try:  # a damaged record can read as NULLs and column defaults, without an error from SQLite
+            vec = np.frombuffer(row[3], dtype=np.float32).copy() if include_vectors else None
+            meta = json.loads(row[2])
+            ok = isinstance(row[0], str) and isinstance(meta, dict) and (vec is None or vec.shape == (self.dim,))
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise _damage_error(self.path, f"a row reads as {row[:3]!r}")
+        return Hit(id=row[0], score=score, text=row[1], metadata=meta, vector=vec)
 
     def _allowed(self, flt: dict[str, Any]) -> np.ndarray:
         """Rowids matching ``flt`` (cached per filter until the next write)."""
