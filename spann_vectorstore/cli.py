@@ -81,7 +81,8 @@ def _parse_filter(text: str | None) -> dict[str, Any] | None:
 
 
 def _is_index(path: Path) -> bool:
-    return (path / "docs.sqlite").exists()
+    """docs.sqlite, or an index snapshot without it (then opening says what happened and what to do)."""
+    return (path / "docs.sqlite").exists() or (path / "index" / "MANIFEST.json").exists()
 
 
 def _open_collection(path: Path, **kwargs: Any) -> Any:
@@ -105,12 +106,14 @@ def _check_new_or_index(index: Path) -> None:
 
 
 def _writable_collection(path: Path, **kwargs: Any) -> Any:
-    from .collection import Collection, CollectionLockedError
+    from .collection import Collection, CollectionLockedError, CorruptStoreError
 
     try:
         return Collection(path, **kwargs)
     except CollectionLockedError as exc:
         raise UserError(f"{exc} (wait for the other command to finish)") from None
+    except CorruptStoreError as exc:
+        raise UserError(str(exc)) from None
     except ValueError as exc:
         raise UserError(f"{exc} (omit --bits/--metric to extend it, or use a new index directory)") from None
 

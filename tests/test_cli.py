@@ -182,3 +182,7 @@ def test_check_and_recover(tmp_path, capsys):
     code, out, err = run(capsys, "recover", index)
     assert code == 0 and "200 documents only had their vector left" in out, (out, err)
     assert run(capsys, "check", index)[0] == 0
+    (index / "docs.sqlite").unlink()
+    for argv in (["check", index], ["query", index, "x"], ["ingest", tmp_path, "--index", index]):
+        code, out, err = run(capsys, *argv)
+        assert code == 1 and "docs.sqlite' is missing" in err and "recover" in err, (argv, err)
