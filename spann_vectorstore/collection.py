@@ -273,7 +273,7 @@ class Collection:
                 "index_options": index_options or {},
             }
             SpannIndex(8, metric=cfg["metric"], bits=cfg["bits"], **cfg["index_options"])  # validate early
-            self._db.execute("INSERT INTO settings VALUES ('config', ?)", [json.dumps(cfg)])
+            self._db.execute("INSERT INTO settings VALUES ('config', ?)", [_config_text(cfg)])
         self._cfg = cfg
         self._n_probe = n_probe if n_probe is not None else cfg.get("n_probe")
         self._seq = int(self._db.execute("SELECT coalesce(max(seq), 0) FROM docs").fetchone()[0])
@@ -349,7 +349,7 @@ class Collection:
         vectors, rowids = idx.live_items()
         found = _salvage(db_file, rowids, idx.dim)
         cfg = {"dim": idx.dim, "metric": idx.metric, "bits": idx.bits, "n_probe": None, "index_options": {}}
-        if isinstance(found.cfg, dict) and found.cfg.keys() == cfg.keys():
+        if isinstance(found.cfg, dict) and found.cfg.keys() - {"crc32"} == cfg.keys():
             if all(found.cfg[k] == cfg[k] for k in ("dim", "metric", "bits")):
                 cfg = found.cfg  # keeps n_probe and index_options
         seq = int(meta.get("seq", 0))
@@ -375,7 +375,7 @@ class Collection:
         with contextlib.closing(sqlite3.connect(tmp, isolation_level=None)) as db:
             db.executescript(_SCHEMA)
             db.execute("BEGIN")
-            db.execute("INSERT INTO settings VALUES ('config', ?)", [json.dumps(cfg)])
+            db.execute("INSERT INTO settings VALUES ('config', ?)", [_config_text(cfg)])
             db.executemany(
                 "INSERT INTO docs (rowid, id, text, metadata, vector, seq, crc) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [(*r, _row_crc(*r[1:5])) for r in rows],
@@ -643,7 +643,7 @@ class Collection:
             running = self._rebuild
             if self._cfg["dim"] is None:
                 self._cfg["dim"] = dim
-                self._db.execute("UPDATE settings SET value = ? WHERE key = 'config'", [json.dumps(self._cfg)])
+                self._db.execute("UPDATE settings SET value = ? WHERE key = 'config'", [_config_text(self._cfg)])
                 self._index = self._new_index()
             elif dim != self._cfg["dim"]:  # the first add of another thread fixed it while this one validated
                 raise ValueError(f"vectors have dimension {dim}, index dimension is {self._cfg['dim']}")
@@ -1134,13 +1134,22 @@ def _lost_database_message(path: Path, what: str) -> str:
     )
 
 
+def _config_text(cfg: dict[str, Any]) -> str:
+    """The settings row: the config as JSON with a CRC32 of the rest (checked on open)."""
+    body = {k: v for k, v in cfg.items() if k != "crc32"}
+    return json.dumps({**body, "crc32": zlib.crc32(json.dumps(body, sort_keys=True).encode())})
+
+
 def _valid_config(text: Any) -> bool:
+    """Whether the settings row is a config with its CRC32 (rows written before it have none)."""
     try:
         cfg = json.loads(text)
     except (TypeError, ValueError):
         return False
     keys = {"dim": (int, type(None)), "metric": str, "bits": int, "index_options": dict}
-    return isinstance(cfg, dict) and all(isinstance(cfg.get(k), t) for k, t in keys.items())
+    if not isinstance(cfg, dict) or not all(isinstance(cfg.get(k), t) for k, t in keys.items()):
+        return False
+    return "crc32" not in cfg or _config_text(cfg) == text
 
 
 def _open_database(path: Path) -> sqlite3.Connection:

@@ -694,3 +694,18 @@ def test_rows_written_before_row_checksums_still_open_and_verify(tmp_path):
         assert rep.ok and rep.checked["rows_without_checksum"] == 300
         col.add(np.ones((1, D), np.float32), ids=["fresh"])
         assert col.verify().checked["rows_without_checksum"] == 300
+
+
+def test_damaged_settings_row_is_refused(tmp_path):
+    """The settings row carries a CRC32 of itself: a changed value (here n_probe, which would change search
+    results silently) is refused on open, naming docs.sqlite."""
+    import sqlite3
+
+    p = tmp_path / "c"
+    small_store(p, n_probe=7)
+    with sqlite3.connect(p / "docs.sqlite") as db:
+        (text,) = db.execute("SELECT value FROM settings").fetchone()
+        db.execute("UPDATE settings SET value = ?", [text.replace('"n_probe": 7', '"n_probe": 9')])
+    db.close()
+    with pytest.raises(CorruptStoreError, match=r"docs\.sqlite': the collection settings are damaged"):
+        Collection.open(p)
