@@ -1,5 +1,6 @@
 """spann-vectorstore: a quantized SPANN vector index with a durable document store for RAG."""
 
+from ._storage import CorruptStoreError
 from .collection import Collection, CollectionLockedError, Hit
 from .filters import FilterError
 from .fulltext import FullTextUnavailableError
@@ -8,6 +9,7 @@ from .index import SearchResult, SpannIndex
 __all__ = [
     "Collection",
     "CollectionLockedError",
+    "CorruptStoreError",
     "FilterError",
     "FullTextUnavailableError",
     "Hit",

@@ -9,13 +9,16 @@ Writing goes to a fresh ``snap-<n+1>`` directory, every file is fsynced, then ``
 atomically (write temp, fsync, rename) and only then is the previous snapshot removed. A crash at any point
 leaves a manifest that names a complete snapshot. Loading checks every file's shape, dtype and byte size
 against the manifest and a CRC32 of its contents (skipped for arrays opened memory-mapped, which are
-checked for size only), so a truncated or corrupt directory raises ``ValueError`` instead of loading.
+checked for size only: :func:`verify_snapshot` reads them all), so a truncated or corrupt directory raises
+:class:`CorruptStoreError` (a ``ValueError``) naming the file instead of loading. The manifest carries a
+CRC32 of its own content too (manifests written before it existed are accepted without).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import zlib
 from pathlib import Path
@@ -24,6 +27,13 @@ from typing import Any
 import numpy as np
 
 MANIFEST = "MANIFEST.json"
+_SNAP_NAME = re.compile(r"snap-\d{8}")
+_ENTRY_TYPES = {"shape": list, "dtype": str, "bytes": int, "crc32": int}
+_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+
+
+class CorruptStoreError(ValueError):
+    """A file of a store is damaged, truncated or inconsistent; the message names the file."""
 
 
 def _crc(a: np.ndarray) -> int:
@@ -77,6 +87,7 @@ def write_snapshot(root: str | os.PathLike, kind: str, meta: dict[str, Any], arr
         }
     _fsync_dir(snap)
     manifest = {"format": kind, "version": 1, "seq": seq, "snapshot": name, "meta": meta, "arrays": entries}
+    manifest["crc32"] = _manifest_crc(manifest)
     tmp = root / (MANIFEST + ".tmp")
     with open(tmp, "w") as f:
         json.dump(manifest, f, indent=1)
@@ -90,7 +101,14 @@ def write_snapshot(root: str | os.PathLike, kind: str, meta: dict[str, Any], arr
     return snap
 
 
+def _manifest_crc(manifest: dict[str, Any]) -> int:
+    body = {k: v for k, v in manifest.items() if k != "crc32"}
+    return zlib.crc32(json.dumps(body, sort_keys=True, separators=(",", ":")).encode())
+
+
 def read_manifest(root: str | os.PathLike, kind: str, *, missing_ok: bool = False) -> dict[str, Any] | None:
+    """The manifest of the snapshot at ``root``, checked for structure and its own CRC32 (``None`` when it is
+    absent and ``missing_ok``). Raises :class:`CorruptStoreError` naming the file."""
     root = Path(root)
     fn = root / MANIFEST
     if not fn.exists():
@@ -98,41 +116,75 @@ def read_manifest(root: str | os.PathLike, kind: str, *, missing_ok: bool = Fals
             return None
         raise FileNotFoundError(f"no {kind} snapshot at {str(root)!r} (missing {MANIFEST})")
     try:
-        manifest = json.loads(fn.read_text())
+        manifest = json.loads(fn.read_bytes())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"corrupt manifest {str(fn)!r}: {exc}") from None
+        raise CorruptStoreError(f"corrupt manifest {str(fn)!r}: {exc}") from None
     if not isinstance(manifest, dict) or manifest.get("format") != kind:
-        raise ValueError(f"{str(fn)!r} is not a {kind} manifest")
-    for key in ("seq", "snapshot", "meta", "arrays"):
-        if key not in manifest:
-            raise ValueError(f"corrupt manifest {str(fn)!r}: missing {key!r}")
+        raise CorruptStoreError(f"{str(fn)!r} is not a {kind} manifest (corrupt?)")
+    if "crc32" in manifest and manifest["crc32"] != _manifest_crc(manifest):
+        raise CorruptStoreError(f"corrupt manifest {str(fn)!r}: checksum mismatch")
+    for key, typ in (("seq", int), ("snapshot", str), ("meta", dict), ("arrays", dict)):
+        if not isinstance(manifest.get(key), typ):
+            raise CorruptStoreError(f"corrupt manifest {str(fn)!r}: {key!r} is missing or not a {typ.__name__}")
+    if not _SNAP_NAME.fullmatch(manifest["snapshot"]):
+        raise CorruptStoreError(f"corrupt manifest {str(fn)!r}: bad snapshot name {manifest['snapshot']!r}")
+    for name, ent in manifest["arrays"].items():
+        bad = not isinstance(ent, dict) or not all(isinstance(ent.get(k), t) for k, t in _ENTRY_TYPES.items())
+        if bad or not re.fullmatch(r"\w+", name) or not all(isinstance(v, int) and v >= 0 for v in ent["shape"]):
+            raise CorruptStoreError(f"corrupt manifest {str(fn)!r}: bad entry for array {name!r}: {ent!r}")
     return manifest
 
 
 def load_arrays(
     root: str | os.PathLike, manifest: dict[str, Any], *, mmap: frozenset[str] = frozenset()
 ) -> dict[str, np.ndarray]:
-    """Load and verify every array of ``manifest``; names in ``mmap`` are opened read-only memory-mapped."""
+    """Load and verify every array of ``manifest``; names in ``mmap`` are opened read-only memory-mapped
+    (checked for size, shape and dtype, not read: see :func:`verify_snapshot`)."""
     snap = Path(root) / manifest["snapshot"]
     out = {}
     for key, ent in manifest["arrays"].items():
-        fn = snap / f"{key}.npy"
-        if not fn.exists():
-            raise ValueError(f"corrupt index: missing array file {str(fn)!r}")
-        if fn.stat().st_size != ent["bytes"]:
-            raise ValueError(
-                f"corrupt index: {str(fn)!r} has {fn.stat().st_size} bytes, manifest says {ent['bytes']} (truncated?)"
-            )
-        try:
-            arr = np.load(fn, mmap_mode="r" if key in mmap else None, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as exc:
-            raise ValueError(f"corrupt index: cannot read {str(fn)!r}: {exc}") from None
-        if list(arr.shape) != ent["shape"] or arr.dtype.str != ent["dtype"]:
-            raise ValueError(
-                f"corrupt index: {str(fn)!r} is {arr.dtype.str}{list(arr.shape)}, manifest says "
-                f"{ent['dtype']}{ent['shape']}"
-            )
-        if key not in mmap and _crc(arr) != ent["crc32"]:
-            raise ValueError(f"corrupt index: checksum mismatch in {str(fn)!r}")
-        out[key] = arr
+        out[key] = _open_array(snap / f"{key}.npy", ent, mmap=key in mmap, check_crc=key not in mmap)
     return out
+
+
+def verify_snapshot(root: str | os.PathLike, kind: str) -> list[str]:
+    """Every check of loading, plus the CRC32 of the arrays a load memory-maps: the problems found, one
+    message per damaged file (empty when the snapshot is intact). Reads every file once."""
+    try:
+        manifest = read_manifest(root, kind)
+    except CorruptStoreError as exc:
+        return [str(exc)]
+    problems = []
+    for key, ent in manifest["arrays"].items():
+        try:
+            _open_array(Path(root) / manifest["snapshot"] / f"{key}.npy", ent, mmap=True, check_crc=True)
+        except CorruptStoreError as exc:
+            problems.append(str(exc))
+    return problems
+
+
+def _open_array(fn: Path, ent: dict[str, Any], *, mmap: bool, check_crc: bool) -> np.ndarray:
+    if not fn.exists():
+        raise CorruptStoreError(f"corrupt index: missing array file {str(fn)!r}")
+    size = fn.stat().st_size
+    if size != ent["bytes"]:
+        raise CorruptStoreError(
+            f"corrupt index: {str(fn)!r} has {size} bytes, manifest says {ent['bytes']} (truncated?)"
+        )
+    try:  # the header first: a damaged shape must not make np.load allocate terabytes
+        with open(fn, "rb") as f:
+            header = _HEADER_READERS[np.lib.format.read_magic(f)](f)
+    except Exception as exc:
+        raise CorruptStoreError(f"corrupt index: cannot read the header of {str(fn)!r}: {exc!r}") from None
+    shape, fortran, dtype = header
+    if list(shape) != ent["shape"] or dtype.str != ent["dtype"] or fortran:
+        raise CorruptStoreError(
+            f"corrupt index: {str(fn)!r} is {dtype.str}{list(shape)}, manifest says {ent['dtype']}{ent['shape']}"
+        )
+    try:
+        arr = np.load(fn, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise CorruptStoreError(f"corrupt index: cannot read {str(fn)!r}: {exc}") from None
+    if check_crc and _crc(arr) != ent["crc32"]:
+        raise CorruptStoreError(f"corrupt index: checksum mismatch in {str(fn)!r}")
+    return arr

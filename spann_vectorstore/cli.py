@@ -4,6 +4,8 @@
     spann-vectorstore ingest docs/ notes.md --index ./idx    chunk, embed (all-MiniLM-L6-v2), add
     spann-vectorstore query ./idx "how do I ..." -k 5 [--mode dense|text|hybrid] [--filter JSON] [--json]
     spann-vectorstore info ./idx [--json]
+    spann-vectorstore check ./idx [--json]                  verify checksums, SQLite and index (exit 1 on damage)
+    spann-vectorstore recover ./idx                         repair a damaged docs.sqlite or index snapshot
     spann-vectorstore bench [--data DIR | --synthetic N]     index vs exact search: recall, QPS, memory
 
 User mistakes (a missing index, a model that does not match the index, a bad filter) print ``error: ...`` on
@@ -89,7 +91,8 @@ def _alpha(text: str) -> float:
 
 
 def _is_index(path: Path) -> bool:
-    return (path / "docs.sqlite").exists()
+    """docs.sqlite, or an index snapshot without it (then opening says what happened and what to do)."""
+    return (path / "docs.sqlite").exists() or (path / "index" / "MANIFEST.json").exists()
 
 
 def _open_collection(path: Path, **kwargs: Any) -> Any:
@@ -113,12 +116,14 @@ def _check_new_or_index(index: Path) -> None:
 
 
 def _writable_collection(path: Path, **kwargs: Any) -> Any:
-    from .collection import Collection, CollectionLockedError
+    from .collection import Collection, CollectionLockedError, CorruptStoreError
 
     try:
         return Collection(path, **kwargs)
     except CollectionLockedError as exc:
         raise UserError(f"{exc} (wait for the other command to finish)") from None
+    except CorruptStoreError as exc:
+        raise UserError(str(exc)) from None
     except ValueError as exc:
         raise UserError(f"{exc} (omit --bits/--metric to extend it, or use a new index directory)") from None
 
@@ -330,6 +335,47 @@ def cmd_info(args: argparse.Namespace) -> int:
     mm = idx.get("bytes_vectors_mmap")
     print(f"memory:     {_fmt_bytes(ram)} in RAM" + (f", {_fmt_bytes(mm)} of vectors memory-mapped" if mm else ""))
     print(f"disk:       {_fmt_bytes(st.get('bytes_disk'))}")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    index = Path(args.index)
+    with _open_collection(index) as col:
+        report = col.verify()
+    if args.json:
+        print(json.dumps({"index": str(index), "ok": report.ok, **vars(report)}, indent=2))
+    else:
+        print(f"{index}: {report}")
+        if not report.ok:
+            print(f"repair: spann-vectorstore recover {index}  (or restore a backup)")
+    return 0 if report.ok else EXIT_ERROR
+
+
+def cmd_recover(args: argparse.Namespace) -> int:
+    from .collection import Collection, CollectionLockedError
+
+    index = Path(args.index)
+    if not index.is_dir():
+        raise UserError(f"no index at {str(index)!r}")
+    try:
+        report = Collection.recover(index)
+    except CollectionLockedError as exc:
+        raise UserError(f"{exc} (close it first)") from None
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    if args.json:
+        print(json.dumps({"index": str(index), **report}, indent=2))
+    elif report["action"] == "none":
+        print(f"{index}: nothing to recover (docs.sqlite and the index snapshot are intact; see also: check)")
+    else:
+        print(f"{index}: {report['action']}; {report['documents']:,} documents")
+        if report.get("placeholders"):
+            print(
+                f"  {report['placeholders']:,} documents only had their vector left: ids 'recovered-<n>', metadata "
+                '{"recovered": true}, no text (re-ingest their sources, then delete that filter)'
+            )
+        for moved in report.get("moved_aside", []):
+            print(f"  damaged file kept as {moved}")
     return 0
 
 
@@ -657,6 +703,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("index", metavar="DIR")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_info)
+
+    s = sub.add_parser("check", help="verify checksums, SQLite and the index of an index (exit 1 on damage)")
+    s.add_argument("index", metavar="DIR")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_check)
+
+    s = sub.add_parser("recover", help="repair an index whose docs.sqlite or index snapshot is damaged")
+    s.add_argument("index", metavar="DIR")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_recover)
 
     s = sub.add_parser(
         "bench",

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import os
 import sqlite3
 import threading
 import uuid
 import warnings
+import zlib
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -32,8 +34,9 @@ import numpy as np
 
 from . import fulltext
 from ._bm25 import BM25Index
+from ._storage import MANIFEST, CorruptStoreError, verify_snapshot
 from .filters import compile_filter, document_filter, filter_key, text_problem, uses_text_index, validate_metadata
-from .index import METRICS, SpannIndex
+from .index import _FORMAT, METRICS, SpannIndex
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS docs (
@@ -42,14 +45,54 @@ CREATE TABLE IF NOT EXISTS docs (
     text TEXT,
     metadata TEXT NOT NULL DEFAULT '{}',
     vector BLOB NOT NULL,
-    seq INTEGER NOT NULL
+    seq INTEGER NOT NULL,
+    crc INTEGER
 );
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
+_RECOVER_DB = (
+    "Collection.recover(path) or `spann-vectorstore recover DIR` rebuilds docs.sqlite from the index snapshot "
+    "(keeping what still reads), or restore it from a backup"
+)
+_RECOVER_INDEX = (
+    "the index is derived from docs.sqlite: Collection.recover(path) or `spann-vectorstore recover DIR` moves the "
+    "snapshot aside and rebuilds it"
+)
+
+
 class CollectionLockedError(RuntimeError):
     """Another process has this collection open for writing."""
+
+
+def _is_damage(exc: sqlite3.DatabaseError) -> bool:
+    """SQLITE_CORRUPT or SQLITE_NOTADB (not a locked or full database, which are no damage)."""
+    code = getattr(exc, "sqlite_errorcode", None)  # Python >= 3.11; the message before
+    if code is not None:
+        return code & 0xFF in (11, 26)
+    return type(exc) is sqlite3.DatabaseError and ("malformed" in str(exc) or "not a database" in str(exc))
+
+
+def _names_damage(method):
+    """Raise SQLite's "database disk image is malformed" and "file is not a database" as
+    :class:`CorruptStoreError` naming docs.sqlite and what to do."""
+
+    @functools.wraps(method)
+    def wrapper(self: Collection, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as exc:
+            if not _is_damage(exc):
+                raise
+            raise _damage_error(self.path, str(exc)) from exc
+
+    return wrapper
+
+
+def _damage_error(path: Path | None, detail: str) -> CorruptStoreError:
+    where = repr(str(path / "docs.sqlite")) if path is not None else "the in-memory database"
+    return CorruptStoreError(f"{where} is damaged ({detail}): {_RECOVER_DB}")
 
 
 @dataclass
@@ -62,6 +105,24 @@ class Hit:
     text: str | None
     metadata: dict[str, Any] = field(default_factory=dict)
     vector: np.ndarray | None = None
+
+
+@dataclass
+class VerifyReport:
+    """What :meth:`Collection.verify` checked (``checked``: counts) and the problems it found, one message
+    each naming the file; ``ok`` when there are none."""
+
+    problems: list[str] = field(default_factory=list)
+    checked: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def __str__(self) -> str:
+        head = ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in self.checked.items())
+        lines = [f"{'ok' if self.ok else f'{len(self.problems)} problem(s)'}: {head}", *self.problems]
+        return "\n".join(lines)
 
 
 class _RWLock:
@@ -175,15 +236,29 @@ class Collection:
         self._bm25: BM25Index | None = None  # BM25 ranking over the text index, built on the first text query
         self._bm25_pending: list[tuple[int, str | None]] = []  # texts added since, indexed at the next one
         self._bm25_lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None
         if self.path is not None:
             self.path.mkdir(parents=True, exist_ok=True)
             self._acquire_process_lock()
-            self._db = sqlite3.connect(self.path / "docs.sqlite", check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: commits survive process crashes
+        try:
+            self._open_files(dim, metric, bits, n_probe, index_options)
+        except BaseException:  # a failed open keeps nothing: the next open in this process must work
+            self._cancel_rebuild(wait=True)
+            self._release_files()
+            raise
+
+    @_names_damage
+    def _open_files(
+        self, dim: int | None, metric: str, bits: int, n_probe: int | None, index_options: dict[str, Any] | None
+    ) -> None:
+        """Open (or create) docs.sqlite and the index; part of ``__init__``, with the process lock held."""
+        if self.path is not None:
+            self._db = _open_database(self.path)
         else:
             self._db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
         self._db.executescript(_SCHEMA)
+        if "crc" not in {r[1] for r in self._db.execute("PRAGMA table_info(docs)")}:
+            self._db.execute("ALTER TABLE docs ADD COLUMN crc INTEGER")  # rows written before have none
         stored = dict(self._db.execute("SELECT key, value FROM settings").fetchall())
         if stored:
             cfg = json.loads(stored["config"])
@@ -203,7 +278,7 @@ class Collection:
                 "index_options": index_options or {},
             }
             SpannIndex(8, metric=cfg["metric"], bits=cfg["bits"], **cfg["index_options"])  # validate early
-            self._db.execute("INSERT INTO settings VALUES ('config', ?)", [json.dumps(cfg)])
+            self._db.execute("INSERT INTO settings VALUES ('config', ?)", [_config_text(cfg)])
         self._cfg = cfg
         self._fts = fulltext.available()
         if self._fts:
@@ -221,8 +296,11 @@ class Collection:
     # ------------------------------------------------------------------------------------------------------
     @classmethod
     def open(cls, path: str | os.PathLike, **kwargs: Any) -> Collection:
-        """Reopen an existing persistent collection (raises ``FileNotFoundError`` if there is none)."""
+        """Reopen an existing persistent collection (raises ``FileNotFoundError`` if there is none, and
+        :class:`CorruptStoreError` naming the file when a file is damaged: see :meth:`recover`)."""
         if not (Path(path) / "docs.sqlite").exists():
+            if (Path(path) / "index" / MANIFEST).exists():
+                raise CorruptStoreError(_lost_database_message(Path(path), "is missing"))
             raise FileNotFoundError(f"no collection at {str(path)!r}")
         return cls(path, **kwargs)
 
@@ -251,15 +329,117 @@ class Collection:
         fulltext.unindex_rows(self._db, removed)
         fulltext.index_rows(self._db, added)
 
-    def _acquire_process_lock(self) -> None:
-        fh = open(self.path / "LOCK", "a+")
+    @classmethod
+    def recover(cls, path: str | os.PathLike, **kwargs: Any) -> dict[str, Any]:
+        """Repair a persistent collection whose docs.sqlite or index snapshot is damaged; returns what was
+        done (``action``, counts, where the damaged files were moved). ``kwargs`` go to the constructor.
+
+        * docs.sqlite intact (it opens, holds the settings, passes ``PRAGMA integrity_check``), snapshot
+          damaged: the snapshot is moved to ``index.damaged-<n>`` and the index rebuilt from docs.sqlite, the
+          source of truth: nothing is lost.
+        * docs.sqlite missing, empty, not a database or failing ``integrity_check``, snapshot intact: the file
+          is moved to ``docs.sqlite.damaged-<n>`` and a new one is written. Every vector of the snapshot comes
+          back under its old row id; its string id, text and metadata come from the damaged file where that
+          row still reads and its checksum matches (as do rows added after the snapshot); the others get
+          id ``recovered-<rowid>``, no text and metadata ``{"recovered": true}`` (the snapshot holds only
+          vectors: re-ingest their sources, then ``delete(filter={"recovered": True})``). A row the damaged
+          file answers for as absent was deleted after the snapshot and stays deleted.
+        * both damaged, or docs.sqlite damaged and no snapshot: raises :class:`CorruptStoreError` (restore a
+          backup). Nothing damaged: ``action`` is ``"none"``.
+        """
+        path = Path(path)
+        db_file, snap = path / "docs.sqlite", path / "index"
+        lock = _lock_directory(path)
         try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.close()
-            msg = f"collection at {str(self.path)!r} is open for writing in another process"
-            raise CollectionLockedError(msg) from None
-        self._lockfile = fh
+            db_problem = _database_problem(db_file)
+            snap_problems = verify_snapshot(snap, _FORMAT) if (snap / MANIFEST).exists() else None
+            if db_problem is None and not snap_problems:
+                return {"action": "none", "documents": None}
+            if db_problem is not None and snap_problems is None:
+                msg = f"{str(db_file)!r} is damaged ({db_problem}) and there is no index snapshot to recover from"
+                raise CorruptStoreError(f"{msg}: restore docs.sqlite from a backup")
+            if db_problem is not None and snap_problems:
+                msg = f"{str(db_file)!r} ({db_problem}) and the index snapshot ({snap_problems[0]}) are both damaged"
+                raise CorruptStoreError(f"{msg}: restore the directory from a backup")
+            if db_problem is None:
+                report = {"action": "rebuilt the index from docs.sqlite", "moved_aside": [str(_aside(snap))]}
+            else:
+                report = cls._rebuild_database(path, db_problem)
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+            lock.close()
+        with cls(path, **kwargs) as col:  # re-applies the rows the snapshot lacks and writes a new one
+            report["documents"] = col.count()
+        return report
+
+    @staticmethod
+    def _rebuild_database(path: Path, problem: str) -> dict[str, Any]:
+        """Write docs.sqlite anew from the index snapshot and what the damaged file still yields (see
+        :meth:`recover`); the damaged file and its WAL are moved aside."""
+        db_file, snap = path / "docs.sqlite", path / "index"
+        idx = SpannIndex.load(snap, mmap=True, progress=False)
+        meta = SpannIndex.read_meta(snap)
+        vectors, rowids = idx.live_items()
+        found = _salvage(db_file, rowids, idx.dim)
+        cfg = {"dim": idx.dim, "metric": idx.metric, "bits": idx.bits, "n_probe": None, "index_options": {}}
+        if isinstance(found.cfg, dict) and found.cfg.keys() - {"crc32"} == cfg.keys():
+            if all(found.cfg[k] == cfg[k] for k in ("dim", "metric", "bits")):
+                cfg = found.cfg  # keeps n_probe and index_options
+        seq = int(meta.get("seq", 0))
+        rows, taken, placeholders = [], set(), 0
+        for rid, vec in zip(rowids.tolist(), vectors):
+            row = found.rows.get(rid)
+            if row is None and found.readable and not found.failed:
+                continue  # the damaged file reads fine and lacks it: deleted after the snapshot
+            if row is None or row[0] in taken:
+                row = (f"recovered-{rid}", None, '{"recovered": true}', vec.tobytes(), None)
+                placeholders += 1
+            elif row[4] is None:  # written before row checksums: the snapshot's vector is the checked one
+                row = (*row[:3], vec.tobytes(), None)
+            taken.add(row[0])
+            rows.append((rid, *row[:4], seq))
+        for rid in sorted(set(found.rows) - set(rowids.tolist())):  # added after the snapshot
+            row = found.rows[rid]
+            if row[0] not in taken:
+                taken.add(row[0])
+                rows.append((rid, *row[:4], seq + 1))
+        tmp = path / "docs.sqlite.recovering"
+        tmp.unlink(missing_ok=True)
+        with contextlib.closing(sqlite3.connect(tmp, isolation_level=None)) as db:
+            db.executescript(_SCHEMA)
+            db.execute("BEGIN")
+            db.execute("INSERT INTO settings VALUES ('config', ?)", [_config_text(cfg)])
+            db.executemany(
+                "INSERT INTO docs (rowid, id, text, metadata, vector, seq, crc) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(*r, _row_crc(*r[1:5])) for r in rows],
+            )
+            db.execute("COMMIT")
+        moved = [_aside(db_file)] if db_file.exists() else []
+        for suffix in ("-wal", "-shm"):  # never left beside the new file: SQLite would apply the old WAL to it
+            extra = path / f"docs.sqlite{suffix}"
+            if extra.exists():
+                moved.append(extra.rename(moved[0].with_name(moved[0].name + suffix)) if moved else _aside(extra))
+        os.replace(tmp, db_file)
+        return {
+            "action": f"rebuilt docs.sqlite ({problem}) from the index snapshot",
+            "salvaged": len(rows) - placeholders,
+            "placeholders": placeholders,
+            "unreadable_rows": found.failed,
+            "moved_aside": [str(m) for m in moved],
+        }
+
+    def _acquire_process_lock(self) -> None:
+        self._lockfile = _lock_directory(self.path)
+
+    def _release_files(self) -> None:
+        """Close the database and release the process lock (after :meth:`close`, or a failed open)."""
+        self._closed = True
+        if self._db is not None:
+            self._db.close()
+        if self._lockfile is not None:
+            fcntl.flock(self._lockfile.fileno(), fcntl.LOCK_UN)
+            self._lockfile.close()
+            self._lockfile = None
 
     def close(self) -> None:
         """Write a final index snapshot (persistent collections) and release the files. Idempotent."""
@@ -271,11 +451,7 @@ class Collection:
                 if self.path is not None and self._changed and self._index is not None:
                     self._snapshot()
             finally:
-                self._closed = True
-                self._db.close()
-                if self._lockfile is not None:
-                    fcntl.flock(self._lockfile.fileno(), fcntl.LOCK_UN)
-                    self._lockfile.close()
+                self._release_files()
 
     def __enter__(self) -> Collection:
         return self
@@ -318,10 +494,14 @@ class Collection:
         idx = None
         snap = self.path / "index" if self.path is not None else None
         if snap is not None and (snap / "MANIFEST.json").exists():
-            idx = SpannIndex.load(snap, mmap=True, progress=self._progress)
-            self._built_count = int(SpannIndex.read_meta(snap).get("built_count", len(idx)))
+            try:
+                idx = SpannIndex.load(snap, mmap=True, progress=self._progress)
+                self._built_count = int(SpannIndex.read_meta(snap).get("built_count", len(idx)))
+            except (ValueError, TypeError) as exc:
+                raise CorruptStoreError(f"{exc}; {_RECOVER_INDEX}") from None
             if idx.dim != self._cfg["dim"] or idx.metric != self._cfg["metric"]:
-                raise ValueError(f"index snapshot at {str(snap)!r} does not match the collection settings")
+                msg = f"index snapshot at {str(snap)!r} does not match the collection settings; {_RECOVER_INDEX}"
+                raise CorruptStoreError(msg)
         if idx is None:
             idx = self._new_index()
         rowids = np.array([r[0] for r in self._db.execute("SELECT rowid FROM docs")], dtype=np.int64)
@@ -430,7 +610,10 @@ class Collection:
             warnings.warn(f"index rebuild failed, the previous index stays in use: {rb.error!r}", stacklevel=3)
 
     def _snapshot(self) -> None:
-        self._index.save(self.path / "index", meta={"seq": self._seq, "built_count": self._built_count})
+        try:
+            self._index.save(self.path / "index", meta={"seq": self._seq, "built_count": self._built_count})
+        except CorruptStoreError as exc:  # the mapped vectors were damaged on disk since the open
+            raise CorruptStoreError(f"{exc}; {_RECOVER_INDEX}") from None
         self._changed = 0
 
     def _after_write(self, n: int) -> None:
@@ -438,8 +621,12 @@ class Collection:
         self._filter_cache.clear()
         self._maybe_build()
         if self.path is not None and self._changed >= self.snapshot_every:
-            self._snapshot()
+            try:
+                self._snapshot()
+            except CorruptStoreError as exc:  # the write itself is committed: say so rather than fail it
+                warnings.warn(str(exc), stacklevel=3)
 
+    @_names_damage
     def optimize(self) -> None:
         """Rebuild the index from scratch over the current documents (fresh heads and postings) and write a
         snapshot; returns when the new index is in use. Searches and writes go on during the build."""
@@ -465,6 +652,7 @@ class Collection:
     # ------------------------------------------------------------------------------------------------------
     # writes
     # ------------------------------------------------------------------------------------------------------
+    @_names_damage
     def add(
         self,
         vectors: Any,
@@ -488,8 +676,10 @@ class Collection:
             running = self._rebuild
             if self._cfg["dim"] is None:
                 self._cfg["dim"] = dim
-                self._db.execute("UPDATE settings SET value = ? WHERE key = 'config'", [json.dumps(self._cfg)])
+                self._db.execute("UPDATE settings SET value = ? WHERE key = 'config'", [_config_text(self._cfg)])
                 self._index = self._new_index()
+            elif dim != self._cfg["dim"]:  # the first add of another thread fixed it while this one validated
+                raise ValueError(f"vectors have dimension {dim}, index dimension is {self._cfg['dim']}")
             with self._db_lock:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
@@ -499,9 +689,10 @@ class Collection:
                         self._db.executemany("DELETE FROM docs WHERE rowid = ?", [(r,) for r in old.values()])
                     self._seq += 1
                     seq = self._seq
+                    rows = [(ids_l[i], texts_l[i], meta_json[i], x[i].tobytes()) for i in range(n)]
                     self._db.executemany(
-                        "INSERT INTO docs (id, text, metadata, vector, seq) VALUES (?, ?, ?, ?, ?)",
-                        [(ids_l[i], texts_l[i], meta_json[i], x[i].tobytes(), seq) for i in range(n)],
+                        "INSERT INTO docs (id, text, metadata, vector, seq, crc) VALUES (?, ?, ?, ?, ?, ?)",
+                        [(*r, seq, _row_crc(*r)) for r in rows],
                     )
                     new = self._rowids_for(ids_l)
                     self._text_index_write(removed, [(new[ids_l[i]], texts_l[i]) for i in range(n)])
@@ -532,6 +723,7 @@ class Collection:
             out.update(self._db.execute(q, chunk).fetchall())
         return out
 
+    @_names_damage
     def delete(
         self,
         ids: Iterable[str] | None = None,
@@ -541,11 +733,14 @@ class Collection:
     ) -> int:
         """Delete documents by id and/or filter (both given: ids that also match); returns how many.
 
-        Unknown ids are ignored. With neither ``ids`` nor ``filter`` nothing is deleted (use :meth:`clear`).
+        Unknown ids are ignored. With neither ``ids`` nor ``filter`` nothing is deleted, and an empty filter
+        ``{}`` counts as none (wrappers pass ``filter or {}``): deleting every document is :meth:`clear`.
         ``where_document`` (Chroma's): a condition on the text, see :func:`Collection.search`.
         """
         self._check_open()
         filter = self._merge_filter(filter, where_document)
+        if isinstance(filter, dict) and not filter:
+            filter = None
         if ids is None and filter is None:
             return 0
         where, params = ("1", [])
@@ -583,6 +778,7 @@ class Collection:
                 self._after_write(len(rows))
         return len(rows)
 
+    @_names_damage
     def clear(self) -> None:
         """Delete every document (settings and dimension are kept)."""
         self._check_open()
@@ -624,6 +820,7 @@ class Collection:
     # ------------------------------------------------------------------------------------------------------
     # reads
     # ------------------------------------------------------------------------------------------------------
+    @_names_damage
     def count(self, filter: dict[str, Any] | None = None, *, where_document: dict[str, Any] | None = None) -> int:
         """Number of documents (matching ``filter`` / ``where_document`` when given)."""
         self._check_open()
@@ -635,6 +832,7 @@ class Collection:
     def __len__(self) -> int:
         return self.count()
 
+    @_names_damage
     def get(
         self,
         ids: Iterable[str] | None = None,
@@ -666,8 +864,15 @@ class Collection:
         return [self._hit(r, None, include_vectors) for r in rows]
 
     def _hit(self, row: tuple, score: float | None, include_vectors: bool) -> Hit:
-        vec = np.frombuffer(row[3], dtype=np.float32).copy() if include_vectors else None
-        return Hit(id=row[0], score=score, text=row[1], metadata=json.loads(row[2]), vector=vec)
+        try:  # a damaged record can read as NULLs and column defaults, without an error from SQLite
+            vec = np.frombuffer(row[3], dtype=np.float32).copy() if include_vectors else None
+            meta = json.loads(row[2])
+            ok = isinstance(row[0], str) and isinstance(meta, dict) and (vec is None or vec.shape == (self.dim,))
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise _damage_error(self.path, f"a row reads as {row[:3]!r}")
+        return Hit(id=row[0], score=score, text=row[1], metadata=meta, vector=vec)
 
     @staticmethod
     def _merge_filter(flt: Any, where_document: Any) -> Any:
@@ -698,6 +903,7 @@ class Collection:
                 self._filter_cache.popitem(last=False)
         return arr
 
+    @_names_damage
     def search(
         self,
         vector_or_vectors: Any,
@@ -729,6 +935,7 @@ class Collection:
             out = self._materialize(self._ranked(arr, int(k), npr, allowed), int(k), include_vectors)
         return out[0] if single else out
 
+    @_names_damage
     def text_search(
         self,
         text_or_texts: str | Sequence[str],
@@ -756,6 +963,7 @@ class Collection:
             out = self._materialize(ranked, int(k), include_vectors, higher_better=True)
         return out[0] if single else out
 
+    @_names_damage
     def hybrid_search(
         self,
         text_or_texts: str | Sequence[str],
@@ -901,6 +1109,7 @@ class Collection:
                 h[k:] = [rs for rs in h[k:] if rs[1] == h[k - 1][1]]
         return ranked
 
+    @_names_damage
     def stats(self) -> dict[str, Any]:
         """Counts, settings, index statistics and bytes on disk."""
         self._check_open()
@@ -913,6 +1122,179 @@ class Collection:
             if self.path is not None:
                 st["bytes_disk"] = sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
         return st
+
+    def verify(self, *, raise_on_error: bool = False) -> VerifyReport:
+        """Check everything against its checksums and the index against SQLite; returns a
+        :class:`VerifyReport` (``raise_on_error``: raise :class:`CorruptStoreError` with its problems instead).
+
+        Checked: ``PRAGMA integrity_check`` of docs.sqlite (page structure, and its id index against the
+        rows); each row's CRC32 (id, text, metadata JSON, vector; rows written before row checksums are
+        counted as unchecked), that its metadata is a JSON object and its vector has ``dim`` finite floats;
+        that the index holds exactly SQLite's rows with the same vectors (normalised for cosine); and the
+        CRC32 of every file of the index snapshot, the memory-mapped vectors included (on open only their
+        size is checked); the full-text index's structure (FTS5's ``integrity-check``). Reads every row and
+        file once; writes wait meanwhile, searches go on.
+        """
+        self._check_open()
+        rep = VerifyReport()
+        db_name = repr(str(self.path / "docs.sqlite")) if self.path is not None else "the in-memory database"
+        n = unchecked = 0
+        with self._lock.read():
+            try:
+                with self._db_lock:
+                    res = [r[0] for r in self._db.execute("PRAGMA integrity_check(10)")]
+                if res != ["ok"]:
+                    rep.problems.append(f"{db_name}: integrity_check: {'; '.join(res)}")
+                if self._fts:  # the full-text index's own structure (FTS5 'integrity-check': read-only)
+                    try:
+                        with self._db_lock:
+                            t = fulltext.TABLE
+                            self._db.execute(f"INSERT INTO {t} ({t}) VALUES ('integrity-check')")
+                    except sqlite3.DatabaseError as exc:
+                        rep.problems.append(f"{db_name}: the full-text index is damaged ({exc}); {_RECOVER_TEXT}")
+                last = -1
+                while True:
+                    with self._db_lock:
+                        q = "SELECT rowid, id, text, metadata, vector, crc FROM docs WHERE rowid > ? ORDER BY rowid"
+                        chunk = self._db.execute(q + " LIMIT 4096", [last]).fetchall()
+                    if not chunk:
+                        break
+                    last = chunk[-1][0]
+                    n += len(chunk)
+                    unchecked += sum(r[5] is None for r in chunk)
+                    self._verify_rows(chunk, db_name, rep.problems)
+            except sqlite3.DatabaseError as exc:
+                rep.problems.append(f"{db_name}: cannot read every row ({exc})")
+            n_index = len(self._index) if self._index is not None else 0
+            if n_index != n:
+                rep.problems.append(f"the index holds {n_index} documents, {db_name} {n}")
+            rep.checked = {"documents": n, "rows_without_checksum": unchecked, "index_documents": n_index}
+            snap = self.path / "index" if self.path is not None else None
+            if snap is not None and (snap / MANIFEST).exists():
+                files = verify_snapshot(snap, _FORMAT)
+                rep.problems += files
+                rep.checked["snapshot_files"] = len(list(snap.glob("snap-*/*.npy"))) + 1
+        if raise_on_error and rep.problems:
+            raise CorruptStoreError("; ".join(rep.problems))
+        return rep
+
+    def _verify_rows(self, chunk: list[tuple], db_name: str, problems: list[str]) -> None:
+        """Checks of :meth:`verify` for rows ``(rowid, id, text, metadata, vector, crc)``; appends to ``problems``."""
+        dim, good, blobs = self._cfg["dim"], [], []
+        for rid, id_, text, metadata, vector, crc in chunk:
+            what = None
+            if crc is not None and crc != _row_crc(id_, text, metadata, vector):
+                what = "checksum mismatch (id, text, metadata or vector changed on disk)"
+            elif not isinstance(vector, bytes) or len(vector) != 4 * (dim or 0):
+                what = f"vector of {len(vector) if isinstance(vector, bytes) else type(vector).__name__} bytes"
+            elif not isinstance(metadata, str) or not metadata.startswith("{"):
+                what = "metadata is not a JSON object"
+            if what is not None:
+                problems.append(f"{db_name}: row {rid} (id {id_!r}): {what}")
+                continue
+            try:
+                json.loads(metadata)
+            except ValueError:
+                problems.append(f"{db_name}: row {rid} (id {id_!r}): metadata is not valid JSON")
+            good.append(rid)
+            blobs.append(vector)
+        if not good or self._index is None:
+            return
+        rowids = np.array(good, dtype=np.int64)
+        have = self._index.contains(rowids)
+        for rid in rowids[~have][:5].tolist():
+            problems.append(f"row {rid} of {db_name} is missing from the index")
+        x = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), dim)[have]
+        if not np.isfinite(x).all():
+            problems.append(f"{db_name}: a stored vector is not finite (rows {good[0]}-{good[-1]})")
+            return
+        stored = self._index.vectors(rowids[have])
+        if self.metric == "cosine":
+            x = x / np.linalg.norm(x, axis=1, keepdims=True)
+            same = np.isclose(stored, x, rtol=1e-6, atol=1e-6).all(axis=1)  # rebuilds normalise again
+        else:
+            same = (stored == x).all(axis=1)
+        for rid in rowids[have][~same][:5].tolist():
+            problems.append(f"the index's vector of row {rid} differs from {db_name} (damaged index vectors?)")
+
+
+def _database_problem(fn: Path) -> str | None:
+    """Why docs.sqlite cannot serve as the source of truth (``None``: it opens, holds the collection's
+    settings and passes ``PRAGMA integrity_check``)."""
+    if not fn.exists() or fn.stat().st_size == 0:
+        return "missing" if not fn.exists() else "empty"
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{fn}?mode=ro", uri=True)) as db:
+            res = [r[0] for r in db.execute("PRAGMA integrity_check(5)")]
+            if res != ["ok"]:
+                return "integrity_check: " + "; ".join(res)
+            row = db.execute("SELECT value FROM settings WHERE key = 'config'").fetchone()
+            if row is None or not _valid_config(row[0]):
+                return "no collection settings" if row is None else "damaged collection settings"
+    except sqlite3.Error as exc:
+        return str(exc)
+    return None
+
+
+@dataclass
+class _Salvage:
+    """What a damaged docs.sqlite still yields (see :meth:`Collection.recover`)."""
+
+    cfg: dict[str, Any] | None = None
+    readable: bool = False  # its docs table answers queries: a row it does not have was deleted
+    rows: dict[int, tuple] = field(default_factory=dict)  # rowid -> (id, text, metadata, vector, crc), trusted
+    failed: int = 0  # rows that raised or failed their checksum
+
+
+def _salvage(db_file: Path, snap_ids: np.ndarray, dim: int) -> _Salvage:
+    """Read what is still readable from a damaged docs.sqlite: the snapshot's rows one at a time (a damaged
+    page loses only its rows) and the rows written after the snapshot (larger row ids), keeping rows whose
+    checksum matches (rows from before checksums: those in the snapshot, whose vector it holds)."""
+    out = _Salvage()
+    if not db_file.exists() or db_file.stat().st_size == 0:
+        return out
+    try:
+        db = sqlite3.connect(f"file:{db_file}?mode=ro", uri=True)
+        has_crc = "crc" in {r[1] for r in db.execute("PRAGMA table_info(docs)")}
+        q = f"SELECT id, text, metadata, vector, {'crc' if has_crc else 'NULL'} FROM docs WHERE rowid = ?"
+        db.execute(q, [0]).fetchall()
+    except sqlite3.Error:
+        return out
+    out.readable = True
+    in_snap = set(snap_ids.tolist())
+    with contextlib.closing(db):
+        with contextlib.suppress(sqlite3.Error, ValueError, TypeError):
+            out.cfg = json.loads(db.execute("SELECT value FROM settings WHERE key = 'config'").fetchone()[0])
+        newer = []
+        with contextlib.suppress(sqlite3.Error):
+            top = int(snap_ids.max()) if len(snap_ids) else 0
+            for (rid,) in db.execute("SELECT rowid FROM docs WHERE rowid > ? ORDER BY rowid", [top]):
+                newer.append(rid)
+        for rid in [*snap_ids.tolist(), *newer]:
+            try:
+                row = db.execute(q, [rid]).fetchone()
+            except sqlite3.Error:
+                out.failed += 1
+                continue
+            if row is None:
+                continue
+            ok = isinstance(row[0], str) and isinstance(row[2], str) and isinstance(row[3], bytes)
+            ok = ok and (row[1] is None or isinstance(row[1], str)) and len(row[3]) == 4 * dim
+            if ok and (row[4] == _row_crc(*row[:4]) if row[4] is not None else rid in in_snap):
+                out.rows[rid] = row
+            else:
+                out.failed += 1
+    return out
+
+
+def _aside(path: Path) -> Path:
+    """``path`` renamed to the first free ``<name>.damaged-<n>``; returns the new name."""
+    n = 1
+    while path.with_name(f"{path.name}.damaged-{n}").exists():
+        n += 1
+    dest = path.with_name(f"{path.name}.damaged-{n}")
+    path.rename(dest)
+    return dest
 
 
 def validate_documents(
@@ -1003,9 +1385,90 @@ def _texts_arg(text_or_texts: Any) -> tuple[bool, list[str]]:
     return False, texts
 
 
+_RECOVER_TEXT = (
+    "it is derived from the texts: delete the 'fts' row of the settings table "
+    "(sqlite3 docs.sqlite \"DELETE FROM settings WHERE key = 'fts'\") and it is rebuilt on the next open"
+)
+
+
 def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
     for s in range(0, len(items), size):
         yield items[s : s + size]
 
 
-__all__ = ["Collection", "CollectionLockedError", "Hit"]
+def _row_crc(id_: str, text: str | None, metadata: str, vector: bytes) -> int:
+    """CRC32 of one row of ``docs`` (SQLite checks its pages' structure, not their content)."""
+    return zlib.crc32(vector, zlib.crc32(json.dumps([id_, text, metadata]).encode()))
+
+
+def _lock_directory(path: Path) -> Any:
+    """The open ``LOCK`` file of a collection directory, flock-ed exclusively (else CollectionLockedError)."""
+    fh = open(path / "LOCK", "a+")
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.close()
+        msg = f"collection at {str(path)!r} is open for writing in another process"
+        raise CollectionLockedError(msg) from None
+    return fh
+
+
+def _lost_database_message(path: Path, what: str) -> str:
+    return (
+        f"{str(path / 'docs.sqlite')!r} {what} but the index snapshot {str(path / 'index')!r} exists: refusing to "
+        "open it as an empty collection (nothing was written). Collection.recover(path) or `spann-vectorstore "
+        "recover DIR` rebuilds docs.sqlite from the snapshot's vectors (texts, metadata and string ids live only in "
+        "docs.sqlite and come back only where the old file is still readable), or restore docs.sqlite from a backup"
+    )
+
+
+def _config_text(cfg: dict[str, Any]) -> str:
+    """The settings row: the config as JSON with a CRC32 of the rest (checked on open)."""
+    body = {k: v for k, v in cfg.items() if k != "crc32"}
+    return json.dumps({**body, "crc32": zlib.crc32(json.dumps(body, sort_keys=True).encode())})
+
+
+def _valid_config(text: Any) -> bool:
+    """Whether the settings row is a config with its CRC32 (rows written before it have none)."""
+    try:
+        cfg = json.loads(text)
+    except (TypeError, ValueError):
+        return False
+    keys = {"dim": (int, type(None)), "metric": str, "bits": int, "index_options": dict}
+    if not isinstance(cfg, dict) or not all(isinstance(cfg.get(k), t) for k, t in keys.items()):
+        return False
+    return "crc32" not in cfg or _config_text(cfg) == text
+
+
+def _open_database(path: Path) -> sqlite3.Connection:
+    """Connect to ``path/docs.sqlite``, refusing before anything is written a file that is not a SQLite
+    database, and one without collection settings while an index snapshot exists: a zero-length file (a full
+    disk, a bad copy) opened as an empty collection, and its first write and close replaced the snapshot,
+    the only remaining copy of the vectors."""
+    fn = path / "docs.sqlite"
+    snapshot = path / "index" / MANIFEST
+    if not fn.exists() and snapshot.exists():
+        raise CorruptStoreError(_lost_database_message(path, "is missing"))
+    db = sqlite3.connect(fn, check_same_thread=False, isolation_level=None)
+    try:
+        try:
+            row = None
+            if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'settings'").fetchone():
+                row = db.execute("SELECT value FROM settings WHERE key = 'config'").fetchone()
+        except sqlite3.DatabaseError as exc:
+            if not _is_damage(exc):
+                raise
+            raise CorruptStoreError(f"{str(fn)!r} is not a usable SQLite database ({exc}): {_RECOVER_DB}") from None
+        if row is None and snapshot.exists():
+            raise CorruptStoreError(_lost_database_message(path, "holds no collection (empty, truncated, replaced?)"))
+        if row is not None and not _valid_config(row[0]):
+            raise CorruptStoreError(f"{str(fn)!r}: the collection settings are damaged ({row[0]!r}): {_RECOVER_DB}")
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: commits survive process crashes
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+__all__ = ["Collection", "CollectionLockedError", "CorruptStoreError", "Hit", "VerifyReport"]

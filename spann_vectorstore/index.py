@@ -49,6 +49,10 @@ _GROUP_MIN_HEADS = 2048
 _HEAD_RATIO_MAX = 1 / 40
 _HEAD_RATIO_MIN = 1 / 80
 _AUTO_MAX_HEADS = 12_500
+# Largest squared norm accepted (float32 max / 8): squared norms, inner products and the distances built from
+# them (|q|^2 - 2 q.x + |x|^2, residuals to heads) then stay finite in float32. Beyond it a norm overflows
+# to inf and the index silently ranks wrong (exact search does not), so inputs are rejected instead.
+_MAX_SQNORM = float(np.finfo(np.float32).max) / 8
 
 
 def auto_head_ratio(n: int) -> float:
@@ -216,6 +220,7 @@ class SpannIndex:
         self._vec_base = np.zeros((0, d), np.float32)
         self._vec_tail = np.zeros((0, d), np.float32)
         self._mmapped = False
+        self._vec_crc: tuple[Path, int] | None = None  # the mapped vectors file and its CRC32 (see save)
         self._n_live = 0
         self._build_mean = 1.0 / (self.params["head_ratio"] or _HEAD_RATIO_MAX)
         self._sorted_ids = np.zeros(0, np.int64)  # live external ids, sorted
@@ -271,7 +276,7 @@ class SpannIndex:
             and x.shape[-1] == self.dim
             and x.size
             and self.metric != "cosine"
-            and (math.isfinite(float(x.dot(x))) if x.ndim == 1 else np.isfinite(x).all())
+            and (float(x.dot(x)) if x.ndim == 1 else float(_sqnorms(x).max())) <= _MAX_SQNORM  # False for NaN
         ):
             return x.reshape(1, -1) if x.ndim == 1 else x  # the common case, validated in a few microseconds
         try:
@@ -294,6 +299,14 @@ class SpannIndex:
         if not np.isfinite(arr).all():
             bad = int(np.flatnonzero(~np.isfinite(arr).all(axis=1))[0])
             raise ValueError(f"{what} contain NaN or inf (first at row {bad})")
+        n2 = np.einsum("ij,ij->i", arr, arr, dtype=np.float64)
+        if n2.max() > _MAX_SQNORM:
+            bad = int(np.argmax(n2 > _MAX_SQNORM))
+            msg = (
+                f"{what} have a squared norm of {n2[bad]:.3g} (row {bad}), beyond {_MAX_SQNORM:.2g}: its distances "
+                "overflow float32; scale the vectors down"
+            )
+            raise ValueError(msg)
         if self.metric == "cosine":
             norms = np.linalg.norm(arr, axis=1)
             if (norms == 0).any():
@@ -357,6 +370,15 @@ class SpannIndex:
     def ids(self) -> np.ndarray:
         """Live external ids, sorted (a copy)."""
         return self._sorted_ids.copy()
+
+    def vectors(self, ids: Any) -> np.ndarray:
+        """The stored vectors (n, dim) float32 of live ``ids`` (normalised for cosine); ``KeyError`` for an
+        id that is not live."""
+        arr = np.asarray(ids, dtype=np.int64).reshape(-1)
+        pos = self._lookup(arr)
+        if (pos < 0).any():
+            raise KeyError(f"ids not in the index: {arr[pos < 0][:5].tolist()}")
+        return self._vectors_of(pos)
 
     def live_items(self) -> tuple[np.ndarray, np.ndarray]:
         """Copies of the live vectors (n, dim) float32 and their ids (n,), in insertion order."""
@@ -940,7 +962,13 @@ class SpannIndex:
 
         Tombstoned vectors are dropped and internal indices renumbered, so the snapshot is compact.
         ``meta`` (JSON-serialisable) is stored alongside, e.g. the sequence number a Collection covers.
+        Memory-mapped vectors are checked against the CRC32 they were loaded with first (one pass over data
+        the save reads anyway): a file damaged on disk raises ``CorruptStoreError`` instead of being copied
+        into a new snapshot under a fresh, valid checksum.
         """
+        if self._vec_crc is not None and _storage._crc(self._vec_base) != self._vec_crc[1]:
+            msg = f"corrupt index: checksum mismatch in {str(self._vec_crc[0])!r} (memory-mapped); no snapshot written"
+            raise _storage.CorruptStoreError(msg)
         live = np.flatnonzero(self._deleted[: self._n] == 0)
         self._compact_entries(slack=1.0)
         renum = np.full(self._n, -1, np.int64)
@@ -971,36 +999,44 @@ class SpannIndex:
         """Load a snapshot written by :meth:`save`. Never executes code (no pickle).
 
         With ``mmap=True`` the full-precision vectors stay on disk (memory-mapped, read only for rerank), so
-        RAM holds heads and codes. Raises ``FileNotFoundError`` when absent and ``ValueError`` when the
-        directory is corrupt or truncated.
+        RAM holds heads and codes. Raises ``FileNotFoundError`` when absent and
+        :class:`~spann_vectorstore.CorruptStoreError` (a ``ValueError``) naming the file when the directory
+        is corrupt or truncated.
         """
         man = _storage.read_manifest(path, _FORMAT)
         snap_dir = Path(path) / man["snapshot"]
         meta = man["meta"]
+
+        def corrupt(key: str, what: str) -> _storage.CorruptStoreError:
+            return _storage.CorruptStoreError(f"corrupt index: {str(snap_dir / f'{key}.npy')!r}: {what}")
+
         try:
-            idx = cls(
-                int(meta["dim"]), metric=meta["metric"], bits=int(meta["bits"]), progress=progress, **meta["params"]
-            )
-        except (KeyError, TypeError) as exc:
-            raise ValueError(f"corrupt index manifest at {str(path)!r}: {exc}") from None
+            params = meta["params"]
+            idx = cls(int(meta["dim"]), metric=meta["metric"], bits=int(meta["bits"]), progress=progress, **params)
+            n = int(meta["count"])
+            build_mean = float(meta.get("build_mean", idx._build_mean))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            msg = f"corrupt index manifest {str(Path(path) / _storage.MANIFEST)!r}: {type(exc).__name__}: {exc}"
+            raise _storage.CorruptStoreError(msg) from None
+        for key in ("rotation", "heads", "p_size", "ids", "xn2", "vectors", *["e_" + name for name in idx._e]):
+            if key not in man["arrays"]:
+                raise corrupt(key, "the array is missing from the manifest")
         a = _storage.load_arrays(path, man, mmap=frozenset({"vectors"}) if mmap else frozenset())
-        n, h, d = int(meta["count"]), a["heads"].shape[0], idx.dim
+        h, d = a["heads"].shape[0], idx.dim
         expect = {"rotation": (d, d), "heads": (h, d), "p_size": (h,), "ids": (n,), "xn2": (n,), "vectors": (n, d)}
         for key, shape in expect.items():
             if a[key].shape != shape:
-                raise ValueError(f"corrupt index: {key} has shape {a[key].shape}, expected {shape}")
+                raise corrupt(key, f"shape {a[key].shape}, expected {shape}")
         m = int(a["p_size"].sum())
         for key in ["e_" + name for name in idx._e]:
-            if key not in a:
-                raise ValueError(f"corrupt index: array {key} is missing from the manifest")
             if a[key].shape[0] != m:
-                raise ValueError(f"corrupt index: {key} has {a[key].shape[0]} entries, postings need {m}")
+                raise corrupt(key, f"{a[key].shape[0]} entries, postings need {m}")
         if a["e_codes"].shape[1:] != (idx._nbytes,) or ("e_sign" in a and a["e_sign"].shape[1:] != (idx._nsign,)):
-            raise ValueError("corrupt index: code width does not match dim and bits")
+            raise corrupt("e_codes", "code width does not match dim and bits")
         if m and (a["e_vidx"].min() < 0 or a["e_vidx"].max() >= n):
-            raise ValueError("corrupt index: posting entry out of range")
+            raise corrupt("e_vidx", "posting entry out of range")
         if len(np.unique(a["ids"])) != n:
-            raise ValueError("corrupt index: duplicate ids")
+            raise corrupt("ids", "duplicate ids")
         idx._rot = np.ascontiguousarray(a["rotation"], dtype=np.float32)
         idx._set_heads(np.ascontiguousarray(a["heads"], dtype=np.float32))
         idx._p_size = a["p_size"].astype(np.int64)
@@ -1014,6 +1050,7 @@ class SpannIndex:
         # a plain ndarray view of the map: numba dispatches ndarray subclasses (np.memmap) slowly
         idx._vec_base = np.asarray(vec) if mmap else np.ascontiguousarray(vec, dtype=np.float32)
         idx._mmapped = bool(mmap)
+        idx._vec_crc = (snap_dir / "vectors.npy", man["arrays"]["vectors"]["crc32"]) if mmap else None
         idx._snap_dir = snap_dir
         idx._vec_tail = np.zeros((0, d), np.float32)
         idx._n = n
@@ -1024,13 +1061,13 @@ class SpannIndex:
         order = np.argsort(idx._ids, kind="stable")
         idx._sorted_ids = idx._ids[order]
         idx._sorted_pos = order.astype(np.int64)
-        idx._build_mean = float(meta.get("build_mean", idx._build_mean))
+        idx._build_mean = build_mean
         if "g_cent" in a and "g_label" in a:
             g_cent, g_label = a["g_cent"], a["g_label"]
             if g_cent.ndim != 2 or g_cent.shape[1] != d or g_label.shape != ((h,) if g_cent.shape[0] else (0,)):
-                raise ValueError(f"corrupt index: head groups {g_cent.shape}/{g_label.shape} do not match {h} heads")
+                raise corrupt("g_label", f"head groups {g_cent.shape}/{g_label.shape} do not match {h} heads")
             if g_label.size and (g_label.min() < 0 or g_label.max() >= g_cent.shape[0]):
-                raise ValueError("corrupt index: head group label out of range")
+                raise corrupt("g_label", "head group label out of range")
             idx._g_cent = np.ascontiguousarray(g_cent, dtype=np.float32)
             idx._g_label = np.asarray(g_label, dtype=np.int64)
             idx._index_groups()
@@ -1042,7 +1079,10 @@ class SpannIndex:
     @staticmethod
     def read_meta(path: str | os.PathLike) -> dict[str, Any]:
         """The ``meta`` passed to :meth:`save` of the snapshot at ``path`` (without loading arrays)."""
-        return _storage.read_manifest(path, _FORMAT)["meta"].get("user", {})
+        user = _storage.read_manifest(path, _FORMAT)["meta"].get("user", {})
+        if not isinstance(user, dict):
+            raise _storage.CorruptStoreError(f"corrupt manifest {str(Path(path) / _storage.MANIFEST)!r}: bad meta")
+        return user
 
     # ------------------------------------------------------------------------------------------------------
     # introspection

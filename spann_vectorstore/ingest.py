@@ -25,11 +25,13 @@ whose first and last chunk are still in the collection and that has no chunks of
 skipped without embedding. A changed file is re-chunked and re-embedded, then its old chunks are deleted.
 Ordering, so that a crash at any point loses nothing and leaves nothing behind: (1) the new chunk ids are
 logged in the manifest, then the chunks are added (durable when ``Collection.add`` returns); (2) only after
-the file's last chunk is in, the chunks logged for the source under another hash are deleted; (3) the
-file's manifest row is written last. A crash before (3) leaves the old row, so the next run re-ingests the
-file (same ids: upserts) and deletes the other versions' chunks then; between (1) and (2) searches may see
-both versions of that file, never neither. When the manifest is missing but the collection holds documents
-(ingested elsewhere), old chunks are found by a metadata filter instead (slower: one scan per file).
+the file's last chunk is in, the chunks logged for the source under another hash are deleted (an earlier
+version's, or those an interrupted run stored of a version that has changed since, also when that run was
+the file's first); (3) the file's manifest row is written last. A crash before (3) leaves the old row (or
+none), so the next run re-ingests the file (same ids: upserts) and deletes the other versions' chunks then;
+between (1) and (2) searches may see both versions of that file, never neither. When the manifest is
+missing but the collection holds documents (ingested elsewhere), old chunks are found by a metadata filter
+instead (slower: one scan per file).
 
 The model and chunk settings are recorded in ``embedder.json`` beside the collection; ingesting into it with
 another model raises :class:`EmbedderMismatchError` (mixing embedding spaces silently breaks search).
@@ -39,6 +41,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import functools
 import hashlib
 import html.parser
 import json
@@ -54,7 +57,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .collection import Collection
+from ._storage import CorruptStoreError
+from .collection import Collection, _is_damage
 from .embed import Embedder
 
 INFO_FILE = "embedder.json"
@@ -579,6 +583,28 @@ class _Batch(list):
         self.done: list[_Done] = []
 
 
+def _names_manifest_damage(fn):
+    """Raise SQLite damage of ``ingest.sqlite`` as :class:`CorruptStoreError` naming it (the collection
+    raises its own damage as that already, so a raw SQLite error here comes from the manifest)."""
+
+    @functools.wraps(fn)
+    def wrapper(paths: Any, collection: Collection, *args: Any, **kwargs: Any) -> IngestSummary:
+        try:
+            return fn(paths, collection, *args, **kwargs)
+        except sqlite3.DatabaseError as exc:
+            if not _is_damage(exc):
+                raise
+            where = str(Path(collection.path or ".") / MANIFEST_FILE)
+            msg = (
+                f"{where!r} is damaged ({exc}): delete it and ingest again (that run finds earlier chunks by "
+                "their metadata and embeds every file once more)"
+            )
+            raise CorruptStoreError(msg) from exc
+
+    return wrapper
+
+
+@_names_manifest_damage
 def ingest(
     paths: str | os.PathLike | Document | Iterable[str | os.PathLike | Document],
     collection: Collection,
@@ -628,8 +654,8 @@ def ingest(
     def is_unchanged(source: str, file_hash: str) -> tuple[bool, bool]:
         """(unchanged, an earlier version exists)."""
         row = manifest.lookup(source)
-        if row is None:
-            return False, not manifest.trusted
+        if row is None:  # new, or its first ingest was interrupted (chunks logged, no row yet)
+            return False, not manifest.trusted or manifest.has_stale(source, file_hash)
         if row[0] != file_hash or manifest.has_stale(source, file_hash):
             return False, True
         if row[1] == 0:
@@ -705,15 +731,15 @@ def ingest(
                 collection.add(vectors, [c.text for c in batch], [c.metadata for c in batch], [c.id for c in batch])
                 summary.chunks_added += len(batch)
             for d in batch.done:
-                if d.replaces:
-                    if manifest.trusted:
-                        stale = manifest.stale_ids(d.source, d.file_hash)
-                        if stale:
-                            summary.chunks_deleted += collection.delete(ids=stale)
-                    else:
-                        flt = {"source": d.source, "file_hash": {"$ne": d.file_hash}}
-                        summary.chunks_deleted += collection.delete(filter=flt)
-                if d.n or d.replaces:
+                stale = []
+                if manifest.trusted:  # every chunk logged under another hash, before finish() forgets it
+                    stale = manifest.stale_ids(d.source, d.file_hash)
+                    if stale:
+                        summary.chunks_deleted += collection.delete(ids=stale)
+                elif d.replaces:
+                    flt = {"source": d.source, "file_hash": {"$ne": d.file_hash}}
+                    summary.chunks_deleted += collection.delete(filter=flt)
+                if d.n or d.replaces or stale:
                     manifest.finish(d.source, d.file_hash, d.n, d.first, d.last)
             bar.update(len(batch))
             bar.set_postfix(files=summary.files_seen, refresh=False)

@@ -189,3 +189,36 @@ def test_demo_runs_end_to_end(capsys, tmp_path):
     assert "fsync" in hybrid.split("  2. ")[0] and "README" in hybrid.split("  2. ")[0]
     code, out, _ = run(capsys, "demo", "--quick", "--index", tmp_path / "demo", "--no-progress", "--question", "lambda")
     assert code == 0 and "0 chunks added" in out and "unchanged" in out and "Q: lambda" in out
+
+
+def test_check_and_recover(tmp_path, capsys):
+    """``check`` exits 1 naming the damaged file; ``recover`` repairs (index from docs.sqlite, or docs.sqlite
+    from the index snapshot) and ``check`` is clean again."""
+    index = tmp_path / "kb"
+    x = np.random.default_rng(0).standard_normal((200, 8)).astype(np.float32)
+    with Collection(index, index_threshold=50) as col:
+        col.add(x, texts=[f"t{i}" for i in range(200)], ids=[f"d{i}" for i in range(200)])
+    code, out, _ = run(capsys, "check", index)
+    assert code == 0 and out.startswith(f"{index}: ok: documents 200")
+    code, out, _ = run(capsys, "recover", index)
+    assert code == 0 and "nothing to recover" in out
+    vec = next((index / "index").glob("snap-*")) / "vectors.npy"
+    raw = bytearray(vec.read_bytes())
+    raw[-1] ^= 0x7F
+    vec.write_bytes(bytes(raw))
+    code, out, err = run(capsys, "check", index, "--json")
+    report = json.loads(out)
+    assert code == 1 and not report["ok"] and any("vectors.npy" in p for p in report["problems"])
+    code, out, err = run(capsys, "recover", index)
+    assert code == 0 and "rebuilt the index from docs.sqlite; 200 documents" in out and "index.damaged-1" in out
+    assert run(capsys, "check", index)[0] == 0
+    (index / "docs.sqlite").write_bytes(b"")
+    code, out, err = run(capsys, "check", index)
+    assert code == 1 and err.startswith("error: ") and "docs.sqlite" in err and "recover" in err
+    code, out, err = run(capsys, "recover", index)
+    assert code == 0 and "200 documents only had their vector left" in out, (out, err)
+    assert run(capsys, "check", index)[0] == 0
+    (index / "docs.sqlite").unlink()
+    for argv in (["check", index], ["query", index, "x"], ["ingest", tmp_path, "--index", index]):
+        code, out, err = run(capsys, *argv)
+        assert code == 1 and "docs.sqlite' is missing" in err and "recover" in err, (argv, err)

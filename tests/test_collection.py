@@ -10,11 +10,12 @@ import sys
 import textwrap
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from spann_vectorstore import Collection, CollectionLockedError, FilterError
+from spann_vectorstore import Collection, CollectionLockedError, CorruptStoreError, FilterError
 
 from .conftest import clustered, exact, recall
 
@@ -506,3 +507,237 @@ def test_ties_broken_by_string_id_whatever_the_insertion_order(tmp_path, thresho
             assert [h.id for h in col.search(x[3], k=5)] == live
         answers.append(live)
     assert answers[0] == answers[1] == tied[:5]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# hardening (issue 18): races, damaged files, recovery, verify
+# ----------------------------------------------------------------------------------------------------------
+def small_store(path, n=300, **kw):
+    """A closed persistent store with an index snapshot (built past ``index_threshold``)."""
+    x, texts, metas, ids = docs(n)
+    with Collection(path, index_threshold=100, **kw) as col:
+        col.add(x[: n // 2], texts[: n // 2], metas[: n // 2], ids[: n // 2])
+        col.add(x[n // 2 :], texts[n // 2 :], metas[n // 2 :], ids[n // 2 :])
+    return x, texts, metas, ids
+
+
+def test_first_adds_of_two_dimensions_do_not_race(tmp_path, monkeypatch):
+    """Validation runs outside the write lock: thread A (8-d, slow validation) must not commit its rows
+    after thread B's first add fixed the dimension at 16 (it did: count 4, 2 searchable, and every later
+    open failed to broadcast (8,) into (16,)). The dimension is checked again under the lock."""
+    import spann_vectorstore.collection as cmod
+
+    b_done = threading.Event()
+    a_validated = threading.Event()
+    real = cmod.validate_documents
+
+    def slow(vectors, *args, **kwargs):
+        out = real(vectors, *args, **kwargs)
+        if out[0].shape[1] == 8:  # thread A: validated against "no dimension yet"; wait for B's add
+            a_validated.set()
+            assert b_done.wait(60), "thread B never finished"
+        return out
+
+    monkeypatch.setattr(cmod, "validate_documents", slow)
+    col = Collection(tmp_path / "c")
+    errors = []
+
+    def add_a():
+        try:
+            col.add(np.ones((2, 8), np.float32), ids=["a1", "a2"])
+        except ValueError as e:
+            errors.append(e)
+
+    t = threading.Thread(target=add_a)
+    t.start()
+    assert a_validated.wait(60)
+    col.add(np.ones((2, 16), np.float32), ids=["b1", "b2"])
+    b_done.set()
+    t.join(60)
+    assert len(errors) == 1 and "dimension" in str(errors[0])
+    assert col.count() == 2 and {h.id for h in col.get()} == {"b1", "b2"}
+    col.close()
+    with Collection.open(tmp_path / "c") as col:
+        assert col.count() == 2 and col.dim == 16
+        assert len(col.search(np.ones(16, np.float32), k=4)) == 2
+
+
+@pytest.mark.parametrize("damage", ["empty", "missing"])
+def test_docs_sqlite_lost_while_snapshot_remains_is_refused_then_recovered(tmp_path, damage):
+    """A zero-length (disk full, bad copy) or missing docs.sqlite opened as an empty collection and its first
+    add and close replaced the snapshot, the only remaining copy of the vectors. Now: refused, naming the file
+    and the way out, with nothing written; recover() rebuilds docs.sqlite from the snapshot (vectors under
+    placeholder ids: texts and metadata lived only in docs.sqlite)."""
+    p = tmp_path / "c"
+    x, *_ = small_store(p)
+    manifest = (p / "index" / "MANIFEST.json").read_bytes()
+    if damage == "empty":
+        (p / "docs.sqlite").write_bytes(b"")
+    else:
+        (p / "docs.sqlite").unlink()
+    for opener in (Collection.open, Collection):
+        with pytest.raises(CorruptStoreError, match=r"docs\.sqlite") as err:
+            opener(p)
+        assert "recover" in str(err.value) and "nothing was written" in str(err.value)
+    assert (p / "index" / "MANIFEST.json").read_bytes() == manifest
+    assert not (p / "docs.sqlite").exists() or (p / "docs.sqlite").stat().st_size == 0
+    report = Collection.recover(p)
+    assert report["documents"] == 300 and report["placeholders"] == 300 and report["salvaged"] == 0
+    with Collection.open(p) as col:
+        assert col.count() == 300 and col.verify().ok
+        (hit,) = col.search(x[7], k=1)
+        assert hit.id.startswith("recovered-") and hit.metadata == {"recovered": True} and hit.text is None
+        assert col.count(filter={"recovered": True}) == 300
+    assert Collection.recover(p)["action"] == "none"
+
+
+def _page_of(path, marker: bytes) -> int:
+    raw = path.read_bytes()
+    return raw.index(marker) // 4096
+
+
+def test_damaged_database_pages_name_the_file_and_recover_what_is_readable(tmp_path):
+    """A damaged page of docs.sqlite: open (or a read) raises CorruptStoreError naming the file; recover()
+    keeps every row that still reads and passes its checksum, and the snapshot's vectors stand in for the
+    rows of the damaged page."""
+    p = tmp_path / "c"
+    x, texts, metas, ids = small_store(p)
+    db = p / "docs.sqlite"
+    page = _page_of(db, b"text 150")
+    raw = bytearray(db.read_bytes())
+    raw[page * 4096 : page * 4096 + 8] = b"\xff" * 8  # the b-tree page header: an invalid page type
+    db.write_bytes(bytes(raw))
+    with pytest.raises(CorruptStoreError, match=r"docs\.sqlite") as err:
+        with Collection.open(p) as col:
+            col.get()
+    assert "damaged" in str(err.value) or "usable" in str(err.value)
+    report = Collection.recover(p)
+    assert report["documents"] == 300 and 0 < report["placeholders"] < 100, report
+    assert Path(report["moved_aside"][0]).exists()
+    with Collection.open(p) as col:
+        assert col.verify().ok
+        kept = {h.id: h for h in col.get()}
+        assert len(kept) == 300
+        for i in range(300):
+            if ids[i] in kept:
+                assert kept[ids[i]].text == texts[i] and kept[ids[i]].metadata == metas[i]
+        assert sum(i.startswith("recovered-") for i in kept) == report["placeholders"]
+        for i, hits in zip(range(300), col.search(x, k=1)):  # every vector is back, under its id if it read
+            assert hits[0].id == ids[i] if ids[i] in kept else hits[0].id.startswith("recovered-")
+
+
+def test_failed_open_releases_the_lock_and_names_the_file(tmp_path):
+    """Open failed on a corrupt snapshot file; while the caller still held the exception (a notebook does),
+    the next open raised CollectionLockedError. Now nothing is held, and the error names the file and
+    recovery; recover() rebuilds the index from docs.sqlite, losing nothing."""
+    p = tmp_path / "c"
+    x, texts, _metas, ids = small_store(p)
+    codes = next((p / "index").glob("snap-*")) / "e_codes.npy"
+    raw = bytearray(codes.read_bytes())
+    raw[-3] ^= 0x10
+    codes.write_bytes(bytes(raw))
+    held = []
+    for _ in range(2):
+        try:
+            Collection.open(p)
+        except CorruptStoreError as e:
+            held.append(e)  # keeps the traceback, and with it the failed object's frame, alive
+    assert len(held) == 2 and held[0].__traceback__ is not None
+    assert "e_codes.npy" in str(held[1]) and "recover" in str(held[1])
+    report = Collection.recover(p)
+    assert report["action"].startswith("rebuilt the index") and report["documents"] == 300
+    with Collection.open(p) as col:
+        assert col.verify().ok
+        assert [h[0].id for h in col.search(x, k=1)] == ids
+        assert col.get(["doc-5"])[0].text == texts[5]
+
+
+def test_not_a_database_is_named(tmp_path):
+    p = tmp_path / "c"
+    small_store(p)
+    (p / "docs.sqlite").write_bytes(b"this is not a database, just text " * 200)
+    for _ in range(2):  # and the lock is free again after the failure
+        with pytest.raises(CorruptStoreError, match=r"docs\.sqlite") as err:
+            Collection.open(p)
+        assert "not a usable SQLite database" in str(err.value)
+
+
+def test_delete_with_an_empty_filter_deletes_nothing(tmp_path):
+    """``filter={}`` matches everything, and wrappers pass ``filter or {}``: it deleted every document. An
+    empty filter now counts as no filter; ``clear()`` deletes everything."""
+    x, texts, metas, ids = docs(50)
+    col = Collection(tmp_path / "c")
+    col.add(x, texts, metas, ids)
+    assert col.delete(filter={}) == 0 and col.delete() == 0 and col.count() == 50
+    assert col.delete(ids=["doc-1", "doc-2"], filter={}) == 2
+    assert col.delete(filter={"kind": "blog"}) == sum(m["kind"] == "blog" for m in metas[3:])
+    col.clear()
+    assert col.count() == 0
+    col.close()
+
+
+@pytest.mark.parametrize("metric", ["ip", "cosine"])
+def test_verify_reports_damage_that_open_does_not_see(tmp_path, metric):
+    """Memory-mapped vectors are checked for size only on open, and SQLite does not checksum row content:
+    verify() reads everything (snapshot CRC32s, integrity_check, row CRC32s, index = SQLite rows and
+    vectors). A store with damage is never snapshotted over on close."""
+    import sqlite3
+
+    p = tmp_path / "c"
+    x, *_ = small_store(p, metric=metric)
+    with Collection.open(p) as col:
+        rep = col.verify()
+        assert rep.ok, rep
+        assert rep.checked["documents"] == 300 and rep.checked["rows_without_checksum"] == 0
+    vec = next((p / "index").glob("snap-*")) / "vectors.npy"
+    raw = bytearray(vec.read_bytes())
+    raw[-37] ^= 0x55  # the high byte of a float (sign and exponent): a large change
+    vec.write_bytes(bytes(raw))
+    col = Collection.open(p)
+    rep = col.verify()
+    assert not rep.ok and any("vectors.npy" in m and "checksum" in m for m in rep.problems), rep
+    assert any("differs from" in m for m in rep.problems), rep
+    with pytest.raises(CorruptStoreError, match=r"vectors\.npy"):
+        col.verify(raise_on_error=True)
+    col.add(x[:1] * 2, ["changed"], ids=["new"])  # a write: close() snapshots, and would copy the damage
+    with pytest.raises(CorruptStoreError, match=r"vectors\.npy.*recover"):
+        col.close()
+    assert vec.exists(), "the damaged snapshot was not replaced by a copy of itself with a fresh checksum"
+    raw[-37] ^= 0x55
+    vec.write_bytes(bytes(raw))
+    with sqlite3.connect(p / "docs.sqlite") as db:
+        db.execute("UPDATE docs SET text = 'tampered' WHERE id = 'doc-9'")
+    db.close()
+    with Collection.open(p) as col:
+        rep = col.verify()
+        assert [m for m in rep.problems if "doc-9" in m and "checksum" in m] and len(rep.problems) == 1, rep
+
+
+def test_rows_written_before_row_checksums_still_open_and_verify(tmp_path):
+    import sqlite3
+
+    p = tmp_path / "c"
+    small_store(p)
+    with sqlite3.connect(p / "docs.sqlite") as db:
+        db.execute("ALTER TABLE docs DROP COLUMN crc")
+    db.close()
+    with Collection.open(p) as col:
+        rep = col.verify()
+        assert rep.ok and rep.checked["rows_without_checksum"] == 300
+        col.add(np.ones((1, D), np.float32), ids=["fresh"])
+        assert col.verify().checked["rows_without_checksum"] == 300
+
+
+def test_damaged_settings_row_is_refused(tmp_path):
+    """The settings row carries a CRC32 of itself: a changed value (here n_probe, which would change search
+    results silently) is refused on open, naming docs.sqlite."""
+    import sqlite3
+
+    p = tmp_path / "c"
+    small_store(p, n_probe=7)
+    with sqlite3.connect(p / "docs.sqlite") as db:
+        (text,) = db.execute("SELECT value FROM settings").fetchone()
+        db.execute("UPDATE settings SET value = ?", [text.replace('"n_probe": 7', '"n_probe": 9')])
+    db.close()
+    with pytest.raises(CorruptStoreError, match=r"docs\.sqlite': the collection settings are damaged"):
+        Collection.open(p)

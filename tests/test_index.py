@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from spann_vectorstore import SpannIndex
+from spann_vectorstore import CorruptStoreError, SpannIndex
 
 from .conftest import clustered, exact, recall
 
@@ -208,6 +208,32 @@ def test_bad_input_leaves_index_unchanged(data):
     np.testing.assert_array_equal(before.ids, after.ids)
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # the check's own float32 norm
+@pytest.mark.parametrize("metric", ["ip", "cosine", "l2"])
+def test_vectors_whose_norm_overflows_float32_are_rejected(metric):
+    """Entries near 1e19 give squared norms beyond float32 (8 x 1e38 > 3.4e38): a built index then never
+    ranked the true best match first (exact search did), so build, add and search refuse them, on the fast
+    path (float32, contiguous) and the converting one (float64 input) alike; 1e17 entries still work."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((400, 8)).astype(np.float32)
+    idx = SpannIndex(8, metric=metric, progress=False).build(x)
+    big = x[:3] * np.float32(1e19)
+    for fn in (
+        lambda: idx.add(big, [1001, 1002, 1003]),
+        lambda: idx.add(big.astype(np.float64), [1001, 1002, 1003]),
+        lambda: idx.search(big[0], k=3),
+        lambda: idx.search(big, k=3),
+        lambda: SpannIndex(8, metric=metric).build(big),
+    ):
+        with pytest.raises(ValueError, match="squared norm"):
+            fn()
+    assert len(idx) == 400
+    ok = x * np.float32(1e17)
+    hits = SpannIndex(8, metric=metric, progress=False).build(ok).search(ok[:20], k=1, n_probe=64).ids[:, 0]
+    truth, _ = exact(ok.astype(np.float64), ok[:20].astype(np.float64), 1, metric)
+    assert (hits == truth[:, 0]).mean() >= 0.9
+
+
 def test_cosine_rejects_zero_vector():
     idx = small_index("cosine")
     with pytest.raises(ValueError, match="zero vector"):
@@ -251,6 +277,98 @@ def test_corrupt_or_truncated_directory_raises(tmp_path, data):
         SpannIndex.load(p)
     with pytest.raises(FileNotFoundError):
         SpannIndex.load(tmp_path / "nope")
+
+
+def _edit_manifest(p, edit, *, keep_crc=False):
+    man = json.loads((p / "MANIFEST.json").read_text())
+    edit(man)
+    if not keep_crc:
+        man.pop("crc32", None)  # as a manifest written before it had a checksum: only the structure checks remain
+    (p / "MANIFEST.json").write_text(json.dumps(man))
+
+
+MANIFEST_DAMAGE = {
+    "no crc32 of an array": lambda m: m["arrays"]["e_codes"].pop("crc32"),
+    "no bytes of an array": lambda m: m["arrays"]["heads"].pop("bytes"),
+    "arrays not a dict": lambda m: m.update(arrays=[]),
+    "meta not a dict": lambda m: m.update(meta="x"),
+    "n_probe 0": lambda m: m["meta"]["params"].update(n_probe=0),
+    "unknown parameter": lambda m: m["meta"]["params"].update(colour=1),
+    "dim not a number": lambda m: m["meta"].update(dim="x"),
+    "snapshot outside": lambda m: m.update(snapshot="../../etc"),
+    "shape not a list": lambda m: m["arrays"]["heads"].update(shape="abc"),
+    "array left out": lambda m: m["arrays"].pop("xn2"),
+    "count": lambda m: m["meta"].update(count=5),
+    "shape": lambda m: m["arrays"]["ids"].update(shape=[10**15]),
+}
+
+
+@pytest.mark.parametrize("case", MANIFEST_DAMAGE)
+def test_manifest_damage_raises_corrupt_store_error_naming_the_file(tmp_path, data, case):
+    """A damaged manifest gave KeyError, AttributeError or "n_probe must be a positive integer" without the
+    file's name: every load error is a CorruptStoreError (a ValueError) naming the file. The manifest's own
+    CRC32 catches any edit first; without it (older manifests) the structure checks do."""
+    xb, _ = data
+    p = tmp_path / "idx"
+    small_index().build(xb[:300]).save(p)
+    good = (p / "MANIFEST.json").read_text()
+    _edit_manifest(p, MANIFEST_DAMAGE[case], keep_crc=True)
+    with pytest.raises(CorruptStoreError, match="checksum mismatch") as err:
+        SpannIndex.load(p)
+    assert str(p / "MANIFEST.json") in str(err.value)
+    (p / "MANIFEST.json").write_text(good)
+    _edit_manifest(p, MANIFEST_DAMAGE[case])
+    with pytest.raises(CorruptStoreError) as err:
+        SpannIndex.load(p)
+    assert str(p) in str(err.value) and isinstance(err.value, ValueError)
+
+
+def test_user_meta_damage_names_the_manifest(tmp_path, data):
+    xb, _ = data
+    p = tmp_path / "idx"
+    small_index().build(xb[:300]).save(p, meta={"seq": 3})
+    assert SpannIndex.read_meta(p) == {"seq": 3}
+    _edit_manifest(p, lambda m: m["meta"].update(user=[1]))
+    with pytest.raises(CorruptStoreError, match=r"MANIFEST\.json"):
+        SpannIndex.read_meta(p)
+
+
+def test_damaged_npy_header_is_refused_before_reading(tmp_path, data):
+    """A header that claims a huge shape is refused from the header (np.load would try to allocate it)."""
+    xb, _ = data
+    p = tmp_path / "idx"
+    small_index().build(xb[:300]).save(p)
+    fn = next(p.glob("snap-*")) / "e_codes.npy"
+    raw = fn.read_bytes()
+    fn.write_bytes(raw.replace(b"'shape': (", b"'shape': (9999999999", 1))
+    _edit_manifest(p, lambda m: m["arrays"]["e_codes"].update(bytes=fn.stat().st_size))
+    with pytest.raises(CorruptStoreError, match=r"e_codes\.npy"):
+        SpannIndex.load(p, mmap=False)
+    fn.write_bytes(b"\x93NUMPY\x09\x00" + raw[8:])  # unknown format version
+    _edit_manifest(p, lambda m: m["arrays"]["e_codes"].update(bytes=fn.stat().st_size))
+    with pytest.raises(CorruptStoreError, match=r"header of .*e_codes\.npy"):
+        SpannIndex.load(p)
+
+
+def test_save_refuses_to_copy_damaged_memory_mapped_vectors(tmp_path, data):
+    """Mapped vectors are checked for size only on load; saving re-checks their CRC32, so damage on disk is
+    not laundered into a new snapshot with a fresh checksum."""
+    xb, _ = data
+    p = tmp_path / "idx"
+    small_index().build(xb[:300]).save(p)
+    idx = SpannIndex.load(p, mmap=True)
+    vec = next(p.glob("snap-*")) / "vectors.npy"
+    raw = bytearray(vec.read_bytes())
+    raw[-7] ^= 0x40
+    vec.write_bytes(bytes(raw))
+    manifest = (p / "MANIFEST.json").read_text()
+    with pytest.raises(CorruptStoreError, match=r"vectors\.npy"):
+        idx.save(p)
+    assert (p / "MANIFEST.json").read_text() == manifest
+    from spann_vectorstore._storage import verify_snapshot
+
+    (problem,) = verify_snapshot(p, "spann-index")
+    assert "checksum mismatch" in problem and "vectors.npy" in problem
 
 
 def test_npy_with_pickle_is_refused(tmp_path, data):

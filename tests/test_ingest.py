@@ -232,3 +232,77 @@ def test_minilm_end_to_end_retrieval(tmp_path):
         assert hits[0].metadata["source"].endswith("cooking.md") and hits[0].metadata["title"] == "Bread"
         hits = col.search(emb.embed_query("what remains after a supernova"), k=1, filter={"title": "Stars"})
         assert hits[0].metadata["source"].endswith("astronomy.md")
+
+
+def crashing_embedder(fail_on_call: int) -> Embedder:
+    """The ``fake`` embedder, raising KeyboardInterrupt (a Ctrl-C) on its ``fail_on_call``-th batch."""
+    from langchain_core.embeddings import DeterministicFakeEmbedding
+
+    class Crashing(DeterministicFakeEmbedding):
+        calls: int = 0
+
+        def embed_documents(self, texts):
+            self.calls += 1
+            if self.calls == fail_on_call:
+                raise KeyboardInterrupt("Ctrl-C")
+            return super().embed_documents(texts)
+
+    return Embedder(Crashing(size=32), name=Embedder(DeterministicFakeEmbedding(size=32)).name)
+
+
+def test_interrupted_first_ingest_of_a_file_leaves_no_orphans(tmp_path, fake):
+    """A new file's first ingest is interrupted after 8 of its 12 chunks are stored; the file is edited; the
+    next run must remove those 8 (the manifest's finish step dropped their log rows, so they stayed
+    searchable forever)."""
+    root = tmp_path / "docs"
+    root.mkdir()
+    (root / "a.md").write_text("# A\n\n" + "\n\n".join(PARA.format(i=i, name="a") for i in range(2)))
+    b = root / "b.md"
+    b.write_text("\n\n".join(PARA.format(i=i, name="b-first") for i in range(12)))
+    opts = {"chunk_size": 200, "chunk_overlap": 20, "batch_size": 4, "prefetch": False, "progress": False}
+    with Collection(tmp_path / "idx") as col:
+        ingest(root / "a.md", col, fake, **opts)
+        with pytest.raises(KeyboardInterrupt):
+            ingest(b, col, crashing_embedder(3), **opts)
+        assert col.count(filter={"source": b.resolve().as_posix()}) == 8
+    b.write_text("\n\n".join(PARA.format(i=i, name="b-second") for i in range(5)))
+    with Collection.open(tmp_path / "idx") as col:
+        s = ingest(root, col, fake, **opts)
+        assert s.chunks_deleted == 8 and s.files_updated == 1, s
+        got = {h.id for h in col.get()}
+        assert not [h for h in col.get() if "b-first" in h.text], "chunks of the interrupted version remain"
+    with Collection(tmp_path / "fresh") as fresh:
+        ingest(root, fresh, fake, **opts)
+        assert got == {h.id for h in fresh.get()}, "the result equals a clean ingest"
+
+
+@pytest.mark.parametrize("damage", ["garbage", "empty", "page"])
+def test_damaged_ingest_manifest_is_named_or_rebuilt(tmp_path, fake, damage):
+    """ingest.sqlite is derived: a damaged one raises CorruptStoreError naming it (delete it and run again),
+    an empty one is rebuilt (earlier chunks found by metadata); either way the result equals a clean ingest."""
+    from spann_vectorstore import CorruptStoreError
+
+    root = tmp_path / "docs"
+    write_corpus(root)
+    opts = {"chunk_size": 200, "chunk_overlap": 20, "progress": False}
+    man = tmp_path / "idx" / "ingest.sqlite"
+    with Collection(tmp_path / "idx") as col:
+        ingest(root, col, fake, **opts)
+    raw = man.read_bytes()
+    if damage == "garbage":
+        man.write_bytes(b"not a database " * 100)
+    elif damage == "empty":
+        man.write_bytes(b"")
+    else:
+        man.write_bytes(raw[:4096] + b"\xff" * (len(raw) - 4096))
+    (root / "a.md").write_text("# Alpha, changed\n\n" + PARA.format(i=0, name="changed"))
+    with Collection.open(tmp_path / "idx") as col:
+        if damage != "empty":
+            with pytest.raises(CorruptStoreError, match=r"ingest\.sqlite.*delete it"):
+                ingest(root, col, fake, **opts)
+            man.unlink()
+        ingest(root, col, fake, **opts)
+        got = {h.id for h in col.get()}
+    with Collection(tmp_path / "fresh") as fresh:
+        ingest(root, fresh, fake, **opts)
+        assert got == {h.id for h in fresh.get()}
