@@ -14,6 +14,7 @@ write lock. A second process opening the same path gets :class:`CollectionLocked
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import fcntl
 import functools
@@ -1007,10 +1008,13 @@ class Collection:
                 return [] if single else [[] for _ in texts]
             npr = n_probe if n_probe is not None else self._n_probe
             q2 = arr[None, :] if single else arr
+            # the legs run side by side (both kernels release the GIL): the text leg on a worker thread
+            texts_leg = _legs_pool().submit(
+                lambda: [self._text_ranked(t, n_cand, flt) if alpha < 1 and fulltext.terms(t) else None for t in texts]
+            )
             dense = self._ranked(q2, n_cand, npr, allowed) if alpha > 0 else [[] for _ in texts]
             ranked, higher = [], []
-            for t, d in zip(texts, dense):
-                tx = self._text_ranked(t, n_cand, flt) if alpha < 1 and fulltext.terms(t) else None
+            for tx, d in zip(texts_leg.result(), dense):
                 if tx is None:  # no words in the text (or alpha 1): dense search, dense scores
                     ranked.append(d if alpha > 0 else [])
                     higher.append(self.metric != "l2")
@@ -1365,6 +1369,14 @@ def _seq(values: Any, n: int, name: str) -> list[Any]:
     if len(out) != n:
         raise ValueError(f"got {len(out)} {name} for {n} vectors")
     return out
+
+
+@functools.cache
+def _legs_pool() -> concurrent.futures.ThreadPoolExecutor:
+    """Threads for the text leg of hybrid searches (shared by every collection of the process)."""
+    return concurrent.futures.ThreadPoolExecutor(
+        max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="spann-text"
+    )
 
 
 def _check_k(k: Any, name: str = "k") -> None:

@@ -184,6 +184,20 @@ class CollectionMachine(RuleBasedStateMachine):
             best = sorted(live.values(), reverse=not lower_is_better)[:k]
             assert all(self._close(a, b) for a, b in zip(got, best)), (got, best)
 
+    @rule(data=st.data())
+    def text(self, data) -> None:
+        """The full-text index against the model: a word of a stored text finds that document, every hit is
+        live and has text, scores are best first; ``$contains`` on the text counts exactly."""
+        words = sorted({w for _, t, _ in self.model.values() if t for w in t.split()})
+        word = data.draw(st.sampled_from(words) if words else st.just("abc"))
+        hits = self.col.text_search(word, k=len(IDS))
+        assert all(h.id in self.model and self.model[h.id][1] for h in hits)
+        assert all(a.score >= b.score for a, b in itertools.pairwise(hits))
+        holders = {i for i, (_, t, _) in self.model.items() if t and word in t.split()}
+        assert holders <= {h.id for h in hits}, (word, holders)
+        want = sum(bool(t) and word in t for _, t, _ in self.model.values())
+        assert self.col.count(where_document={"$contains": word}) == want
+
     @rule()
     def reopen(self) -> None:
         self.col.close()
