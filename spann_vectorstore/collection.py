@@ -1371,9 +1371,14 @@ def _seq(values: Any, n: int, name: str) -> list[Any]:
     return out
 
 
-@functools.cache
 def _legs_pool() -> concurrent.futures.ThreadPoolExecutor:
-    """Threads for the text leg of hybrid searches (shared by every collection of the process)."""
+    """Threads for the text leg of hybrid searches (shared by every collection of the process; one pool per
+    process id, since a forked worker, as under gunicorn --preload, has none of its parent's threads)."""
+    return _pool_for(os.getpid())
+
+
+@functools.cache
+def _pool_for(pid: int) -> concurrent.futures.ThreadPoolExecutor:
     return concurrent.futures.ThreadPoolExecutor(
         max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="spann-text"
     )

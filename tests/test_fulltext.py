@@ -4,8 +4,11 @@ data, scripts without spaces, document filters, fusion, stores made before the t
 from __future__ import annotations
 
 import itertools
+import os
 import re
+import signal
 import sqlite3
+import time
 from pathlib import Path
 
 import numpy as np
@@ -339,4 +342,30 @@ def test_bm25_ranking_equals_fts5_under_writes(tmp_path):
         up = list(rng.choice(ids, size=25, replace=False))
         col.add(rng.standard_normal((25, 4)), texts=[f"fox fresh{step} {vocab[step]}" for _ in up], ids=up)
         col.add(rng.standard_normal((2, 4)), texts=["...", None], ids=[f"e{step}a", f"e{step}b"])
+    col.close()
+
+
+def test_hybrid_search_in_a_forked_child(tmp_path):
+    """A process forked after hybrid searches ran (gunicorn --preload) searches with threads of its own (a
+    pool inherited from the parent has no threads: the child waited forever)."""
+    x, texts, metas, ids = corpus(100)
+    col = Collection(tmp_path / "c")
+    col.add(x, texts=texts, metadatas=metas, ids=ids)
+    want = [h.id for h in col.hybrid_search("alpha beta", x[0], k=5)]
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: answer through the pipe, never return into pytest
+        try:
+            os.write(w, " ".join(h.id for h in col.hybrid_search("alpha beta", x[0], k=5)).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    started = time.time()  # a failure guard only: the child answers in well under a second when it works
+    while os.waitpid(pid, os.WNOHANG) == (0, 0):
+        if time.time() - started > 120:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            break
+        time.sleep(0.05)
+    assert os.read(r, 4096).decode().split() == want
     col.close()
