@@ -53,7 +53,10 @@ def valid_config(text: Any) -> bool:
 
 
 def is_damage(exc: sqlite3.DatabaseError) -> bool:
-    """SQLITE_CORRUPT or SQLITE_NOTADB (not a locked or full database, which are no damage)."""
+    """SQLITE_CORRUPT or SQLITE_NOTADB, or text that is not UTF-8 (only ever written as UTF-8: a damaged
+    record can turn a blob into text); not a locked or full database, which are no damage."""
+    if "Could not decode to UTF-8" in str(exc):
+        return True
     code = getattr(exc, "sqlite_errorcode", None)  # Python >= 3.11; the message before
     if code is not None:
         return code & 0xFF in (11, 26)
@@ -107,7 +110,7 @@ def open_database(path: Path) -> sqlite3.Connection:
 
 def database_problem(fn: Path) -> str | None:
     """Why docs.sqlite cannot serve as the source of truth (``None``: it opens, holds the collection's
-    settings and passes ``PRAGMA integrity_check``)."""
+    settings, passes ``PRAGMA integrity_check`` and every row reads and passes its checksum)."""
     if not fn.exists() or fn.stat().st_size == 0:
         return "missing" if not fn.exists() else "empty"
     try:
@@ -118,6 +121,15 @@ def database_problem(fn: Path) -> str | None:
             row = db.execute("SELECT value FROM settings WHERE key = 'config'").fetchone()
             if row is None or not valid_config(row[0]):
                 return "no collection settings" if row is None else "damaged collection settings"
+            has_crc = "crc" in {r[1] for r in db.execute("PRAGMA table_info(docs)")}
+            bad = 0
+            for r in db.execute(f"SELECT id, text, metadata, vector, {'crc' if has_crc else 'NULL'} FROM docs"):
+                try:
+                    bad += r[4] is not None and r[4] != row_crc(*r[:4])
+                except (TypeError, AttributeError):
+                    bad += 1
+            if bad:
+                return f"{bad} rows fail their checksum"
     except sqlite3.Error as exc:
         return str(exc)
     return None
@@ -128,7 +140,6 @@ class Salvage:
     """What a damaged docs.sqlite still yields (see :meth:`Collection.recover`)."""
 
     cfg: dict[str, Any] | None = None
-    readable: bool = False  # its docs table answers queries: a row it does not have was deleted
     rows: dict[int, tuple] = field(default_factory=dict)  # rowid -> (id, text, metadata, vector, crc), trusted
     failed: int = 0  # rows that raised or failed their checksum
 
@@ -142,14 +153,16 @@ def salvage(db_file: Path, snap_ids: np.ndarray, dim: int) -> Salvage:
         return out
     try:
         db = sqlite3.connect(f"file:{db_file}?mode=ro", uri=True)
-        has_crc = "crc" in {r[1] for r in db.execute("PRAGMA table_info(docs)")}
-        q = f"SELECT id, text, metadata, vector, {'crc' if has_crc else 'NULL'} FROM docs WHERE rowid = ?"
-        db.execute(q, [0]).fetchall()
     except sqlite3.Error:
         return out
-    out.readable = True
     in_snap = set(snap_ids.tolist())
     with contextlib.closing(db):
+        try:
+            has_crc = "crc" in {r[1] for r in db.execute("PRAGMA table_info(docs)")}
+            q = f"SELECT id, text, metadata, vector, {'crc' if has_crc else 'NULL'} FROM docs WHERE rowid = ?"
+            db.execute(q, [0]).fetchall()
+        except sqlite3.Error:
+            return out
         with contextlib.suppress(sqlite3.Error, ValueError, TypeError):
             out.cfg = json.loads(db.execute("SELECT value FROM settings WHERE key = 'config'").fetchone()[0])
         newer = []

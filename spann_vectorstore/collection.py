@@ -297,8 +297,9 @@ class Collection:
           back under its old row id; its string id, text and metadata come from the damaged file where that
           row still reads and its checksum matches (as do rows added after the snapshot); the others get
           id ``recovered-<rowid>``, no text and metadata ``{"recovered": true}`` (the snapshot holds only
-          vectors: re-ingest their sources, then ``delete(filter={"recovered": True})``). A row the damaged
-          file answers for as absent was deleted after the snapshot and stays deleted.
+          vectors: re-ingest their sources, then ``delete(filter={"recovered": True})``). Rows deleted after
+          the snapshot come back that way too: a damaged file that lacks a row does not prove it was deleted
+          (a damaged b-tree page hides rows without an error).
         * both damaged, or docs.sqlite damaged and no snapshot: raises :class:`CorruptStoreError` (restore a
           backup). Nothing damaged: ``action`` is ``"none"``.
         """
@@ -344,9 +345,7 @@ class Collection:
         rows, taken, placeholders = [], set(), 0
         for rid, vec in zip(rowids.tolist(), vectors):
             row = found.rows.get(rid)
-            if row is None and found.readable and not found.failed:
-                continue  # the damaged file reads fine and lacks it: deleted after the snapshot
-            if row is None or row[0] in taken:
+            if row is None or row[0] in taken:  # unreadable, or deleted after the snapshot: cannot tell which
                 row = (f"recovered-{rid}", None, '{"recovered": true}', vec.tobytes(), None)
                 placeholders += 1
             elif row[4] is None:  # written before row checksums: the snapshot's vector is the checked one
