@@ -34,6 +34,7 @@ import numpy as np
 from ._integrity import (
     RECOVER_INDEX,
     config_text,
+    crc_mismatch,
     damage_error,
     database_problem,
     is_damage,
@@ -911,7 +912,7 @@ class Collection:
         dim, good, blobs = self._cfg["dim"], [], []
         for rid, id_, text, metadata, vector, crc in chunk:
             what = None
-            if crc is not None and crc != row_crc(id_, text, metadata, vector):
+            if crc_mismatch((id_, text, metadata, vector, crc)):
                 what = "checksum mismatch (id, text, metadata or vector changed on disk)"
             elif not isinstance(vector, bytes) or len(vector) != 4 * (dim or 0):
                 what = f"vector of {len(vector) if isinstance(vector, bytes) else type(vector).__name__} bytes"
