@@ -24,7 +24,6 @@ import sqlite3
 import threading
 import uuid
 import warnings
-import zlib
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +34,19 @@ import numpy as np
 
 from . import fulltext
 from ._bm25 import BM25Index
+from ._integrity import (
+    RECOVER_INDEX,
+    config_text,
+    crc_mismatch,
+    damage_error,
+    database_problem,
+    is_damage,
+    lost_database_message,
+    move_aside,
+    open_database,
+    row_crc,
+    salvage,
+)
 from ._storage import MANIFEST, CorruptStoreError, verify_snapshot
 from .filters import compile_filter, document_filter, filter_key, text_problem, uses_text_index, validate_metadata
 from .index import _FORMAT, METRICS, SpannIndex
@@ -53,26 +65,8 @@ CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
-_RECOVER_DB = (
-    "Collection.recover(path) or `spann-vectorstore recover DIR` rebuilds docs.sqlite from the index snapshot "
-    "(keeping what still reads), or restore it from a backup"
-)
-_RECOVER_INDEX = (
-    "the index is derived from docs.sqlite: Collection.recover(path) or `spann-vectorstore recover DIR` moves the "
-    "snapshot aside and rebuilds it"
-)
-
-
 class CollectionLockedError(RuntimeError):
     """Another process has this collection open for writing."""
-
-
-def _is_damage(exc: sqlite3.DatabaseError) -> bool:
-    """SQLITE_CORRUPT or SQLITE_NOTADB (not a locked or full database, which are no damage)."""
-    code = getattr(exc, "sqlite_errorcode", None)  # Python >= 3.11; the message before
-    if code is not None:
-        return code & 0xFF in (11, 26)
-    return type(exc) is sqlite3.DatabaseError and ("malformed" in str(exc) or "not a database" in str(exc))
 
 
 def _names_damage(method):
@@ -84,16 +78,11 @@ def _names_damage(method):
         try:
             return method(self, *args, **kwargs)
         except sqlite3.DatabaseError as exc:
-            if not _is_damage(exc):
+            if not is_damage(exc):
                 raise
-            raise _damage_error(self.path, str(exc)) from exc
+            raise damage_error(self.path, str(exc)) from exc
 
     return wrapper
-
-
-def _damage_error(path: Path | None, detail: str) -> CorruptStoreError:
-    where = repr(str(path / "docs.sqlite")) if path is not None else "the in-memory database"
-    return CorruptStoreError(f"{where} is damaged ({detail}): {_RECOVER_DB}")
 
 
 @dataclass
@@ -254,7 +243,7 @@ class Collection:
     ) -> None:
         """Open (or create) docs.sqlite and the index; part of ``__init__``, with the process lock held."""
         if self.path is not None:
-            self._db = _open_database(self.path)
+            self._db = open_database(self.path)
         else:
             self._db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
         self._db.executescript(_SCHEMA)
@@ -279,7 +268,7 @@ class Collection:
                 "index_options": index_options or {},
             }
             SpannIndex(8, metric=cfg["metric"], bits=cfg["bits"], **cfg["index_options"])  # validate early
-            self._db.execute("INSERT INTO settings VALUES ('config', ?)", [_config_text(cfg)])
+            self._db.execute("INSERT INTO settings VALUES ('config', ?)", [config_text(cfg)])
         self._cfg = cfg
         self._fts = fulltext.available()
         if self._fts:
@@ -301,7 +290,7 @@ class Collection:
         :class:`CorruptStoreError` naming the file when a file is damaged: see :meth:`recover`)."""
         if not (Path(path) / "docs.sqlite").exists():
             if (Path(path) / "index" / MANIFEST).exists():
-                raise CorruptStoreError(_lost_database_message(Path(path), "is missing"))
+                raise CorruptStoreError(lost_database_message(Path(path), "is missing"))
             raise FileNotFoundError(f"no collection at {str(path)!r}")
         return cls(path, **kwargs)
 
@@ -343,8 +332,9 @@ class Collection:
           back under its old row id; its string id, text and metadata come from the damaged file where that
           row still reads and its checksum matches (as do rows added after the snapshot); the others get
           id ``recovered-<rowid>``, no text and metadata ``{"recovered": true}`` (the snapshot holds only
-          vectors: re-ingest their sources, then ``delete(filter={"recovered": True})``). A row the damaged
-          file answers for as absent was deleted after the snapshot and stays deleted.
+          vectors: re-ingest their sources, then ``delete(filter={"recovered": True})``). Rows deleted after
+          the snapshot come back that way too: a damaged file that lacks a row does not prove it was deleted
+          (a damaged b-tree page hides rows without an error).
         * both damaged, or docs.sqlite damaged and no snapshot: raises :class:`CorruptStoreError` (restore a
           backup). Nothing damaged: ``action`` is ``"none"``.
         """
@@ -352,7 +342,7 @@ class Collection:
         db_file, snap = path / "docs.sqlite", path / "index"
         lock = _lock_directory(path)
         try:
-            db_problem = _database_problem(db_file)
+            db_problem = database_problem(db_file)
             snap_problems = verify_snapshot(snap, _FORMAT) if (snap / MANIFEST).exists() else None
             if db_problem is None and not snap_problems:
                 return {"action": "none", "documents": None}
@@ -363,7 +353,7 @@ class Collection:
                 msg = f"{str(db_file)!r} ({db_problem}) and the index snapshot ({snap_problems[0]}) are both damaged"
                 raise CorruptStoreError(f"{msg}: restore the directory from a backup")
             if db_problem is None:
-                report = {"action": "rebuilt the index from docs.sqlite", "moved_aside": [str(_aside(snap))]}
+                report = {"action": "rebuilt the index from docs.sqlite", "moved_aside": [str(move_aside(snap))]}
             else:
                 report = cls._rebuild_database(path, db_problem)
         finally:
@@ -381,7 +371,7 @@ class Collection:
         idx = SpannIndex.load(snap, mmap=True, progress=False)
         meta = SpannIndex.read_meta(snap)
         vectors, rowids = idx.live_items()
-        found = _salvage(db_file, rowids, idx.dim)
+        found = salvage(db_file, rowids, idx.dim)
         cfg = {"dim": idx.dim, "metric": idx.metric, "bits": idx.bits, "n_probe": None, "index_options": {}}
         if isinstance(found.cfg, dict) and found.cfg.keys() - {"crc32"} == cfg.keys():
             if all(found.cfg[k] == cfg[k] for k in ("dim", "metric", "bits")):
@@ -390,9 +380,7 @@ class Collection:
         rows, taken, placeholders = [], set(), 0
         for rid, vec in zip(rowids.tolist(), vectors):
             row = found.rows.get(rid)
-            if row is None and found.readable and not found.failed:
-                continue  # the damaged file reads fine and lacks it: deleted after the snapshot
-            if row is None or row[0] in taken:
+            if row is None or row[0] in taken:  # unreadable, or deleted after the snapshot: cannot tell which
                 row = (f"recovered-{rid}", None, '{"recovered": true}', vec.tobytes(), None)
                 placeholders += 1
             elif row[4] is None:  # written before row checksums: the snapshot's vector is the checked one
@@ -409,17 +397,17 @@ class Collection:
         with contextlib.closing(sqlite3.connect(tmp, isolation_level=None)) as db:
             db.executescript(_SCHEMA)
             db.execute("BEGIN")
-            db.execute("INSERT INTO settings VALUES ('config', ?)", [_config_text(cfg)])
+            db.execute("INSERT INTO settings VALUES ('config', ?)", [config_text(cfg)])
             db.executemany(
                 "INSERT INTO docs (rowid, id, text, metadata, vector, seq, crc) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(*r, _row_crc(*r[1:5])) for r in rows],
+                [(*r, row_crc(*r[1:5])) for r in rows],
             )
             db.execute("COMMIT")
-        moved = [_aside(db_file)] if db_file.exists() else []
+        moved = [move_aside(db_file)] if db_file.exists() else []
         for suffix in ("-wal", "-shm"):  # never left beside the new file: SQLite would apply the old WAL to it
             extra = path / f"docs.sqlite{suffix}"
             if extra.exists():
-                moved.append(extra.rename(moved[0].with_name(moved[0].name + suffix)) if moved else _aside(extra))
+                moved.append(extra.rename(moved[0].with_name(moved[0].name + suffix)) if moved else move_aside(extra))
         os.replace(tmp, db_file)
         return {
             "action": f"rebuilt docs.sqlite ({problem}) from the index snapshot",
@@ -499,9 +487,9 @@ class Collection:
                 idx = SpannIndex.load(snap, mmap=True, progress=self._progress)
                 self._built_count = int(SpannIndex.read_meta(snap).get("built_count", len(idx)))
             except (ValueError, TypeError) as exc:
-                raise CorruptStoreError(f"{exc}; {_RECOVER_INDEX}") from None
+                raise CorruptStoreError(f"{exc}; {RECOVER_INDEX}") from None
             if idx.dim != self._cfg["dim"] or idx.metric != self._cfg["metric"]:
-                msg = f"index snapshot at {str(snap)!r} does not match the collection settings; {_RECOVER_INDEX}"
+                msg = f"index snapshot at {str(snap)!r} does not match the collection settings; {RECOVER_INDEX}"
                 raise CorruptStoreError(msg)
         if idx is None:
             idx = self._new_index()
@@ -614,7 +602,7 @@ class Collection:
         try:
             self._index.save(self.path / "index", meta={"seq": self._seq, "built_count": self._built_count})
         except CorruptStoreError as exc:  # the mapped vectors were damaged on disk since the open
-            raise CorruptStoreError(f"{exc}; {_RECOVER_INDEX}") from None
+            raise CorruptStoreError(f"{exc}; {RECOVER_INDEX}") from None
         self._changed = 0
 
     def _after_write(self, n: int) -> None:
@@ -677,7 +665,7 @@ class Collection:
             running = self._rebuild
             if self._cfg["dim"] is None:
                 self._cfg["dim"] = dim
-                self._db.execute("UPDATE settings SET value = ? WHERE key = 'config'", [_config_text(self._cfg)])
+                self._db.execute("UPDATE settings SET value = ? WHERE key = 'config'", [config_text(self._cfg)])
                 self._index = self._new_index()
             elif dim != self._cfg["dim"]:  # the first add of another thread fixed it while this one validated
                 raise ValueError(f"vectors have dimension {dim}, index dimension is {self._cfg['dim']}")
@@ -693,7 +681,7 @@ class Collection:
                     rows = [(ids_l[i], texts_l[i], meta_json[i], x[i].tobytes()) for i in range(n)]
                     self._db.executemany(
                         "INSERT INTO docs (id, text, metadata, vector, seq, crc) VALUES (?, ?, ?, ?, ?, ?)",
-                        [(*r, seq, _row_crc(*r)) for r in rows],
+                        [(*r, seq, row_crc(*r)) for r in rows],
                     )
                     new = self._rowids_for(ids_l)
                     self._text_index_write(removed, [(new[ids_l[i]], texts_l[i]) for i in range(n)])
@@ -872,7 +860,7 @@ class Collection:
         except (TypeError, ValueError):
             ok = False
         if not ok:
-            raise _damage_error(self.path, f"a row reads as {row[:3]!r}")
+            raise damage_error(self.path, f"a row reads as {row[:3]!r}")
         return Hit(id=row[0], score=score, text=row[1], metadata=meta, vector=vec)
 
     @staticmethod
@@ -1187,7 +1175,7 @@ class Collection:
         dim, good, blobs = self._cfg["dim"], [], []
         for rid, id_, text, metadata, vector, crc in chunk:
             what = None
-            if crc is not None and crc != _row_crc(id_, text, metadata, vector):
+            if crc_mismatch((id_, text, metadata, vector, crc)):
                 what = "checksum mismatch (id, text, metadata or vector changed on disk)"
             elif not isinstance(vector, bytes) or len(vector) != 4 * (dim or 0):
                 what = f"vector of {len(vector) if isinstance(vector, bytes) else type(vector).__name__} bytes"
@@ -1220,85 +1208,6 @@ class Collection:
             same = (stored == x).all(axis=1)
         for rid in rowids[have][~same][:5].tolist():
             problems.append(f"the index's vector of row {rid} differs from {db_name} (damaged index vectors?)")
-
-
-def _database_problem(fn: Path) -> str | None:
-    """Why docs.sqlite cannot serve as the source of truth (``None``: it opens, holds the collection's
-    settings and passes ``PRAGMA integrity_check``)."""
-    if not fn.exists() or fn.stat().st_size == 0:
-        return "missing" if not fn.exists() else "empty"
-    try:
-        with contextlib.closing(sqlite3.connect(f"file:{fn}?mode=ro", uri=True)) as db:
-            res = [r[0] for r in db.execute("PRAGMA integrity_check(5)")]
-            if res != ["ok"]:
-                return "integrity_check: " + "; ".join(res)
-            row = db.execute("SELECT value FROM settings WHERE key = 'config'").fetchone()
-            if row is None or not _valid_config(row[0]):
-                return "no collection settings" if row is None else "damaged collection settings"
-    except sqlite3.Error as exc:
-        return str(exc)
-    return None
-
-
-@dataclass
-class _Salvage:
-    """What a damaged docs.sqlite still yields (see :meth:`Collection.recover`)."""
-
-    cfg: dict[str, Any] | None = None
-    readable: bool = False  # its docs table answers queries: a row it does not have was deleted
-    rows: dict[int, tuple] = field(default_factory=dict)  # rowid -> (id, text, metadata, vector, crc), trusted
-    failed: int = 0  # rows that raised or failed their checksum
-
-
-def _salvage(db_file: Path, snap_ids: np.ndarray, dim: int) -> _Salvage:
-    """Read what is still readable from a damaged docs.sqlite: the snapshot's rows one at a time (a damaged
-    page loses only its rows) and the rows written after the snapshot (larger row ids), keeping rows whose
-    checksum matches (rows from before checksums: those in the snapshot, whose vector it holds)."""
-    out = _Salvage()
-    if not db_file.exists() or db_file.stat().st_size == 0:
-        return out
-    try:
-        db = sqlite3.connect(f"file:{db_file}?mode=ro", uri=True)
-        has_crc = "crc" in {r[1] for r in db.execute("PRAGMA table_info(docs)")}
-        q = f"SELECT id, text, metadata, vector, {'crc' if has_crc else 'NULL'} FROM docs WHERE rowid = ?"
-        db.execute(q, [0]).fetchall()
-    except sqlite3.Error:
-        return out
-    out.readable = True
-    in_snap = set(snap_ids.tolist())
-    with contextlib.closing(db):
-        with contextlib.suppress(sqlite3.Error, ValueError, TypeError):
-            out.cfg = json.loads(db.execute("SELECT value FROM settings WHERE key = 'config'").fetchone()[0])
-        newer = []
-        with contextlib.suppress(sqlite3.Error):
-            top = int(snap_ids.max()) if len(snap_ids) else 0
-            for (rid,) in db.execute("SELECT rowid FROM docs WHERE rowid > ? ORDER BY rowid", [top]):
-                newer.append(rid)
-        for rid in [*snap_ids.tolist(), *newer]:
-            try:
-                row = db.execute(q, [rid]).fetchone()
-            except sqlite3.Error:
-                out.failed += 1
-                continue
-            if row is None:
-                continue
-            ok = isinstance(row[0], str) and isinstance(row[2], str) and isinstance(row[3], bytes)
-            ok = ok and (row[1] is None or isinstance(row[1], str)) and len(row[3]) == 4 * dim
-            if ok and (row[4] == _row_crc(*row[:4]) if row[4] is not None else rid in in_snap):
-                out.rows[rid] = row
-            else:
-                out.failed += 1
-    return out
-
-
-def _aside(path: Path) -> Path:
-    """``path`` renamed to the first free ``<name>.damaged-<n>``; returns the new name."""
-    n = 1
-    while path.with_name(f"{path.name}.damaged-{n}").exists():
-        n += 1
-    dest = path.with_name(f"{path.name}.damaged-{n}")
-    path.rename(dest)
-    return dest
 
 
 def validate_documents(
@@ -1413,11 +1322,6 @@ def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
         yield items[s : s + size]
 
 
-def _row_crc(id_: str, text: str | None, metadata: str, vector: bytes) -> int:
-    """CRC32 of one row of ``docs`` (SQLite checks its pages' structure, not their content)."""
-    return zlib.crc32(vector, zlib.crc32(json.dumps([id_, text, metadata]).encode()))
-
-
 def _lock_directory(path: Path) -> Any:
     """The open ``LOCK`` file of a collection directory, flock-ed exclusively (else CollectionLockedError)."""
     fh = open(path / "LOCK", "a+")
@@ -1428,64 +1332,6 @@ def _lock_directory(path: Path) -> Any:
         msg = f"collection at {str(path)!r} is open for writing in another process"
         raise CollectionLockedError(msg) from None
     return fh
-
-
-def _lost_database_message(path: Path, what: str) -> str:
-    return (
-        f"{str(path / 'docs.sqlite')!r} {what} but the index snapshot {str(path / 'index')!r} exists: refusing to "
-        "open it as an empty collection (nothing was written). Collection.recover(path) or `spann-vectorstore "
-        "recover DIR` rebuilds docs.sqlite from the snapshot's vectors (texts, metadata and string ids live only in "
-        "docs.sqlite and come back only where the old file is still readable), or restore docs.sqlite from a backup"
-    )
-
-
-def _config_text(cfg: dict[str, Any]) -> str:
-    """The settings row: the config as JSON with a CRC32 of the rest (checked on open)."""
-    body = {k: v for k, v in cfg.items() if k != "crc32"}
-    return json.dumps({**body, "crc32": zlib.crc32(json.dumps(body, sort_keys=True).encode())})
-
-
-def _valid_config(text: Any) -> bool:
-    """Whether the settings row is a config with its CRC32 (rows written before it have none)."""
-    try:
-        cfg = json.loads(text)
-    except (TypeError, ValueError):
-        return False
-    keys = {"dim": (int, type(None)), "metric": str, "bits": int, "index_options": dict}
-    if not isinstance(cfg, dict) or not all(isinstance(cfg.get(k), t) for k, t in keys.items()):
-        return False
-    return "crc32" not in cfg or _config_text(cfg) == text
-
-
-def _open_database(path: Path) -> sqlite3.Connection:
-    """Connect to ``path/docs.sqlite``, refusing before anything is written a file that is not a SQLite
-    database, and one without collection settings while an index snapshot exists: a zero-length file (a full
-    disk, a bad copy) opened as an empty collection, and its first write and close replaced the snapshot,
-    the only remaining copy of the vectors."""
-    fn = path / "docs.sqlite"
-    snapshot = path / "index" / MANIFEST
-    if not fn.exists() and snapshot.exists():
-        raise CorruptStoreError(_lost_database_message(path, "is missing"))
-    db = sqlite3.connect(fn, check_same_thread=False, isolation_level=None)
-    try:
-        try:
-            row = None
-            if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'settings'").fetchone():
-                row = db.execute("SELECT value FROM settings WHERE key = 'config'").fetchone()
-        except sqlite3.DatabaseError as exc:
-            if not _is_damage(exc):
-                raise
-            raise CorruptStoreError(f"{str(fn)!r} is not a usable SQLite database ({exc}): {_RECOVER_DB}") from None
-        if row is None and snapshot.exists():
-            raise CorruptStoreError(_lost_database_message(path, "holds no collection (empty, truncated, replaced?)"))
-        if row is not None and not _valid_config(row[0]):
-            raise CorruptStoreError(f"{str(fn)!r}: the collection settings are damaged ({row[0]!r}): {_RECOVER_DB}")
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: commits survive process crashes
-    except BaseException:
-        db.close()
-        raise
-    return db
 
 
 __all__ = ["Collection", "CollectionLockedError", "CorruptStoreError", "Hit", "VerifyReport"]

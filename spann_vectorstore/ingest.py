@@ -57,8 +57,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._integrity import is_damage
 from ._storage import CorruptStoreError
-from .collection import Collection, _is_damage
+from .collection import Collection
 from .embed import Embedder
 
 INFO_FILE = "embedder.json"
@@ -592,7 +593,7 @@ def _names_manifest_damage(fn):
         try:
             return fn(paths, collection, *args, **kwargs)
         except sqlite3.DatabaseError as exc:
-            if not _is_damage(exc):
+            if not is_damage(exc):
                 raise
             where = str(Path(collection.path or ".") / MANIFEST_FILE)
             msg = (

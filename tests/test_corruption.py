@@ -123,8 +123,15 @@ def check_one(store: Path, damaged: Path, seen: tuple, what: str) -> str:
         col = Collection.open(store)
     except CorruptStoreError as exc:
         assert names(exc, damaged, store), f"{what}: the error does not name the file: {exc}"
+        outcome = "refused"
+    else:
+        outcome = check_open(col, store, damaged, seen, what)
+    if outcome != "harmless":  # what a user told of the damage does next
         check_recovery(store, seen, what)
-        return "refused"
+    return outcome
+
+
+def check_open(col: Collection, store: Path, damaged: Path, seen: tuple, what: str) -> str:
     try:
         try:
             got = observe(col)
@@ -151,6 +158,7 @@ def check_recovery(store: Path, seen: tuple, what: str) -> None:
         report = Collection.recover(store)
     except CorruptStoreError:
         return
+    assert report["action"] != "none", f"{what}: damage was reported, and recover() found nothing to do"
     with Collection.open(store) as col:
         assert col.verify().ok, f"{what}: recovered store does not verify: {col.verify()}"
         docs, *_ = observe(col)

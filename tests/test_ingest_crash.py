@@ -18,7 +18,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -87,19 +86,26 @@ def write_version(root: Path, rng: np.random.Generator, v: int) -> None:
 def run_killed(index: Path, corpus: Path, script: Path, kill_after: int) -> bool:
     """Run the child; SIGKILL it right after its ``kill_after``-th step line. True if it finished first."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    proc = subprocess.Popen(
-        [sys.executable, str(script), str(index), str(corpus)], stdout=subprocess.PIPE, text=True, env=env
-    )
-    finished = threading.Event()
+    err = script.with_suffix(".err")
+    with open(err, "w") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, str(script), str(index), str(corpus)],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            env=env,
+        )
+    finished = killed = False
     seen = 0
     try:
         for line in proc.stdout:
             if line.startswith("DONE"):
-                finished.set()
+                finished = True
                 break
             seen += line.startswith("STEP")
             if seen >= kill_after:
                 os.kill(proc.pid, signal.SIGKILL)
+                killed = True
                 break
     finally:
         proc.stdout.close()
@@ -108,7 +114,8 @@ def run_killed(index: Path, corpus: Path, script: Path, kill_after: int) -> bool
         except subprocess.TimeoutExpired:
             proc.kill()
             raise
-    return finished.is_set()
+    assert finished or killed, f"the child failed by itself:\n{err.read_text()}"
+    return finished
 
 
 def contents(index: Path) -> set[tuple]:
