@@ -34,6 +34,19 @@ def _impact(w, tf, dl, avgdl):
     return w * tf * (K1 + 1.0) / (tf + K1 * (1.0 - B + B * dl / avgdl))
 
 
+@njit(cache=True, inline="always")
+def _add(d, s, acc, stamp, stamp_val, touched, nt):
+    """Add ``s`` to document ``d``'s score, starting it (and listing it as touched) on its first token;
+    returns the new number of touched documents."""
+    if stamp[d] != stamp_val:
+        stamp[d] = stamp_val
+        acc[d] = 0.0
+        touched[nt] = d
+        nt += 1
+    acc[d] += s
+    return nt
+
+
 @njit(cache=True)
 def _kth_largest(acc, touched, nt, k, heap):
     """The k-th largest accumulated score among the touched documents (a min-heap of size k)."""
@@ -90,12 +103,7 @@ def _score(
         d = t_doc[p]
         if w == 0.0 or dead[d] != 0 or (use_mask and allowed[d] == 0):
             continue
-        if stamp[d] != stamp_val:
-            stamp[d] = stamp_val
-            acc[d] = 0.0
-            touched[nt] = d
-            nt += 1
-        acc[d] += _impact(w, t_tf[p], doclen[d], avgdl)
+        nt = _add(d, _impact(w, t_tf[p], doclen[d], avgdl), acc, stamp, stamp_val, touched, nt)
     m = q_tok.shape[0]
     rest = 0.0
     for j in range(m):
@@ -118,12 +126,7 @@ def _score(
             d = post_doc[p]
             if dead[d] != 0 or (use_mask and allowed[d] == 0):
                 continue
-            if stamp[d] != stamp_val:
-                stamp[d] = stamp_val
-                acc[d] = 0.0
-                touched[nt] = d
-                nt += 1
-            acc[d] += _impact(w, post_tf[p], doclen[d], avgdl)
+            nt = _add(d, _impact(w, post_tf[p], doclen[d], avgdl), acc, stamp, stamp_val, touched, nt)
     if j < m:
         # the documents that can still reach the k-th score; the others are dropped (unstamped)
         nc = 0
