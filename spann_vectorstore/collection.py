@@ -897,12 +897,13 @@ class Collection:
     def _allowed(self, flt: dict[str, Any]) -> np.ndarray:
         """Rowids matching ``flt`` (cached per filter until the next write)."""
         key = (filter_key(flt), self._seq)
-        where, params = self._compile(flt)
         with self._db_lock:  # readers run concurrently: the cache is guarded with the connection
             hit = self._filter_cache.get(key)
             if hit is not None:
                 self._filter_cache.move_to_end(key)
                 return hit
+        where, params = self._compile(flt)  # only on a miss (a long $in list costs milliseconds)
+        with self._db_lock:
             rows = self._db.execute(f"SELECT rowid FROM docs WHERE {where}", params).fetchall()
             arr = np.array([r[0] for r in rows], dtype=np.int64)
             self._filter_cache[key] = arr

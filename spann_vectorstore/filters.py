@@ -349,10 +349,13 @@ def _id_clause(cond: Any) -> tuple[str, list[Any]]:
         elif op in ("$in", "$nin"):
             if not isinstance(v, (list, tuple, set, frozenset)):
                 raise FilterError(f"$id {op} needs a list, got {type(v).__name__}")
-            for x in v:
-                if not isinstance(x, str):
-                    raise FilterError(f"$id {op} needs string ids, got {type(x).__name__}")
-            ids = [_scalar(x, f"$id {op}") for x in v]
+            bad = [x for x in v if not isinstance(x, str)]
+            if bad:
+                raise FilterError(f"$id {op} needs string ids, got {type(bad[0]).__name__}")
+            ids = [str.__str__(x) for x in v]  # plain str (a subclass could dump differently)
+            if text_problem("".join(ids)):  # one check for the whole list (long lists are common here)
+                for x in ids:
+                    _scalar(x, f"$id {op}")
             if not ids:
                 parts.append(("0" if op == "$in" else "1", []))
                 continue

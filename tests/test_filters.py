@@ -376,6 +376,8 @@ def test_id_in_takes_a_long_list_as_one_parameter(idcol):
         ({"$id": {"$gt": "d1"}}, "unknown \\$id operator"),
         ({"$id": {}}, "empty condition"),
         ({"$id": "a\x00b"}, "NUL"),
+        ({"$id": {"$nin": ["ok", "a\ud800"]}}, "surrogate"),
+        ({"$id": {"$in": ["ok"] * 1000 + ["a\x00"]}}, "NUL"),
     ],
 )
 def test_invalid_id_conditions(flt, match):
