@@ -829,10 +829,16 @@ class Collection:
         filter: dict[str, Any] | None = None,
         where_document: dict[str, Any] | None = None,
         limit: int | None = None,
+        offset: int = 0,
         include_vectors: bool = False,
     ) -> list[Hit]:
-        """Documents by id (in the order given, missing ids skipped) and/or by filter (insertion order)."""
+        """Documents by id (in the order given, missing ids skipped) and/or by filter (insertion order); the
+        first ``offset`` of them skipped, then at most ``limit``."""
         self._check_open()
+        for name, v in (("limit", limit), ("offset", offset)):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0):
+                raise ValueError(f"{name} must be a non-negative integer, got {v!r}")
+        offset = int(offset or 0)
         filter = self._merge_filter(filter, where_document)
         where, params = self._compile(filter) if filter is not None else ("1", [])
         cols = "id, text, metadata" + (", vector" if include_vectors else "")
@@ -844,11 +850,11 @@ class Collection:
                     q = f"SELECT {cols} FROM docs WHERE id IN ({','.join('?' * len(chunk))}) AND {where}"
                     for row in self._db.execute(q, [*chunk, *params]):
                         found[row[0]] = row
-                rows = [found[i] for i in dict.fromkeys(id_list) if i in found]
+                rows = [found[i] for i in dict.fromkeys(id_list) if i in found][offset:]
                 if limit is not None:
                     rows = rows[:limit]
             else:
-                lim = f" LIMIT {int(limit)}" if limit is not None else ""
+                lim = f" LIMIT {int(limit) if limit is not None else -1} OFFSET {offset}"
                 rows = self._db.execute(f"SELECT {cols} FROM docs WHERE {where} ORDER BY rowid{lim}", params).fetchall()
         return [self._hit(r, None, include_vectors) for r in rows]
 
@@ -879,12 +885,13 @@ class Collection:
     def _allowed(self, flt: dict[str, Any]) -> np.ndarray:
         """Rowids matching ``flt`` (cached per filter until the next write)."""
         key = (filter_key(flt), self._seq)
-        where, params = self._compile(flt)
         with self._db_lock:  # readers run concurrently: the cache is guarded with the connection
             hit = self._filter_cache.get(key)
             if hit is not None:
                 self._filter_cache.move_to_end(key)
                 return hit
+        where, params = self._compile(flt)  # only on a miss (a long $in list costs milliseconds)
+        with self._db_lock:
             rows = self._db.execute(f"SELECT rowid FROM docs WHERE {where}", params).fetchall()
             arr = np.array([r[0] for r in rows], dtype=np.int64)
             self._filter_cache[key] = arr
@@ -1109,6 +1116,7 @@ class Collection:
             with self._db_lock:
                 count = int(self._db.execute("SELECT count(*) FROM docs").fetchone()[0])
             st = {"count": count, "dim": self.dim, "metric": self.metric, "bits": self._cfg["bits"]}
+            st["n_probe"], st["index_options"] = self._cfg.get("n_probe"), dict(self._cfg.get("index_options") or {})
             st["index"] = self._index.stats() if self._index is not None else None
             st["indexed"] = bool(self._index is not None and self._index.n_heads > 0)
             if self.path is not None:

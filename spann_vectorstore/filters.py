@@ -39,6 +39,14 @@ Document text (the filter's ``$document`` key)::
     ``$document`` conditions combine with metadata ones under ``$and``/``$or``/``$not`` (Chroma's
     ``where_document``; :func:`document_filter` turns a Chroma-style ``where_document`` into one).
 
+Document id (the filter's ``$id`` key, the id given at add)::
+
+    {"$id": "x"}                             the document whose id is "x" (shorthand for {"$eq": "x"})
+    {"$id": {"$eq"|"$ne": "x"}}
+    {"$id": {"$in"|"$nin": ["x", "y", ...]}} id in (not in) the list: one JSON parameter whatever its length
+    ``$id`` conditions combine with the others under ``$and``/``$or``/``$not``; ids are strings (anything
+    else raises :class:`FilterError`). The search applies them inside the index like any filter.
+
 
 ``$icontains`` lower-cases like Python's ``str.lower`` (SQLite's own ``lower()`` only knows ASCII), except that
 Greek final sigma is folded to σ on both sides.
@@ -70,6 +78,7 @@ _FIELD = re.compile(r'[^$"\\\x00-\x1f][^"\\\x00-\x1f]*')  # fullmatch: "$" would
 _SURROGATE = re.compile("[\ud800-\udfff]")
 OPERATORS = (*_CMP, "$in", "$nin", "$contains", "$icontains", "$exists", "$type", "$size", "$and", "$or", "$not")
 DOCUMENT_OPERATORS = ("$contains", "$not_contains", "$icontains", "$match")
+ID_OPERATORS = ("$eq", "$ne", "$in", "$nin")
 _TYPES = {
     "string": ("text",),
     "number": ("integer", "real"),
@@ -325,6 +334,39 @@ def _document_clause(cond: Any) -> tuple[str, list[Any]]:
     return _join(parts, " AND ")
 
 
+def _id_clause(cond: Any) -> tuple[str, list[Any]]:
+    """A condition on the document id (``docs.id``, never NULL: every clause is two-valued)."""
+    if not isinstance(cond, dict):
+        cond = {"$eq": cond}
+    if not cond:
+        raise FilterError("empty condition for $id")
+    parts: list[tuple[str, list[Any]]] = []
+    for op, v in cond.items():
+        if op in ("$eq", "$ne"):
+            if not isinstance(v, str):
+                raise FilterError(f"$id {op} needs a string id, got {type(v).__name__}")
+            parts.append((f"(docs.id {'=' if op == '$eq' else '!='} ?)", [_scalar(v, f"$id {op}")]))
+        elif op in ("$in", "$nin"):
+            if not isinstance(v, (list, tuple, set, frozenset)):
+                raise FilterError(f"$id {op} needs a list, got {type(v).__name__}")
+            bad = [x for x in v if not isinstance(x, str)]
+            if bad:
+                raise FilterError(f"$id {op} needs string ids, got {type(bad[0]).__name__}")
+            ids = [str.__str__(x) for x in v]  # plain str (a subclass could dump differently)
+            if text_problem("".join(ids)):  # one check for the whole list (long lists are common here)
+                for x in ids:
+                    _scalar(x, f"$id {op}")
+            if not ids:
+                parts.append(("0" if op == "$in" else "1", []))
+                continue
+            # one JSON array parameter: a flat IN over json_each, whatever the list's length
+            sql = f"(docs.id {'NOT ' if op == '$nin' else ''}IN (SELECT value FROM json_each(?)))"
+            parts.append((sql, [json.dumps(ids, ensure_ascii=False)]))
+        else:
+            raise FilterError(f"unknown $id operator {op!r}; expected one of {ID_OPERATORS}")
+    return _join(parts, " AND ")
+
+
 def document_filter(where_document: Any) -> dict[str, Any]:
     """A Chroma-style ``where_document`` (``{"$contains": "x"}``, ``$and``/``$or`` of those) as a filter."""
     if isinstance(where_document, dict) and len(where_document) == 1:
@@ -369,8 +411,10 @@ def _compile(flt: Any, depth: int) -> tuple[str, list[Any]]:
             parts.append((f"(NOT {sub})", p))  # every clause is two-valued: NOT is exact negation
         elif key == "$document":
             parts.append(_document_clause(val))
+        elif key == "$id":
+            parts.append(_id_clause(val))
         elif isinstance(key, str) and key.startswith("$"):
-            raise FilterError(f"unknown filter operator {key!r}; expected one of {(*OPERATORS, '$document')}")
+            raise FilterError(f"unknown filter operator {key!r}; expected one of {(*OPERATORS, '$document', '$id')}")
         else:
             parts.append(_field_clause(key, val))
     return _join(parts, " AND ")

@@ -308,3 +308,78 @@ def test_wide_filters_compile_to_sql_sqlite_accepts(db):
 def test_filter_key_is_canonical():
     assert filter_key({"a": 1, "b": {"$in": [1, 2]}}) == filter_key({"b": {"$in": [1, 2]}, "a": 1})
     assert filter_key({"a": 1}) != filter_key({"a": True}) != filter_key({"a": 1.0})
+
+
+# ------------------------------------------------------------------------------------------------------------
+# $id: conditions on the document id
+# ------------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def idcol():
+    col = Collection(dim=4, index_threshold=8)
+    rng = np.random.default_rng(0)
+    col.add(
+        rng.normal(size=(40, 4)).astype(np.float32),
+        ids=[f"d{i}" for i in range(40)],
+        metadatas=[{"n": i, "even": i % 2 == 0} for i in range(40)],
+    )
+    yield col
+    col.close()
+
+
+def got(col: Collection, flt: dict) -> set[str]:
+    return {h.id for h in col.get(filter=flt)}
+
+
+@pytest.mark.parametrize(
+    "flt, want",
+    [
+        ({"$id": "d3"}, {"d3"}),
+        ({"$id": {"$eq": "d3"}}, {"d3"}),
+        ({"$id": {"$ne": "d3"}}, {f"d{i}" for i in range(40)} - {"d3"}),
+        ({"$id": {"$in": ["d1", "d2", "nope"]}}, {"d1", "d2"}),
+        ({"$id": {"$in": []}}, set()),
+        ({"$id": {"$nin": []}}, {f"d{i}" for i in range(40)}),
+        ({"$id": {"$nin": [f"d{i}" for i in range(1, 40)]}}, {"d0"}),
+        ({"$and": [{"$id": {"$in": ["d1", "d2", "d4"]}}, {"even": True}]}, {"d2", "d4"}),
+        ({"$or": [{"$id": "d1"}, {"n": 5}]}, {"d1", "d5"}),
+        ({"$not": {"$id": {"$in": [f"d{i}" for i in range(2, 40)]}}}, {"d0", "d1"}),
+        ({"$id": {"$in": ["d1", "d2"], "$ne": "d1"}}, {"d2"}),
+    ],
+)
+def test_id_conditions(idcol, flt, want):
+    assert got(idcol, flt) == want
+    assert idcol.count(flt) == len(want)
+
+
+def test_id_filter_inside_search_and_text_search(idcol):
+    q = np.ones(4, dtype=np.float32)
+    hits = idcol.search(q, k=5, filter={"$id": {"$in": ["d7", "d9"]}})
+    assert {h.id for h in hits} == {"d7", "d9"}
+    hits = idcol.search(q, k=40, filter={"$id": {"$nin": ["d7", "d9"]}})
+    assert len(hits) == 38 and not {"d7", "d9"} & {h.id for h in hits}
+
+
+def test_id_in_takes_a_long_list_as_one_parameter(idcol):
+    many = [f"x{i}" for i in range(100_000)] + ["d5"]
+    _, params = compile_filter({"$id": {"$in": many}})
+    assert len(params) == 1
+    assert got(idcol, {"$id": {"$in": many}}) == {"d5"}
+    assert idcol.count({"$id": {"$nin": many}}) == 39
+
+
+@pytest.mark.parametrize(
+    "flt, match",
+    [
+        ({"$id": 3}, "string id"),
+        ({"$id": {"$in": "d1"}}, "needs a list"),
+        ({"$id": {"$in": ["d1", 2]}}, "string ids"),
+        ({"$id": {"$gt": "d1"}}, "unknown \\$id operator"),
+        ({"$id": {}}, "empty condition"),
+        ({"$id": "a\x00b"}, "NUL"),
+        ({"$id": {"$nin": ["ok", "a\ud800"]}}, "surrogate"),
+        ({"$id": {"$in": ["ok"] * 1000 + ["a\x00"]}}, "NUL"),
+    ],
+)
+def test_invalid_id_conditions(flt, match):
+    with pytest.raises(FilterError, match=match):
+        compile_filter(flt)

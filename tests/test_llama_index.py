@@ -391,9 +391,7 @@ def test_nodes_round_trip_exactly():
         got = store.get_nodes(["i1", "t1", "missing"])
         assert [type(n) for n in got] == [IndexNode, TextNode]
         for orig, back in zip([index, text], got):
-            want = orig.model_dump()
-            want["embedding"] = None
-            assert back.model_dump() == want
+            assert back.model_dump() == orig.model_dump()  # with the embedding, as Qdrant's store
         assert got[1].ref_doc_id == "d1"
         res = query(store, [1.0, 0.0, 0.0], k=1)
         assert res.ids == ["t1"] and res.nodes[0].get_content() == text.get_content()
@@ -443,7 +441,7 @@ def test_scores_node_ids_and_doc_ids(metric):
         assert res.similarities == sorted(res.similarities, reverse=True)
         np.testing.assert_allclose(res.similarities, [s[int(i[1:])] for i in res.ids], rtol=1e-5, atol=1e-5)
         assert len(set(res.ids) & {f"n{i:03d}" for i in np.argsort(-s)[:10]}) >= 8
-        # node_ids: exact over exactly those nodes; [] means no restriction
+        # node_ids: a filter inside the index over exactly those nodes; [] means no restriction (retrievers pass it)
         some = [f"n{i:03d}" for i in range(0, 300, 7)]
         res = query(store, q, k=5, node_ids=some)
         best = sorted(some, key=lambda i: -s[int(i[1:])])[:5]
@@ -453,7 +451,7 @@ def test_scores_node_ids_and_doc_ids(metric):
         # doc_ids, alone and with node_ids and filters (all ANDed)
         res = query(store, q, k=50, doc_ids=["d3", "d4"])
         assert len(res.ids) == 50 and {n.ref_doc_id for n in res.nodes} == {"d3", "d4"}
-        assert query(store, q, k=10, doc_ids=[]).ids == query(store, q, k=10).ids
+        assert query(store, q, k=10, doc_ids=[]).ids == []
         res = query(store, q, k=50, node_ids=some, doc_ids=["d0", "d7"], filters=flt(mf("grp", OP.NE, 0)))
         want = [i for i in some if int(i[1:]) % 10 in (0, 7) and int(i[1:]) % 3 != 0]
         assert sorted(res.ids) == sorted(want) and res.ids == sorted(want, key=lambda i: -s[int(i[1:])])
@@ -517,7 +515,7 @@ def test_mmr_matches_simple_vector_store():
         ({"mode": "hybrid", "query_str": "x", "alpha": 1.5}, {}, "alpha"),
         ({"mode": "hybrid", "query_str": "x"}, {"fusion": "max"}, "fusion"),
         ({"mode": "bogus"}, {}, "modes"),
-        ({"query_embedding": None}, {}, "query_embedding"),
+        ({"query_embedding": None, "mode": "mmr"}, {}, "query_embedding"),
         ({"query_embedding": [1.0, 2.0]}, {}, "dimension 2"),
         ({"query_embedding": [float("nan")] * 8}, {}, "NaN"),
         ({"similarity_top_k": 0}, {}, "similarity_top_k"),
@@ -525,6 +523,7 @@ def test_mmr_matches_simple_vector_store():
         ({"doc_ids": [1, 2]}, {}, "doc_ids"),
         ({"mode": "mmr", "mmr_threshold": 2.0}, {}, "mmr_threshold"),
         ({"mode": "mmr"}, {"mmr_prefetch_k": 1}, "mmr_prefetch_k"),
+        ({"mode": "mmr"}, {"mmr_prefetch_k": 8, "mmr_prefetch_factor": 2}, "cannot coexist"),
     ],
 )
 def test_bad_queries_raise(filter_store, kwargs, kw, match):

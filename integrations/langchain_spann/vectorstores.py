@@ -140,6 +140,15 @@ class SPANNVectorStore(VectorStore):
     clipped; ``s / (1 + s)`` for BM25; dbsf and relative fused scores clipped to [0, 1]; rrf
     fused scores times ``61 / 2``, so that rank 1 in both lists is 1.
 
+    ``score_threshold=`` (as langchain-qdrant accepts) on ``similarity_search``, ``similarity_search_with_score``
+    and the ``*_by_vector`` variants keeps the hits whose native score passes it in the score's direction: at
+    least the threshold for similarities, BM25 and fused scores, at most it for squared L2 distances (fewer
+    than ``k`` hits may come back). ``relevance_score_fn=`` (as Chroma's) replaces the dense-score map.
+
+    Chroma-style methods: ``get(ids, where, limit, offset, where_document, include)`` returns Chroma's dict,
+    ``update_document(s)`` re-embed and upsert, ``reset_collection()`` deletes every document and keeps the
+    settings, ``delete_collection()`` deletes every document and closes the store (files stay, see there).
+
     Filters: ``filter=`` takes the core filter dict (``$eq $ne $gt $gte $lt $lte $in $nin $contains $exists
     $and $or $not``, dotted paths; ``$ne``, ``$nin`` and ``$not`` also match documents that lack the field),
     applied inside the index scan; or a callable ``Document -> bool`` (as
@@ -214,8 +223,13 @@ class SPANNVectorStore(VectorStore):
         retrieval_mode: RetrievalMode | str = RetrievalMode.DENSE,
         hybrid_alpha: float = 0.5,
         fusion: str = "dbsf",
+        relevance_score_fn: Callable[[float], float] | None = None,
         **collection_kwargs: Any,
     ) -> None:
+        if relevance_score_fn is not None and not callable(relevance_score_fn):
+            msg = f"relevance_score_fn must be a callable float -> float, got {type(relevance_score_fn).__name__}"
+            raise TypeError(msg)
+        self.override_relevance_score_fn = relevance_score_fn
         self.retrieval_mode = _retrieval_mode(retrieval_mode)
         fulltext.check_fusion(fusion, hybrid_alpha)
         self.hybrid_alpha = float(hybrid_alpha)
@@ -272,7 +286,23 @@ class SPANNVectorStore(VectorStore):
         self.close()
 
     def _select_relevance_score_fn(self) -> Callable[[float], float]:
+        """The map from dense scores to relevance: ``relevance_score_fn=`` when given (as Chroma's), else the
+        metric's (see the class docstring)."""
+        if self.override_relevance_score_fn is not None:
+            return self.override_relevance_score_fn
         return _l2_relevance if self.metric == "l2" else _similarity_relevance
+
+    def reset_collection(self) -> None:
+        """Delete every document, keeping the collection's settings (metric, bits, dimension) and files: the
+        store stays usable (Chroma's ``reset_collection``)."""
+        self._collection.clear()
+
+    def delete_collection(self) -> None:
+        """Delete every document and close the store (Chroma's ``delete_collection``): later calls raise. A
+        persistent collection's directory is left in place, holding an empty collection (no directory is
+        removed: the store may not have created it); remove it yourself if you no longer need it."""
+        self._collection.clear()
+        self._collection.close()
 
     # ------------------------------------------------------------------------------------------------------
     # writes
@@ -434,9 +464,57 @@ class SPANNVectorStore(VectorStore):
     ) -> bool:
         return await run_in_executor(None, partial(self.delete, ids, filter=filter, **kwargs))
 
+    def update_document(self, document_id: str, document: Document) -> None:
+        """Re-embed ``document`` and store it under ``document_id`` (an upsert, as Chroma's)."""
+        self.update_documents([document_id], [document])
+
+    def update_documents(self, ids: list[str], documents: list[Document]) -> None:
+        """Re-embed ``documents`` and store each under the id at the same position in ``ids`` (upserts: an
+        unknown id is added), as Chroma's ``update_documents``."""
+        if isinstance(ids, str) or len(ids) != len(documents):
+            msg = f"update_documents needs one id per document, got {ids!r} for {len(documents)} documents"
+            raise ValueError(msg)
+        if any(not isinstance(i, str) or not i for i in ids):
+            msg = "update_documents ids must be non-empty strings"
+            raise ValueError(msg)
+        self.add_texts([d.page_content for d in documents], [d.metadata for d in documents], ids=list(ids))
+
     # ------------------------------------------------------------------------------------------------------
     # reads
     # ------------------------------------------------------------------------------------------------------
+    def get(
+        self,
+        ids: str | list[str] | None = None,
+        where: dict[str, Any] | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+        where_document: dict[str, Any] | None = None,
+        include: list[str] | None = None,
+    ) -> dict[str, Any]:
+        """Documents as Chroma's ``get`` returns them: ``{"ids": [...], "documents": [...], "metadatas":
+        [...]}`` (and ``"embeddings"``, lists of floats, when ``include`` names them; ``include`` picks among
+        ``"documents"``, ``"metadatas"``, ``"embeddings"``, default the first two; ``ids`` always come back).
+        By ``ids`` (in the order given, unknown ones skipped) and/or ``where`` (a core filter dict) and
+        ``where_document``; in insertion order otherwise; ``offset`` skips, ``limit`` caps."""
+        include = ["documents", "metadatas"] if include is None else list(include)
+        unknown = sorted(set(include) - {"documents", "metadatas", "embeddings"})
+        if unknown:
+            msg = f"include takes 'documents', 'metadatas' and 'embeddings', got {unknown}"
+            raise ValueError(msg)
+        opts = {"filter": where or None, "where_document": where_document, "limit": limit, "offset": offset or None}
+        opts = {key: v for key, v in opts.items() if v is not None}  # a sharded collection takes fewer options
+        hits = self._collection.get(
+            _id_list(ids) if ids is not None else None, include_vectors="embeddings" in include, **opts
+        )
+        out: dict[str, Any] = {"ids": [h.id for h in hits]}
+        if "documents" in include:
+            out["documents"] = [h.text for h in hits]
+        if "metadatas" in include:
+            out["metadatas"] = [h.metadata for h in hits]
+        if "embeddings" in include:
+            out["embeddings"] = [h.vector.tolist() for h in hits]
+        return out
+
     def get_by_ids(self, ids: Sequence[str], /) -> list[Document]:
         """Documents for ``ids`` in the order given; missing ids are skipped."""
         return [_to_doc(h) for h in self._collection.get(_id_list(ids))]
@@ -482,13 +560,36 @@ class SPANNVectorStore(VectorStore):
     def _needs_vector(self) -> bool:
         return self.retrieval_mode != RetrievalMode.SPARSE
 
+    def _lower_is_better(self, mode: RetrievalMode, query: str | None, kwargs: dict[str, Any]) -> bool:
+        """Whether ``mode``'s native scores for ``query`` are distances (l2 dense scores, hybrid falling back)."""
+        if self.metric != "l2" or mode == RetrievalMode.SPARSE:
+            return False
+        alpha = kwargs.get("alpha")
+        alpha = self.hybrid_alpha if alpha is None else alpha
+        return mode == RetrievalMode.DENSE or alpha == 1 or not fulltext.terms(query or "")
+
+    def _threshold(
+        self, hits: list[Hit], threshold: Any, mode: RetrievalMode, query: str | None, kwargs: dict[str, Any]
+    ) -> list[Hit]:
+        """The hits whose native score passes ``score_threshold`` as langchain-qdrant's: at least it for
+        similarities and BM25/fused scores, at most it for squared L2 distances."""
+        if threshold is None:
+            return hits
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.floating, np.integer)):
+            msg = f"score_threshold must be a number, got {threshold!r}"
+            raise TypeError(msg)
+        if self._lower_is_better(mode, query, kwargs):
+            return [h for h in hits if h.score <= threshold]
+        return [h for h in hits if h.score >= threshold]
+
     def _mode_search(
         self, query: str, vector: Any, k: int, filter: Filter, *, include_vectors: bool = False, **kwargs: Any
     ) -> list[Hit]:
         """Hits for the text ``query`` (and its embedding ``vector``, unused in sparse mode) in the retrieval mode."""
+        threshold = kwargs.pop("score_threshold", None)
         q = self._query(vector) if vector is not None else None
         search = self._searcher(self.retrieval_mode, query, q, include_vectors, kwargs)
-        return self._hits(search, k, filter)
+        return self._threshold(self._hits(search, k, filter), threshold, self.retrieval_mode, query, kwargs)
 
     def _relevance_fn(self, query: str, alpha: float | None = None, fusion: str | None = None) -> Callable:
         """The map from this mode's scores for ``query`` to [0, 1] (see the class docstring)."""
@@ -503,9 +604,31 @@ class SPANNVectorStore(VectorStore):
         self, embedding: list[float], k: int = 4, filter: Filter = None, **kwargs: Any
     ) -> list[tuple[Document, float]]:
         """Documents nearest ``embedding`` with the metric's native score (see the class docstring). Always a
-        dense search, whatever the retrieval mode: a vector has no text for the BM25 leg (as langchain-qdrant)."""
+        dense search, whatever the retrieval mode: a vector has no text for the BM25 leg (as langchain-qdrant).
+        ``score_threshold=`` keeps the hits whose score passes it (see the class docstring)."""
+        threshold = kwargs.pop("score_threshold", None)
         search = self._searcher(RetrievalMode.DENSE, None, self._query(embedding), False, kwargs)
-        return [(_to_doc(h), h.score) for h in self._hits(search, k, filter)]
+        hits = self._threshold(self._hits(search, k, filter), threshold, RetrievalMode.DENSE, None, kwargs)
+        return [(_to_doc(h), h.score) for h in hits]
+
+    def similarity_search_by_vector_with_relevance_scores(
+        self, embedding: list[float], k: int = 4, filter: Filter = None, **kwargs: Any
+    ) -> list[tuple[Document, float]]:
+        """Documents nearest ``embedding`` (a dense search) with relevance scores in [0, 1], higher is better,
+        mapped as :meth:`similarity_search_with_relevance_scores` maps dense scores. (Chroma's method of this
+        name returns its raw distances, lower is better.) ``score_threshold=`` applies to the relevance."""
+        threshold = kwargs.pop("score_threshold", None)
+        relevance = self._select_relevance_score_fn()
+        out = [
+            (d, relevance(s)) for d, s in self.similarity_search_with_score_by_vector(embedding, k, filter, **kwargs)
+        ]
+        return out if threshold is None else [(d, r) for d, r in out if r >= threshold]
+
+    async def asimilarity_search_by_vector_with_relevance_scores(
+        self, embedding: list[float], k: int = 4, filter: Filter = None, **kwargs: Any
+    ) -> list[tuple[Document, float]]:
+        search = partial(self.similarity_search_by_vector_with_relevance_scores, embedding, k, filter, **kwargs)
+        return await run_in_executor(None, search)
 
     def similarity_search_with_score(
         self, query: str, k: int = 4, filter: Filter = None, **kwargs: Any
@@ -659,6 +782,11 @@ class SPANNVectorStore(VectorStore):
         await store.aadd_texts(texts, metadatas, ids=ids, batch_size=batch_size)
         return store
 
+    def _index_settings(self) -> dict[str, Any]:
+        """The collection's ``bits``, ``index_options`` and ``n_probe`` from ``stats()`` (empty without one)."""
+        stats = getattr(self._collection, "stats", None)
+        return dict(stats()) if callable(stats) else {}
+
     def save_local(self, folder_path: str | os.PathLike, index_name: str = "index") -> None:
         """Save to ``folder_path``: a persistent collection in ``<index_name>/`` plus ``<index_name>.json``.
 
@@ -676,7 +804,9 @@ class SPANNVectorStore(VectorStore):
                 raise FileExistsError(msg)
             tmp = folder / f".{index_name}.tmp-{uuid.uuid4().hex}"
             try:
-                with Collection(tmp, metric=self.metric, dim=self._collection.dim) as copy:
+                st = self._index_settings()
+                opts = {key: st[key] for key in ("bits", "index_options", "n_probe") if st.get(key) is not None}
+                with Collection(tmp, metric=self.metric, dim=self._collection.dim, **opts) as copy:
                     ids = [h.id for h in self._collection.get()]
                     for s in range(0, len(ids), 1000):
                         hits = self._collection.get(ids[s : s + 1000], include_vectors=True)
@@ -695,6 +825,7 @@ class SPANNVectorStore(VectorStore):
             "version": _CONFIG_VERSION,
             "collection": index_name,
             "metric": self.metric,
+            "bits": self._index_settings().get("bits"),
             "dim": self._collection.dim,
             "embedding": type(self.embedding).__name__,
             "retrieval_mode": self.retrieval_mode.value,

@@ -16,13 +16,19 @@ Query semantics:
   (``build_metadata_filter_fn``), except where it raises ``TypeError`` on mismatched types (say ``GT`` 3 on a
   string): such a node simply does not match. Values compare like with like (``True`` is not ``1``), and a
   dotted key ``"a.b"`` reaches into nested metadata.
-- ``doc_ids`` restrict to nodes of these reference documents; ``node_ids`` to these nodes (scored exactly over
-  their stored vectors). An empty list means no restriction, since retrievers pass ``node_ids=[]``.
+- ``doc_ids`` restrict to nodes of these reference documents (their ``ref_doc_id``), ``node_ids`` to these nodes
+  (the core filter ``{"$id": {"$in": node_ids}}``): both are filters applied inside the index, in every mode.
+  ``doc_ids=[]`` matches nothing (an empty id list restricts to no node, as ``node_ids=[]`` does in
+  llama-index-core's ``SimpleVectorStore``, which ignores ``doc_ids``); ``node_ids=[]`` means no restriction,
+  because ``VectorStoreIndex.as_retriever`` passes ``node_ids=[]`` for stores that keep the text.
+- a DEFAULT-mode query without ``query_embedding`` returns up to ``similarity_top_k`` nodes matching its
+  ``filters``/``doc_ids``/``node_ids`` in insertion order, with ``similarities=None`` (as the Chroma store does).
 - ``similarities``: the Collection's scores for ``ip``/``cosine``; for ``l2``, ``1 / (1 + squared distance)``
   so that higher is always better.
 - ``VectorStoreQueryMode.MMR``: llama-index-core's ``get_top_k_mmr_embeddings`` over the best
-  ``mmr_prefetch_k`` (default ``mmr_prefetch_factor`` 4 × ``similarity_top_k``) candidates; ``mmr_threshold``
-  from the query or the query kwargs. Its similarities are the MMR scores, as in ``SimpleVectorStore``.
+  ``mmr_prefetch_k`` (default ``mmr_prefetch_factor`` 4 × ``similarity_top_k``) candidates (giving both raises
+  ``ValueError``, as the Chroma and Postgres stores do); ``mmr_threshold`` from the query or the query kwargs.
+  Its similarities are the MMR scores, as in ``SimpleVectorStore``.
 - ``VectorStoreQueryMode.TEXT_SEARCH`` and ``SPARSE`` (the same here): the Collection's full-text index, BM25
   over the words of ``query_str`` (no embedding needed; core retrievers skip it for these modes), the best
   ``sparse_top_k`` (else ``similarity_top_k``) nodes containing a query word; similarities are BM25 scores.
@@ -33,8 +39,7 @@ Query semantics:
   kwarg overrides it). Similarities are the fused scores; ``alpha=1`` or a query without words give the dense
   similarities. No flag is needed to enable it (the text index is always there):
   ``index.as_retriever(vector_store_query_mode="hybrid", alpha=0.5)`` works as is.
-- ``filters`` and ``doc_ids`` apply inside every mode's search; ``node_ids`` in the text and hybrid modes
-  filter a candidate set that grows until enough of those nodes are found (the text index takes no id list).
+- ``get_nodes`` returns the nodes with their embeddings (as the Qdrant store does).
 """
 
 from __future__ import annotations
@@ -365,8 +370,8 @@ class SPANNVectorStore(BasePydanticVectorStore):
         ids = _id_list(node_ids)
         if ids is not None and not ids:
             return []
-        hits = self._collection.get(ids=ids, filter=metadata_filters_to_dict(filters))
-        return [_hit_to_node(h) for h in hits]
+        hits = self._collection.get(ids=ids, filter=metadata_filters_to_dict(filters), include_vectors=True)
+        return [_hit_to_node(h, embedding=True) for h in hits]
 
     def query(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
         """Nodes for ``query`` in its mode: DEFAULT and MMR (``query_embedding``), TEXT_SEARCH and SPARSE
@@ -380,19 +385,27 @@ class SPANNVectorStore(BasePydanticVectorStore):
             names = ", ".join(repr(m.value) for m in _MODES)
             raise ValueError(f"SPANNVectorStore supports query modes {names}, not {getattr(mode, 'value', mode)!r}")
         k = _top_k(query.similarity_top_k, "similarity_top_k")
+        doc_ids, node_ids = _id_list(query.doc_ids, "doc_ids"), _id_list(query.node_ids)
         flt = _and(
             metadata_filters_to_dict(query.filters),
-            {REF_DOC_KEY: {"$in": _id_list(query.doc_ids, "doc_ids")}} if query.doc_ids else None,
+            {REF_DOC_KEY: {"$in": doc_ids}} if doc_ids is not None else None,
+            {"$id": {"$in": node_ids}} if node_ids else None,  # retrievers pass node_ids=[] for "all"
         )
-        node_ids = _id_list(query.node_ids) or None
         if mode in _TEXT_MODES or mode == VectorStoreQueryMode.HYBRID:
-            return self._text_query(mode, query, k, flt, node_ids, kwargs)
+            return self._text_query(mode, query, k, flt, kwargs)
+        if query.query_embedding is None and mode == VectorStoreQueryMode.DEFAULT:
+            hits = self._collection.get(filter=flt, limit=k)  # Chroma's store: the first matches, no scores
+            return VectorStoreQueryResult(
+                nodes=[_hit_to_node(h) for h in hits], similarities=None, ids=[h.id for h in hits]
+            )
         q = self._query_vector(query.query_embedding)
         if q is None:  # nothing stored yet
             return VectorStoreQueryResult(nodes=[], similarities=[], ids=[])
 
         if mode == VectorStoreQueryMode.MMR:
             prefetch_k = kwargs.get("mmr_prefetch_k")
+            if prefetch_k is not None and kwargs.get("mmr_prefetch_factor") is not None:
+                raise ValueError("'mmr_prefetch_factor' and 'mmr_prefetch_k' cannot coexist")
             if prefetch_k is None:
                 factor = kwargs.get("mmr_prefetch_factor", 4.0)
                 if not isinstance(factor, (int, float)) or factor < 1:
@@ -405,7 +418,7 @@ class SPANNVectorStore(BasePydanticVectorStore):
                 isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1
             ):
                 raise ValueError(f"mmr_threshold must be a number in [0, 1], got {threshold!r}")
-            hits, _ = self._candidates(q, prefetch_k, flt, node_ids, vectors=True)
+            hits, _ = self._candidates(q, prefetch_k, flt, vectors=True)
             if not hits:
                 return VectorStoreQueryResult(nodes=[], similarities=[], ids=[])
             sims, ids = get_top_k_mmr_embeddings(
@@ -419,7 +432,7 @@ class SPANNVectorStore(BasePydanticVectorStore):
             hits = [by_id[i] for i in ids]
             sims = [float(s) for s in sims]
         else:
-            hits, sims = self._candidates(q, k, flt, node_ids, vectors=False)
+            hits, sims = self._candidates(q, k, flt, vectors=False)
         return VectorStoreQueryResult(
             nodes=[_hit_to_node(h) for h in hits], similarities=list(sims), ids=[h.id for h in hits]
         )
@@ -430,7 +443,6 @@ class SPANNVectorStore(BasePydanticVectorStore):
         query: VectorStoreQuery,
         k: int,
         flt: dict[str, Any] | None,
-        node_ids: list[str] | None,
         kwargs: dict[str, Any],
     ) -> VectorStoreQueryResult:
         """TEXT_SEARCH/SPARSE (BM25 scores) and HYBRID (fused scores) over ``query.query_str``."""
@@ -440,7 +452,7 @@ class SPANNVectorStore(BasePydanticVectorStore):
         sparse_k = None if query.sparse_top_k is None else _top_k(query.sparse_top_k, "sparse_top_k")
         if mode in _TEXT_MODES:
             top = sparse_k or k
-            hits = _restricted(lambda n: self._collection.text_search(text, n, filter=flt), top, node_ids)
+            hits = self._collection.text_search(text, top, filter=flt)
             sims = [float(h.score) for h in hits]
         else:
             top = k if query.hybrid_top_k is None else _top_k(query.hybrid_top_k, "hybrid_top_k")
@@ -449,13 +461,8 @@ class SPANNVectorStore(BasePydanticVectorStore):
             q = self._query_vector(query.query_embedding)
             if q is None:  # nothing stored yet
                 return VectorStoreQueryResult(nodes=[], similarities=[], ids=[])
-
-            def search(n: int) -> list[Any]:
-                cand = sparse_k if node_ids is None else max(sparse_k or 50, n)
-                opts = {"alpha": alpha, "fusion": fusion, "candidates": cand}
-                return self._collection.hybrid_search(text, q, n, filter=flt, **opts)
-
-            hits = _restricted(search, top, node_ids)
+            opts = {"alpha": alpha, "fusion": fusion, "candidates": sparse_k}
+            hits = self._collection.hybrid_search(text, q, top, filter=flt, **opts)
             dense_scores = alpha == 1 or not fulltext.terms(text)  # the core falls back to dense search
             sims = [self._similarity(h.score) if dense_scores else float(h.score) for h in hits]
         return VectorStoreQueryResult(
@@ -481,28 +488,11 @@ class SPANNVectorStore(BasePydanticVectorStore):
         return q
 
     def _candidates(
-        self, q: np.ndarray, k: int, flt: dict[str, Any] | None, node_ids: list[str] | None, *, vectors: bool
+        self, q: np.ndarray, k: int, flt: dict[str, Any] | None, *, vectors: bool
     ) -> tuple[list[Any], list[float]]:
-        """Best ``k`` hits and their similarities (higher is better): from the index, or scored exactly over
-        the stored vectors of ``node_ids`` when the query is restricted to them."""
-        if node_ids is None:
-            hits = self._collection.search(q, k=int(k), filter=flt, include_vectors=vectors)
-            return hits, [self._similarity(h.score) for h in hits]
-        hits = self._collection.get(ids=node_ids, filter=flt, include_vectors=True)
-        if not hits:
-            return [], []
-        mat = np.stack([h.vector for h in hits]).astype(np.float32)
-        if self.metric == "l2":
-            scores = ((mat - q) ** 2).sum(axis=1)
-            order = np.argsort(scores, kind="stable")[:k]
-        else:
-            if self.metric == "cosine":
-                mat = mat / np.maximum(np.linalg.norm(mat, axis=1, keepdims=True), 1e-30)
-                scores = mat @ (q / max(float(np.linalg.norm(q)), 1e-30))
-            else:
-                scores = mat @ q
-            order = np.argsort(-scores, kind="stable")[:k]
-        return [hits[i] for i in order], [self._similarity(float(scores[i])) for i in order]
+        """Best ``k`` hits from the index and their similarities (higher is better)."""
+        hits = self._collection.search(q, k=int(k), filter=flt, include_vectors=vectors)
+        return hits, [self._similarity(h.score) for h in hits]
 
     def _similarity(self, score: float) -> float:
         return 1.0 / (1.0 + max(float(score), 0.0)) if self.metric == "l2" else float(score)
@@ -673,21 +663,6 @@ def _top_k(k: Any, name: str) -> int:
     return int(k)
 
 
-def _restricted(search: Any, k: int, node_ids: list[str] | None) -> list[Any]:
-    """The best ``k`` hits of ``search(n)`` among ``node_ids`` (all nodes when ``None``): the candidate set grows
-    until ``k`` of them are found or every candidate has been seen (text and hybrid search take no id list)."""
-    if node_ids is None:
-        return search(k)
-    wanted = set(node_ids)
-    n = max(4 * k, len(wanted))
-    while True:
-        hits = search(n)
-        kept = [h for h in hits if h.id in wanted]
-        if len(kept) >= k or len(hits) < n:
-            return kept[:k]
-        n *= 4
-
-
 def _id_list(ids: Any, name: str = "node_ids") -> list[str] | None:
     if ids is None:
         return None
@@ -700,11 +675,16 @@ def _id_list(ids: Any, name: str = "node_ids") -> list[str] | None:
     return out
 
 
-def _hit_to_node(hit: Any) -> BaseNode:
-    """The stored node; a document added without LlamaIndex (no ``_node_content``) becomes a ``TextNode``."""
+def _hit_to_node(hit: Any, *, embedding: bool = False) -> BaseNode:
+    """The stored node (with its embedding when ``embedding``); a document added without LlamaIndex (no
+    ``_node_content``) becomes a ``TextNode``."""
     if "_node_content" in hit.metadata:
-        return metadata_dict_to_node(hit.metadata, text=hit.text)
-    return TextNode(id_=hit.id, text=hit.text or "", metadata=dict(hit.metadata))
+        node = metadata_dict_to_node(hit.metadata, text=hit.text)
+    else:
+        node = TextNode(id_=hit.id, text=hit.text or "", metadata=dict(hit.metadata))
+    if embedding and hit.vector is not None:
+        node.embedding = [float(x) for x in hit.vector]
+    return node
 
 
 def _check_local_fs(fs: Any) -> None:
