@@ -48,6 +48,14 @@ def _add(d, s, acc, stamp, stamp_val, touched, nt):
 
 
 @njit(cache=True)
+def _max_score(acc, touched, nt):
+    best = -np.inf
+    for i in range(nt):
+        best = max(best, acc[touched[i]])
+    return best
+
+
+@njit(cache=True)
 def _kth_largest(acc, touched, nt, k, heap):
     """The k-th largest accumulated score among the touched documents (a min-heap of size k)."""
     size = 0
@@ -79,7 +87,7 @@ def _kth_largest(acc, touched, nt, k, heap):
 
 @njit(cache=True, nogil=True)
 def _score(
-    q_tok, q_w, tok_ptr, post_doc, post_tf, t_tok, t_doc, t_tf, w_of_tok, doclen, avgdl, dead, allowed, k,
+    q_tok, q_w, q_ub, tok_ptr, post_doc, post_tf, t_tok, t_doc, t_tf, w_of_tok, doclen, avgdl, dead, allowed, k,
     acc, stamp, stamp_val, touched, out_doc, out_score
 ):  # fmt: skip
     """BM25 of the live (and allowed) documents holding query tokens, top ``k`` into out_doc/out_score (best
@@ -107,18 +115,19 @@ def _score(
     m = q_tok.shape[0]
     rest = 0.0
     for j in range(m):
-        rest += q_w[j] * (K1 + 1.0)
+        rest += q_ub[j]
     heap = np.empty(k, np.float64)
     theta = -np.inf
     j = 0
     while j < m:
-        if j > 0 and nt >= k:
+        # the k-th score is at most the best one: compute it (O(touched)) only when it could stop the scan
+        if j > 0 and nt >= k and rest < _max_score(acc, touched, nt):
             theta = _kth_largest(acc, touched, nt, k, heap)
             if rest < theta:
                 break
         t = q_tok[j]
         w = q_w[j]
-        rest -= w * (K1 + 1.0)
+        rest -= q_ub[j]
         j += 1
         if t + 1 >= tok_ptr.shape[0]:
             continue  # a token first seen after the last merge: its postings are all in the tail
@@ -240,6 +249,8 @@ class BM25Index:
     def __init__(self) -> None:
         self._vocab: dict[str, int] = {}
         self._df = np.zeros(0, np.int64)  # live documents per token
+        self._max_tf = np.zeros(0, np.float64)
+        self._min_dl = np.zeros(0, np.float64)
         self._rowids = np.zeros(0, np.int64)  # document index -> rowid (increasing)
         self._doclen = np.zeros(0, np.float64)
         self._dead = np.zeros(0, np.uint8)
@@ -314,8 +325,14 @@ class BM25Index:
         self._live += m
         self._total_len += float(lens.sum())
         if len(self._df) < len(self._vocab):
-            self._df = np.concatenate([self._df, np.zeros(len(self._vocab) - len(self._df), np.int64)])
+            grow = len(self._vocab) - len(self._df)
+            self._df = np.concatenate([self._df, np.zeros(grow, np.int64)])
+            self._max_tf = np.concatenate([self._max_tf, np.zeros(grow, np.float64)])
+            self._min_dl = np.concatenate([self._min_dl, np.full(grow, np.inf)])
         np.add.at(self._df, ptok, 1)
+        # per token: the largest term frequency and the shortest document (deletes leave them: still bounds)
+        np.maximum.at(self._max_tf, ptok, tf)
+        np.minimum.at(self._min_dl, ptok, lens[pdoc])
         self._fwd.append((base, np.concatenate([[0], np.cumsum(np.bincount(pdoc, minlength=m))]), ptok))
         self._added.append((ptok, (pdoc + base).astype(np.int32), tf))
         self._tail = tuple(np.concatenate(parts) for parts in zip(*self._added))
@@ -392,8 +409,13 @@ class BM25Index:
         df = self._df[q_tok].astype(np.float64)
         idf = np.log((self._live - df + 0.5) / (df + 0.5))
         q_w = np.where(idf <= 0, 1e-6, idf) * np.fromiter(counts.values(), np.float64, len(counts))
-        order = np.argsort(-q_w, kind="stable")  # rarest first, for the kernel's pruning
-        q_tok, q_w = q_tok[order], q_w[order]
+        # the most a token can add to one document's score (its largest tf in its shortest document), and the
+        # tokens by decreasing bound for the kernel's pruning
+        avgdl = max(self._total_len / self._live, 1e-9)
+        mtf = self._max_tf[q_tok]
+        q_ub = q_w * mtf * (K1 + 1.0) / (mtf + K1 * (1.0 - B + B * self._min_dl[q_tok] / avgdl))
+        order = np.argsort(-q_ub, kind="stable")
+        q_tok, q_w, q_ub = q_tok[order], q_w[order], q_ub[order]
         w_of_tok = np.zeros(len(self._vocab) if len(self._tail[0]) else 0, np.float64)
         if len(w_of_tok):
             w_of_tok[q_tok] = q_w
@@ -406,9 +428,8 @@ class BM25Index:
         acc, stamp, touched, val = self._buffers()
         out_doc = np.empty(k, np.int64)
         out_score = np.empty(k, np.float64)
-        avgdl = max(self._total_len / self._live, 1e-9)
         n = _score(
-            q_tok, q_w, self._tok_ptr, self._post_doc, self._post_tf, *self._tail, w_of_tok, self._doclen, avgdl,
+            q_tok, q_w, q_ub, self._tok_ptr, self._post_doc, self._post_tf, *self._tail, w_of_tok, self._doclen, avgdl,
             self._dead, allowed, k, acc, stamp, val, touched, out_doc, out_score,
         )  # fmt: skip
         return [(int(self._rowids[d]), float(s)) for d, s in zip(out_doc[:n], out_score[:n])]
