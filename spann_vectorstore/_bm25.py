@@ -9,7 +9,7 @@ the ranking equals FTS5's (a differential test checks it) at a fraction of the c
 The tokens are FTS5's own: the index is built from the FTS5 table's ``fts5vocab`` instance table, and new
 texts (and query words) are tokenized by a scratch in-memory FTS5 table with the same tokenizer, so the two
 can never disagree about what a word is. Nothing here is persisted: SQLite holds the truth; the structure is
-built on a collection's first text query (about 3 s per 100k documents on 2 cores) and kept in step with
+built on a collection's first text query (about 2 s per 100k short documents on 2 cores) and kept in step with
 writes (added texts are tokenized in one batch at the next text query; deletes are applied at once).
 """
 
