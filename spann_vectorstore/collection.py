@@ -981,9 +981,9 @@ class Collection:
         scores' mean -+ 3 standard deviations mapped to 0 and 1, distribution-based fusion as Qdrant's),
         ``"relative"`` (min-max per list) or ``"rrf"`` (reciprocal rank fusion), weighted by ``alpha``
         (1 = dense only, 0 = text only, LlamaIndex's meaning). ``Hit.score`` is the fused score (higher is
-        better). Text without words falls back to dense search (dense scores). ``k`` hits whenever ``k``
-        documents match the filter. One text with a (dim,) vector gives ``list[Hit]``; a list of texts with
-        an (nq, dim) batch gives one list per query."""
+        better). Text without words, or ``alpha=1``, gives dense search with dense scores (for ``l2``
+        distances, lower is better). ``k`` hits whenever ``k`` documents match the filter. One text with a
+        (dim,) vector gives ``list[Hit]``; a list of texts with an (nq, dim) batch gives one list per query."""
         self._check_open()
         _check_k(k)
         fulltext.check_fusion(fusion, alpha)
