@@ -15,7 +15,6 @@ writes (added texts are tokenized in one batch at the next text query; deletes a
 
 from __future__ import annotations
 
-import bisect
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -371,13 +370,20 @@ class BM25Index:
         pos = np.searchsorted(self._rowids, r)
         ok = pos < self._n
         pos = pos[ok][self._rowids[pos[ok]] == r[ok]]
-        bases = [f[0] for f in self._fwd]
-        for d in pos[self._dead[pos] == 0].tolist():
-            self._dead[d] = 1
-            self._live -= 1
-            self._total_len -= self._doclen[d]
-            base, starts, ptok = self._fwd[bisect.bisect_right(bases, d) - 1]
-            np.subtract.at(self._df, ptok[starts[d - base] : starts[d - base + 1]], 1)
+        pos = np.unique(pos[self._dead[pos] == 0])
+        if not len(pos):
+            return
+        self._dead[pos] = 1
+        self._live -= len(pos)
+        self._total_len -= float(self._doclen[pos].sum())
+        # each forward-index chunk: the token slices of its deleted documents, gathered in one go
+        for base, starts, ptok in self._fwd:
+            local = pos[(pos >= base) & (pos < base + len(starts) - 1)] - base
+            if not len(local):
+                continue
+            lens = starts[local + 1] - starts[local]
+            first = np.repeat(starts[local] - np.cumsum(lens) + lens, lens)
+            np.subtract.at(self._df, ptok[first + np.arange(int(lens.sum()))], 1)
 
     def query_tokens(self, terms: Sequence[str]) -> list[str] | None:
         """The FTS5 token of each query term (terms without one dropped), or None when a term is several

@@ -310,13 +310,15 @@ class Collection:
             self._db.execute("ROLLBACK")
             raise
 
-    def _text_index_write(self, removed: list[tuple[int, str | None]], added: list[tuple[int, str | None]]) -> None:
-        """Keep the full-text index exact, inside the caller's transaction. Without FTS5 the index is marked
-        stale instead, so that the next open with FTS5 rebuilds it."""
+    def _text_index_write(self, removed: list[int], added: list[tuple[int, str | None]]) -> None:
+        """Keep the full-text index exact, inside the caller's transaction: ``removed`` rowids (called before
+        their rows are deleted: their texts say what to unindex), ``added`` (rowid, text) pairs (after they
+        are inserted). Without FTS5 the index is marked stale instead, so the next open with FTS5 rebuilds it."""
         if not self._fts:
             self._db.execute("DELETE FROM settings WHERE key = 'fts'")
             return
-        fulltext.unindex_rows(self._db, removed)
+        if removed:
+            fulltext.unindex_rows(self._db, self._texts_of(removed))
         fulltext.index_rows(self._db, added)
 
     @classmethod
@@ -673,7 +675,7 @@ class Collection:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
                     old = self._rowids_for(ids_l)
-                    removed = self._texts_of(list(old.values()))
+                    self._text_index_write(list(old.values()), [])
                     if old:
                         self._db.executemany("DELETE FROM docs WHERE rowid = ?", [(r,) for r in old.values()])
                     self._seq += 1
@@ -684,7 +686,7 @@ class Collection:
                         [(*r, seq, row_crc(*r)) for r in rows],
                     )
                     new = self._rowids_for(ids_l)
-                    self._text_index_write(removed, [(new[ids_l[i]], texts_l[i]) for i in range(n)])
+                    self._text_index_write([], [(new[ids_l[i]], texts_l[i]) for i in range(n)])
                     self._db.execute("COMMIT")
                 except BaseException:
                     self._db.execute("ROLLBACK")
@@ -754,7 +756,7 @@ class Collection:
                     else:
                         rows = [r[0] for r in self._db.execute(f"SELECT rowid FROM docs WHERE {where}", params)]
                     if rows:
-                        self._text_index_write(self._texts_of(rows), [])
+                        self._text_index_write(rows, [])
                     self._db.executemany("DELETE FROM docs WHERE rowid = ?", [(r,) for r in rows])
                     self._seq += 1 if rows else 0
                     self._db.execute("COMMIT")
@@ -985,16 +987,7 @@ class Collection:
         distances, lower is better). ``k`` hits whenever ``k`` documents match the filter. One text with a
         (dim,) vector gives ``list[Hit]``; a list of texts with an (nq, dim) batch gives one list per query."""
         self._check_open()
-        _check_k(k)
-        fulltext.check_fusion(fusion, alpha)
-        n_cand = max(int(k), 50) if candidates is None else candidates
-        _check_k(n_cand, "candidates")
-        single, texts = _texts_arg(text_or_texts)
-        arr = np.asarray(vector_or_vectors)
-        if arr.ndim != (1 if single else 2) or (not single and arr.shape[0] != len(texts)):
-            raise ValueError(
-                f"hybrid_search needs one vector per text: {len(texts)} text(s) and vectors of shape {arr.shape}"
-            )
+        single, texts, arr, n_cand = hybrid_arguments(text_or_texts, vector_or_vectors, k, alpha, fusion, candidates)
         flt = self._merge_filter(filter, where_document)
         with self._lock.read():
             self._check_open()
@@ -1299,6 +1292,24 @@ def _pool_for(pid: int) -> concurrent.futures.ThreadPoolExecutor:
     return concurrent.futures.ThreadPoolExecutor(
         max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="spann-text"
     )
+
+
+def hybrid_arguments(
+    text_or_texts: Any, vector_or_vectors: Any, k: Any, alpha: Any, fusion: Any, candidates: Any
+) -> tuple[bool, list[str], np.ndarray, int]:
+    """The checked arguments of a hybrid search (``Collection`` and ``ShardedCollection``): whether one query,
+    the texts, the vectors as an array, and the candidates per leg (default ``max(k, 50)``)."""
+    _check_k(k)
+    fulltext.check_fusion(fusion, alpha)
+    n_cand = max(int(k), 50) if candidates is None else candidates
+    _check_k(n_cand, "candidates")
+    single, texts = _texts_arg(text_or_texts)
+    arr = np.asarray(vector_or_vectors)
+    if arr.ndim != (1 if single else 2) or (not single and arr.shape[0] != len(texts)):
+        raise ValueError(
+            f"hybrid_search needs one vector per text: {len(texts)} text(s) and vectors of shape {arr.shape}"
+        )
+    return single, texts, arr, int(n_cand)
 
 
 def _check_k(k: Any, name: str = "k") -> None:

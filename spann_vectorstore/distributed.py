@@ -68,7 +68,16 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     raise ImportError(msg) from exc
 
 from . import fulltext
-from .collection import Collection, CollectionLockedError, Hit, _check_k, _seq, _texts_arg, validate_documents
+from .collection import (
+    Collection,
+    CollectionLockedError,
+    Hit,
+    _check_k,
+    _seq,
+    _texts_arg,
+    hybrid_arguments,
+    validate_documents,
+)
 from .filters import compile_filter
 from .index import METRICS
 
@@ -638,16 +647,7 @@ class ShardedCollection:
         statistics (see :meth:`text_search`). Fusing per shard instead would normalise each shard's scores
         on its own and could rank a shard's weak best hit above another's strong second."""
         self._check_open()
-        _check_k(k)
-        fulltext.check_fusion(fusion, alpha)
-        n_cand = max(int(k), 50) if candidates is None else candidates
-        _check_k(n_cand, "candidates")
-        single, texts = _texts_arg(text_or_texts)
-        arr = np.asarray(vector_or_vectors)
-        if arr.ndim != (1 if single else 2) or (not single and arr.shape[0] != len(texts)):
-            raise ValueError(
-                f"hybrid_search needs one vector per text: {len(texts)} text(s) and vectors of shape {arr.shape}"
-            )
+        single, texts, arr, n_cand = hybrid_arguments(text_or_texts, vector_or_vectors, k, alpha, fusion, candidates)
         flt = _filter(filter, where_document)
         if not texts:
             return []
