@@ -191,6 +191,7 @@ class SpannIndex:
         self.progress = progress
         self._codec = RaBitQCodec(self.dim, self.bits, self.params["seed"])
         self._local = threading.local()
+        self._params_cache: dict[tuple, K.SearchParams] = {}
         self._snap_dir: Path | None = None  # the snapshot last saved or loaded (for stats' bytes_disk)
         self._reset()
 
@@ -603,9 +604,15 @@ class SpannIndex:
     ) -> None:
         """Queries with fewer than k hits although k vectors qualify (a selective filter, or postings
         emptied by deletes) are answered again: exactly over the allowed vectors, or scanning every posting."""
-        short = np.flatnonzero(counts < min(k, n_allowed))
-        if len(short) == 0:
-            return
+        want = min(k, n_allowed)
+        if len(counts) == 1:  # a single query: no array work on the common path
+            if counts[0] >= want:
+                return
+            short = np.zeros(1, np.int64)
+        else:
+            short = np.flatnonzero(counts < want)
+            if len(short) == 0:
+                return
         sub_idx, sub_sim, sub_stats = self._outputs(len(short), k)
         if allowed is not None:
             self._exact_subset(q[short], np.flatnonzero(allowed), k, sub_idx, sub_sim, sub_stats)
@@ -626,17 +633,23 @@ class SpannIndex:
         out_idx: np.ndarray,
         out_sim: np.ndarray,
         stats: np.ndarray,
-    ) -> np.ndarray:
+    ) -> np.ndarray | list[int]:
         """Run a search kernel: probe + scan (single query or batch), or scan of ``heads`` given per query.
         Fills internal indices, similarities and stats; returns the number of hits per query."""
         nq = q.shape[0]
-        sp = K.SearchParams(
-            k, npr, self._heads.group_probe(npr), mdr, min_allowed, self.params["eps0"], 1.0 if self.metric == "l2" else 0.0
-        )
+        key = (k, npr, mdr, min_allowed, self._heads.n_groups)
+        sp = self._params_cache.get(key)
+        if sp is None:  # a handful of settings in use: cached, as building one costs a few microseconds
+            alpha = 1.0 if self.metric == "l2" else 0.0
+            sp = K.SearchParams(k, npr, self._heads.group_probe(npr), mdr, min_allowed, self.params["eps0"], alpha)
+            if len(self._params_cache) > 64:
+                self._params_cache.clear()
+            self._params_cache[key] = sp
+        # each owner hands out its own view (rebuilt only after that owner changed)
         views = (self._heads.view(), self._arena.view(), self._idmap.view(), self._vectors.view(), self._codec.view())
         if nq == 1 and heads is None:
             stamp, val, lut = self._workspace()
-            return np.array([K.search_single(q, *views, sp, allowed, stamp, val, lut, out_idx, out_sim, stats)])
+            return [K.search_single(q, *views, sp, allowed, stamp, val, lut, out_idx, out_sim, stats)]
         counts = np.zeros(nq, np.int64)
         chunks = min(4 * numba.get_num_threads(), nq)
         if heads is None:

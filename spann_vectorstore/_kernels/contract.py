@@ -13,9 +13,11 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
+from numba import types
+from numba.extending import typeof_impl
 
 
-class HeadsView(NamedTuple):
+class _HeadsView(NamedTuple):
     """Posting centroids and the coarse head groups (see ``HeadTable``)."""
 
     heads: np.ndarray  # (H, d) f32
@@ -28,7 +30,7 @@ class HeadsView(NamedTuple):
     g_members: np.ndarray  # (H,) i64 head ids by group
 
 
-class PostingsView(NamedTuple):
+class _PostingsView(NamedTuple):
     """The posting arena (see ``PostingArena``): posting ``h`` is entries ``start[h] : start[h] + size[h]``."""
 
     start: np.ndarray  # (H,) i64
@@ -42,14 +44,14 @@ class PostingsView(NamedTuple):
     err1: np.ndarray  # (E,) f32 error-bound factor of the 1-bit codes
 
 
-class IdsView(NamedTuple):
+class _IdsView(NamedTuple):
     """Per internal vector: external id (ties are broken by it) and tombstone (see ``IdMap``)."""
 
     ids: np.ndarray  # (n,) i64
     deleted: np.ndarray  # (n,) u8
 
 
-class VectorsView(NamedTuple):
+class _VectorsView(NamedTuple):
     """Full-precision vectors for the exact rerank (see ``VectorTable``): rows ``< len(base)`` in ``base``
     (memory-mapped after a load), later ones in ``tail``; ``xn2`` their squared norms."""
 
@@ -58,14 +60,14 @@ class VectorsView(NamedTuple):
     xn2: np.ndarray  # (n,) f32
 
 
-class CodecView(NamedTuple):
+class _CodecView(NamedTuple):
     """The RaBitQ codec (see ``RaBitQCodec``)."""
 
     rotation: np.ndarray  # (d, d) f32 orthogonal
     bits: int
 
 
-class SearchParams(NamedTuple):
+class _SearchParams(NamedTuple):
     """One search call's settings (built per call by ``SpannIndex``)."""
 
     k: int
@@ -75,6 +77,61 @@ class SearchParams(NamedTuple):
     min_allowed: int  # with a filter: probe until this many allowed entries were seen
     eps0: float  # confidence multiplier of the RaBitQ error bound
     alpha: float  # 0 for ip/cosine, 1 for l2 (similarity <q, x> - alpha |x|^2 / 2)
+
+
+class HeadsView(_HeadsView):
+    __doc__ = _HeadsView.__doc__
+
+
+class PostingsView(_PostingsView):
+    __doc__ = _PostingsView.__doc__
+
+
+class IdsView(_IdsView):
+    __doc__ = _IdsView.__doc__
+
+
+class VectorsView(_VectorsView):
+    __doc__ = _VectorsView.__doc__
+
+
+class CodecView(_CodecView):
+    __doc__ = _CodecView.__doc__
+
+
+class SearchParams(_SearchParams):
+    __doc__ = _SearchParams.__doc__
+
+    def __new__(cls, k, n_probe, g_probe, max_dist_ratio, min_allowed, eps0, alpha):  # noqa: D102
+        # exact Python types: the Numba type of every instance is the one declared below
+        return super().__new__(
+            cls, int(k), int(n_probe), int(g_probe), float(max_dist_ratio), int(min_allowed), float(eps0), float(alpha)
+        )
+
+
+# Numba types the arguments of every kernel call. Exact tuples of arrays have a fast path in its C
+# dispatcher; named tuples do not (typing one field by field in Python cost 10-70 us per array on a busy
+# machine, more than a search), so each view caches its Numba type when first passed (views are rebuilt
+# only after a mutation), and SearchParams, all scalars, has one fixed type.
+_SEARCH_PARAMS_TYPE = types.NamedTuple(
+    [types.int64, types.int64, types.int64, types.float64, types.int64, types.float64, types.float64], SearchParams
+)
+
+
+@typeof_impl.register(SearchParams)
+def _typeof_search_params(val, c):
+    return _SEARCH_PARAMS_TYPE
+
+
+def _typeof_view(val, c):
+    ty = val.__dict__.get("_numba_type")
+    if ty is None:
+        ty = val.__dict__["_numba_type"] = types.BaseTuple.from_types([typeof_impl(v, c) for v in val], type(val))
+    return ty
+
+
+for _cls in (HeadsView, PostingsView, IdsView, VectorsView, CodecView):
+    typeof_impl.register(_cls)(_typeof_view)
 
 
 # per query statistics written by the search kernels (``SearchResult.stats`` names them)
