@@ -93,6 +93,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench  # noqa: E402
 from bench import set_threads  # noqa: E402
 
+from spann_vectorstore.evaluation import exact_topk, recall_at_k  # noqa: E402
+
 
 def other_benchmarks() -> list[str]:
     """Command lines of other running ``bench*.py`` processes (the machine is shared)."""
@@ -151,33 +153,6 @@ def _version(pkg: str) -> str | None:
 
 def dir_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-
-
-def exact_topk(
-    xq: np.ndarray, xb: np.ndarray, masks: dict[str, np.ndarray | None], k: int = K
-) -> dict[str, np.ndarray]:
-    """Exact top-k base rows by inner product per query, within each mask's allowed rows (-1 padded)."""
-    out = {name: np.full((len(xq), k), -1, np.int64) for name in masks}
-    cols = {name: (np.flatnonzero(m) if m is not None else None) for name, m in masks.items()}
-    for s in range(0, len(xq), 100):
-        sims = xq[s : s + 100] @ xb.T
-        for name, c in cols.items():
-            sub = sims if c is None else sims[:, c]
-            kk = min(k, sub.shape[1])
-            part = np.argpartition(-sub, kk - 1, axis=1)[:, :kk]
-            order = np.argsort(-np.take_along_axis(sub, part, 1), axis=1, kind="stable")
-            top = np.take_along_axis(part, order, 1)
-            out[name][s : s + 100, :kk] = top if c is None else c[top]
-    return out
-
-
-def recall(pred: list[list[int]], gt: np.ndarray, k: int = K) -> float:
-    tot = 0.0
-    for p, g in zip(pred, gt):
-        g = {int(x) for x in g[:k] if x >= 0}
-        if g:
-            tot += len(g.intersection(p[:k])) / len(g)
-    return tot / max(len(pred), 1)
 
 
 def pct(a: np.ndarray, q: float) -> float:
@@ -256,8 +231,8 @@ def measure_set(methods: list[Method], xq: np.ndarray, args: argparse.Namespace)
 
 def finish_row(row: Row, gt: np.ndarray) -> Row:
     ids_s, ids_b = row.pop("ids_single"), row.pop("ids_batch")
-    row["recall_at_10_single"] = recall(ids_s, gt)
-    row["recall_at_10_batch"] = recall(ids_b, gt)
+    row["recall_at_10_single"] = recall_at_k(ids_s, gt, K)
+    row["recall_at_10_batch"] = recall_at_k(ids_b, gt, K)
     row["short_single"] = sum(len(x) < K for x in ids_s)
     row["short_batch"] = sum(len(x) < K for x in ids_b)
     return row
@@ -444,12 +419,12 @@ def main() -> int:
     bucket = np.arange(n) % 100
     masks = {name: (pred(bucket) if pred is not None else None) for name, _, pred in FILTERS}
     t0 = time.perf_counter()
-    gts = exact_topk(xq, xb, masks)
+    gts = {name: exact_topk(xb, xq, K, allowed=m)[0] for name, m in masks.items()}
     gt_note = "brute force"
     gt_agree = None
     if n == base.shape[0] and (args.data / "gt.npy").exists():
         gt_file = np.load(args.data / "gt.npy")[:nq, :K].astype(np.int64)
-        gt_agree = recall([list(r) for r in gts["none"]], gt_file)
+        gt_agree = recall_at_k(gts["none"], gt_file, K)
         gts["none"] = gt_file
         gt_note = "gt.npy for the unfiltered case, brute force within the subset for filters"
     log(f"ground truth in {time.perf_counter() - t0:.1f}s (agreement brute force vs gt.npy: {gt_agree})")
@@ -502,7 +477,7 @@ def main() -> int:
         ingest["bytes_disk_after_close"] = dir_bytes(path)
         ingest["bytes_sqlite"] = sum(p.stat().st_size for p in path.glob("docs.sqlite*"))
         ingest["bytes_index_snapshot"] = dir_bytes(path / "index")
-        ingest["recall_at_10_after_ingest_batch"] = recall(pre_ids, gts["none"])
+        ingest["recall_at_10_after_ingest_batch"] = recall_at_k(pre_ids, gts["none"], K)
         results["ingest"] = ingest
         log(f"ingest: {ingest['vectors_per_s']:.0f} vec/s, close {ingest['close_s']:.3f}s")
 

@@ -49,7 +49,8 @@ from ._integrity import (
 )
 from ._storage import MANIFEST, CorruptStoreError, verify_snapshot
 from .filters import compile_filter, document_filter, filter_key, text_problem, uses_text_index, validate_metadata
-from .index import _FORMAT, METRICS, SpannIndex
+from .index import _FORMAT, SpannIndex
+from .validation import METRICS, as_matrix, check_metric, nonnegative_int, per_vector, positive_int, query_texts
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS docs (
@@ -205,8 +206,7 @@ class Collection:
         index_options: dict[str, Any] | None = None,
         progress: bool | None = None,
     ) -> None:
-        if not isinstance(metric, str) or metric.lower() not in METRICS:
-            raise ValueError(f"unknown metric {metric!r}; expected one of 'ip', 'cosine', 'l2'")
+        check_metric(metric)
         self._lock = _RWLock()
         self._db_lock = threading.Lock()
         self._closed = False
@@ -659,7 +659,7 @@ class Collection:
         """
         self._check_open()
         x, texts_l, meta_json, ids_l = validate_documents(
-            vectors, texts, metadatas, ids, dim=self._cfg["dim"], metric=self.metric, index=self._index
+            vectors, texts, metadatas, ids, dim=self._cfg["dim"], metric=self.metric
         )
         n, dim = x.shape
         with self._lock.write():
@@ -838,8 +838,8 @@ class Collection:
         first ``offset`` of them skipped, then at most ``limit``."""
         self._check_open()
         for name, v in (("limit", limit), ("offset", offset)):
-            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0):
-                raise ValueError(f"{name} must be a non-negative integer, got {v!r}")
+            if v is not None:
+                nonnegative_int(v, name)
         offset = int(offset or 0)
         filter = self._merge_filter(filter, where_document)
         where, params = self._compile(filter) if filter is not None else ("1", [])
@@ -918,7 +918,7 @@ class Collection:
         condition on the text: ``{"$contains": "x"}``, ``{"$not_contains": "x"}``, ``{"$match": "words"}``
         (full-text), or ``$and``/``$or`` of those. An empty collection gives ``[]``."""
         self._check_open()
-        _check_k(k)
+        positive_int(k, "k")
         arr = np.asarray(vector_or_vectors)
         single = arr.ndim == 1
         flt = self._merge_filter(filter, where_document)
@@ -952,8 +952,8 @@ class Collection:
         ``where_document`` as in :meth:`search`: ``k`` hits whenever ``k`` matching documents contain a word.
         Raises :class:`~spann_vectorstore.fulltext.FullTextUnavailableError` when SQLite lacks FTS5."""
         self._check_open()
-        _check_k(k)
-        single, texts = _texts_arg(text_or_texts)
+        positive_int(k, "k")
+        single, texts = query_texts(text_or_texts)
         flt = self._merge_filter(filter, where_document)
         with self._lock.read():
             self._check_open()
@@ -1219,7 +1219,6 @@ def validate_documents(
     *,
     dim: int | None,
     metric: str,
-    index: SpannIndex | None = None,
 ) -> tuple[np.ndarray, list[str | None], list[str], list[str]]:
     """Check one :meth:`Collection.add` call without touching any store; raises ``ValueError``/``TypeError``
     naming the problem. Returns float32 (n, dim) vectors (as given, not normalised), texts, metadata as JSON
@@ -1233,12 +1232,11 @@ def validate_documents(
     n = arr.shape[0]
     if n == 0:
         raise ValueError("vectors is empty")
-    checker = index if index is not None else SpannIndex(dim if dim is not None else arr.shape[1], metric=metric)
-    x = checker._as_matrix(arr, "vectors", allow_1d=False)
+    x = as_matrix(arr, "vectors", dim=dim if dim is not None else arr.shape[1], metric=METRICS[metric], allow_1d=False)
     if METRICS[metric] == "cosine":  # the index normalises; keep the caller's vectors in the store
         x = np.ascontiguousarray(arr, dtype=np.float32)
-    texts_l = _seq(texts, n, "texts")
-    metas_l = _seq(metadatas, n, "metadatas")
+    texts_l = per_vector(texts, n, "texts")
+    metas_l = per_vector(metadatas, n, "metadatas")
     for i, t in enumerate(texts_l):
         if t is not None and not isinstance(t, str):
             raise TypeError(f"texts must be strings or None, got {type(t).__name__}")
@@ -1258,7 +1256,7 @@ def validate_documents(
     if ids is None:
         ids_l = [str(uuid.uuid4()) for _ in range(n)]
     else:
-        ids_l = _seq(ids, n, "ids")
+        ids_l = per_vector(ids, n, "ids")
         for i in ids_l:
             if not isinstance(i, str) or not i:
                 raise TypeError(f"ids must be non-empty strings, got {i!r}")
@@ -1268,17 +1266,6 @@ def validate_documents(
             dup = sorted({i for i in ids_l if ids_l.count(i) > 1})[:5]
             raise ValueError(f"duplicate ids in one call: {dup}")
     return x, texts_l, meta_json, ids_l
-
-
-def _seq(values: Any, n: int, name: str) -> list[Any]:
-    if values is None:
-        return [None] * n
-    if isinstance(values, (str, bytes, dict)):
-        raise TypeError(f"{name} must be a sequence with one entry per vector, got {type(values).__name__}")
-    out = list(values)
-    if len(out) != n:
-        raise ValueError(f"got {len(out)} {name} for {n} vectors")
-    return out
 
 
 def _legs_pool() -> concurrent.futures.ThreadPoolExecutor:
@@ -1299,35 +1286,17 @@ def hybrid_arguments(
 ) -> tuple[bool, list[str], np.ndarray, int]:
     """The checked arguments of a hybrid search (``Collection`` and ``ShardedCollection``): whether one query,
     the texts, the vectors as an array, and the candidates per leg (default ``max(k, 50)``)."""
-    _check_k(k)
+    positive_int(k, "k")
     fulltext.check_fusion(fusion, alpha)
     n_cand = max(int(k), 50) if candidates is None else candidates
-    _check_k(n_cand, "candidates")
-    single, texts = _texts_arg(text_or_texts)
+    positive_int(n_cand, "candidates")
+    single, texts = query_texts(text_or_texts)
     arr = np.asarray(vector_or_vectors)
     if arr.ndim != (1 if single else 2) or (not single and arr.shape[0] != len(texts)):
         raise ValueError(
             f"hybrid_search needs one vector per text: {len(texts)} text(s) and vectors of shape {arr.shape}"
         )
     return single, texts, arr, int(n_cand)
-
-
-def _check_k(k: Any, name: str = "k") -> None:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {k!r}")
-
-
-def _texts_arg(text_or_texts: Any) -> tuple[bool, list[str]]:
-    """(single, texts) for a query text or a sequence of them."""
-    if isinstance(text_or_texts, str):
-        return True, [text_or_texts]
-    if isinstance(text_or_texts, (bytes, dict)) or not isinstance(text_or_texts, Sequence):
-        raise TypeError(f"query text must be a string or a sequence of strings, got {type(text_or_texts).__name__}")
-    texts = list(text_or_texts)
-    for t in texts:
-        if not isinstance(t, str):
-            raise TypeError(f"query texts must be strings, got {type(t).__name__}")
-    return False, texts
 
 
 _RECOVER_TEXT = (

@@ -68,18 +68,9 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     raise ImportError(msg) from exc
 
 from . import fulltext
-from .collection import (
-    Collection,
-    CollectionLockedError,
-    Hit,
-    _check_k,
-    _seq,
-    _texts_arg,
-    hybrid_arguments,
-    validate_documents,
-)
+from .collection import Collection, CollectionLockedError, Hit, hybrid_arguments, validate_documents
 from .filters import compile_filter
-from .index import METRICS
+from .validation import check_metric, per_vector, positive_int, query_texts
 
 LAYOUT_FILE = "sharding.json"
 ROUTING = "blake2b-64-le-mod"  # recorded in the layout: a future scheme must not silently reuse old files
@@ -240,7 +231,7 @@ def _prepare(
     """Validate a write as ``Collection.add`` does, before any shard sees it: a bad call raises and changes
     nothing on any shard. Returns float32 (n, dim) vectors (the caller's, not normalised) and the columns."""
     x, texts_l, _, ids_l = validate_documents(vectors, texts, metadatas, ids, dim=dim, metric=metric)
-    return x, texts_l, _seq(metadatas, x.shape[0], "metadatas"), ids_l
+    return x, texts_l, per_vector(metadatas, x.shape[0], "metadatas"), ids_l
 
 
 def _group(ids: Sequence[str], num_shards: int) -> dict[int, list[int]]:
@@ -329,8 +320,7 @@ class ShardedCollection:
         node_ids: Sequence[str] | None = None,
         actor_options: dict[str, Any] | None = None,
     ) -> None:
-        if not isinstance(metric, str) or metric.lower() not in METRICS:
-            raise ValueError(f"unknown metric {metric!r}; expected one of 'ip', 'cosine', 'l2'")
+        check_metric(metric)
         self._closed = True
         self.path = _local_path(path)
         layout = self._layout(num_shards, node_ids)
@@ -573,7 +563,7 @@ class ShardedCollection:
         are merged into the exact global top-k of what the shards returned (``n_probe``, ``filter`` and
         ``where_document`` apply per shard, as in :meth:`Collection.search`)."""
         self._check_open()
-        _check_k(k)
+        positive_int(k, "k")
         flt = _filter(filter, where_document)
         arr = np.asarray(vector_or_vectors)
         if arr.ndim not in (1, 2) or arr.size == 0:
@@ -612,8 +602,8 @@ class ShardedCollection:
         and equal to it whenever the scores being compared do not depend on them (e.g. a term occurring in
         one document only). ``Hit.score`` is the BM25 score of the document's shard."""
         self._check_open()
-        _check_k(k)
-        single, texts = _texts_arg(text_or_texts)
+        positive_int(k, "k")
+        single, texts = query_texts(text_or_texts)
         flt = _filter(filter, where_document)
         if not texts:
             return []
@@ -798,8 +788,7 @@ def ingest_dataset(
     """
     if engine not in ("auto", "data", "actors"):
         raise ValueError(f"engine must be 'auto', 'data' or 'actors', got {engine!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    batch_size = positive_int(batch_size, "batch_size")
     sharded._check_open()
     is_dataset = type(data).__module__.startswith("ray.data")
     if engine == "auto":
@@ -823,10 +812,11 @@ def ingest_dataset(
         texts = [data] if isinstance(data, str) else list(data)
         if not texts:
             return []
-        ids_l = [str(uuid.uuid4()) for _ in texts] if ids is None else [str(i) for i in _seq(ids, len(texts), "ids")]
+        given = per_vector(ids, len(texts), "ids")
+        ids_l = [str(uuid.uuid4()) for _ in texts] if ids is None else [str(i) for i in given]
         if len(set(ids_l)) != len(ids_l):
             raise ValueError("duplicate ids in one ingest")
-        metas_l = [json.dumps(m if m is not None else {}) for m in _seq(metadatas, len(texts), "metadatas")]
+        metas_l = [json.dumps(m if m is not None else {}) for m in per_vector(metadatas, len(texts), "metadatas")]
         if engine == "data":
             import ray.data
 

@@ -61,6 +61,7 @@ from ._integrity import is_damage
 from ._storage import CorruptStoreError
 from .collection import Collection
 from .embed import Embedder
+from .validation import positive_int
 
 INFO_FILE = "embedder.json"
 MANIFEST_FILE = "ingest.sqlite"
@@ -631,8 +632,7 @@ def ingest(
     """
     if chunk_size <= 0 or chunk_overlap < 0 or chunk_overlap >= chunk_size:
         raise ValueError(f"need 0 <= chunk_overlap < chunk_size, got chunk_size={chunk_size}, overlap={chunk_overlap}")
-    if batch_size <= 0:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    positive_int(batch_size, "batch_size")
     t_start = time.perf_counter()
     check_embedder(collection, embedder)
     exclude = [collection.path] if collection.path is not None else []

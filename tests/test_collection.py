@@ -16,8 +16,7 @@ import numpy as np
 import pytest
 
 from spann_vectorstore import Collection, CollectionLockedError, CorruptStoreError, FilterError
-
-from .conftest import clustered, exact, recall
+from spann_vectorstore.evaluation import clustered, exact_topk, recall_at_k
 
 D = 24
 
@@ -54,10 +53,10 @@ def test_add_search_get_delete_roundtrip(tmp_path, metric):
     assert col.count() == 600 and col.stats()["indexed"]
     hits = col.search(x[7], k=5)
     assert hits[0].id == "doc-7" and hits[0].text == "text 7" and hits[0].metadata == metas[7]
-    truth, _ = exact(x, x[:50], 5, metric)
+    truth, _ = exact_topk(x, x[:50], 5, metric)
     got = col.search(x[:50], k=5)
     found = np.array([[int(h.id.split("-")[1]) for h in q] for q in got])
-    assert recall(found, truth, 5) >= 0.95
+    assert recall_at_k(found, truth, 5) >= 0.95
     assert [h.id for h in col.get(["doc-3", "missing", "doc-1"])] == ["doc-3", "doc-1"]
     assert col.delete(ids=["doc-7", "nope"]) == 1
     assert all(h.id != "doc-7" for h in col.search(x[7], k=10))
@@ -145,7 +144,7 @@ def test_filters_match_python_semantics(tmp_path, flt, pred):
     assert {h.id for h in hits} <= want
     if want:
         sub = [i for i in range(600) if ids[i] in want]
-        truth, _ = exact(x[sub], x[:1], min(10, len(sub)), "ip")
+        truth, _ = exact_topk(x[sub], x[:1], min(10, len(sub)), "ip")
         assert next(h.id for h in hits) == ids[sub[truth[0, 0]]]
 
 
@@ -158,11 +157,11 @@ def test_selective_filter_still_returns_k_on_100k():
     assert col.stats()["indexed"]
     q = clustered(20, 16, seed=4, n_centers=200)
     allowed = np.arange(n)[np.arange(n) % 100 == 7]  # 1%
-    truth, _ = exact(x[allowed], q, 10, "ip")
+    truth, _ = exact_topk(x[allowed], q, 10, "ip")
     got = col.search(q, k=10, filter={"bucket": 7})
     assert all(len(h) == 10 for h in got), "a 1% filter must still give k hits"
     found = np.array([[int(h.id) for h in hs] for hs in got])
-    assert recall(found, allowed[truth], 10) >= 0.95
+    assert recall_at_k(found, allowed[truth], 10) >= 0.95
     got30 = col.search(q, k=10, filter={"bucket": {"$lt": 30}})
     assert all(len(h) == 10 and all(int(x.id) % 100 < 30 for x in h) for h in got30)
 
@@ -378,7 +377,7 @@ def test_default_settings_reach_095_recall_on_shared_data_when_ingested_in_batch
     assert st["heads"] >= 500, f"grown index has too few heads: {st['heads']}"
     got = col.search(xq, k=10)
     found = np.array([[int(h.id) for h in hs] for hs in got])
-    r = recall(found, gt, 10)
+    r = recall_at_k(found, gt, 10)
     assert r >= 0.95, f"Collection recall@10 on ../shared/data with default settings {r:.3f} < 0.95"
 
 

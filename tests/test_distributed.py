@@ -15,8 +15,7 @@ ray = pytest.importorskip("ray")
 
 from spann_vectorstore import Collection, FilterError  # noqa: E402
 from spann_vectorstore.distributed import ShardedCollection, has_ray_data, ingest_dataset, shard_for  # noqa: E402
-
-from .conftest import clustered  # noqa: E402
+from spann_vectorstore.evaluation import clustered  # noqa: E402
 
 D = 24
 

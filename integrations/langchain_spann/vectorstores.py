@@ -22,7 +22,7 @@ from langchain_core.vectorstores.utils import maximal_marginal_relevance
 from typing_extensions import Self
 
 from spann_vectorstore import Collection, Hit, fulltext
-from spann_vectorstore.index import METRICS
+from spann_vectorstore.validation import check_metric, positive_int
 
 #: A metadata filter: the core filter dict (see :mod:`spann_vectorstore.filters`) or a predicate on documents.
 Filter = dict[str, Any] | Callable[[Document], bool] | None
@@ -237,16 +237,14 @@ class SPANNVectorStore(VectorStore):
         if not (hasattr(embedding, "embed_documents") and hasattr(embedding, "embed_query")):
             msg = f"embedding must be a LangChain Embeddings object, got {type(embedding).__name__}"
             raise TypeError(msg)
-        if not isinstance(metric, str) or metric.lower() not in METRICS:
-            msg = f"unknown metric {metric!r}; expected one of 'ip', 'cosine', 'l2'"
-            raise ValueError(msg)
+        check_metric(metric)
         if collection is not None:
             given = [name for name, v in (("persist_directory", persist_directory), ("bits", bits)) if v is not None]
             given += list(collection_kwargs)
             if given:
                 msg = f"pass either collection= or options to create one, not both (got {given})"
                 raise ValueError(msg)
-            if metric != "ip" and METRICS[metric.lower()] != collection.metric:
+            if metric != "ip" and check_metric(metric) != collection.metric:
                 msg = f"metric={metric!r} but the given collection uses {collection.metric!r}"
                 raise ValueError(msg)
             self._collection = collection
@@ -377,10 +375,7 @@ class SPANNVectorStore(VectorStore):
 
     @staticmethod
     def _batch_size(batch_size: Any) -> int:
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
-            msg = f"batch_size must be a positive integer, got {batch_size!r}"
-            raise ValueError(msg)
-        return batch_size
+        return positive_int(batch_size, "batch_size")
 
     def add_texts(
         self,
@@ -538,9 +533,7 @@ class SPANNVectorStore(VectorStore):
 
     def _hits(self, search: Callable[[int, dict | None], list[Hit]], k: int, filter: Filter) -> list[Hit]:
         """Top-``k`` hits of ``search``; a callable filter grows the candidate set until ``k`` pass."""
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
-            msg = f"k must be a positive integer, got {k!r}"
-            raise ValueError(msg)
+        positive_int(k, "k")
         if filter is None or isinstance(filter, dict):
             return search(k, filter or None)
         if not callable(filter):

@@ -74,6 +74,7 @@ from llama_index.core.vector_stores.types import (
 from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_metadata_dict
 
 from spann_vectorstore import Collection, fulltext
+from spann_vectorstore.validation import positive_int
 
 MANIFEST_FORMAT = "spann-vectorstore/llama-index"
 MANIFEST_VERSION = 1
@@ -384,7 +385,7 @@ class SPANNVectorStore(BasePydanticVectorStore):
         if mode not in _MODES:
             names = ", ".join(repr(m.value) for m in _MODES)
             raise ValueError(f"SPANNVectorStore supports query modes {names}, not {getattr(mode, 'value', mode)!r}")
-        k = _top_k(query.similarity_top_k, "similarity_top_k")
+        k = positive_int(query.similarity_top_k, "similarity_top_k")
         doc_ids, node_ids = _id_list(query.doc_ids, "doc_ids"), _id_list(query.node_ids)
         flt = _and(
             metadata_filters_to_dict(query.filters),
@@ -449,13 +450,13 @@ class SPANNVectorStore(BasePydanticVectorStore):
         text = query.query_str
         if not isinstance(text, str):
             raise ValueError(f"query mode {mode.value!r} needs query.query_str (the query text), got {text!r}")
-        sparse_k = None if query.sparse_top_k is None else _top_k(query.sparse_top_k, "sparse_top_k")
+        sparse_k = None if query.sparse_top_k is None else positive_int(query.sparse_top_k, "sparse_top_k")
         if mode in _TEXT_MODES:
             top = sparse_k or k
             hits = self._collection.text_search(text, top, filter=flt)
             sims = [float(h.score) for h in hits]
         else:
-            top = k if query.hybrid_top_k is None else _top_k(query.hybrid_top_k, "hybrid_top_k")
+            top = k if query.hybrid_top_k is None else positive_int(query.hybrid_top_k, "hybrid_top_k")
             alpha = 0.5 if query.alpha is None else query.alpha
             fusion = kwargs.get("fusion", self.fusion)
             q = self._query_vector(query.query_embedding)
@@ -655,12 +656,6 @@ def _stored_bits(collection: Any, default: int) -> int:
         with contextlib.suppress(Exception):
             return int(stats()["bits"])
     return int(default)
-
-
-def _top_k(k: Any, name: str) -> int:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {k!r}")
-    return int(k)
 
 
 def _id_list(ids: Any, name: str = "node_ids") -> list[str] | None:
