@@ -6,7 +6,7 @@
     spann-vectorstore info ./idx [--json]
     spann-vectorstore check ./idx [--json]                  verify checksums, SQLite and index (exit 1 on damage)
     spann-vectorstore recover ./idx                         repair a damaged docs.sqlite or index snapshot
-    spann-vectorstore bench [--data DIR | --synthetic N]     index vs exact search: recall, QPS, memory
+    spann-vectorstore bench (--data DIR | --synthetic N)     index vs exact search: recall, QPS, memory
 
 User mistakes (a missing index, a model that does not match the index, a bad filter) print ``error: ...`` on
 stderr and exit with status 1 (2 for malformed arguments), without a traceback. Heavy modules (torch,
@@ -16,7 +16,6 @@ sentence-transformers, LangChain) are imported only by the commands that need th
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
@@ -296,7 +295,7 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from .ingest import MANIFEST_FILE, read_index_info
+    from .ingest import count_sources, read_index_info
 
     index = Path(args.index)
     with _open_collection(index) as col:
@@ -305,12 +304,10 @@ def cmd_info(args: argparse.Namespace) -> int:
         info = read_index_info(index)
     except ValueError:
         info = None
-    sources = None
-    if (index / MANIFEST_FILE).exists():
-        import sqlite3
-
-        with contextlib.closing(sqlite3.connect(f"file:{index / MANIFEST_FILE}?mode=ro", uri=True)) as db:
-            sources = int(db.execute("SELECT count(*) FROM files WHERE chunks > 0").fetchone()[0])
+    try:
+        sources = count_sources(index)
+    except ValueError as exc:  # CorruptStoreError: a damaged ingest.sqlite
+        raise UserError(str(exc)) from None
     out = {"index": str(index), **st, "embedder": info, "sources": sources}
     if args.json:
         print(json.dumps(out, indent=2, default=str))
@@ -554,27 +551,6 @@ def _repo_benchmarks() -> Path | None:
     return p if p.exists() else None
 
 
-def _default_data() -> Path | None:
-    p = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-    return p if (p / "base.npy").exists() else None
-
-
-def _synthetic(n: int, d: int, nq: int, seed: int) -> tuple[Any, Any]:
-    """Normalised Gaussian clusters (about n/1000 of them): harder than uniform noise."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    centers = rng.standard_normal((max(1, n // 1000), d)).astype(np.float32)
-    centers /= np.linalg.norm(centers, axis=1, keepdims=True)
-
-    def draw(m: int) -> np.ndarray:
-        x = centers[rng.integers(0, len(centers), m)] + (0.7 / np.sqrt(d)) * rng.standard_normal((m, d))
-        x = x.astype(np.float32)
-        return x / np.linalg.norm(x, axis=1, keepdims=True)
-
-    return draw(n), draw(nq)
-
-
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.full:
         script = _repo_benchmarks()
@@ -588,8 +564,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
     import numpy as np
 
     from . import SpannIndex
+    from .evaluation import exact_topk, recall_at_k, synthetic_dataset
 
-    data = Path(args.data) if args.data else (None if args.synthetic else _default_data())
+    if args.data is None and args.synthetic is None:
+        raise UserError(
+            "bench needs data: --data DIR (a folder with base.npy and queries.npy) or --synthetic N "
+            "(N seeded clustered vectors)",
+            EXIT_USAGE,
+        )
+    data = Path(args.data) if args.data else None
     if data is not None:
         if not (data / "base.npy").exists():
             raise UserError(f"no base.npy in {str(data)!r} (expected base.npy, queries.npy and optionally gt.npy)")
@@ -600,8 +583,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         xq = xq[: args.queries]
         desc = f"{data} ({len(xb):,} x {xb.shape[1]}, {len(xq):,} queries)"
     else:
-        n = args.synthetic or 20_000
-        xb, xq = _synthetic(n, args.dim, args.queries, seed=0)
+        n = args.synthetic
+        xb, xq, _ = synthetic_dataset(n, args.dim, args.queries, seed=0, k_truth=1)
         desc = f"synthetic clustered, normalised ({n:,} x {args.dim}, {len(xq):,} queries, seed 0)"
     k = 10
     print(f"data: {desc}; metric ip; k={k}")
@@ -609,12 +592,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print("threads), batch QPS (all queries in one call), RAM of the index (codes, heads; vectors mmapped on")
     print("load are not counted) vs the float32 vectors. Same process, same machine; absolute numbers drift.")
     t0 = time.perf_counter()
-    part = np.argpartition(-(xq @ xb.T), k, axis=1)[:, :k]
+    truth, _ = exact_topk(xb, xq, k)
     exact_batch_s = time.perf_counter() - t0
-    truth = part  # the top-k set; order does not matter for recall
     t0 = time.perf_counter()
     for q in xq[: min(100, len(xq))]:
-        np.argpartition(-(xb @ q), k)[:k]
+        exact_topk(xb, q, k)
     exact_single = min(100, len(xq)) / (time.perf_counter() - t0)
     rows = [("exact (numpy)", "", 1.0, exact_single, len(xq) / exact_batch_s, 0.0, xb.nbytes)]
     with tempfile.TemporaryDirectory(prefix="spann-bench-") as tmp:
@@ -628,7 +610,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         index.search(xq[:20], k=k)  # warm-up (compilation cache)
         for n_probe in args.n_probe:
             ids = index.search(xq, k=k, n_probe=n_probe).ids
-            rec = float(np.mean([len(set(ids[i]) & set(truth[i])) / k for i in range(len(xq))]))
+            rec = recall_at_k(ids, truth, k)
             t0 = time.perf_counter()
             for q in xq:
                 index.search(q, k=k, n_probe=n_probe)
@@ -716,9 +698,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser(
         "bench",
-        help="index vs exact search on ../shared/data or synthetic data",
-        description="Build the index and measure recall@10 against exact search, QPS and memory. Uses --data, "
-        "else ../shared/data next to the source checkout, else synthetic clustered vectors. --full runs the "
+        help="index vs exact search on a folder of .npy vectors or synthetic data",
+        description="Build the index and measure recall@10 against exact search, QPS and memory, on --data DIR "
+        "(base.npy, queries.npy) or on --synthetic N seeded clustered vectors (one of them is needed). --full runs the "
         "repository's benchmarks/bench.py (faiss, hnswlib, rabitqlib; needs the [bench] extra) with the "
         "arguments after --.",
     )

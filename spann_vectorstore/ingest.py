@@ -193,6 +193,20 @@ def read_index_info(path: str | os.PathLike) -> dict[str, Any] | None:
         raise ValueError(f"unreadable {p}: {exc}") from None
 
 
+def count_sources(path: str | os.PathLike) -> int | None:
+    """Number of source files with at least one chunk recorded by :func:`ingest` in the collection directory
+    ``path`` (its manifest ``ingest.sqlite``, opened read-only); ``None`` when nothing was ingested there.
+    A damaged manifest raises :class:`CorruptStoreError` naming it."""
+    p = Path(path) / MANIFEST_FILE
+    if not p.exists():
+        return None
+    try:
+        with contextlib.closing(sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro", uri=True)) as db:
+            return int(db.execute("SELECT count(*) FROM files WHERE chunks > 0").fetchone()[0])
+    except sqlite3.DatabaseError as exc:
+        raise CorruptStoreError(f"{p} is damaged or not an ingest manifest ({exc})") from None
+
+
 def write_index_info(path: str | os.PathLike, info: dict[str, Any]) -> None:
     """Write ``embedder.json`` atomically (temp name, then rename)."""
     p = Path(path) / INFO_FILE
