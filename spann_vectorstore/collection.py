@@ -20,6 +20,7 @@ import fcntl
 import functools
 import json
 import os
+import shutil
 import sqlite3
 import threading
 import uuid
@@ -28,7 +29,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -51,6 +52,9 @@ from ._storage import MANIFEST, CorruptStoreError, verify_snapshot
 from .filters import compile_filter, document_filter, filter_key, text_problem, uses_text_index, validate_metadata
 from .index import _FORMAT, SpannIndex
 from .validation import METRICS, as_matrix, check_metric, nonnegative_int, per_vector, positive_int, query_texts
+
+if TYPE_CHECKING:
+    from .protocol import CollectionLike
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS docs (
@@ -1116,6 +1120,19 @@ class Collection:
                 st["bytes_disk"] = sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
         return st
 
+    def copy_to(self, path: str | os.PathLike, *, overwrite: bool = False, **options: Any) -> Path:
+        """Write every document (id, vector, text, metadata) into a new persistent Collection at ``path`` with
+        this one's settings (metric, dim, bits, n_probe, index_options; also index_threshold, rebuild_growth
+        and snapshot_every); ``options`` override them. Returns the path. See :func:`copy_collection`."""
+        self._check_open()
+        defaults = {
+            "index_threshold": self.index_threshold,
+            "rebuild_growth": self.rebuild_growth,
+            "snapshot_every": self.snapshot_every,
+            "progress": self._progress,
+        }
+        return copy_collection(self, path, overwrite=overwrite, **{**defaults, **options})
+
     def verify(self, *, raise_on_error: bool = False) -> VerifyReport:
         """Check everything against its checksums and the index against SQLite; returns a
         :class:`VerifyReport` (``raise_on_error``: raise :class:`CorruptStoreError` with its problems instead).
@@ -1268,6 +1285,58 @@ def validate_documents(
     return x, texts_l, meta_json, ids_l
 
 
+def copy_collection(
+    source: CollectionLike, path: str | os.PathLike, *, overwrite: bool = False, batch_size: int = 1000, **options: Any
+) -> Path:
+    """Copy every document of ``source`` (any :class:`~spann_vectorstore.CollectionLike`: a Collection, a
+    ShardedCollection) into a new plain Collection at ``path``; returns ``Path(path)``.
+
+    The copy gets the source's metric, dim, and from its ``stats()`` bits, n_probe and index_options;
+    ``options`` (Collection arguments) override them. It is built in a temporary sibling directory and
+    renamed into place when complete, so ``path`` never holds a partial copy. An existing collection at
+    ``path`` raises ``FileExistsError`` unless ``overwrite`` (then it is replaced); so does a non-empty
+    directory that holds no collection (never replaced). Copying a collection onto its own directory raises
+    ``ValueError``. Documents are read ``batch_size`` at a time through the public API; writes to the source
+    during the copy may or may not be in it.
+    """
+    positive_int(batch_size, "batch_size")
+    target = Path(path)
+    here = source.path
+    if here is not None and target.exists() and Path(here).resolve() == target.resolve():
+        raise ValueError(f"cannot copy the collection at {str(target)!r} onto itself")
+    if target.exists():
+        if not target.is_dir():
+            raise FileExistsError(f"{str(target)!r} exists and is not a directory; not overwriting it")
+        if not (target / "docs.sqlite").exists() and any(target.iterdir()):
+            raise FileExistsError(f"{str(target)!r} exists and is not a saved collection; not overwriting it")
+        if (target / "docs.sqlite").exists() and not overwrite:
+            raise FileExistsError(f"a collection exists at {str(target)!r}; pass overwrite=True to replace it")
+    st = source.stats()
+    opts: dict[str, Any] = {"metric": source.metric, "dim": source.dim}
+    opts.update({key: st[key] for key in ("bits", "n_probe", "index_options") if st.get(key) is not None})
+    opts.update(options)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.copy-{uuid.uuid4().hex[:8]}")
+    try:
+        with Collection(tmp, **opts) as dst:
+            ids = [h.id for h in source.get()]
+            for s in range(0, len(ids), batch_size):
+                hits = source.get(ids[s : s + batch_size], include_vectors=True)
+                if hits:
+                    vectors = np.stack([h.vector for h in hits])
+                    dst.add(vectors, [h.text for h in hits], [h.metadata for h in hits], [h.id for h in hits])
+        old = None
+        if target.exists():
+            old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+            os.replace(target, old)
+        os.replace(tmp, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
 def _legs_pool() -> concurrent.futures.ThreadPoolExecutor:
     """Threads for the text leg of hybrid searches (shared by every collection of the process; one pool per
     process id, since a forked worker, as under gunicorn --preload, has none of its parent's threads)."""
@@ -1322,4 +1391,4 @@ def _lock_directory(path: Path) -> Any:
     return fh
 
 
-__all__ = ["Collection", "CollectionLockedError", "CorruptStoreError", "Hit", "VerifyReport"]
+__all__ = ["Collection", "CollectionLockedError", "CorruptStoreError", "Hit", "VerifyReport", "copy_collection"]

@@ -68,7 +68,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     raise ImportError(msg) from exc
 
 from . import fulltext
-from .collection import Collection, CollectionLockedError, Hit, hybrid_arguments, validate_documents
+from .collection import Collection, CollectionLockedError, Hit, copy_collection, hybrid_arguments, validate_documents
 from .filters import compile_filter
 from .validation import check_metric, per_vector, positive_int, query_texts
 
@@ -669,6 +669,12 @@ class ShardedCollection:
             out = [_own_vectors(hits) for hits in out]
         return out[0] if single else out
 
+    def copy_to(self, path: str | os.PathLike, *, overwrite: bool = False, **options: Any) -> Path:
+        """Write every document into a new plain :class:`~spann_vectorstore.Collection` at ``path`` (on this
+        machine) with the shards' settings; see :func:`~spann_vectorstore.collection.copy_collection`."""
+        self._check_open()
+        return copy_collection(self, path, overwrite=overwrite, **options)
+
     def stats(self) -> dict[str, Any]:
         """Totals (``count``, ``bytes_disk``), settings, and each shard's :meth:`Collection.stats` under
         ``shards`` (with ``pid`` and ``node_id`` of its actor)."""
@@ -679,6 +685,8 @@ class ShardedCollection:
             "dim": self._dim,
             "metric": self._metric,
             "bits": shards[0]["bits"],
+            "n_probe": shards[0].get("n_probe"),
+            "index_options": shards[0].get("index_options"),
             "num_shards": self.num_shards,
             "indexed": all(s["indexed"] for s in shards),
             "bytes_disk": sum(s.get("bytes_disk", 0) for s in shards),

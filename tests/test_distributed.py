@@ -13,7 +13,7 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from spann_vectorstore import Collection, FilterError  # noqa: E402
+from spann_vectorstore import Collection, CollectionLike, FilterError  # noqa: E402
 from spann_vectorstore.distributed import ShardedCollection, has_ray_data, ingest_dataset, shard_for  # noqa: E402
 from spann_vectorstore.evaluation import clustered  # noqa: E402
 
@@ -266,6 +266,23 @@ def sharded_cosine(ray_local, tmp_path_factory):
     """One 2-shard cosine collection for the adapter tests (each test starts by clearing it)."""
     with ShardedCollection(tmp_path_factory.mktemp("adapters") / "sc", 2, metric="cosine") as sc:
         yield sc
+
+
+def test_sharded_collection_is_collection_like_and_copies_to_a_collection(sharded_cosine, tmp_path):
+    sc = sharded_cosine
+    sc.clear()
+    assert isinstance(sc, CollectionLike)
+    x, texts, metas, ids = docs(40, seed=4, prefix="cp")
+    sc.add(x, texts, metas, ids)
+    assert sc.copy_to(tmp_path / "plain") == tmp_path / "plain"
+    with Collection.open(tmp_path / "plain") as col:
+        st = col.stats()
+        assert (st["count"], st["metric"], st["bits"], st["dim"]) == (40, "cosine", sc.stats()["bits"], D)
+        got = {h.id: h for h in col.get(include_vectors=True)}
+        for h in sc.get(include_vectors=True):
+            assert (got[h.id].text, got[h.id].metadata) == (h.text, h.metadata)
+            np.testing.assert_array_equal(got[h.id].vector, h.vector)
+    sc.clear()
 
 
 def test_langchain_adapter_accepts_sharded_collection(sharded_cosine):

@@ -45,11 +45,9 @@ Query semantics:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import math
 import os
-import shutil
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -73,7 +71,8 @@ from llama_index.core.vector_stores.types import (
 )
 from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_metadata_dict
 
-from spann_vectorstore import Collection, fulltext
+from spann_vectorstore import Collection, CollectionLike, fulltext
+from spann_vectorstore.protocol import check_collection
 from spann_vectorstore.validation import positive_int
 
 MANIFEST_FORMAT = "spann-vectorstore/llama-index"
@@ -82,7 +81,6 @@ DEFAULT_NAMESPACE = "default"
 NAMESPACE_SEP = "__"
 REF_DOC_KEY = "ref_doc_id"
 _DEFAULT_FNAME = f"{DEFAULT_NAMESPACE}{NAMESPACE_SEP}{DEFAULT_PERSIST_FNAME}"
-_COPY_BATCH = 1000
 
 _TEXT_MODES = (VectorStoreQueryMode.TEXT_SEARCH, VectorStoreQueryMode.SPARSE)
 _MODES = (VectorStoreQueryMode.DEFAULT, VectorStoreQueryMode.MMR, *_TEXT_MODES, VectorStoreQueryMode.HYBRID)
@@ -234,9 +232,8 @@ class SPANNVectorStore(BasePydanticVectorStore):
     bits: int = 1
     fusion: str = "dbsf"
 
-    _collection: Any = PrivateAttr()
+    _collection: CollectionLike = PrivateAttr()
     _owns_collection: bool = PrivateAttr(default=True)
-    _collection_kwargs: dict[str, Any] = PrivateAttr(default_factory=dict)
 
     def __init__(
         self,
@@ -244,7 +241,7 @@ class SPANNVectorStore(BasePydanticVectorStore):
         *,
         metric: str = "ip",
         bits: int = 1,
-        collection: Any = None,
+        collection: CollectionLike | None = None,
         fusion: str = "dbsf",
         **collection_kwargs: Any,
     ) -> None:
@@ -254,34 +251,31 @@ class SPANNVectorStore(BasePydanticVectorStore):
         if collection is None:
             collection = Collection(persist_dir, metric=metric, bits=bits, **collection_kwargs)
             owns = True
-            path = getattr(collection, "path", None)
+            path = collection.path
         else:
-            for name in ("add", "search", "get", "delete", "count", "clear"):
-                if not callable(getattr(collection, name, None)):
-                    raise ValueError(f"collection must provide the Collection API; {name}() is missing")
+            collection = check_collection(collection)
             owns = False
-            path = getattr(collection, "path", None)
+            path = collection.path
         super().__init__(
             persist_dir=str(path) if path is not None else None,
             metric=str(collection.metric),
-            bits=_stored_bits(collection, bits),
+            bits=int(collection.stats().get("bits", bits)),
             fusion=fusion,
         )
         self._collection = collection
         self._owns_collection = owns
-        self._collection_kwargs = dict(collection_kwargs)
 
     @classmethod
     def class_name(cls) -> str:
         return "SPANNVectorStore"
 
     @property
-    def client(self) -> Any:
+    def client(self) -> CollectionLike:
         """The wrapped Collection."""
         return self._collection
 
     @property
-    def collection(self) -> Any:
+    def collection(self) -> CollectionLike:
         """The wrapped Collection."""
         return self._collection
 
@@ -555,7 +549,7 @@ class SPANNVectorStore(BasePydanticVectorStore):
         elif here is not None and here == copy_dir.resolve():
             rel = copy_dir.name
         else:
-            self._copy_to(copy_dir)
+            self._collection.copy_to(copy_dir, overwrite=True)
             rel = copy_dir.name
         doc = {
             "format": MANIFEST_FORMAT,
@@ -571,35 +565,6 @@ class SPANNVectorStore(BasePydanticVectorStore):
         tmp = manifest.with_name(f".{manifest.name}.{uuid.uuid4().hex[:8]}.tmp")
         tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
         os.replace(tmp, manifest)
-
-    def _copy_to(self, target: Path) -> None:
-        """Write every document into a new Collection at ``target`` (built aside, then swapped in)."""
-        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
-        opts = {k: v for k, v in self._collection_kwargs.items() if k != "dim"}
-        dst = Collection(tmp, dim=self._collection.dim, metric=self.metric, bits=self.bits, **opts)
-        try:
-            ids = [h.id for h in self._collection.get()]
-            for s in range(0, len(ids), _COPY_BATCH):
-                hits = self._collection.get(ids=ids[s : s + _COPY_BATCH], include_vectors=True)
-                if hits:
-                    dst.add(
-                        np.stack([h.vector for h in hits]),
-                        texts=[h.text for h in hits],
-                        metadatas=[h.metadata for h in hits],
-                        ids=[h.id for h in hits],
-                    )
-        except BaseException:
-            dst.close()
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        dst.close()
-        old = None
-        if target.exists():
-            old = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.old")
-            os.replace(target, old)
-        os.replace(tmp, target)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
 
     @classmethod
     def from_persist_path(cls, persist_path: str | os.PathLike, fs: Any = None, **kwargs: Any) -> SPANNVectorStore:
@@ -649,15 +614,6 @@ class SPANNVectorStore(BasePydanticVectorStore):
 # ----------------------------------------------------------------------------------------------------------
 # helpers
 # ----------------------------------------------------------------------------------------------------------
-def _stored_bits(collection: Any, default: int) -> int:
-    """The collection's RaBitQ bits when it reports them (``stats()``), else ``default``."""
-    stats = getattr(collection, "stats", None)
-    if callable(stats):
-        with contextlib.suppress(Exception):
-            return int(stats()["bits"])
-    return int(default)
-
-
 def _id_list(ids: Any, name: str = "node_ids") -> list[str] | None:
     if ids is None:
         return None
