@@ -262,10 +262,10 @@ def warm_up(collection_cls: Any, xb: np.ndarray, args: argparse.Namespace) -> fl
 
 
 def _build_state(col: Any) -> tuple[Any, ...]:
-    """What changes when the Collection (re)builds its index: the private ``_built_count`` (set by builds
-    and rebuild-on-growth, when the Collection has it) and whether the index is built at all."""
-    idx = getattr(col, "_index", None)
-    return getattr(col, "_built_count", None), bool(idx is not None and idx.n_heads > 0)
+    """What changes when the Collection (re)builds its index: which index object is in use (a rebuild on
+    growth swaps in a new one) and whether it is built at all (the first build is in place)."""
+    idx = col.index
+    return id(idx), bool(idx is not None and idx.n_heads > 0)
 
 
 def run_ingest(col: Any, path: Path, xb: np.ndarray, texts: list[str], args: argparse.Namespace) -> Row:
@@ -537,12 +537,11 @@ def main() -> int:
             raw = SpannIndex(xb.shape[1], metric="ip", bits=2, progress=False).build(xb)
             results["raw_build_s"] = time.perf_counter() - t0
             results["raw_index_stats"] = raw.stats()
-        # the Collection's own index, searched directly (private attributes: only to split the Collection's
-        # time into index search vs document fetch)
-        idx = col._index
-        with col._db_lock:
-            rid2doc = {r: int(i) for r, i in col._db.execute("SELECT rowid, id FROM docs")}
-        results["collection_index_stats"] = idx.stats()
+        # the Collection's own index, searched directly (Collection.index / index_ids: only to split the
+        # Collection's time into index search vs document fetch)
+        idx = col.index
+        rid2doc = {r: int(i) for i, r in col.index_ids().items()}
+        results["collection_index_stats"] = col.stats()["index"]
 
         def hits_ids(hs: Any) -> list[int]:
             return [int(h.id) for h in hs]
@@ -561,7 +560,7 @@ def main() -> int:
             for name, flt, pred in FILTERS:
                 n_allowed = int(masks[name].sum()) if masks[name] is not None else n
                 log(f"search [{label}] filter {name} ({n_allowed:,} allowed)")
-                own_allowed = col._allowed(flt) if flt else None
+                own_allowed = np.fromiter(col.index_ids(flt).values(), np.int64) if flt else None
                 raw_allowed = np.flatnonzero(masks[name]) if masks[name] is not None else None
 
                 def col_one(q: np.ndarray, flt: Any = flt) -> Any:
@@ -627,7 +626,7 @@ def main() -> int:
             t0 = time.perf_counter()
             col.optimize()
             results["optimize_s"] = time.perf_counter() - t0
-            results["collection_index_stats_after_optimize"] = col._index.stats()
+            results["collection_index_stats_after_optimize"] = col.stats()["index"]
             log(f"optimize() {results['optimize_s']:.1f} s")
             rows += search_rows("collection after optimize()", with_refs=False)
         results["search"] = rows

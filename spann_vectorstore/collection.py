@@ -475,6 +475,24 @@ class Collection:
     def metric(self) -> str:
         return self._cfg["metric"]
 
+    @property
+    def index(self) -> SpannIndex | None:
+        """The :class:`SpannIndex` derived from the documents (``None`` until the dimension is known), for
+        diagnostics and benchmarks: its ids are the documents' SQLite rowids (:meth:`index_ids`). Only read
+        it; the Collection updates it under its own lock and replaces it with a new one on a rebuild."""
+        return self._index
+
+    def index_ids(
+        self, filter: dict[str, Any] | None = None, *, where_document: dict[str, Any] | None = None
+    ) -> dict[str, int]:
+        """The id each document has in :attr:`index` (its SQLite rowid, never reused), by document id: of
+        every document, or of those matching ``filter`` / ``where_document``; in insertion order."""
+        self._check_open()
+        flt = self._merge_filter(filter, where_document)
+        where, params = self._compile(flt) if flt is not None else ("1", [])
+        with self._lock.read(), self._db_lock:
+            return dict(self._db.execute(f"SELECT id, rowid FROM docs WHERE {where} ORDER BY rowid", params))
+
     def _new_index(self) -> SpannIndex:
         return SpannIndex(
             self._cfg["dim"],

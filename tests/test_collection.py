@@ -426,7 +426,7 @@ def test_rebuild_runs_in_background_and_loses_no_write(gated_rebuild):
     x, texts, metas, ids = docs(1400, seed=5)
     col = Collection(None, dim=D, index_threshold=300)
     col.add(x[:400], texts[:400], metas[:400], ids[:400])  # first build, in place
-    first = col._index
+    first = col.index
     assert first.n_heads > 0
     trigger = threading.Thread(target=col.add, args=(x[400:800], texts[400:800], metas[400:800], ids[400:800]))
     trigger.start()
@@ -441,8 +441,8 @@ def test_rebuild_runs_in_background_and_loses_no_write(gated_rebuild):
     gate.set()
     trigger.join(60)
     assert not trigger.is_alive() and col.wait_for_index(60)
-    assert col._index is not first, "the rebuilt index must replace the old one"
-    assert len(col) == 1350 and len(col._index) == 1350
+    assert col.index is not first, "the rebuilt index must replace the old one"
+    assert len(col) == 1350 and len(col.index) == 1350
     got = col.search(x[50:1400], k=1)
     assert [h[0].id for h in got] == ids[50:1400], "every live document (added during the build too) finds itself"
     deleted = set(ids[:50])
@@ -462,10 +462,10 @@ def test_close_and_optimize_during_rebuild(tmp_path, gated_rebuild):
     opt.start()
     assert started.wait(30)
     col.add(x[250:300], texts[250:300], metas[250:300], ids[250:300])
-    before = col._index
+    before = col.index
     gate.set()
     opt.join(60)
-    assert not opt.is_alive() and col._index is not before
+    assert not opt.is_alive() and col.index is not before
     assert [h[0].id for h in col.search(x[:300], k=1)] == ids[:300]
     gate.clear()
     started.clear()
