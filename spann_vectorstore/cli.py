@@ -23,7 +23,13 @@ import tempfile
 import textwrap
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # imported by the commands that need them (torch, LangChain: seconds)
+    from .collection import Collection
+    from .embed import Embedder
+    from .ingest import IngestSummary
+    from .protocol import CollectionLike
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -94,7 +100,7 @@ def _is_index(path: Path) -> bool:
     return (path / "docs.sqlite").exists() or (path / "index" / "MANIFEST.json").exists()
 
 
-def _open_collection(path: Path, **kwargs: Any) -> Any:
+def _open_collection(path: Path, **kwargs: Any) -> Collection:
     from .collection import Collection, CollectionLockedError
 
     if not path.exists():
@@ -114,7 +120,7 @@ def _check_new_or_index(index: Path) -> None:
         raise UserError(f"{str(index)!r} exists and is not a spann-vectorstore index: choose a new or empty directory")
 
 
-def _writable_collection(path: Path, **kwargs: Any) -> Any:
+def _writable_collection(path: Path, **kwargs: Any) -> Collection:
     from .collection import Collection, CollectionLockedError, CorruptStoreError
 
     try:
@@ -127,7 +133,7 @@ def _writable_collection(path: Path, **kwargs: Any) -> Any:
         raise UserError(f"{exc} (omit --bits/--metric to extend it, or use a new index directory)") from None
 
 
-def _ingest(paths: Any, col: Any, embedder: Any, **kwargs: Any) -> Any:
+def _ingest(paths: Any, col: Collection, embedder: Embedder, **kwargs: Any) -> IngestSummary:
     from .ingest import EmbedderMismatchError, ingest
 
     try:
@@ -136,7 +142,7 @@ def _ingest(paths: Any, col: Any, embedder: Any, **kwargs: Any) -> Any:
         raise UserError(str(exc)) from None
 
 
-def _load_embedder(model: str | None, *, batch_size: int = 16, progress: bool | None = None) -> Any:
+def _load_embedder(model: str | None, *, batch_size: int = 16, progress: bool | None = None) -> Embedder:
     from .embed import Embedder, EmbedderError
 
     try:
@@ -173,7 +179,7 @@ def _model_for_index(path: Path, requested: str | None) -> str | None:
     return recorded
 
 
-def _check_dim(col: Any, embedder: Any, path: Path) -> None:
+def _check_dim(col: CollectionLike, embedder: Embedder, path: Path) -> None:
     if col.dim is not None and col.dim != embedder.dim:
         raise UserError(
             f"the index at {str(path)!r} holds {col.dim}-d vectors but model {embedder.name!r} makes "
@@ -525,7 +531,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _demo_hybrid(col: Any, embedder: Any, question: str, k: int) -> None:
+def _demo_hybrid(col: CollectionLike, embedder: Embedder, question: str, k: int) -> None:
     """Dense and hybrid answers side by side for a question whose key word is a rare exact name."""
     from . import fulltext
 

@@ -279,8 +279,6 @@ class Collection:
             self._ensure_text_index()
         self._n_probe = n_probe if n_probe is not None else cfg.get("n_probe")
         self._seq = int(self._db.execute("SELECT coalesce(max(seq), 0) FROM docs").fetchone()[0])
-        self._changed = 0
-        self._index: SpannIndex | None = None
         if cfg["dim"] is not None:
             self._open_index()
             self._await_rebuild()

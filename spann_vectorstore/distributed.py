@@ -70,6 +70,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 from . import fulltext
 from .collection import Collection, CollectionLockedError, Hit, copy_collection, hybrid_arguments, validate_documents
 from .filters import compile_filter
+from .protocol import CollectionLike
 from .validation import check_metric, per_vector, positive_int, query_texts
 
 LAYOUT_FILE = "sharding.json"
@@ -725,9 +726,13 @@ def _load_embedder(model: Any, options: dict[str, Any]) -> Any:
 class _EmbedWriter:
     """Embeds a batch of texts and writes it to the shards; a Ray Data callable class (one per actor in the
     pool) or a plain Ray actor. Batches are dicts of columns: ``text``, optional ``id`` and ``metadata`` (dicts
-    or JSON strings). Returns ``{"id": ...}`` for the rows written."""
+    or JSON strings). Returns ``{"id": ...}`` for the rows written; without shards (``shards`` None: the
+    driver writes into a collection that is not sharded) it writes nothing and returns the checked rows,
+    ``id``, ``vector``, ``text`` and ``metadata`` (JSON strings)."""
 
-    def __init__(self, model: Any, options: dict[str, Any], shards: list[Any], dim: int | None, metric: str) -> None:
+    def __init__(
+        self, model: Any, options: dict[str, Any], shards: list[Any] | None, dim: int | None, metric: str
+    ) -> None:
         self.embedder = _load_embedder(model, options)
         self.shards, self.dim, self.metric = shards, dim, metric
 
@@ -739,6 +744,14 @@ class _EmbedWriter:
             metas = [json.loads(m) if isinstance(m, str) else m for m in _column(batch["metadata"])]
         vecs = self.embedder.embed(texts, progress=False)
         x, texts_l, metas_l, ids_l = _prepare(vecs, texts, metas, ids, self.dim, self.metric)
+        if self.shards is None:
+            metas_json = [json.dumps(m if m is not None else {}) for m in metas_l]
+            return {
+                "id": np.array(ids_l, dtype=object),
+                "vector": x,
+                "text": np.array(texts_l, dtype=object),
+                "metadata": np.array(metas_json, dtype=object),
+            }
         _write(self.shards, x, texts_l, metas_l, ids_l)
         return {"id": np.array(ids_l, dtype=object)}
 
@@ -760,7 +773,7 @@ def has_ray_data() -> bool:
 
 def ingest_dataset(
     data: Any,
-    sharded: ShardedCollection,
+    collection: CollectionLike,
     *,
     ids: Sequence[str] | None = None,
     metadatas: Sequence[dict[str, Any] | None] | None = None,
@@ -773,7 +786,11 @@ def ingest_dataset(
     engine: str = "auto",
     actor_options: dict[str, Any] | None = None,
 ) -> list[str]:
-    """Embed texts across the cluster and write them into ``sharded``; returns the ids written.
+    """Embed texts across the cluster and write them into ``collection``; returns the ids written.
+
+    collection: a :class:`ShardedCollection` (every embedding actor writes its batches straight into the
+        shards: vectors never travel back to the driver), or any other collection (a plain
+        :class:`~spann_vectorstore.Collection`: the actors embed, the driver adds each batch as it arrives).
 
     data: a ``ray.data.Dataset`` with a ``text`` column (optional ``id`` and ``metadata`` columns; give
         heterogeneous metadata as JSON strings, since Arrow unifies dict columns' keys), or a sequence of
@@ -797,16 +814,18 @@ def ingest_dataset(
     if engine not in ("auto", "data", "actors"):
         raise ValueError(f"engine must be 'auto', 'data' or 'actors', got {engine!r}")
     batch_size = positive_int(batch_size, "batch_size")
-    sharded._check_open()
+    sharded = collection if isinstance(collection, ShardedCollection) else None
+    if sharded is not None:
+        sharded._check_open()
     is_dataset = type(data).__module__.startswith("ray.data")
     if engine == "auto":
         engine = "data" if is_dataset or has_ray_data() else "actors"
     ctor = {
         "model": embed_model,
         "options": {**(embed_options or {}), "normalize": normalize},
-        "shards": sharded.actors,
-        "dim": sharded.dim,
-        "metric": sharded.metric,
+        "shards": sharded.actors if sharded is not None else None,
+        "dim": collection.dim,
+        "metric": collection.metric,
     }
     remote_args = {"num_cpus": num_cpus, **(actor_options or {})}
     if is_dataset:
@@ -815,7 +834,7 @@ def ingest_dataset(
         if engine != "data":
             raise ValueError("a ray.data.Dataset needs engine='data'")
         out = _map_dataset(data, ctor, batch_size, concurrency, remote_args)
-        written = [str(i) for b in out.iter_batches(batch_format="numpy") for i in b["id"].tolist()]
+        written = [i for b in out.iter_batches(batch_format="numpy") for i in _written(b, collection, sharded)]
     else:
         texts = [data] if isinstance(data, str) else list(data)
         if not texts:
@@ -830,7 +849,7 @@ def ingest_dataset(
 
             items = [{"text": t, "id": i, "metadata": m} for t, i, m in zip(texts, ids_l, metas_l)]
             out = _map_dataset(ray.data.from_items(items), ctor, batch_size, concurrency, remote_args)
-            written = [str(i) for b in out.iter_batches(batch_format="numpy") for i in b["id"].tolist()]
+            written = [i for b in out.iter_batches(batch_format="numpy") for i in _written(b, collection, sharded)]
         else:
             batches = [
                 {
@@ -840,13 +859,23 @@ def ingest_dataset(
                 }
                 for s in range(0, len(texts), batch_size)
             ]
-            written = _map_actors(batches, ctor, concurrency, remote_args)
+            parts = _map_actors(batches, ctor, concurrency, remote_args)
+            written = [i for b in parts for i in _written(b, collection, sharded)]
         if sorted(written) != sorted(ids_l):  # every row came back from an acknowledged write
             raise RuntimeError(f"ingest wrote {len(written)} of {len(ids_l)} rows")
         written = ids_l
-    if sharded._dim is None and written:
+    if sharded is not None and sharded._dim is None and written:
         sharded._dim = _get(sharded.actors[sharded.shard_of(written[0])].info.remote())["dim"]
     return written
+
+
+def _written(batch: dict[str, Any], collection: CollectionLike, sharded: ShardedCollection | None) -> list[str]:
+    """The ids of an embedded batch, after adding it to ``collection`` when the actors did not (no shards)."""
+    ids = [str(i) for i in _column(batch["id"])]
+    if sharded is None and ids:
+        metas = [json.loads(m) for m in _column(batch["metadata"])]
+        collection.add(np.asarray(batch["vector"], dtype=np.float32), _column(batch["text"]), metas, ids)
+    return ids
 
 
 def _map_dataset(ds: Any, ctor: dict[str, Any], batch_size: int, concurrency: int, remote_args: dict) -> Any:
@@ -861,7 +890,9 @@ def _map_dataset(ds: Any, ctor: dict[str, Any], batch_size: int, concurrency: in
     )
 
 
-def _map_actors(batches: list[dict[str, Any]], ctor: dict[str, Any], concurrency: int, remote_args: dict) -> list[str]:
+def _map_actors(
+    batches: list[dict[str, Any]], ctor: dict[str, Any], concurrency: int, remote_args: dict
+) -> list[dict[str, Any]]:
     """Without Ray Data: the same embedding class as plain actors, each batch sent to whichever actor is free.
     Work only goes to actors that are up, so a pool larger than the cluster can place still finishes (an
     actor waiting for resources never gets a batch), where a fixed ``ActorPool`` would wait forever."""
@@ -871,7 +902,7 @@ def _map_actors(batches: list[dict[str, Any]], ctor: dict[str, Any], concurrency
     running: dict[Any, tuple[Any, int]] = {}
     idle: list[Any] = []
     todo = list(range(len(batches) - 1, -1, -1))
-    out: list[list[str]] = [[] for _ in batches]
+    out: list[dict[str, Any]] = [{"id": []} for _ in batches]
     try:
         with _remote_errors():
             while todo or running:
@@ -884,13 +915,13 @@ def _map_actors(batches: list[dict[str, Any]], ctor: dict[str, Any], concurrency
                     idle.append(starting.pop(ref))
                 else:
                     actor, i = running.pop(ref)
-                    out[i] = [str(x) for x in ray.get(ref)["id"].tolist()]
+                    out[i] = ray.get(ref)
                     idle.append(actor)
     finally:
         for a in actors:
             with contextlib.suppress(Exception):
                 ray.kill(a, no_restart=True)
-    return [x for part in out for x in part]
+    return out  # the actors' answers in batch order
 
 
 __all__ = ["DEFAULT_ACTOR_OPTIONS", "ShardedCollection", "has_ray_data", "ingest_dataset", "shard_for"]

@@ -268,6 +268,27 @@ def sharded_cosine(ray_local, tmp_path_factory):
         yield sc
 
 
+@pytest.mark.parametrize("engine", ["actors", "data"])
+def test_ingest_into_a_plain_collection(ray_local, tmp_path, engine):
+    """Any CollectionLike: the actors embed, the driver adds each batch."""
+    if engine == "data" and not has_ray_data():
+        pytest.skip("Ray Data needs pandas and pyarrow (pip install 'ray[data]')")
+    lc = pytest.importorskip("langchain_core.embeddings")
+    fake = lc.DeterministicFakeEmbedding(size=24)
+    texts = [f"line {i}" for i in range(45)]
+    metas = [{"i": i, "tags": ["a"] * (i % 3)} for i in range(45)]
+    with Collection(tmp_path / "plain", metric="cosine") as col:
+        got = ingest_dataset(
+            texts, col, metadatas=metas, embed_model=fake, batch_size=10, concurrency=1, num_cpus=0.25, engine=engine
+        )
+        assert len(got) == 45 and col.count() == 45 and col.dim == 24
+        hits = col.get(got, include_vectors=True)
+        assert [h.text for h in hits] == texts and [h.metadata for h in hits] == metas
+        want = np.asarray(fake.embed_documents(texts[:3]), dtype=np.float32)
+        want /= np.linalg.norm(want, axis=1, keepdims=True)
+        np.testing.assert_allclose(np.stack([h.vector for h in hits[:3]]), want, atol=1e-5)
+
+
 def test_sharded_collection_is_collection_like_and_copies_to_a_collection(sharded_cosine, tmp_path):
     sc = sharded_cosine
     sc.clear()

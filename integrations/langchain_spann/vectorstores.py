@@ -255,7 +255,6 @@ class SPANNVectorStore(VectorStore):
                 opts["bits"] = bits
             self._collection = Collection(persist_directory, **opts)
         self.embedding = embedding
-        self._persist_directory = Path(persist_directory) if persist_directory is not None else None
         self._warned_norm = False
 
     # ------------------------------------------------------------------------------------------------------
