@@ -293,12 +293,12 @@ def test_sharded_collection_is_collection_like_and_copies_to_a_collection(sharde
     sc = sharded_cosine
     sc.clear()
     assert isinstance(sc, CollectionLike)
-    x, texts, metas, ids = docs(40, seed=4, prefix="cp")
-    sc.add(x, texts, metas, ids)
+    x = clustered(40, 16, seed=4)  # the fixture's dimension (kept by clear) is the adapter tests' 16
+    sc.add(x, [f"t{i}" for i in range(40)], [{"i": i} for i in range(40)], [f"cp-{i}" for i in range(40)])
     assert sc.copy_to(tmp_path / "plain") == tmp_path / "plain"
     with Collection.open(tmp_path / "plain") as col:
         st = col.stats()
-        assert (st["count"], st["metric"], st["bits"], st["dim"]) == (40, "cosine", sc.stats()["bits"], D)
+        assert (st["count"], st["metric"], st["bits"], st["dim"]) == (40, "cosine", sc.stats()["bits"], 16)
         got = {h.id: h for h in col.get(include_vectors=True)}
         for h in sc.get(include_vectors=True):
             assert (got[h.id].text, got[h.id].metadata) == (h.text, h.metadata)
