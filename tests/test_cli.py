@@ -179,6 +179,7 @@ def test_bench_needs_data_or_synthetic(capsys, tmp_path):
     assert code == 1 and "no base.npy" in err
 
 
+@pytest.mark.slow
 def test_demo_runs_end_to_end(capsys, tmp_path):
     """The real demo command (pydoc_data topics + README, bundled MiniLM) on its reduced corpus; the index is
     kept, so a second run shows change detection skipping every document."""

@@ -148,6 +148,7 @@ def test_filters_match_python_semantics(tmp_path, flt, pred):
         assert next(h.id for h in hits) == ids[sub[truth[0, 0]]]
 
 
+@pytest.mark.slow
 def test_selective_filter_still_returns_k_on_100k():
     n = 100_000
     x = clustered(n, 16, seed=3, n_centers=200)
@@ -252,6 +253,7 @@ WRITER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_acknowledged_writes_survive_sigkill(tmp_path):
     path = str(tmp_path / "c")
     script = tmp_path / "writer.py"
@@ -368,6 +370,7 @@ def test_concurrent_searches_while_writing(tmp_path):
     col.close()
 
 
+@pytest.mark.slow
 def test_default_settings_reach_095_recall_on_shared_data_when_ingested_in_batches(shared_data):
     xb, xq, gt = shared_data
     col = Collection(None)  # defaults only: index built at 4,096 docs, rebuilt on doubling, updated in place

@@ -219,6 +219,7 @@ def test_killed_shard_actor_loses_no_acknowledged_write(ray_local, tmp_path):
     sc.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ["actors", "data"])
 def test_ingest_embeds_into_shards(ray_local, tmp_path, engine):
     if engine == "data" and not has_ray_data():
