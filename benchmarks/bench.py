@@ -77,6 +77,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from spann_vectorstore.evaluation import recall_at_k, synthetic_dataset  # noqa: E402
+
 K = 10
 ALL_METHODS = (
     "spann",
@@ -175,14 +177,6 @@ def path_size(path: Path) -> int:
     if path.is_file():
         return path.stat().st_size
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-
-
-def recall_at_k(ids: np.ndarray, gt: np.ndarray, k: int = K) -> float:
-    """Mean |ids[:, :k] ∩ gt[:, :k]| / k; robust to duplicate or -1 ids."""
-    ids = np.asarray(ids)[:, :k].astype(np.int64)
-    g = np.asarray(gt)[: len(ids), :k].astype(np.int64)
-    hits = (g[:, :, None] == ids[:, None, :]).any(axis=2).sum(axis=1)
-    return float(hits.mean() / k)
 
 
 def available_cores() -> int:
@@ -285,7 +279,7 @@ def measure(
         "p99_ms": float(np.percentile(lat, 99) * 1e3),
         "mean_ms": float(lat.mean() * 1e3),
         "n_single": n_single,
-        "recall_at_10_single": recall_at_k(single, gt),
+        "recall_at_10_single": recall_at_k(single, gt[: len(single)], K),
         "loadavg_1m": os.getloadavg()[0],
     }
     if search_batch is not None:
@@ -299,7 +293,7 @@ def measure(
             best = min(best, time.perf_counter() - t0)
         assert batch is not None
         out["qps_batch"] = len(xq) / best
-        out["recall_at_10"] = recall_at_k(np.asarray(batch), gt)
+        out["recall_at_10"] = recall_at_k(np.asarray(batch), gt[: len(xq)], K)
     else:
         out["qps_batch"] = None
         out["recall_at_10"] = out["recall_at_10_single"]
@@ -813,46 +807,6 @@ def load_real(data_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return xb, xq, gt
 
 
-def make_synthetic(n: int, d: int, nq: int, seed: int, noise: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Seeded clustered data: normalized mixture of Gaussians around ~n/1000 centers.
-
-    Queries are drawn the same way; ground truth is exact top-100 by inner product,
-    computed with blocked matmul.
-    """
-    rng = np.random.default_rng(seed)
-    n_centers = max(1, n // 1000)
-    centers = rng.standard_normal((n_centers, d)).astype(np.float32)
-    centers /= np.linalg.norm(centers, axis=1, keepdims=True)
-    scale = np.float32(noise / np.sqrt(d))
-
-    def draw(m: int) -> np.ndarray:
-        out = np.empty((m, d), dtype=np.float32)
-        for s in range(0, m, 100_000):
-            e = min(m, s + 100_000)
-            lab = rng.integers(0, n_centers, e - s)
-            block = centers[lab] + scale * rng.standard_normal((e - s, d), dtype=np.float32)
-            block /= np.linalg.norm(block, axis=1, keepdims=True)
-            out[s:e] = block
-        return out
-
-    xb = draw(n)
-    xq = draw(nq)
-    kk = min(100, n)
-    best_s = np.full((nq, kk), -np.inf, dtype=np.float32)
-    best_i = np.zeros((nq, kk), dtype=np.int64)
-    for s in range(0, n, 100_000):
-        e = min(n, s + 100_000)
-        sc = xq @ xb[s:e].T
-        m = min(kk, e - s)
-        part = np.argpartition(-sc, m - 1, axis=1)[:, :m]
-        cand_s = np.concatenate([best_s, np.take_along_axis(sc, part, axis=1)], axis=1)
-        cand_i = np.concatenate([best_i, part + s], axis=1)
-        top = np.argsort(-cand_s, axis=1, kind="stable")[:, :kk]
-        best_s = np.take_along_axis(cand_s, top, axis=1)
-        best_i = np.take_along_axis(cand_i, top, axis=1)
-    return xb, xq, best_i
-
-
 # ------------------------------------------------------------------ report/summary
 
 
@@ -1172,7 +1126,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"generating synthetic data n={args.synthetic} d={args.dim} seed={args.seed}")
         t0 = time.perf_counter()
         set_threads(args.threads)
-        xb, xq, gt = make_synthetic(args.synthetic, args.dim, 1000, args.seed, args.noise)
+        xb, xq, gt = synthetic_dataset(args.synthetic, args.dim, 1000, seed=args.seed, noise=args.noise)
         log(f"synthetic data + ground truth in {time.perf_counter() - t0:.1f}s")
         data_desc: dict[str, Any] = {
             "kind": "synthetic",

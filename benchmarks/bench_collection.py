@@ -93,6 +93,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench  # noqa: E402
 from bench import set_threads  # noqa: E402
 
+from spann_vectorstore.evaluation import exact_topk, recall_at_k  # noqa: E402
+
 
 def other_benchmarks() -> list[str]:
     """Command lines of other running ``bench*.py`` processes (the machine is shared)."""
@@ -151,33 +153,6 @@ def _version(pkg: str) -> str | None:
 
 def dir_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-
-
-def exact_topk(
-    xq: np.ndarray, xb: np.ndarray, masks: dict[str, np.ndarray | None], k: int = K
-) -> dict[str, np.ndarray]:
-    """Exact top-k base rows by inner product per query, within each mask's allowed rows (-1 padded)."""
-    out = {name: np.full((len(xq), k), -1, np.int64) for name in masks}
-    cols = {name: (np.flatnonzero(m) if m is not None else None) for name, m in masks.items()}
-    for s in range(0, len(xq), 100):
-        sims = xq[s : s + 100] @ xb.T
-        for name, c in cols.items():
-            sub = sims if c is None else sims[:, c]
-            kk = min(k, sub.shape[1])
-            part = np.argpartition(-sub, kk - 1, axis=1)[:, :kk]
-            order = np.argsort(-np.take_along_axis(sub, part, 1), axis=1, kind="stable")
-            top = np.take_along_axis(part, order, 1)
-            out[name][s : s + 100, :kk] = top if c is None else c[top]
-    return out
-
-
-def recall(pred: list[list[int]], gt: np.ndarray, k: int = K) -> float:
-    tot = 0.0
-    for p, g in zip(pred, gt):
-        g = {int(x) for x in g[:k] if x >= 0}
-        if g:
-            tot += len(g.intersection(p[:k])) / len(g)
-    return tot / max(len(pred), 1)
 
 
 def pct(a: np.ndarray, q: float) -> float:
@@ -256,8 +231,8 @@ def measure_set(methods: list[Method], xq: np.ndarray, args: argparse.Namespace)
 
 def finish_row(row: Row, gt: np.ndarray) -> Row:
     ids_s, ids_b = row.pop("ids_single"), row.pop("ids_batch")
-    row["recall_at_10_single"] = recall(ids_s, gt)
-    row["recall_at_10_batch"] = recall(ids_b, gt)
+    row["recall_at_10_single"] = recall_at_k(ids_s, gt, K)
+    row["recall_at_10_batch"] = recall_at_k(ids_b, gt, K)
     row["short_single"] = sum(len(x) < K for x in ids_s)
     row["short_batch"] = sum(len(x) < K for x in ids_b)
     return row
@@ -287,10 +262,10 @@ def warm_up(collection_cls: Any, xb: np.ndarray, args: argparse.Namespace) -> fl
 
 
 def _build_state(col: Any) -> tuple[Any, ...]:
-    """What changes when the Collection (re)builds its index: the private ``_built_count`` (set by builds
-    and rebuild-on-growth, when the Collection has it) and whether the index is built at all."""
-    idx = getattr(col, "_index", None)
-    return getattr(col, "_built_count", None), bool(idx is not None and idx.n_heads > 0)
+    """What changes when the Collection (re)builds its index: which index object is in use (a rebuild on
+    growth swaps in a new one) and whether it is built at all (the first build is in place)."""
+    idx = col.index
+    return id(idx), bool(idx is not None and idx.n_heads > 0)
 
 
 def run_ingest(col: Any, path: Path, xb: np.ndarray, texts: list[str], args: argparse.Namespace) -> Row:
@@ -444,12 +419,12 @@ def main() -> int:
     bucket = np.arange(n) % 100
     masks = {name: (pred(bucket) if pred is not None else None) for name, _, pred in FILTERS}
     t0 = time.perf_counter()
-    gts = exact_topk(xq, xb, masks)
+    gts = {name: exact_topk(xb, xq, K, allowed=m)[0] for name, m in masks.items()}
     gt_note = "brute force"
     gt_agree = None
     if n == base.shape[0] and (args.data / "gt.npy").exists():
         gt_file = np.load(args.data / "gt.npy")[:nq, :K].astype(np.int64)
-        gt_agree = recall([list(r) for r in gts["none"]], gt_file)
+        gt_agree = recall_at_k(gts["none"], gt_file, K)
         gts["none"] = gt_file
         gt_note = "gt.npy for the unfiltered case, brute force within the subset for filters"
     log(f"ground truth in {time.perf_counter() - t0:.1f}s (agreement brute force vs gt.npy: {gt_agree})")
@@ -502,7 +477,7 @@ def main() -> int:
         ingest["bytes_disk_after_close"] = dir_bytes(path)
         ingest["bytes_sqlite"] = sum(p.stat().st_size for p in path.glob("docs.sqlite*"))
         ingest["bytes_index_snapshot"] = dir_bytes(path / "index")
-        ingest["recall_at_10_after_ingest_batch"] = recall(pre_ids, gts["none"])
+        ingest["recall_at_10_after_ingest_batch"] = recall_at_k(pre_ids, gts["none"], K)
         results["ingest"] = ingest
         log(f"ingest: {ingest['vectors_per_s']:.0f} vec/s, close {ingest['close_s']:.3f}s")
 
@@ -562,12 +537,11 @@ def main() -> int:
             raw = SpannIndex(xb.shape[1], metric="ip", bits=2, progress=False).build(xb)
             results["raw_build_s"] = time.perf_counter() - t0
             results["raw_index_stats"] = raw.stats()
-        # the Collection's own index, searched directly (private attributes: only to split the Collection's
-        # time into index search vs document fetch)
-        idx = col._index
-        with col._db_lock:
-            rid2doc = {r: int(i) for r, i in col._db.execute("SELECT rowid, id FROM docs")}
-        results["collection_index_stats"] = idx.stats()
+        # the Collection's own index, searched directly (Collection.index / index_ids: only to split the
+        # Collection's time into index search vs document fetch)
+        idx = col.index
+        rid2doc = {r: int(i) for i, r in col.index_ids().items()}
+        results["collection_index_stats"] = col.stats()["index"]
 
         def hits_ids(hs: Any) -> list[int]:
             return [int(h.id) for h in hs]
@@ -586,7 +560,7 @@ def main() -> int:
             for name, flt, pred in FILTERS:
                 n_allowed = int(masks[name].sum()) if masks[name] is not None else n
                 log(f"search [{label}] filter {name} ({n_allowed:,} allowed)")
-                own_allowed = col._allowed(flt) if flt else None
+                own_allowed = np.fromiter(col.index_ids(flt).values(), np.int64) if flt else None
                 raw_allowed = np.flatnonzero(masks[name]) if masks[name] is not None else None
 
                 def col_one(q: np.ndarray, flt: Any = flt) -> Any:
@@ -652,7 +626,7 @@ def main() -> int:
             t0 = time.perf_counter()
             col.optimize()
             results["optimize_s"] = time.perf_counter() - t0
-            results["collection_index_stats_after_optimize"] = col._index.stats()
+            results["collection_index_stats_after_optimize"] = col.stats()["index"]
             log(f"optimize() {results['optimize_s']:.1f} s")
             rows += search_rows("collection after optimize()", with_refs=False)
         results["search"] = rows

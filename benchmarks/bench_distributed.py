@@ -10,8 +10,8 @@ Run from the repository root with the project venv::
     /work/venv/bin/python benchmarks/bench_distributed.py --address auto --path /mnt/shared/bench-shards
 
 Data: ``../shared/data`` (base.npy, queries.npy, gt.npy; inner product) when present, else (or with
-``--synthetic N``) seeded clustered vectors from ``bench.make_synthetic``. Ground truth: ``gt.npy`` for the full
-base, brute force for a prefix.
+``--synthetic N``) seeded clustered vectors from ``spann_vectorstore.evaluation.synthetic_dataset``.
+Ground truth: ``gt.npy`` for the full base, brute force for a prefix.
 
 Per shard count S (each in a fresh directory, default Collection settings: bits=1, default n_probe):
 
@@ -63,8 +63,9 @@ K = 10
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench  # noqa: E402
-from bench import log, recall_at_k, set_threads  # noqa: E402
-from bench_collection import exact_topk  # noqa: E402
+from bench import log, set_threads  # noqa: E402
+
+from spann_vectorstore.evaluation import exact_topk, recall_at_k, synthetic_dataset  # noqa: E402
 
 
 def timed(fns: list, xq: np.ndarray, warmup: int) -> tuple[list[np.ndarray], list[list[list[str]]]]:
@@ -171,11 +172,11 @@ def main() -> int:
         xb, xq, gt = bench.load_real(args.data)
         dataset = "shared-data"
     else:
-        xb, xq, gt = bench.make_synthetic(args.synthetic or n, 384, nq, 0, 0.7)
+        xb, xq, gt = synthetic_dataset(args.synthetic or n, 384, nq, seed=0, noise=0.7)
         dataset = "synthetic"
     if n < len(xb):
         xb = xb[:n]
-        gt = exact_topk(xq[:nq], xb, {"none": None})["none"]
+        gt = exact_topk(xb, xq[:nq], K)[0]
     n, xq, gt = len(xb), xq[:nq], gt[:nq]
     nq = len(xq)
     n_single = min(args.single or nq, nq)

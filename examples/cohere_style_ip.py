@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from spann_vectorstore import Collection
+from spann_vectorstore.evaluation import exact_topk, recall_at_k
 
 N, D, NQ, K = 10_000, 768, 200, 10
 work = Path(sys.argv[1] if len(sys.argv) > 1 else tempfile.mkdtemp(prefix="spann-cohere-"))
@@ -57,8 +58,8 @@ with Collection(work / "index", metric="ip", bits=2) as col:
     results = col.search(queries, k=K)
     ms = (time.perf_counter() - t0) * 1000 / NQ
     found = np.array([[int(h.id.removeprefix("doc-")) for h in hits] for hits in results])
-    exact = np.argsort(-(queries @ np.asarray(emb).T), axis=1)[:, :K]
-    recall = np.mean([len(set(f) & set(e)) / K for f, e in zip(found, exact)])
+    exact, _ = exact_topk(np.asarray(emb), queries, K, "ip")
+    recall = recall_at_k(found, exact, K)
     print(f"recall@{K} against exact inner-product search: {recall:.3f} ({NQ} queries, {ms:.2f} ms per query)")
     assert recall >= 0.9, f"recall@{K} {recall:.3f} < 0.9"
 

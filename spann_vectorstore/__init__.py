@@ -5,9 +5,11 @@ from .collection import Collection, CollectionLockedError, Hit
 from .filters import FilterError
 from .fulltext import FullTextUnavailableError
 from .index import SearchResult, SpannIndex
+from .protocol import CollectionLike
 
 __all__ = [
     "Collection",
+    "CollectionLike",
     "CollectionLockedError",
     "CorruptStoreError",
     "FilterError",

@@ -14,7 +14,7 @@ import numpy as np
 
 from . import _kernels as K
 from ._arena import grow
-from ._storage import CorruptStoreError, array_crc32
+from ._storage import CorruptStoreError, array_crc
 from .clustering import _sqnorms
 
 MAX_VECTORS = 2**31 - 1  # internal indices are int32 in the postings
@@ -206,6 +206,6 @@ class VectorTable:
     def check_mapped(self) -> None:
         """Raise ``CorruptStoreError`` when the memory-mapped file no longer has the CRC32 it was loaded
         with (one pass over the file: before a save copies it into a new snapshot under a fresh checksum)."""
-        if self._crc is not None and array_crc32(self.base) != self._crc[1]:
+        if self._crc is not None and array_crc(self.base) != self._crc[1]:
             msg = f"corrupt index: checksum mismatch in {str(self._crc[0])!r} (memory-mapped); no snapshot written"
             raise CorruptStoreError(msg)

@@ -36,7 +36,8 @@ class CorruptStoreError(ValueError):
     """A file of a store is damaged, truncated or inconsistent; the message names the file."""
 
 
-def array_crc32(a: np.ndarray) -> int:
+def array_crc(a: np.ndarray) -> int:
+    """CRC32 of the bytes of ``a`` in C order (what the manifest records per array)."""
     view = np.ascontiguousarray(a).view(np.uint8).reshape(-1)
     crc = 0
     step = 1 << 26
@@ -45,7 +46,7 @@ def array_crc32(a: np.ndarray) -> int:
     return crc
 
 
-_crc = array_crc32
+_crc = array_crc  # the name used inside this module
 
 
 def _fsync_dir(path: Path) -> None:
@@ -74,7 +75,9 @@ def write_snapshot(root: str | os.PathLike, kind: str, meta: dict[str, Any], arr
     snap.mkdir()
     entries = {}
     for key, arr in arrays.items():
-        arr = np.ascontiguousarray(arr)
+        arr = np.asarray(arr)
+        if not arr.flags.c_contiguous:  # (np.ascontiguousarray would also turn a 0-d array into shape (1,))
+            arr = np.ascontiguousarray(arr)
         if arr.dtype == object:
             raise TypeError(f"array {key!r} has dtype object; refusing to write (no pickle)")
         fn = snap / f"{key}.npy"
@@ -86,7 +89,7 @@ def write_snapshot(root: str | os.PathLike, kind: str, meta: dict[str, Any], arr
             "shape": list(arr.shape),
             "dtype": arr.dtype.str,
             "bytes": int(fn.stat().st_size),
-            "crc32": _crc(arr),
+            "crc32": array_crc(arr),
         }
     _fsync_dir(snap)
     manifest = {"format": kind, "version": 1, "seq": seq, "snapshot": name, "meta": meta, "arrays": entries}
@@ -188,6 +191,6 @@ def _open_array(fn: Path, ent: dict[str, Any], *, mmap: bool, check_crc: bool) -
         arr = np.load(fn, mmap_mode="r" if mmap else None, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise CorruptStoreError(f"corrupt index: cannot read {str(fn)!r}: {exc}") from None
-    if check_crc and _crc(arr) != ent["crc32"]:
+    if check_crc and array_crc(arr) != ent["crc32"]:
         raise CorruptStoreError(f"corrupt index: checksum mismatch in {str(fn)!r}")
     return arr

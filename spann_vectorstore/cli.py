@@ -6,7 +6,7 @@
     spann-vectorstore info ./idx [--json]
     spann-vectorstore check ./idx [--json]                  verify checksums, SQLite and index (exit 1 on damage)
     spann-vectorstore recover ./idx                         repair a damaged docs.sqlite or index snapshot
-    spann-vectorstore bench [--data DIR | --synthetic N]     index vs exact search: recall, QPS, memory
+    spann-vectorstore bench (--data DIR | --synthetic N)     index vs exact search: recall, QPS, memory
 
 User mistakes (a missing index, a model that does not match the index, a bad filter) print ``error: ...`` on
 stderr and exit with status 1 (2 for malformed arguments), without a traceback. Heavy modules (torch,
@@ -16,7 +16,6 @@ sentence-transformers, LangChain) are imported only by the commands that need th
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
@@ -24,7 +23,13 @@ import tempfile
 import textwrap
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # imported by the commands that need them (torch, LangChain: seconds)
+    from .collection import Collection
+    from .embed import Embedder
+    from .ingest import IngestSummary
+    from .protocol import CollectionLike
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -95,7 +100,7 @@ def _is_index(path: Path) -> bool:
     return (path / "docs.sqlite").exists() or (path / "index" / "MANIFEST.json").exists()
 
 
-def _open_collection(path: Path, **kwargs: Any) -> Any:
+def _open_collection(path: Path, **kwargs: Any) -> Collection:
     from .collection import Collection, CollectionLockedError
 
     if not path.exists():
@@ -115,7 +120,7 @@ def _check_new_or_index(index: Path) -> None:
         raise UserError(f"{str(index)!r} exists and is not a spann-vectorstore index: choose a new or empty directory")
 
 
-def _writable_collection(path: Path, **kwargs: Any) -> Any:
+def _writable_collection(path: Path, **kwargs: Any) -> Collection:
     from .collection import Collection, CollectionLockedError, CorruptStoreError
 
     try:
@@ -128,7 +133,7 @@ def _writable_collection(path: Path, **kwargs: Any) -> Any:
         raise UserError(f"{exc} (omit --bits/--metric to extend it, or use a new index directory)") from None
 
 
-def _ingest(paths: Any, col: Any, embedder: Any, **kwargs: Any) -> Any:
+def _ingest(paths: Any, col: Collection, embedder: Embedder, **kwargs: Any) -> IngestSummary:
     from .ingest import EmbedderMismatchError, ingest
 
     try:
@@ -137,7 +142,7 @@ def _ingest(paths: Any, col: Any, embedder: Any, **kwargs: Any) -> Any:
         raise UserError(str(exc)) from None
 
 
-def _load_embedder(model: str | None, *, batch_size: int = 16, progress: bool | None = None) -> Any:
+def _load_embedder(model: str | None, *, batch_size: int = 16, progress: bool | None = None) -> Embedder:
     from .embed import Embedder, EmbedderError
 
     try:
@@ -174,7 +179,7 @@ def _model_for_index(path: Path, requested: str | None) -> str | None:
     return recorded
 
 
-def _check_dim(col: Any, embedder: Any, path: Path) -> None:
+def _check_dim(col: CollectionLike, embedder: Embedder, path: Path) -> None:
     if col.dim is not None and col.dim != embedder.dim:
         raise UserError(
             f"the index at {str(path)!r} holds {col.dim}-d vectors but model {embedder.name!r} makes "
@@ -296,7 +301,7 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from .ingest import MANIFEST_FILE, read_index_info
+    from .ingest import count_sources, read_index_info
 
     index = Path(args.index)
     with _open_collection(index) as col:
@@ -305,12 +310,10 @@ def cmd_info(args: argparse.Namespace) -> int:
         info = read_index_info(index)
     except ValueError:
         info = None
-    sources = None
-    if (index / MANIFEST_FILE).exists():
-        import sqlite3
-
-        with contextlib.closing(sqlite3.connect(f"file:{index / MANIFEST_FILE}?mode=ro", uri=True)) as db:
-            sources = int(db.execute("SELECT count(*) FROM files WHERE chunks > 0").fetchone()[0])
+    try:
+        sources = count_sources(index)
+    except ValueError as exc:  # CorruptStoreError: a damaged ingest.sqlite
+        raise UserError(str(exc)) from None
     out = {"index": str(index), **st, "embedder": info, "sources": sources}
     if args.json:
         print(json.dumps(out, indent=2, default=str))
@@ -528,7 +531,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _demo_hybrid(col: Any, embedder: Any, question: str, k: int) -> None:
+def _demo_hybrid(col: CollectionLike, embedder: Embedder, question: str, k: int) -> None:
     """Dense and hybrid answers side by side for a question whose key word is a rare exact name."""
     from . import fulltext
 
@@ -554,27 +557,6 @@ def _repo_benchmarks() -> Path | None:
     return p if p.exists() else None
 
 
-def _default_data() -> Path | None:
-    p = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-    return p if (p / "base.npy").exists() else None
-
-
-def _synthetic(n: int, d: int, nq: int, seed: int) -> tuple[Any, Any]:
-    """Normalised Gaussian clusters (about n/1000 of them): harder than uniform noise."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    centers = rng.standard_normal((max(1, n // 1000), d)).astype(np.float32)
-    centers /= np.linalg.norm(centers, axis=1, keepdims=True)
-
-    def draw(m: int) -> np.ndarray:
-        x = centers[rng.integers(0, len(centers), m)] + (0.7 / np.sqrt(d)) * rng.standard_normal((m, d))
-        x = x.astype(np.float32)
-        return x / np.linalg.norm(x, axis=1, keepdims=True)
-
-    return draw(n), draw(nq)
-
-
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.full:
         script = _repo_benchmarks()
@@ -588,8 +570,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
     import numpy as np
 
     from . import SpannIndex
+    from .evaluation import exact_topk, recall_at_k, synthetic_dataset
 
-    data = Path(args.data) if args.data else (None if args.synthetic else _default_data())
+    if args.data is None and args.synthetic is None:
+        raise UserError(
+            "bench needs data: --data DIR (a folder with base.npy and queries.npy) or --synthetic N "
+            "(N seeded clustered vectors)",
+            EXIT_USAGE,
+        )
+    data = Path(args.data) if args.data else None
     if data is not None:
         if not (data / "base.npy").exists():
             raise UserError(f"no base.npy in {str(data)!r} (expected base.npy, queries.npy and optionally gt.npy)")
@@ -600,8 +589,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         xq = xq[: args.queries]
         desc = f"{data} ({len(xb):,} x {xb.shape[1]}, {len(xq):,} queries)"
     else:
-        n = args.synthetic or 20_000
-        xb, xq = _synthetic(n, args.dim, args.queries, seed=0)
+        n = args.synthetic
+        xb, xq, _ = synthetic_dataset(n, args.dim, args.queries, seed=0, k_truth=1)
         desc = f"synthetic clustered, normalised ({n:,} x {args.dim}, {len(xq):,} queries, seed 0)"
     k = 10
     print(f"data: {desc}; metric ip; k={k}")
@@ -609,12 +598,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print("threads), batch QPS (all queries in one call), RAM of the index (codes, heads; vectors mmapped on")
     print("load are not counted) vs the float32 vectors. Same process, same machine; absolute numbers drift.")
     t0 = time.perf_counter()
-    part = np.argpartition(-(xq @ xb.T), k, axis=1)[:, :k]
+    truth, _ = exact_topk(xb, xq, k)
     exact_batch_s = time.perf_counter() - t0
-    truth = part  # the top-k set; order does not matter for recall
     t0 = time.perf_counter()
     for q in xq[: min(100, len(xq))]:
-        np.argpartition(-(xb @ q), k)[:k]
+        exact_topk(xb, q, k)
     exact_single = min(100, len(xq)) / (time.perf_counter() - t0)
     rows = [("exact (numpy)", "", 1.0, exact_single, len(xq) / exact_batch_s, 0.0, xb.nbytes)]
     with tempfile.TemporaryDirectory(prefix="spann-bench-") as tmp:
@@ -628,7 +616,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         index.search(xq[:20], k=k)  # warm-up (compilation cache)
         for n_probe in args.n_probe:
             ids = index.search(xq, k=k, n_probe=n_probe).ids
-            rec = float(np.mean([len(set(ids[i]) & set(truth[i])) / k for i in range(len(xq))]))
+            rec = recall_at_k(ids, truth, k)
             t0 = time.perf_counter()
             for q in xq:
                 index.search(q, k=k, n_probe=n_probe)
@@ -716,9 +704,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser(
         "bench",
-        help="index vs exact search on ../shared/data or synthetic data",
-        description="Build the index and measure recall@10 against exact search, QPS and memory. Uses --data, "
-        "else ../shared/data next to the source checkout, else synthetic clustered vectors. --full runs the "
+        help="index vs exact search on a folder of .npy vectors or synthetic data",
+        description="Build the index and measure recall@10 against exact search, QPS and memory, on --data DIR "
+        "(base.npy, queries.npy) or on --synthetic N seeded clustered vectors (one of them is needed). --full runs the "
         "repository's benchmarks/bench.py (faiss, hnswlib, rabitqlib; needs the [bench] extra) with the "
         "arguments after --.",
     )

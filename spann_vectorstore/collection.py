@@ -20,6 +20,7 @@ import fcntl
 import functools
 import json
 import os
+import shutil
 import sqlite3
 import threading
 import uuid
@@ -28,7 +29,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -49,7 +50,11 @@ from ._integrity import (
 )
 from ._storage import MANIFEST, CorruptStoreError, verify_snapshot
 from .filters import compile_filter, document_filter, filter_key, text_problem, uses_text_index, validate_metadata
-from .index import _FORMAT, METRICS, SpannIndex
+from .index import _FORMAT, SpannIndex
+from .validation import METRICS, as_matrix, check_metric, nonnegative_int, per_vector, positive_int, query_texts
+
+if TYPE_CHECKING:
+    from .protocol import CollectionLike
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS docs (
@@ -205,8 +210,7 @@ class Collection:
         index_options: dict[str, Any] | None = None,
         progress: bool | None = None,
     ) -> None:
-        if not isinstance(metric, str) or metric.lower() not in METRICS:
-            raise ValueError(f"unknown metric {metric!r}; expected one of 'ip', 'cosine', 'l2'")
+        check_metric(metric)
         self._lock = _RWLock()
         self._db_lock = threading.Lock()
         self._closed = False
@@ -275,8 +279,6 @@ class Collection:
             self._ensure_text_index()
         self._n_probe = n_probe if n_probe is not None else cfg.get("n_probe")
         self._seq = int(self._db.execute("SELECT coalesce(max(seq), 0) FROM docs").fetchone()[0])
-        self._changed = 0
-        self._index: SpannIndex | None = None
         if cfg["dim"] is not None:
             self._open_index()
             self._await_rebuild()
@@ -471,6 +473,24 @@ class Collection:
     def metric(self) -> str:
         return self._cfg["metric"]
 
+    @property
+    def index(self) -> SpannIndex | None:
+        """The :class:`SpannIndex` derived from the documents (``None`` until the dimension is known), for
+        diagnostics and benchmarks: its ids are the documents' SQLite rowids (:meth:`index_ids`). Only read
+        it; the Collection updates it under its own lock and replaces it with a new one on a rebuild."""
+        return self._index
+
+    def index_ids(
+        self, filter: dict[str, Any] | None = None, *, where_document: dict[str, Any] | None = None
+    ) -> dict[str, int]:
+        """The id each document has in :attr:`index` (its SQLite rowid, never reused), by document id: of
+        every document, or of those matching ``filter`` / ``where_document``; in insertion order."""
+        self._check_open()
+        flt = self._merge_filter(filter, where_document)
+        where, params = self._compile(flt) if flt is not None else ("1", [])
+        with self._lock.read(), self._db_lock:
+            return dict(self._db.execute(f"SELECT id, rowid FROM docs WHERE {where} ORDER BY rowid", params))
+
     def _new_index(self) -> SpannIndex:
         return SpannIndex(
             self._cfg["dim"],
@@ -659,7 +679,7 @@ class Collection:
         """
         self._check_open()
         x, texts_l, meta_json, ids_l = validate_documents(
-            vectors, texts, metadatas, ids, dim=self._cfg["dim"], metric=self.metric, index=self._index
+            vectors, texts, metadatas, ids, dim=self._cfg["dim"], metric=self.metric
         )
         n, dim = x.shape
         with self._lock.write():
@@ -838,8 +858,8 @@ class Collection:
         first ``offset`` of them skipped, then at most ``limit``."""
         self._check_open()
         for name, v in (("limit", limit), ("offset", offset)):
-            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0):
-                raise ValueError(f"{name} must be a non-negative integer, got {v!r}")
+            if v is not None:
+                nonnegative_int(v, name)
         offset = int(offset or 0)
         filter = self._merge_filter(filter, where_document)
         where, params = self._compile(filter) if filter is not None else ("1", [])
@@ -918,7 +938,7 @@ class Collection:
         condition on the text: ``{"$contains": "x"}``, ``{"$not_contains": "x"}``, ``{"$match": "words"}``
         (full-text), or ``$and``/``$or`` of those. An empty collection gives ``[]``."""
         self._check_open()
-        _check_k(k)
+        positive_int(k, "k")
         arr = np.asarray(vector_or_vectors)
         single = arr.ndim == 1
         flt = self._merge_filter(filter, where_document)
@@ -952,8 +972,8 @@ class Collection:
         ``where_document`` as in :meth:`search`: ``k`` hits whenever ``k`` matching documents contain a word.
         Raises :class:`~spann_vectorstore.fulltext.FullTextUnavailableError` when SQLite lacks FTS5."""
         self._check_open()
-        _check_k(k)
-        single, texts = _texts_arg(text_or_texts)
+        positive_int(k, "k")
+        single, texts = query_texts(text_or_texts)
         flt = self._merge_filter(filter, where_document)
         with self._lock.read():
             self._check_open()
@@ -1116,6 +1136,19 @@ class Collection:
                 st["bytes_disk"] = sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
         return st
 
+    def copy_to(self, path: str | os.PathLike, *, overwrite: bool = False, **options: Any) -> Path:
+        """Write every document (id, vector, text, metadata) into a new persistent Collection at ``path`` with
+        this one's settings (metric, dim, bits, n_probe, index_options; also index_threshold, rebuild_growth
+        and snapshot_every); ``options`` override them. Returns the path. See :func:`copy_collection`."""
+        self._check_open()
+        defaults = {
+            "index_threshold": self.index_threshold,
+            "rebuild_growth": self.rebuild_growth,
+            "snapshot_every": self.snapshot_every,
+            "progress": self._progress,
+        }
+        return copy_collection(self, path, overwrite=overwrite, **{**defaults, **options})
+
     def verify(self, *, raise_on_error: bool = False) -> VerifyReport:
         """Check everything against its checksums and the index against SQLite; returns a
         :class:`VerifyReport` (``raise_on_error``: raise :class:`CorruptStoreError` with its problems instead).
@@ -1219,7 +1252,6 @@ def validate_documents(
     *,
     dim: int | None,
     metric: str,
-    index: SpannIndex | None = None,
 ) -> tuple[np.ndarray, list[str | None], list[str], list[str]]:
     """Check one :meth:`Collection.add` call without touching any store; raises ``ValueError``/``TypeError``
     naming the problem. Returns float32 (n, dim) vectors (as given, not normalised), texts, metadata as JSON
@@ -1233,12 +1265,11 @@ def validate_documents(
     n = arr.shape[0]
     if n == 0:
         raise ValueError("vectors is empty")
-    checker = index if index is not None else SpannIndex(dim if dim is not None else arr.shape[1], metric=metric)
-    x = checker._as_matrix(arr, "vectors", allow_1d=False)
+    x = as_matrix(arr, "vectors", dim=dim if dim is not None else arr.shape[1], metric=METRICS[metric], allow_1d=False)
     if METRICS[metric] == "cosine":  # the index normalises; keep the caller's vectors in the store
         x = np.ascontiguousarray(arr, dtype=np.float32)
-    texts_l = _seq(texts, n, "texts")
-    metas_l = _seq(metadatas, n, "metadatas")
+    texts_l = per_vector(texts, n, "texts")
+    metas_l = per_vector(metadatas, n, "metadatas")
     for i, t in enumerate(texts_l):
         if t is not None and not isinstance(t, str):
             raise TypeError(f"texts must be strings or None, got {type(t).__name__}")
@@ -1258,7 +1289,7 @@ def validate_documents(
     if ids is None:
         ids_l = [str(uuid.uuid4()) for _ in range(n)]
     else:
-        ids_l = _seq(ids, n, "ids")
+        ids_l = per_vector(ids, n, "ids")
         for i in ids_l:
             if not isinstance(i, str) or not i:
                 raise TypeError(f"ids must be non-empty strings, got {i!r}")
@@ -1270,15 +1301,56 @@ def validate_documents(
     return x, texts_l, meta_json, ids_l
 
 
-def _seq(values: Any, n: int, name: str) -> list[Any]:
-    if values is None:
-        return [None] * n
-    if isinstance(values, (str, bytes, dict)):
-        raise TypeError(f"{name} must be a sequence with one entry per vector, got {type(values).__name__}")
-    out = list(values)
-    if len(out) != n:
-        raise ValueError(f"got {len(out)} {name} for {n} vectors")
-    return out
+def copy_collection(
+    source: CollectionLike, path: str | os.PathLike, *, overwrite: bool = False, batch_size: int = 1000, **options: Any
+) -> Path:
+    """Copy every document of ``source`` (any :class:`~spann_vectorstore.CollectionLike`: a Collection, a
+    ShardedCollection) into a new plain Collection at ``path``; returns ``Path(path)``.
+
+    The copy gets the source's metric, dim, and from its ``stats()`` bits, n_probe and index_options;
+    ``options`` (Collection arguments) override them. It is built in a temporary sibling directory and
+    renamed into place when complete, so ``path`` never holds a partial copy. An existing collection at
+    ``path`` raises ``FileExistsError`` unless ``overwrite`` (then it is replaced); so does a non-empty
+    directory that holds no collection (never replaced). Copying a collection onto its own directory raises
+    ``ValueError``. Documents are read ``batch_size`` at a time through the public API; writes to the source
+    during the copy may or may not be in it.
+    """
+    positive_int(batch_size, "batch_size")
+    target = Path(path)
+    here = source.path
+    if here is not None and target.exists() and Path(here).resolve() == target.resolve():
+        raise ValueError(f"cannot copy the collection at {str(target)!r} onto itself")
+    if target.exists():
+        if not target.is_dir():
+            raise FileExistsError(f"{str(target)!r} exists and is not a directory; not overwriting it")
+        if not (target / "docs.sqlite").exists() and any(target.iterdir()):
+            raise FileExistsError(f"{str(target)!r} exists and is not a saved collection; not overwriting it")
+        if (target / "docs.sqlite").exists() and not overwrite:
+            raise FileExistsError(f"a collection exists at {str(target)!r}; pass overwrite=True to replace it")
+    st = source.stats()
+    opts: dict[str, Any] = {"metric": source.metric, "dim": source.dim}
+    opts.update({key: st[key] for key in ("bits", "n_probe", "index_options") if st.get(key) is not None})
+    opts.update(options)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.copy-{uuid.uuid4().hex[:8]}")
+    try:
+        with Collection(tmp, **opts) as dst:
+            ids = [h.id for h in source.get()]
+            for s in range(0, len(ids), batch_size):
+                hits = source.get(ids[s : s + batch_size], include_vectors=True)
+                if hits:
+                    vectors = np.stack([h.vector for h in hits])
+                    dst.add(vectors, [h.text for h in hits], [h.metadata for h in hits], [h.id for h in hits])
+        old = None
+        if target.exists():
+            old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+            os.replace(target, old)
+        os.replace(tmp, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
 
 
 def _legs_pool() -> concurrent.futures.ThreadPoolExecutor:
@@ -1299,35 +1371,17 @@ def hybrid_arguments(
 ) -> tuple[bool, list[str], np.ndarray, int]:
     """The checked arguments of a hybrid search (``Collection`` and ``ShardedCollection``): whether one query,
     the texts, the vectors as an array, and the candidates per leg (default ``max(k, 50)``)."""
-    _check_k(k)
+    positive_int(k, "k")
     fulltext.check_fusion(fusion, alpha)
     n_cand = max(int(k), 50) if candidates is None else candidates
-    _check_k(n_cand, "candidates")
-    single, texts = _texts_arg(text_or_texts)
+    positive_int(n_cand, "candidates")
+    single, texts = query_texts(text_or_texts)
     arr = np.asarray(vector_or_vectors)
     if arr.ndim != (1 if single else 2) or (not single and arr.shape[0] != len(texts)):
         raise ValueError(
             f"hybrid_search needs one vector per text: {len(texts)} text(s) and vectors of shape {arr.shape}"
         )
     return single, texts, arr, int(n_cand)
-
-
-def _check_k(k: Any, name: str = "k") -> None:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {k!r}")
-
-
-def _texts_arg(text_or_texts: Any) -> tuple[bool, list[str]]:
-    """(single, texts) for a query text or a sequence of them."""
-    if isinstance(text_or_texts, str):
-        return True, [text_or_texts]
-    if isinstance(text_or_texts, (bytes, dict)) or not isinstance(text_or_texts, Sequence):
-        raise TypeError(f"query text must be a string or a sequence of strings, got {type(text_or_texts).__name__}")
-    texts = list(text_or_texts)
-    for t in texts:
-        if not isinstance(t, str):
-            raise TypeError(f"query texts must be strings, got {type(t).__name__}")
-    return False, texts
 
 
 _RECOVER_TEXT = (
@@ -1353,4 +1407,4 @@ def _lock_directory(path: Path) -> Any:
     return fh
 
 
-__all__ = ["Collection", "CollectionLockedError", "CorruptStoreError", "Hit", "VerifyReport"]
+__all__ = ["Collection", "CollectionLockedError", "CorruptStoreError", "Hit", "VerifyReport", "copy_collection"]

@@ -68,18 +68,10 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     raise ImportError(msg) from exc
 
 from . import fulltext
-from .collection import (
-    Collection,
-    CollectionLockedError,
-    Hit,
-    _check_k,
-    _seq,
-    _texts_arg,
-    hybrid_arguments,
-    validate_documents,
-)
+from .collection import Collection, CollectionLockedError, Hit, copy_collection, hybrid_arguments, validate_documents
 from .filters import compile_filter
-from .index import METRICS
+from .protocol import CollectionLike
+from .validation import check_metric, per_vector, positive_int, query_texts
 
 LAYOUT_FILE = "sharding.json"
 ROUTING = "blake2b-64-le-mod"  # recorded in the layout: a future scheme must not silently reuse old files
@@ -240,7 +232,7 @@ def _prepare(
     """Validate a write as ``Collection.add`` does, before any shard sees it: a bad call raises and changes
     nothing on any shard. Returns float32 (n, dim) vectors (the caller's, not normalised) and the columns."""
     x, texts_l, _, ids_l = validate_documents(vectors, texts, metadatas, ids, dim=dim, metric=metric)
-    return x, texts_l, _seq(metadatas, x.shape[0], "metadatas"), ids_l
+    return x, texts_l, per_vector(metadatas, x.shape[0], "metadatas"), ids_l
 
 
 def _group(ids: Sequence[str], num_shards: int) -> dict[int, list[int]]:
@@ -329,8 +321,7 @@ class ShardedCollection:
         node_ids: Sequence[str] | None = None,
         actor_options: dict[str, Any] | None = None,
     ) -> None:
-        if not isinstance(metric, str) or metric.lower() not in METRICS:
-            raise ValueError(f"unknown metric {metric!r}; expected one of 'ip', 'cosine', 'l2'")
+        check_metric(metric)
         self._closed = True
         self.path = _local_path(path)
         layout = self._layout(num_shards, node_ids)
@@ -573,7 +564,7 @@ class ShardedCollection:
         are merged into the exact global top-k of what the shards returned (``n_probe``, ``filter`` and
         ``where_document`` apply per shard, as in :meth:`Collection.search`)."""
         self._check_open()
-        _check_k(k)
+        positive_int(k, "k")
         flt = _filter(filter, where_document)
         arr = np.asarray(vector_or_vectors)
         if arr.ndim not in (1, 2) or arr.size == 0:
@@ -612,8 +603,8 @@ class ShardedCollection:
         and equal to it whenever the scores being compared do not depend on them (e.g. a term occurring in
         one document only). ``Hit.score`` is the BM25 score of the document's shard."""
         self._check_open()
-        _check_k(k)
-        single, texts = _texts_arg(text_or_texts)
+        positive_int(k, "k")
+        single, texts = query_texts(text_or_texts)
         flt = _filter(filter, where_document)
         if not texts:
             return []
@@ -679,6 +670,12 @@ class ShardedCollection:
             out = [_own_vectors(hits) for hits in out]
         return out[0] if single else out
 
+    def copy_to(self, path: str | os.PathLike, *, overwrite: bool = False, **options: Any) -> Path:
+        """Write every document into a new plain :class:`~spann_vectorstore.Collection` at ``path`` (on this
+        machine) with the shards' settings; see :func:`~spann_vectorstore.collection.copy_collection`."""
+        self._check_open()
+        return copy_collection(self, path, overwrite=overwrite, **options)
+
     def stats(self) -> dict[str, Any]:
         """Totals (``count``, ``bytes_disk``), settings, and each shard's :meth:`Collection.stats` under
         ``shards`` (with ``pid`` and ``node_id`` of its actor)."""
@@ -689,6 +686,8 @@ class ShardedCollection:
             "dim": self._dim,
             "metric": self._metric,
             "bits": shards[0]["bits"],
+            "n_probe": shards[0].get("n_probe"),
+            "index_options": shards[0].get("index_options"),
             "num_shards": self.num_shards,
             "indexed": all(s["indexed"] for s in shards),
             "bytes_disk": sum(s.get("bytes_disk", 0) for s in shards),
@@ -727,9 +726,13 @@ def _load_embedder(model: Any, options: dict[str, Any]) -> Any:
 class _EmbedWriter:
     """Embeds a batch of texts and writes it to the shards; a Ray Data callable class (one per actor in the
     pool) or a plain Ray actor. Batches are dicts of columns: ``text``, optional ``id`` and ``metadata`` (dicts
-    or JSON strings). Returns ``{"id": ...}`` for the rows written."""
+    or JSON strings). Returns ``{"id": ...}`` for the rows written; without shards (``shards`` None: the
+    driver writes into a collection that is not sharded) it writes nothing and returns the checked rows,
+    ``id``, ``vector``, ``text`` and ``metadata`` (JSON strings)."""
 
-    def __init__(self, model: Any, options: dict[str, Any], shards: list[Any], dim: int | None, metric: str) -> None:
+    def __init__(
+        self, model: Any, options: dict[str, Any], shards: list[Any] | None, dim: int | None, metric: str
+    ) -> None:
         self.embedder = _load_embedder(model, options)
         self.shards, self.dim, self.metric = shards, dim, metric
 
@@ -741,6 +744,14 @@ class _EmbedWriter:
             metas = [json.loads(m) if isinstance(m, str) else m for m in _column(batch["metadata"])]
         vecs = self.embedder.embed(texts, progress=False)
         x, texts_l, metas_l, ids_l = _prepare(vecs, texts, metas, ids, self.dim, self.metric)
+        if self.shards is None:
+            metas_json = [json.dumps(m if m is not None else {}) for m in metas_l]
+            return {
+                "id": np.array(ids_l, dtype=object),
+                "vector": x,
+                "text": np.array(texts_l, dtype=object),
+                "metadata": np.array(metas_json, dtype=object),
+            }
         _write(self.shards, x, texts_l, metas_l, ids_l)
         return {"id": np.array(ids_l, dtype=object)}
 
@@ -762,7 +773,7 @@ def has_ray_data() -> bool:
 
 def ingest_dataset(
     data: Any,
-    sharded: ShardedCollection,
+    collection: CollectionLike,
     *,
     ids: Sequence[str] | None = None,
     metadatas: Sequence[dict[str, Any] | None] | None = None,
@@ -775,7 +786,11 @@ def ingest_dataset(
     engine: str = "auto",
     actor_options: dict[str, Any] | None = None,
 ) -> list[str]:
-    """Embed texts across the cluster and write them into ``sharded``; returns the ids written.
+    """Embed texts across the cluster and write them into ``collection``; returns the ids written.
+
+    collection: a :class:`ShardedCollection` (every embedding actor writes its batches straight into the
+        shards: vectors never travel back to the driver), or any other collection (a plain
+        :class:`~spann_vectorstore.Collection`: the actors embed, the driver adds each batch as it arrives).
 
     data: a ``ray.data.Dataset`` with a ``text`` column (optional ``id`` and ``metadata`` columns; give
         heterogeneous metadata as JSON strings, since Arrow unifies dict columns' keys), or a sequence of
@@ -798,18 +813,19 @@ def ingest_dataset(
     """
     if engine not in ("auto", "data", "actors"):
         raise ValueError(f"engine must be 'auto', 'data' or 'actors', got {engine!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    sharded._check_open()
+    batch_size = positive_int(batch_size, "batch_size")
+    sharded = collection if isinstance(collection, ShardedCollection) else None
+    if sharded is not None:
+        sharded._check_open()
     is_dataset = type(data).__module__.startswith("ray.data")
     if engine == "auto":
         engine = "data" if is_dataset or has_ray_data() else "actors"
     ctor = {
         "model": embed_model,
         "options": {**(embed_options or {}), "normalize": normalize},
-        "shards": sharded.actors,
-        "dim": sharded.dim,
-        "metric": sharded.metric,
+        "shards": sharded.actors if sharded is not None else None,
+        "dim": collection.dim,
+        "metric": collection.metric,
     }
     remote_args = {"num_cpus": num_cpus, **(actor_options or {})}
     if is_dataset:
@@ -818,21 +834,22 @@ def ingest_dataset(
         if engine != "data":
             raise ValueError("a ray.data.Dataset needs engine='data'")
         out = _map_dataset(data, ctor, batch_size, concurrency, remote_args)
-        written = [str(i) for b in out.iter_batches(batch_format="numpy") for i in b["id"].tolist()]
+        written = [i for b in out.iter_batches(batch_format="numpy") for i in _written(b, collection, sharded)]
     else:
         texts = [data] if isinstance(data, str) else list(data)
         if not texts:
             return []
-        ids_l = [str(uuid.uuid4()) for _ in texts] if ids is None else [str(i) for i in _seq(ids, len(texts), "ids")]
+        given = per_vector(ids, len(texts), "ids")
+        ids_l = [str(uuid.uuid4()) for _ in texts] if ids is None else [str(i) for i in given]
         if len(set(ids_l)) != len(ids_l):
             raise ValueError("duplicate ids in one ingest")
-        metas_l = [json.dumps(m if m is not None else {}) for m in _seq(metadatas, len(texts), "metadatas")]
+        metas_l = [json.dumps(m if m is not None else {}) for m in per_vector(metadatas, len(texts), "metadatas")]
         if engine == "data":
             import ray.data
 
             items = [{"text": t, "id": i, "metadata": m} for t, i, m in zip(texts, ids_l, metas_l)]
             out = _map_dataset(ray.data.from_items(items), ctor, batch_size, concurrency, remote_args)
-            written = [str(i) for b in out.iter_batches(batch_format="numpy") for i in b["id"].tolist()]
+            written = [i for b in out.iter_batches(batch_format="numpy") for i in _written(b, collection, sharded)]
         else:
             batches = [
                 {
@@ -842,13 +859,23 @@ def ingest_dataset(
                 }
                 for s in range(0, len(texts), batch_size)
             ]
-            written = _map_actors(batches, ctor, concurrency, remote_args)
+            parts = _map_actors(batches, ctor, concurrency, remote_args)
+            written = [i for b in parts for i in _written(b, collection, sharded)]
         if sorted(written) != sorted(ids_l):  # every row came back from an acknowledged write
             raise RuntimeError(f"ingest wrote {len(written)} of {len(ids_l)} rows")
         written = ids_l
-    if sharded._dim is None and written:
+    if sharded is not None and sharded._dim is None and written:
         sharded._dim = _get(sharded.actors[sharded.shard_of(written[0])].info.remote())["dim"]
     return written
+
+
+def _written(batch: dict[str, Any], collection: CollectionLike, sharded: ShardedCollection | None) -> list[str]:
+    """The ids of an embedded batch, after adding it to ``collection`` when the actors did not (no shards)."""
+    ids = [str(i) for i in _column(batch["id"])]
+    if sharded is None and ids:
+        metas = [json.loads(m) for m in _column(batch["metadata"])]
+        collection.add(np.asarray(batch["vector"], dtype=np.float32), _column(batch["text"]), metas, ids)
+    return ids
 
 
 def _map_dataset(ds: Any, ctor: dict[str, Any], batch_size: int, concurrency: int, remote_args: dict) -> Any:
@@ -863,7 +890,9 @@ def _map_dataset(ds: Any, ctor: dict[str, Any], batch_size: int, concurrency: in
     )
 
 
-def _map_actors(batches: list[dict[str, Any]], ctor: dict[str, Any], concurrency: int, remote_args: dict) -> list[str]:
+def _map_actors(
+    batches: list[dict[str, Any]], ctor: dict[str, Any], concurrency: int, remote_args: dict
+) -> list[dict[str, Any]]:
     """Without Ray Data: the same embedding class as plain actors, each batch sent to whichever actor is free.
     Work only goes to actors that are up, so a pool larger than the cluster can place still finishes (an
     actor waiting for resources never gets a batch), where a fixed ``ActorPool`` would wait forever."""
@@ -873,7 +902,7 @@ def _map_actors(batches: list[dict[str, Any]], ctor: dict[str, Any], concurrency
     running: dict[Any, tuple[Any, int]] = {}
     idle: list[Any] = []
     todo = list(range(len(batches) - 1, -1, -1))
-    out: list[list[str]] = [[] for _ in batches]
+    out: list[dict[str, Any]] = [{"id": []} for _ in batches]
     try:
         with _remote_errors():
             while todo or running:
@@ -886,13 +915,13 @@ def _map_actors(batches: list[dict[str, Any]], ctor: dict[str, Any], concurrency
                     idle.append(starting.pop(ref))
                 else:
                     actor, i = running.pop(ref)
-                    out[i] = [str(x) for x in ray.get(ref)["id"].tolist()]
+                    out[i] = ray.get(ref)
                     idle.append(actor)
     finally:
         for a in actors:
             with contextlib.suppress(Exception):
                 ray.kill(a, no_restart=True)
-    return [x for part in out for x in part]
+    return out  # the actors' answers in batch order
 
 
 __all__ = ["DEFAULT_ACTOR_OPTIONS", "ShardedCollection", "has_ray_data", "ingest_dataset", "shard_for"]

@@ -34,6 +34,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from .validation import positive_int
+
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 _DEFAULT_ALIASES = {DEFAULT_MODEL, "all-MiniLM-L6-v2"}
 
@@ -168,9 +170,7 @@ class Embedder:
         num_threads: int | None = None,
         name: str | None = None,
     ) -> None:
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        self.batch_size = batch_size
+        self.batch_size = positive_int(batch_size, "batch_size")
         self.normalize = bool(normalize)
         self.device = device
         self.progress = progress

@@ -379,8 +379,20 @@ def document_filter(where_document: Any) -> dict[str, Any]:
 
 
 def uses_text_index(flt: Any) -> bool:
-    """Whether a filter needs the full-text index (a ``$document`` ``$match``)."""
-    return '"$match"' in filter_key(flt)
+    """Whether a filter needs the full-text index (a ``$document`` ``$match``; raises :class:`FilterError`
+    for an invalid filter)."""
+    return '"$match"' in filter_key(flt) and _has_match(flt)  # the key first: it checks depth and validity
+
+
+def _has_match(flt: dict[str, Any]) -> bool:
+    for key, val in flt.items():
+        if key == "$document" and "$match" in val:
+            return True
+        if key in ("$and", "$or") and any(_has_match(f) for f in val):
+            return True
+        if key == "$not" and _has_match(val):
+            return True
+    return False
 
 
 def _join(parts: list[tuple[str, list[Any]]], op: str) -> tuple[str, list[Any]]:

@@ -61,6 +61,7 @@ from ._integrity import is_damage
 from ._storage import CorruptStoreError
 from .collection import Collection
 from .embed import Embedder
+from .validation import positive_int
 
 INFO_FILE = "embedder.json"
 MANIFEST_FILE = "ingest.sqlite"
@@ -190,6 +191,20 @@ def read_index_info(path: str | os.PathLike) -> dict[str, Any] | None:
         return json.loads(p.read_text())
     except (OSError, ValueError) as exc:
         raise ValueError(f"unreadable {p}: {exc}") from None
+
+
+def count_sources(path: str | os.PathLike) -> int | None:
+    """Number of source files with at least one chunk recorded by :func:`ingest` in the collection directory
+    ``path`` (its manifest ``ingest.sqlite``, opened read-only); ``None`` when nothing was ingested there.
+    A damaged manifest raises :class:`CorruptStoreError` naming it."""
+    p = Path(path) / MANIFEST_FILE
+    if not p.exists():
+        return None
+    try:
+        with contextlib.closing(sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro", uri=True)) as db:
+            return int(db.execute("SELECT count(*) FROM files WHERE chunks > 0").fetchone()[0])
+    except sqlite3.DatabaseError as exc:
+        raise CorruptStoreError(f"{p} is damaged or not an ingest manifest ({exc})") from None
 
 
 def write_index_info(path: str | os.PathLike, info: dict[str, Any]) -> None:
@@ -631,8 +646,7 @@ def ingest(
     """
     if chunk_size <= 0 or chunk_overlap < 0 or chunk_overlap >= chunk_size:
         raise ValueError(f"need 0 <= chunk_overlap < chunk_size, got chunk_size={chunk_size}, overlap={chunk_overlap}")
-    if batch_size <= 0:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    positive_int(batch_size, "batch_size")
     t_start = time.perf_counter()
     check_embedder(collection, embedder)
     exclude = [collection.path] if collection.path is not None else []

@@ -172,6 +172,14 @@ def test_bench_synthetic_prints_the_table(capsys):
     assert "exact (numpy)" in out and "recall@10" in out
 
 
+def test_bench_needs_data_or_synthetic(capsys, tmp_path):
+    code, _, err = run(capsys, "bench")
+    assert code == 2 and "--data DIR" in err and "--synthetic N" in err and "Traceback" not in err
+    code, _, err = run(capsys, "bench", "--data", str(tmp_path))
+    assert code == 1 and "no base.npy" in err
+
+
+@pytest.mark.slow
 def test_demo_runs_end_to_end(capsys, tmp_path):
     """The real demo command (pydoc_data topics + README, bundled MiniLM) on its reduced corpus; the index is
     kept, so a second run shows change detection skipping every document."""

@@ -16,8 +16,7 @@ import numpy as np
 import pytest
 
 from spann_vectorstore import Collection, CollectionLockedError, CorruptStoreError, FilterError
-
-from .conftest import clustered, exact, recall
+from spann_vectorstore.evaluation import clustered, exact_topk, recall_at_k
 
 D = 24
 
@@ -54,10 +53,10 @@ def test_add_search_get_delete_roundtrip(tmp_path, metric):
     assert col.count() == 600 and col.stats()["indexed"]
     hits = col.search(x[7], k=5)
     assert hits[0].id == "doc-7" and hits[0].text == "text 7" and hits[0].metadata == metas[7]
-    truth, _ = exact(x, x[:50], 5, metric)
+    truth, _ = exact_topk(x, x[:50], 5, metric)
     got = col.search(x[:50], k=5)
     found = np.array([[int(h.id.split("-")[1]) for h in q] for q in got])
-    assert recall(found, truth, 5) >= 0.95
+    assert recall_at_k(found, truth, 5) >= 0.95
     assert [h.id for h in col.get(["doc-3", "missing", "doc-1"])] == ["doc-3", "doc-1"]
     assert col.delete(ids=["doc-7", "nope"]) == 1
     assert all(h.id != "doc-7" for h in col.search(x[7], k=10))
@@ -145,10 +144,11 @@ def test_filters_match_python_semantics(tmp_path, flt, pred):
     assert {h.id for h in hits} <= want
     if want:
         sub = [i for i in range(600) if ids[i] in want]
-        truth, _ = exact(x[sub], x[:1], min(10, len(sub)), "ip")
+        truth, _ = exact_topk(x[sub], x[:1], min(10, len(sub)), "ip")
         assert next(h.id for h in hits) == ids[sub[truth[0, 0]]]
 
 
+@pytest.mark.slow
 def test_selective_filter_still_returns_k_on_100k():
     n = 100_000
     x = clustered(n, 16, seed=3, n_centers=200)
@@ -158,11 +158,11 @@ def test_selective_filter_still_returns_k_on_100k():
     assert col.stats()["indexed"]
     q = clustered(20, 16, seed=4, n_centers=200)
     allowed = np.arange(n)[np.arange(n) % 100 == 7]  # 1%
-    truth, _ = exact(x[allowed], q, 10, "ip")
+    truth, _ = exact_topk(x[allowed], q, 10, "ip")
     got = col.search(q, k=10, filter={"bucket": 7})
     assert all(len(h) == 10 for h in got), "a 1% filter must still give k hits"
     found = np.array([[int(h.id) for h in hs] for hs in got])
-    assert recall(found, allowed[truth], 10) >= 0.95
+    assert recall_at_k(found, allowed[truth], 10) >= 0.95
     got30 = col.search(q, k=10, filter={"bucket": {"$lt": 30}})
     assert all(len(h) == 10 and all(int(x.id) % 100 < 30 for x in h) for h in got30)
 
@@ -253,6 +253,7 @@ WRITER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_acknowledged_writes_survive_sigkill(tmp_path):
     path = str(tmp_path / "c")
     script = tmp_path / "writer.py"
@@ -369,6 +370,7 @@ def test_concurrent_searches_while_writing(tmp_path):
     col.close()
 
 
+@pytest.mark.slow
 def test_default_settings_reach_095_recall_on_shared_data_when_ingested_in_batches(shared_data):
     xb, xq, gt = shared_data
     col = Collection(None)  # defaults only: index built at 4,096 docs, rebuilt on doubling, updated in place
@@ -378,7 +380,7 @@ def test_default_settings_reach_095_recall_on_shared_data_when_ingested_in_batch
     assert st["heads"] >= 500, f"grown index has too few heads: {st['heads']}"
     got = col.search(xq, k=10)
     found = np.array([[int(h.id) for h in hs] for hs in got])
-    r = recall(found, gt, 10)
+    r = recall_at_k(found, gt, 10)
     assert r >= 0.95, f"Collection recall@10 on ../shared/data with default settings {r:.3f} < 0.95"
 
 
@@ -427,7 +429,7 @@ def test_rebuild_runs_in_background_and_loses_no_write(gated_rebuild):
     x, texts, metas, ids = docs(1400, seed=5)
     col = Collection(None, dim=D, index_threshold=300)
     col.add(x[:400], texts[:400], metas[:400], ids[:400])  # first build, in place
-    first = col._index
+    first = col.index
     assert first.n_heads > 0
     trigger = threading.Thread(target=col.add, args=(x[400:800], texts[400:800], metas[400:800], ids[400:800]))
     trigger.start()
@@ -442,8 +444,8 @@ def test_rebuild_runs_in_background_and_loses_no_write(gated_rebuild):
     gate.set()
     trigger.join(60)
     assert not trigger.is_alive() and col.wait_for_index(60)
-    assert col._index is not first, "the rebuilt index must replace the old one"
-    assert len(col) == 1350 and len(col._index) == 1350
+    assert col.index is not first, "the rebuilt index must replace the old one"
+    assert len(col) == 1350 and len(col.index) == 1350
     got = col.search(x[50:1400], k=1)
     assert [h[0].id for h in got] == ids[50:1400], "every live document (added during the build too) finds itself"
     deleted = set(ids[:50])
@@ -463,10 +465,10 @@ def test_close_and_optimize_during_rebuild(tmp_path, gated_rebuild):
     opt.start()
     assert started.wait(30)
     col.add(x[250:300], texts[250:300], metas[250:300], ids[250:300])
-    before = col._index
+    before = col.index
     gate.set()
     opt.join(60)
-    assert not opt.is_alive() and col._index is not before
+    assert not opt.is_alive() and col.index is not before
     assert [h[0].id for h in col.search(x[:300], k=1)] == ids[:300]
     gate.clear()
     started.clear()

@@ -125,12 +125,12 @@ class CollectionMachine(RuleBasedStateMachine):
         texts = [data.draw(text_st) for _ in ids]
         metas = [data.draw(meta_st) for _ in ids]
         x = np.stack([self._vec(r) for r in rows[: len(ids)]])
-        before = self.col._index
+        before = self.col.index
         built = before is not None and before.n_heads > 0
         assert self.col.add(x, texts, metas, ids) == ids
-        if built and self.col._index is not before:
+        if built and self.col.index is not before:
             event("add: background rebuild")
-        elif not built and self.col._index.n_heads:
+        elif not built and self.col.index.n_heads:
             event("add: first build")
         for i, id_ in enumerate(ids):
             self.model[id_] = (x[i], texts[i], metas[i])

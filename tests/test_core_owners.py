@@ -259,10 +259,10 @@ def test_vector_table_segments_and_checked_map(tmp_path):
     base = rng.standard_normal((10, 8)).astype(np.float32)
     fn = tmp_path / "v.npy"
     np.save(fn, base)
-    from spann_vectorstore._storage import array_crc32
+    from spann_vectorstore._storage import array_crc
 
     mapped = np.load(fn, mmap_mode="r")
-    t = VectorTable.of_arrays(mapped, (base**2).sum(1), mapped=(fn, array_crc32(base)))
+    t = VectorTable.of_arrays(mapped, (base**2).sum(1), mapped=(fn, array_crc(base)))
     more = rng.standard_normal((5, 8)).astype(np.float32)
     t.append(more)
     assert t.n == 15 and t.tail.shape == (5, 8) and t.view().base.shape == (10, 8)
@@ -273,7 +273,7 @@ def test_vector_table_segments_and_checked_map(tmp_path):
     damaged = base.copy()
     damaged[3, 2] += 1
     np.save(fn, damaged)
-    t2 = VectorTable.of_arrays(np.load(fn, mmap_mode="r"), (base**2).sum(1), mapped=(fn, array_crc32(base)))
+    t2 = VectorTable.of_arrays(np.load(fn, mmap_mode="r"), (base**2).sum(1), mapped=(fn, array_crc(base)))
     with pytest.raises(CorruptStoreError, match="v.npy"):
         t2.check_mapped()
 

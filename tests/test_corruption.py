@@ -23,8 +23,7 @@ import numpy as np
 import pytest
 
 from spann_vectorstore import Collection, CorruptStoreError
-
-from .conftest import clustered
+from spann_vectorstore.evaluation import clustered
 
 NIGHTLY = os.environ.get("HYPOTHESIS_PROFILE") == "nightly"
 FLIPS = 40 if NIGHTLY else 2  # random flips and zeroed ranges per file, beside three truncations

@@ -13,10 +13,9 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from spann_vectorstore import Collection, FilterError  # noqa: E402
+from spann_vectorstore import Collection, CollectionLike, FilterError  # noqa: E402
 from spann_vectorstore.distributed import ShardedCollection, has_ray_data, ingest_dataset, shard_for  # noqa: E402
-
-from .conftest import clustered  # noqa: E402
+from spann_vectorstore.evaluation import clustered  # noqa: E402
 
 D = 24
 
@@ -220,6 +219,7 @@ def test_killed_shard_actor_loses_no_acknowledged_write(ray_local, tmp_path):
     sc.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ["actors", "data"])
 def test_ingest_embeds_into_shards(ray_local, tmp_path, engine):
     if engine == "data" and not has_ray_data():
@@ -267,6 +267,44 @@ def sharded_cosine(ray_local, tmp_path_factory):
     """One 2-shard cosine collection for the adapter tests (each test starts by clearing it)."""
     with ShardedCollection(tmp_path_factory.mktemp("adapters") / "sc", 2, metric="cosine") as sc:
         yield sc
+
+
+@pytest.mark.parametrize("engine", ["actors", "data"])
+def test_ingest_into_a_plain_collection(ray_local, tmp_path, engine):
+    """Any CollectionLike: the actors embed, the driver adds each batch."""
+    if engine == "data" and not has_ray_data():
+        pytest.skip("Ray Data needs pandas and pyarrow (pip install 'ray[data]')")
+    lc = pytest.importorskip("langchain_core.embeddings")
+    fake = lc.DeterministicFakeEmbedding(size=24)
+    texts = [f"line {i}" for i in range(45)]
+    metas = [{"i": i, "tags": ["a"] * (i % 3)} for i in range(45)]
+    with Collection(tmp_path / "plain", metric="cosine") as col:
+        got = ingest_dataset(
+            texts, col, metadatas=metas, embed_model=fake, batch_size=10, concurrency=1, num_cpus=0.25, engine=engine
+        )
+        assert len(got) == 45 and col.count() == 45 and col.dim == 24
+        hits = col.get(got, include_vectors=True)
+        assert [h.text for h in hits] == texts and [h.metadata for h in hits] == metas
+        want = np.asarray(fake.embed_documents(texts[:3]), dtype=np.float32)
+        want /= np.linalg.norm(want, axis=1, keepdims=True)
+        np.testing.assert_allclose(np.stack([h.vector for h in hits[:3]]), want, atol=1e-5)
+
+
+def test_sharded_collection_is_collection_like_and_copies_to_a_collection(sharded_cosine, tmp_path):
+    sc = sharded_cosine
+    sc.clear()
+    assert isinstance(sc, CollectionLike)
+    x = clustered(40, 16, seed=4)  # the fixture's dimension (kept by clear) is the adapter tests' 16
+    sc.add(x, [f"t{i}" for i in range(40)], [{"i": i} for i in range(40)], [f"cp-{i}" for i in range(40)])
+    assert sc.copy_to(tmp_path / "plain") == tmp_path / "plain"
+    with Collection.open(tmp_path / "plain") as col:
+        st = col.stats()
+        assert (st["count"], st["metric"], st["bits"], st["dim"]) == (40, "cosine", sc.stats()["bits"], 16)
+        got = {h.id: h for h in col.get(include_vectors=True)}
+        for h in sc.get(include_vectors=True):
+            assert (got[h.id].text, got[h.id].metadata) == (h.text, h.metadata)
+            np.testing.assert_array_equal(got[h.id].vector, h.vector)
+    sc.clear()
 
 
 def test_langchain_adapter_accepts_sharded_collection(sharded_cosine):

@@ -39,6 +39,7 @@ def test_cohere_style_ip_recall(tmp_path):
     assert (tmp_path / "co" / "embeddings.npy").exists() and "filtered to query 1's topic" in out.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", ["langchain_rag.py", "llama_index_rag.py"])
 def test_rag_examples_run_offline(tmp_path, script):
     pytest.importorskip("sentence_transformers")

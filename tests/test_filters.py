@@ -383,3 +383,152 @@ def test_id_in_takes_a_long_list_as_one_parameter(idcol):
 def test_invalid_id_conditions(flt, match):
     with pytest.raises(FilterError, match=match):
         compile_filter(flt)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# $icontains case folding (the cases the LlamaIndex adapter's TEXT_MATCH_INSENSITIVE relies on, here on the
+# compiler alone): Unicode lower-casing as Python's str.lower, final sigma folded, several-character lower cases
+# ----------------------------------------------------------------------------------------------------------
+FOLD_DOCS = ["Москва и Петербург", "KELVIN K", "İstanbul", "ΣΟΦΙΑ", "σοφίας οδός", "straße", "plain ascii", ""]
+
+
+@pytest.fixture(scope="module")
+def fold_db():
+    con = sqlite3.connect(":memory:")
+    con.execute("CREATE TABLE docs (rowid INTEGER PRIMARY KEY, metadata TEXT NOT NULL)")
+    metas = [{"s": s, "l": [s, "x"]} for s in FOLD_DOCS]
+    rows = [(i, json.dumps(m, ensure_ascii=False)) for i, m in enumerate(metas)]
+    con.executemany("INSERT INTO docs VALUES (?, ?)", rows)
+    yield con
+    con.close()
+
+
+@pytest.mark.parametrize(
+    "needle",
+    ["москва", "МОСКВА", "kelvin k", "\u212a", "i̇stanbul", "İSTANBUL", "σοφια", "ΣΟΦΊΑΣ", "οδος", "ΟΔΌΣ", "STRASSE",
+     "STRAßE", "PLAIN", "a", "", "*", "[a]"],
+)  # fmt: skip
+def test_icontains_folds_case_as_python(fold_db, needle):
+    folded = needle.lower().replace("ς", "σ")
+    want_sub = {i for i, s in enumerate(FOLD_DOCS) if folded in s.lower().replace("ς", "σ")}
+    assert ids(fold_db, {"s": {"$icontains": needle}}) == want_sub
+    want_elem = {i for i, s in enumerate(FOLD_DOCS) if folded == s.lower().replace("ς", "σ")} | (
+        set(range(len(FOLD_DOCS))) if folded == "x" else set()
+    )
+    assert ids(fold_db, {"l": {"$icontains": needle}}) == want_elem  # a list element equal ignoring case
+
+
+# ----------------------------------------------------------------------------------------------------------
+# $document and $id conditions on the compiler alone (docs.text, docs.id and the full-text table)
+# ----------------------------------------------------------------------------------------------------------
+TEXTS = ["The quick brown fox", "jumped over the lazy dog", None, "Foxes are QUICK", "ÉCOLE normale", ""]
+
+
+@pytest.fixture(scope="module")
+def text_db():
+    from spann_vectorstore import fulltext
+
+    if not fulltext.available():
+        pytest.skip("this Python's SQLite has no FTS5")
+    con = sqlite3.connect(":memory:")
+    con.execute("CREATE TABLE docs (rowid INTEGER PRIMARY KEY, id TEXT NOT NULL, text TEXT, metadata TEXT NOT NULL)")
+    con.executemany(
+        "INSERT INTO docs VALUES (?, ?, ?, ?)", [(i, f"d{i}", t, json.dumps({"n": i})) for i, t in enumerate(TEXTS)]
+    )
+    fulltext.create(con)
+    fulltext.index_rows(con, list(enumerate(TEXTS)))
+    yield con
+    con.close()
+
+
+@pytest.mark.parametrize(
+    "flt, want",
+    [
+        ({"$document": {"$contains": "quick"}}, {0}),  # case-sensitive substring
+        ({"$document": {"$contains": "Fox"}}, {3}),
+        ({"$document": {"$not_contains": "quick"}}, {1, 2, 3, 4, 5}),  # no text: does not contain it
+        ({"$document": {"$icontains": "QUICK"}}, {0, 3}),
+        ({"$document": {"$icontains": "école"}}, {4}),
+        ({"$document": {"$match": "fox"}}, {0, 3}),  # porter stemming: foxes -> fox
+        ({"$document": {"$match": "quick fox"}}, {0, 3}),  # every word
+        ({"$document": {"$match": "quick dog"}}, set()),
+        ({"$document": {"$match": "ecole"}}, {4}),  # diacritics folded
+        ({"$document": {"$match": "AND OR NOT *"}}, set()),  # data, not FTS5 syntax; no words: nothing
+        ({"$document": {"$contains": "quick", "$icontains": "brown"}}, {0}),
+        ({"$or": [{"$document": {"$contains": "lazy"}}, {"n": {"$gte": 4}}]}, {1, 4, 5}),
+        ({"$not": {"$document": {"$match": "fox"}}}, {1, 2, 4, 5}),
+        ({"$id": "d2"}, {2}),
+        ({"$id": {"$ne": "d2"}}, {0, 1, 3, 4, 5}),
+        ({"$id": {"$in": ["d1", "d3", "nope"]}}, {1, 3}),
+        ({"$id": {"$nin": ["d1", "d3"]}}, {0, 2, 4, 5}),
+        ({"$id": {"$in": []}}, set()),
+        ({"$id": {"$nin": []}}, set(range(6))),
+        ({"$id": {"$in": ["d0", "d1"]}, "$document": {"$contains": "dog"}}, {1}),
+    ],
+)
+def test_document_and_id_conditions(text_db, flt, want):
+    sql, params = compile_filter(flt)
+    assert {r for (r,) in text_db.execute(f"SELECT rowid FROM docs WHERE {sql}", params)} == want
+
+
+@pytest.mark.parametrize(
+    "flt, match",
+    [
+        ({"$document": "fox"}, "\\$document needs a condition"),
+        ({"$document": {}}, "\\$document needs a condition"),
+        ({"$document": {"$regex": "f.x"}}, "unknown \\$document operator '\\$regex'"),
+        ({"$document": {"$contains": ""}}, "non-empty string"),
+        ({"$document": {"$match": 3}}, "non-empty string"),
+        ({"$document": {"$contains": "a\x00"}}, "NUL"),
+        ({"$id": {}}, "empty condition for \\$id"),
+        ({"$id": 3}, "\\$id \\$eq needs a string id, got int"),
+        ({"$id": {"$in": "d1"}}, "\\$id \\$in needs a list"),
+        ({"$id": {"$in": ["d1", 2]}}, "\\$id \\$in needs string ids, got int"),
+        ({"$id": {"$gt": "d1"}}, "unknown \\$id operator"),
+        ({"$and": [{"$document": {"$contains": "x"}}, {"a": {"$bogus": 1}}]}, "unknown filter operator '\\$bogus'"),
+    ],
+)
+def test_invalid_document_and_id_conditions(flt, match):
+    with pytest.raises(FilterError, match=match):
+        compile_filter(flt)
+
+
+def test_document_filter_and_uses_text_index():
+    from spann_vectorstore.filters import document_filter, uses_text_index
+
+    assert document_filter({"$contains": "x"}) == {"$document": {"$contains": "x"}}
+    both = document_filter({"$and": [{"$contains": "x"}, {"$or": [{"$match": "y"}, {"$contains": "z"}]}]})
+    inner = {"$or": [{"$document": {"$match": "y"}}, {"$document": {"$contains": "z"}}]}
+    assert both == {"$and": [{"$document": {"$contains": "x"}}, inner]}
+    with pytest.raises(FilterError, match="non-empty list"):
+        document_filter({"$or": []})
+    assert uses_text_index(both) and uses_text_index({"$not": {"$document": {"$match": "a"}}})
+    assert not uses_text_index({"$document": {"$contains": "match"}}) and not uses_text_index({"a": "$match"})
+
+
+def test_long_or_chains_compile_flat_enough(db):
+    """Many terms under one $or are grouped (SQLite nests each OR term one level; its limit is 1000)."""
+    flt = {"$or": [{"v": i} for i in range(3000)]}
+    assert ids(db, flt) == {0, 1}  # v == 1 (and 1.0); True and "1" are other types
+    assert ids(db, {"$and": [{"v": {"$ne": i}} for i in range(2, 3000)]}) == ALL
+
+
+def test_validate_metadata_and_text_problem_alone():
+    from spann_vectorstore.filters import text_problem, validate_metadata
+
+    assert text_problem("fine") is None and text_problem("a\x00b") == "holds a NUL character"
+    assert text_problem("a\x00b", nul=False) is None and "surrogate" in text_problem("\udc00")
+    validate_metadata({"a": [1, {"b": "ok"}], "n": INT64_MAX, "f": 1e300, "none": None}, "m")
+    with pytest.raises(ValueError, match=r"m field 'a\[1\]\.b' holds a NUL"):
+        validate_metadata({"a": [1, {"b": "x\x00"}]}, "m")
+    with pytest.raises(ValueError, match="m key 'k\\\\udc00' holds a lone surrogate"):
+        validate_metadata({"k\udc00": 1}, "m")
+    with pytest.raises(ValueError, match="outside int64"):
+        validate_metadata({"a": {"b": [INT64_MIN - 1]}}, "m")
+    deep: dict = {}
+    cur = deep
+    for _ in range(MAX_METADATA_DEPTH):
+        cur["d"] = {}
+        cur = cur["d"]
+    with pytest.raises(ValueError, match=f"deeper than {MAX_METADATA_DEPTH}"):
+        validate_metadata(deep, "m")

@@ -26,6 +26,7 @@ from langchain_spann import SPANNVectorStore
 from langchain_spann import vectorstores as lc_module
 
 from spann_vectorstore import Collection, FilterError
+from spann_vectorstore.protocol import COLLECTION_MEMBERS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -88,7 +89,7 @@ class PublicOnly:
         self._c = c
 
     def __getattr__(self, name: str):
-        if name not in {"add", "search", "get", "delete", "count", "clear", "close", "dim", "metric"}:
+        if name not in COLLECTION_MEMBERS:
             raise AttributeError(name)
         return getattr(self._c, name)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import uuid
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -21,8 +20,9 @@ from langchain_core.vectorstores import VectorStore
 from langchain_core.vectorstores.utils import maximal_marginal_relevance
 from typing_extensions import Self
 
-from spann_vectorstore import Collection, Hit, fulltext
-from spann_vectorstore.index import METRICS
+from spann_vectorstore import Collection, CollectionLike, Hit, fulltext
+from spann_vectorstore.protocol import check_collection
+from spann_vectorstore.validation import check_metric, positive_int
 
 #: A metadata filter: the core filter dict (see :mod:`spann_vectorstore.filters`) or a predicate on documents.
 Filter = dict[str, Any] | Callable[[Document], bool] | None
@@ -219,7 +219,7 @@ class SPANNVectorStore(VectorStore):
         persist_directory: str | os.PathLike | None = None,
         metric: str = "ip",
         bits: int | None = None,
-        collection: Any = None,
+        collection: CollectionLike | None = None,
         retrieval_mode: RetrievalMode | str = RetrievalMode.DENSE,
         hybrid_alpha: float = 0.5,
         fusion: str = "dbsf",
@@ -237,26 +237,24 @@ class SPANNVectorStore(VectorStore):
         if not (hasattr(embedding, "embed_documents") and hasattr(embedding, "embed_query")):
             msg = f"embedding must be a LangChain Embeddings object, got {type(embedding).__name__}"
             raise TypeError(msg)
-        if not isinstance(metric, str) or metric.lower() not in METRICS:
-            msg = f"unknown metric {metric!r}; expected one of 'ip', 'cosine', 'l2'"
-            raise ValueError(msg)
+        check_metric(metric)
         if collection is not None:
+            collection = check_collection(collection)
             given = [name for name, v in (("persist_directory", persist_directory), ("bits", bits)) if v is not None]
             given += list(collection_kwargs)
             if given:
                 msg = f"pass either collection= or options to create one, not both (got {given})"
                 raise ValueError(msg)
-            if metric != "ip" and METRICS[metric.lower()] != collection.metric:
+            if metric != "ip" and check_metric(metric) != collection.metric:
                 msg = f"metric={metric!r} but the given collection uses {collection.metric!r}"
                 raise ValueError(msg)
-            self._collection = collection
+            self._collection: CollectionLike = collection
         else:
             opts = dict(collection_kwargs, metric=metric)
             if bits is not None:
                 opts["bits"] = bits
             self._collection = Collection(persist_directory, **opts)
         self.embedding = embedding
-        self._persist_directory = Path(persist_directory) if persist_directory is not None else None
         self._warned_norm = False
 
     # ------------------------------------------------------------------------------------------------------
@@ -267,7 +265,7 @@ class SPANNVectorStore(VectorStore):
         return self.embedding
 
     @property
-    def collection(self) -> Any:
+    def collection(self) -> CollectionLike:
         """The wrapped ``Collection`` (for ``count()``, ``clear()``, ``stats()``, ...)."""
         return self._collection
 
@@ -377,10 +375,7 @@ class SPANNVectorStore(VectorStore):
 
     @staticmethod
     def _batch_size(batch_size: Any) -> int:
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
-            msg = f"batch_size must be a positive integer, got {batch_size!r}"
-            raise ValueError(msg)
-        return batch_size
+        return positive_int(batch_size, "batch_size")
 
     def add_texts(
         self,
@@ -538,9 +533,7 @@ class SPANNVectorStore(VectorStore):
 
     def _hits(self, search: Callable[[int, dict | None], list[Hit]], k: int, filter: Filter) -> list[Hit]:
         """Top-``k`` hits of ``search``; a callable filter grows the candidate set until ``k`` pass."""
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
-            msg = f"k must be a positive integer, got {k!r}"
-            raise ValueError(msg)
+        positive_int(k, "k")
         if filter is None or isinstance(filter, dict):
             return search(k, filter or None)
         if not callable(filter):
@@ -782,11 +775,6 @@ class SPANNVectorStore(VectorStore):
         await store.aadd_texts(texts, metadatas, ids=ids, batch_size=batch_size)
         return store
 
-    def _index_settings(self) -> dict[str, Any]:
-        """The collection's ``bits``, ``index_options`` and ``n_probe`` from ``stats()`` (empty without one)."""
-        stats = getattr(self._collection, "stats", None)
-        return dict(stats()) if callable(stats) else {}
-
     def save_local(self, folder_path: str | os.PathLike, index_name: str = "index") -> None:
         """Save to ``folder_path``: a persistent collection in ``<index_name>/`` plus ``<index_name>.json``.
 
@@ -797,35 +785,16 @@ class SPANNVectorStore(VectorStore):
         folder = Path(folder_path)
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / index_name
-        same = self._persist_directory is not None and target.exists() and self._persist_directory.samefile(target)
+        here = self._collection.path
+        same = here is not None and target.exists() and Path(here).samefile(target)
         if not same:
-            if target.exists() and not (target / "docs.sqlite").exists():
-                msg = f"{str(target)!r} exists and is not a saved collection; not overwriting it"
-                raise FileExistsError(msg)
-            tmp = folder / f".{index_name}.tmp-{uuid.uuid4().hex}"
-            try:
-                st = self._index_settings()
-                opts = {key: st[key] for key in ("bits", "index_options", "n_probe") if st.get(key) is not None}
-                with Collection(tmp, metric=self.metric, dim=self._collection.dim, **opts) as copy:
-                    ids = [h.id for h in self._collection.get()]
-                    for s in range(0, len(ids), 1000):
-                        hits = self._collection.get(ids[s : s + 1000], include_vectors=True)
-                        if hits:
-                            vectors = np.stack([h.vector for h in hits])
-                            copy.add(vectors, [h.text for h in hits], [h.metadata for h in hits], [h.id for h in hits])
-                old = folder / f".{index_name}.old-{uuid.uuid4().hex}"
-                if target.exists():
-                    target.rename(old)
-                tmp.rename(target)
-                shutil.rmtree(old, ignore_errors=True)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
+            self._collection.copy_to(target, overwrite=True)
         config = {
             "format": _CONFIG_FORMAT,
             "version": _CONFIG_VERSION,
             "collection": index_name,
             "metric": self.metric,
-            "bits": self._index_settings().get("bits"),
+            "bits": self._collection.stats().get("bits"),
             "dim": self._collection.dim,
             "embedding": type(self.embedding).__name__,
             "retrieval_mode": self.retrieval_mode.value,

@@ -45,11 +45,9 @@ Query semantics:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import math
 import os
-import shutil
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -73,7 +71,9 @@ from llama_index.core.vector_stores.types import (
 )
 from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_metadata_dict
 
-from spann_vectorstore import Collection, fulltext
+from spann_vectorstore import Collection, CollectionLike, fulltext
+from spann_vectorstore.protocol import check_collection
+from spann_vectorstore.validation import positive_int
 
 MANIFEST_FORMAT = "spann-vectorstore/llama-index"
 MANIFEST_VERSION = 1
@@ -81,7 +81,6 @@ DEFAULT_NAMESPACE = "default"
 NAMESPACE_SEP = "__"
 REF_DOC_KEY = "ref_doc_id"
 _DEFAULT_FNAME = f"{DEFAULT_NAMESPACE}{NAMESPACE_SEP}{DEFAULT_PERSIST_FNAME}"
-_COPY_BATCH = 1000
 
 _TEXT_MODES = (VectorStoreQueryMode.TEXT_SEARCH, VectorStoreQueryMode.SPARSE)
 _MODES = (VectorStoreQueryMode.DEFAULT, VectorStoreQueryMode.MMR, *_TEXT_MODES, VectorStoreQueryMode.HYBRID)
@@ -233,9 +232,8 @@ class SPANNVectorStore(BasePydanticVectorStore):
     bits: int = 1
     fusion: str = "dbsf"
 
-    _collection: Any = PrivateAttr()
+    _collection: CollectionLike = PrivateAttr()
     _owns_collection: bool = PrivateAttr(default=True)
-    _collection_kwargs: dict[str, Any] = PrivateAttr(default_factory=dict)
 
     def __init__(
         self,
@@ -243,7 +241,7 @@ class SPANNVectorStore(BasePydanticVectorStore):
         *,
         metric: str = "ip",
         bits: int = 1,
-        collection: Any = None,
+        collection: CollectionLike | None = None,
         fusion: str = "dbsf",
         **collection_kwargs: Any,
     ) -> None:
@@ -253,34 +251,31 @@ class SPANNVectorStore(BasePydanticVectorStore):
         if collection is None:
             collection = Collection(persist_dir, metric=metric, bits=bits, **collection_kwargs)
             owns = True
-            path = getattr(collection, "path", None)
+            path = collection.path
         else:
-            for name in ("add", "search", "get", "delete", "count", "clear"):
-                if not callable(getattr(collection, name, None)):
-                    raise ValueError(f"collection must provide the Collection API; {name}() is missing")
+            collection = check_collection(collection)
             owns = False
-            path = getattr(collection, "path", None)
+            path = collection.path
         super().__init__(
             persist_dir=str(path) if path is not None else None,
             metric=str(collection.metric),
-            bits=_stored_bits(collection, bits),
+            bits=int(collection.stats().get("bits", bits)),
             fusion=fusion,
         )
         self._collection = collection
         self._owns_collection = owns
-        self._collection_kwargs = dict(collection_kwargs)
 
     @classmethod
     def class_name(cls) -> str:
         return "SPANNVectorStore"
 
     @property
-    def client(self) -> Any:
+    def client(self) -> CollectionLike:
         """The wrapped Collection."""
         return self._collection
 
     @property
-    def collection(self) -> Any:
+    def collection(self) -> CollectionLike:
         """The wrapped Collection."""
         return self._collection
 
@@ -384,7 +379,7 @@ class SPANNVectorStore(BasePydanticVectorStore):
         if mode not in _MODES:
             names = ", ".join(repr(m.value) for m in _MODES)
             raise ValueError(f"SPANNVectorStore supports query modes {names}, not {getattr(mode, 'value', mode)!r}")
-        k = _top_k(query.similarity_top_k, "similarity_top_k")
+        k = positive_int(query.similarity_top_k, "similarity_top_k")
         doc_ids, node_ids = _id_list(query.doc_ids, "doc_ids"), _id_list(query.node_ids)
         flt = _and(
             metadata_filters_to_dict(query.filters),
@@ -449,13 +444,13 @@ class SPANNVectorStore(BasePydanticVectorStore):
         text = query.query_str
         if not isinstance(text, str):
             raise ValueError(f"query mode {mode.value!r} needs query.query_str (the query text), got {text!r}")
-        sparse_k = None if query.sparse_top_k is None else _top_k(query.sparse_top_k, "sparse_top_k")
+        sparse_k = None if query.sparse_top_k is None else positive_int(query.sparse_top_k, "sparse_top_k")
         if mode in _TEXT_MODES:
             top = sparse_k or k
             hits = self._collection.text_search(text, top, filter=flt)
             sims = [float(h.score) for h in hits]
         else:
-            top = k if query.hybrid_top_k is None else _top_k(query.hybrid_top_k, "hybrid_top_k")
+            top = k if query.hybrid_top_k is None else positive_int(query.hybrid_top_k, "hybrid_top_k")
             alpha = 0.5 if query.alpha is None else query.alpha
             fusion = kwargs.get("fusion", self.fusion)
             q = self._query_vector(query.query_embedding)
@@ -554,7 +549,7 @@ class SPANNVectorStore(BasePydanticVectorStore):
         elif here is not None and here == copy_dir.resolve():
             rel = copy_dir.name
         else:
-            self._copy_to(copy_dir)
+            self._collection.copy_to(copy_dir, overwrite=True)
             rel = copy_dir.name
         doc = {
             "format": MANIFEST_FORMAT,
@@ -570,35 +565,6 @@ class SPANNVectorStore(BasePydanticVectorStore):
         tmp = manifest.with_name(f".{manifest.name}.{uuid.uuid4().hex[:8]}.tmp")
         tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
         os.replace(tmp, manifest)
-
-    def _copy_to(self, target: Path) -> None:
-        """Write every document into a new Collection at ``target`` (built aside, then swapped in)."""
-        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
-        opts = {k: v for k, v in self._collection_kwargs.items() if k != "dim"}
-        dst = Collection(tmp, dim=self._collection.dim, metric=self.metric, bits=self.bits, **opts)
-        try:
-            ids = [h.id for h in self._collection.get()]
-            for s in range(0, len(ids), _COPY_BATCH):
-                hits = self._collection.get(ids=ids[s : s + _COPY_BATCH], include_vectors=True)
-                if hits:
-                    dst.add(
-                        np.stack([h.vector for h in hits]),
-                        texts=[h.text for h in hits],
-                        metadatas=[h.metadata for h in hits],
-                        ids=[h.id for h in hits],
-                    )
-        except BaseException:
-            dst.close()
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        dst.close()
-        old = None
-        if target.exists():
-            old = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.old")
-            os.replace(target, old)
-        os.replace(tmp, target)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
 
     @classmethod
     def from_persist_path(cls, persist_path: str | os.PathLike, fs: Any = None, **kwargs: Any) -> SPANNVectorStore:
@@ -648,21 +614,6 @@ class SPANNVectorStore(BasePydanticVectorStore):
 # ----------------------------------------------------------------------------------------------------------
 # helpers
 # ----------------------------------------------------------------------------------------------------------
-def _stored_bits(collection: Any, default: int) -> int:
-    """The collection's RaBitQ bits when it reports them (``stats()``), else ``default``."""
-    stats = getattr(collection, "stats", None)
-    if callable(stats):
-        with contextlib.suppress(Exception):
-            return int(stats()["bits"])
-    return int(default)
-
-
-def _top_k(k: Any, name: str) -> int:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {k!r}")
-    return int(k)
-
-
 def _id_list(ids: Any, name: str = "node_ids") -> list[str] | None:
     if ids is None:
         return None
