@@ -33,26 +33,14 @@ from ._heads import HeadTable
 from ._idmap import MAX_VECTORS, IdMap, VectorTable
 from ._rabitq import RaBitQCodec
 from .clustering import _sqnorms, cap_postings, closure_assign, hierarchical_heads, kmeans
+from .validation import METRICS, as_matrix, check_metric, positive_int  # noqa: F401  (METRICS: re-exported)
 
-METRICS = {
-    "ip": "ip",
-    "inner_product": "ip",
-    "dot": "ip",
-    "cosine": "cosine",
-    "cos": "cosine",
-    "l2": "l2",
-    "euclidean": "l2",
-}
 BITS = (1, 2, 4, 8)
 _FORMAT = "spann-index"
 _POSTING_LIMIT = 4.0  # a build keeps postings within 4x the mean length (replicas beyond are dropped)
 _HEAD_RATIO_MAX = 1 / 40
 _HEAD_RATIO_MIN = 1 / 80
 _AUTO_MAX_HEADS = 12_500
-# Largest squared norm accepted (float32 max / 8): squared norms, inner products and the distances built from
-# them (|q|^2 - 2 q.x + |x|^2, residuals to heads) then stay finite in float32. Beyond it a norm overflows
-# to inf and the index silently ranks wrong (exact search does not), so inputs are rejected instead.
-_MAX_SQNORM = float(np.finfo(np.float32).max) / 8
 
 
 def auto_head_ratio(n: int) -> float:
@@ -162,10 +150,8 @@ class SpannIndex:
         seed: int = 0,
         progress: bool | None = None,
     ) -> None:
-        if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim <= 0:
-            raise ValueError(f"dim must be a positive integer, got {dim!r}")
-        if not isinstance(metric, str) or metric.lower() not in METRICS:
-            raise ValueError(f"unknown metric {metric!r}; expected one of 'ip', 'cosine', 'l2'")
+        positive_int(dim, "dim")
+        metric = check_metric(metric)
         if bits not in BITS or isinstance(bits, bool):
             raise ValueError(f"unsupported bits {bits!r}; expected one of {BITS}")
         if head_ratio is not None and not 0 < head_ratio <= 1:
@@ -175,7 +161,7 @@ class SpannIndex:
         if rng_factor <= 0 or max_dist_ratio <= 0 or eps0 < 0 or split_factor <= 1:
             raise ValueError("rng_factor and max_dist_ratio must be > 0, eps0 >= 0, split_factor > 1")
         self.dim = int(dim)
-        self.metric = METRICS[metric.lower()]
+        self.metric = metric
         self.bits = int(bits)
         self.params: dict[str, Any] = {
             "head_ratio": None if head_ratio is None else float(head_ratio),
@@ -223,56 +209,10 @@ class SpannIndex:
     # ------------------------------------------------------------------------------------------------------
     @staticmethod
     def _check_n_probe(n_probe: Any) -> int:
-        if isinstance(n_probe, bool) or not isinstance(n_probe, (int, np.integer)) or n_probe < 1:
-            raise ValueError(f"n_probe must be a positive integer, got {n_probe!r}")
-        return int(n_probe)
+        return positive_int(n_probe, "n_probe")
 
     def _as_matrix(self, x: Any, what: str, *, allow_1d: bool) -> np.ndarray:
-        if (
-            type(x) is np.ndarray
-            and x.dtype == np.float32
-            and x.flags.c_contiguous
-            and (x.ndim == 2 or (x.ndim == 1 and allow_1d))
-            and x.shape[-1] == self.dim
-            and x.size
-            and self.metric != "cosine"
-            and (float(x.dot(x)) if x.ndim == 1 else float(_sqnorms(x).max())) <= _MAX_SQNORM  # False for NaN
-        ):
-            return x.reshape(1, -1) if x.ndim == 1 else x  # the common case, validated in a few microseconds
-        try:
-            arr = np.asarray(x)
-        except Exception as exc:  # ragged lists and the like
-            raise TypeError(f"{what} must be a numeric array: {exc}") from None
-        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-            raise TypeError(f"{what} must be a numeric array, got dtype {arr.dtype}")
-        if np.issubdtype(arr.dtype, np.complexfloating):
-            raise TypeError(f"{what} must be real-valued, got dtype {arr.dtype}")
-        if arr.ndim == 1 and allow_1d:
-            arr = arr[None, :]
-        if arr.ndim != 2:
-            raise ValueError(f"{what} must be 2-D (n, {self.dim}), got shape {arr.shape}")
-        if arr.shape[0] == 0:
-            raise ValueError(f"{what} is empty")
-        if arr.shape[1] != self.dim:
-            raise ValueError(f"{what} have dimension {arr.shape[1]}, index dimension is {self.dim}")
-        arr = np.ascontiguousarray(arr, dtype=np.float32)
-        if not np.isfinite(arr).all():
-            bad = int(np.flatnonzero(~np.isfinite(arr).all(axis=1))[0])
-            raise ValueError(f"{what} contain NaN or inf (first at row {bad})")
-        n2 = np.einsum("ij,ij->i", arr, arr, dtype=np.float64)
-        if n2.max() > _MAX_SQNORM:
-            bad = int(np.argmax(n2 > _MAX_SQNORM))
-            msg = (
-                f"{what} have a squared norm of {n2[bad]:.3g} (row {bad}), beyond {_MAX_SQNORM:.2g}: its distances "
-                "overflow float32; scale the vectors down"
-            )
-            raise ValueError(msg)
-        if self.metric == "cosine":
-            norms = np.linalg.norm(arr, axis=1)
-            if (norms == 0).any():
-                raise ValueError(f"{what} contain a zero vector, which has no cosine similarity")
-            arr = np.ascontiguousarray(arr / norms[:, None], dtype=np.float32)
-        return arr
+        return as_matrix(x, what, dim=self.dim, metric=self.metric, allow_1d=allow_1d)
 
     def _check_ids(self, ids: Any, n: int, *, new: bool) -> np.ndarray:
         arr = np.asarray(ids)
@@ -573,9 +513,7 @@ class SpannIndex:
 
     @staticmethod
     def _check_k(k: Any) -> int:
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
-            raise ValueError(f"k must be a positive integer, got {k!r}")
-        return int(k)
+        return positive_int(k, "k")
 
     def _check_mdr(self, max_dist_ratio: Any) -> float:
         mdr = float(self.params["max_dist_ratio"] if max_dist_ratio is None else max_dist_ratio)
