@@ -23,6 +23,7 @@ from typing_extensions import Self
 
 from spann_vectorstore import Collection, Hit, fulltext
 from spann_vectorstore.index import METRICS
+from spann_vectorstore.interop import carry_over, clean_metadata, is_node_row
 
 #: A metadata filter: the core filter dict (see :mod:`spann_vectorstore.filters`) or a predicate on documents.
 Filter = dict[str, Any] | Callable[[Document], bool] | None
@@ -100,7 +101,9 @@ def _id_list(ids: str | Iterable[str]) -> list[str]:
 
 
 def _to_doc(hit: Hit) -> Document:
-    return Document(id=hit.id, page_content=hit.text or "", metadata=hit.metadata)
+    """The LangChain view of a row: its id, text and the user's metadata (a row written through LlamaIndex
+    without LlamaIndex's internal keys: see :mod:`spann_vectorstore.interop`)."""
+    return Document(id=hit.id, page_content=hit.text or "", metadata=clean_metadata(hit.metadata))
 
 
 class SPANNVectorStore(VectorStore):
@@ -112,6 +115,11 @@ class SPANNVectorStore(VectorStore):
     embedding: the LangChain ``Embeddings`` model used for documents and queries.
     persist_directory: directory of a persistent collection (created, or reopened if it exists); ``None``
         keeps everything in memory. Writes are durable when a call returns.
+    collection_name: a named collection in ``persist_directory`` (as langchain-chroma's and
+        langchain-qdrant's ``collection_name``): several, each with its own metric and dimension, share one
+        directory (``<persist_directory>/collections/<name>/``; list them with
+        ``Collection.list_collections(persist_directory)``). ``None`` (default) is the store in
+        ``persist_directory`` itself. In memory it is only a label.
     metric: ``"ip"`` (default; for normalised embeddings, as most models produce), ``"cosine"`` or ``"l2"``.
         A reopened collection keeps the metric it was created with.
     bits: RaBitQ bits per dimension in the index (1, 2, 4 or 8); ``None`` uses the Collection default.
@@ -217,6 +225,7 @@ class SPANNVectorStore(VectorStore):
         embedding: Embeddings,
         *,
         persist_directory: str | os.PathLike | None = None,
+        collection_name: str | None = None,
         metric: str = "ip",
         bits: int | None = None,
         collection: Any = None,
@@ -241,7 +250,11 @@ class SPANNVectorStore(VectorStore):
             msg = f"unknown metric {metric!r}; expected one of 'ip', 'cosine', 'l2'"
             raise ValueError(msg)
         if collection is not None:
-            given = [name for name, v in (("persist_directory", persist_directory), ("bits", bits)) if v is not None]
+            given = [
+                name
+                for name, v in (("persist_directory", persist_directory), ("collection_name", collection_name), ("bits", bits))
+                if v is not None
+            ]
             given += list(collection_kwargs)
             if given:
                 msg = f"pass either collection= or options to create one, not both (got {given})"
@@ -254,9 +267,11 @@ class SPANNVectorStore(VectorStore):
             opts = dict(collection_kwargs, metric=metric)
             if bits is not None:
                 opts["bits"] = bits
-            self._collection = Collection(persist_directory, **opts)
+            self._collection = Collection(persist_directory, name=collection_name, **opts)
         self.embedding = embedding
-        self._persist_directory = Path(persist_directory) if persist_directory is not None else None
+        self.collection_name = collection_name if collection is None else getattr(collection, "name", None)
+        store = self._collection.path if collection is None else None  # named: <dir>/collections/<name>
+        self._persist_directory = Path(store) if store is not None else None
         self._warned_norm = False
 
     # ------------------------------------------------------------------------------------------------------
@@ -299,10 +314,15 @@ class SPANNVectorStore(VectorStore):
 
     def delete_collection(self) -> None:
         """Delete every document and close the store (Chroma's ``delete_collection``): later calls raise. A
-        persistent collection's directory is left in place, holding an empty collection (no directory is
-        removed: the store may not have created it); remove it yourself if you no longer need it."""
+        named persistent collection (``collection_name=``) is dropped with its files
+        (``Collection.drop_collection``). The store in ``persist_directory`` itself is left in place, holding
+        an empty collection (no directory is removed: the store may not have created it, and it may hold
+        named collections); remove it yourself if you no longer need it."""
         self._collection.clear()
         self._collection.close()
+        name, store = getattr(self._collection, "name", None), getattr(self._collection, "path", None)
+        if name is not None and store is not None and isinstance(self._collection, Collection):
+            Collection.drop_collection(Path(store).parent.parent, name)
 
     # ------------------------------------------------------------------------------------------------------
     # writes
@@ -404,7 +424,7 @@ class SPANNVectorStore(VectorStore):
         for s in range(0, len(texts_l), batch_size):
             part = slice(s, s + batch_size)
             vectors = self._matrix(self.embedding.embed_documents(texts_l[part]), len(texts_l[part]))
-            self._collection.add(vectors, texts_l[part], metas[part], ids_l[part])
+            self._collection.add(vectors, texts_l[part], self._keep_nodes(ids_l[part], metas[part]), ids_l[part])
         return ids_l
 
     async def aadd_texts(
@@ -422,8 +442,18 @@ class SPANNVectorStore(VectorStore):
         for s in range(0, len(texts_l), batch_size):
             part = slice(s, s + batch_size)
             vectors = self._matrix(await self.embedding.aembed_documents(texts_l[part]), len(texts_l[part]))
-            await run_in_executor(None, self._collection.add, vectors, texts_l[part], metas[part], ids_l[part])
+            metas_part = await run_in_executor(None, self._keep_nodes, ids_l[part], metas[part])
+            await run_in_executor(None, self._collection.add, vectors, texts_l[part], metas_part, ids_l[part])
         return ids_l
+
+    def _keep_nodes(self, ids: list[str], metas: list[dict]) -> list[dict]:
+        """``metas`` for replacing the rows ``ids``: a row written through LlamaIndex keeps its node identity
+        (reference document, node type, relationships) when LangChain replaces it (see
+        :mod:`spann_vectorstore.interop`)."""
+        old = {h.id: h.metadata for h in self._collection.get(ids) if is_node_row(h.metadata)}
+        if not old:
+            return metas
+        return [carry_over(old[i], m) if i in old else m for i, m in zip(ids, metas)]
 
     @staticmethod
     def _doc_ids(documents: list[Document], ids: Sequence[str | None] | None) -> list[str | None]:
@@ -510,7 +540,7 @@ class SPANNVectorStore(VectorStore):
         if "documents" in include:
             out["documents"] = [h.text for h in hits]
         if "metadatas" in include:
-            out["metadatas"] = [h.metadata for h in hits]
+            out["metadatas"] = [clean_metadata(h.metadata) for h in hits]
         if "embeddings" in include:
             out["embeddings"] = [h.vector.tolist() for h in hits]
         return out
