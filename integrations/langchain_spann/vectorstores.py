@@ -22,6 +22,7 @@ from langchain_core.vectorstores.utils import maximal_marginal_relevance
 from typing_extensions import Self
 
 from spann_vectorstore import Collection, Hit, fulltext
+from spann_vectorstore.collection import store_directory
 from spann_vectorstore.index import METRICS
 from spann_vectorstore.interop import carry_over, clean_metadata, is_node_row
 
@@ -120,6 +121,8 @@ class SPANNVectorStore(VectorStore):
         directory (``<persist_directory>/collections/<name>/``; list them with
         ``Collection.list_collections(persist_directory)``). ``None`` (default) is the store in
         ``persist_directory`` itself. In memory it is only a label.
+    create_collection_if_not_exists: ``False`` raises ``ValueError`` unless the collection exists on disk
+        (langchain-chroma's flag); default ``True`` creates it.
     metric: ``"ip"`` (default; for normalised embeddings, as most models produce), ``"cosine"`` or ``"l2"``.
         A reopened collection keeps the metric it was created with.
     bits: RaBitQ bits per dimension in the index (1, 2, 4 or 8); ``None`` uses the Collection default.
@@ -233,6 +236,7 @@ class SPANNVectorStore(VectorStore):
         hybrid_alpha: float = 0.5,
         fusion: str = "dbsf",
         relevance_score_fn: Callable[[float], float] | None = None,
+        create_collection_if_not_exists: bool = True,
         **collection_kwargs: Any,
     ) -> None:
         if relevance_score_fn is not None and not callable(relevance_score_fn):
@@ -264,6 +268,12 @@ class SPANNVectorStore(VectorStore):
                 raise ValueError(msg)
             self._collection = collection
         else:
+            if not create_collection_if_not_exists:  # langchain-chroma's flag: open an existing one only
+                store = store_directory(persist_directory, collection_name)
+                if store is None or not (store / "docs.sqlite").exists():
+                    what = f"collection {collection_name!r}" if collection_name is not None else "a collection"
+                    msg = f"{what} does not exist in {str(persist_directory)!r} (create_collection_if_not_exists=False)"
+                    raise ValueError(msg)
             opts = dict(collection_kwargs, metric=metric)
             if bits is not None:
                 opts["bits"] = bits
@@ -477,8 +487,14 @@ class SPANNVectorStore(VectorStore):
         return await self.aadd_texts(texts, [d.metadata for d in documents], ids=ids_, **kwargs)
 
     def delete(self, ids: list[str] | None = None, *, filter: dict[str, Any] | None = None, **kwargs: Any) -> bool:
-        """Delete documents by id and/or core filter dict (both: ids that also match). Unknown ids are not an
-        error. To delete everything use ``store.collection.clear()``."""
+        """Delete documents by id and/or core filter dict (both: ids that also match; ``where=`` is accepted
+        for ``filter=``, as langchain-chroma passes it on). Unknown ids are not an error. To delete everything
+        use :meth:`reset_collection`."""
+        if "where" in kwargs:
+            if filter is not None:
+                msg = "delete() takes filter= or where=, not both"
+                raise TypeError(msg)
+            filter = kwargs.pop("where")
         _no_extra(kwargs, "delete")
         if ids is None and filter is None:
             msg = "delete() needs ids or filter; use store.collection.clear() to delete everything"
