@@ -537,9 +537,10 @@ class SPANNVectorStore(VectorStore):
         where_document: dict[str, Any] | None = None,
         include: list[str] | None = None,
     ) -> dict[str, Any]:
-        """Documents as Chroma's ``get`` returns them: ``{"ids": [...], "documents": [...], "metadatas":
-        [...]}`` (and ``"embeddings"``, lists of floats, when ``include`` names them; ``include`` picks among
-        ``"documents"``, ``"metadatas"``, ``"embeddings"``, default the first two; ``ids`` always come back).
+        """Documents as Chroma's ``get`` returns them: ``{"ids": [...], "embeddings": None, "documents": [...],
+        "metadatas": [...], "included": [...]}``; ``include`` picks among ``"documents"``, ``"metadatas"`` and
+        ``"embeddings"`` (lists of floats), default the first two; a part not included is ``None``, ``ids``
+        always come back.
         By ``ids`` (in the order given, unknown ones skipped) and/or ``where`` (a core filter dict) and
         ``where_document``; in insertion order otherwise; ``offset`` skips, ``limit`` caps."""
         include = ["documents", "metadatas"] if include is None else list(include)
@@ -552,14 +553,13 @@ class SPANNVectorStore(VectorStore):
         hits = self._collection.get(
             _id_list(ids) if ids is not None else None, include_vectors="embeddings" in include, **opts
         )
-        out: dict[str, Any] = {"ids": [h.id for h in hits]}
-        if "documents" in include:
-            out["documents"] = [h.text for h in hits]
-        if "metadatas" in include:
-            out["metadatas"] = [clean_metadata(h.metadata) for h in hits]
-        if "embeddings" in include:
-            out["embeddings"] = [h.vector.tolist() for h in hits]
-        return out
+        return {
+            "ids": [h.id for h in hits],
+            "embeddings": [h.vector.tolist() for h in hits] if "embeddings" in include else None,
+            "documents": [h.text for h in hits] if "documents" in include else None,
+            "metadatas": [clean_metadata(h.metadata) for h in hits] if "metadatas" in include else None,
+            "included": include,
+        }
 
     def get_by_ids(self, ids: Sequence[str], /) -> list[Document]:
         """Documents for ``ids`` in the order given; missing ids are skipped."""
@@ -682,6 +682,15 @@ class SPANNVectorStore(VectorStore):
         """Documents for ``query`` in the retrieval mode, with its native score (see the class docstring)."""
         vector = self.embedding.embed_query(query) if self._needs_vector() else None
         return [(_to_doc(h), h.score) for h in self._mode_search(query, vector, k, filter, **kwargs)]
+
+    def similarity_search_with_vectors(
+        self, query: str, k: int = 4, filter: Filter = None, **kwargs: Any
+    ) -> list[tuple[Document, np.ndarray]]:
+        """Documents for ``query`` in the retrieval mode with their stored vectors (float32 arrays), as Chroma's
+        method of this name."""
+        vector = self.embedding.embed_query(query) if self._needs_vector() else None
+        hits = self._mode_search(query, vector, k, filter, include_vectors=True, **kwargs)
+        return [(_to_doc(h), h.vector) for h in hits]
 
     def similarity_search_by_vector(
         self, embedding: list[float], k: int = 4, filter: Filter = None, **kwargs: Any
