@@ -724,6 +724,12 @@ class SPANNVectorStore(VectorStore):
     ) -> list[Document]:
         return await run_in_executor(None, self.similarity_search_by_vector, embedding, k, filter, **kwargs)
 
+    async def asimilarity_search_with_score_by_vector(
+        self, embedding: list[float], k: int = 4, filter: Filter = None, **kwargs: Any
+    ) -> list[tuple[Document, float]]:
+        search = partial(self.similarity_search_with_score_by_vector, embedding, k, filter, **kwargs)
+        return await run_in_executor(None, search)
+
     async def asimilarity_search(self, query: str, k: int = 4, filter: Filter = None, **kwargs: Any) -> list[Document]:
         return [doc for doc, _ in await self.asimilarity_search_with_score(query, k, filter, **kwargs)]
 
@@ -739,6 +745,19 @@ class SPANNVectorStore(VectorStore):
     ) -> list[Document]:
         """``fetch_k`` candidates (after the filter; for a text ``query`` in the retrieval mode, else dense),
         then ``k`` of them chosen by maximal marginal relevance to ``embedding``."""
+        return [doc for doc, _ in self._mmr_scored(query, embedding, k, fetch_k, lambda_mult, filter, kwargs)]
+
+    def _mmr_scored(
+        self,
+        query: str | None,
+        embedding: list[float],
+        k: int,
+        fetch_k: int,
+        lambda_mult: float,
+        filter: Filter,
+        kwargs: dict[str, Any],
+    ) -> list[tuple[Document, float]]:
+        """:meth:`_mmr` with each chosen document's native score from the candidate search."""
         if not 0.0 <= lambda_mult <= 1.0:
             msg = f"lambda_mult must be in [0, 1], got {lambda_mult!r}"
             raise ValueError(msg)
@@ -749,7 +768,32 @@ class SPANNVectorStore(VectorStore):
         if not hits:
             return []
         chosen = maximal_marginal_relevance(vector, [h.vector for h in hits], lambda_mult=lambda_mult, k=k)
-        return [_to_doc(hits[i]) for i in chosen]
+        return [(_to_doc(hits[i]), float(hits[i].score)) for i in chosen]
+
+    def max_marginal_relevance_search_with_score_by_vector(
+        self,
+        embedding: list[float],
+        k: int = 4,
+        fetch_k: int = 20,
+        lambda_mult: float = 0.5,
+        filter: Filter = None,
+        **kwargs: Any,
+    ) -> list[tuple[Document, float]]:
+        """:meth:`max_marginal_relevance_search_by_vector` with each document's native score (as
+        langchain-qdrant's method of this name)."""
+        return self._mmr_scored(None, embedding, k, fetch_k, lambda_mult, filter, kwargs)
+
+    async def amax_marginal_relevance_search_with_score_by_vector(
+        self,
+        embedding: list[float],
+        k: int = 4,
+        fetch_k: int = 20,
+        lambda_mult: float = 0.5,
+        filter: Filter = None,
+        **kwargs: Any,
+    ) -> list[tuple[Document, float]]:
+        search = partial(self._mmr_scored, None, embedding, k, fetch_k, lambda_mult, filter, kwargs)
+        return await run_in_executor(None, search)
 
     def max_marginal_relevance_search_by_vector(
         self,
