@@ -369,8 +369,9 @@ class SPANNVectorStore(BasePydanticVectorStore):
             return
         self._collection.delete(ids=ids, filter=flt)
 
-    def clear(self) -> None:
-        """Delete every node (the dimension and settings are kept)."""
+    def clear(self, **kwargs: Any) -> None:
+        """Delete every node (the dimension and settings are kept). Extra keyword arguments (such as the
+        ``index_id`` llama-index passes to some stores) are accepted and ignored, as by the Chroma store."""
         self._collection.clear()
 
     # ------------------------------------------------------------------------------------------------------
@@ -380,8 +381,10 @@ class SPANNVectorStore(BasePydanticVectorStore):
         self,
         node_ids: list[str] | None = None,
         filters: MetadataFilters | None = None,
+        **kwargs: Any,
     ) -> list[BaseNode]:
-        """Nodes by id (in the order given, unknown ids skipped) and/or by filters; all nodes with neither."""
+        """Nodes by id (in the order given, unknown ids skipped) and/or by filters; all nodes with neither.
+        Extra keyword arguments (``index_id``, ...) are accepted and ignored, as by the Chroma store."""
         ids = _id_list(node_ids)
         if ids is not None and not ids:
             return []
@@ -533,10 +536,11 @@ class SPANNVectorStore(BasePydanticVectorStore):
         self,
         node_ids: list[str] | None = None,
         filters: MetadataFilters | None = None,
+        **kwargs: Any,
     ) -> list[BaseNode]:
         return await asyncio.to_thread(self.get_nodes, node_ids, filters)
 
-    async def aclear(self) -> None:
+    async def aclear(self, **kwargs: Any) -> None:
         await asyncio.to_thread(self.clear)
 
     async def aquery(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
@@ -665,6 +669,27 @@ class SPANNVectorStore(BasePydanticVectorStore):
         if (store_directory(persist_dir, kwargs.get("collection_name")) / "docs.sqlite").exists():
             return cls.from_persist_path(persist_dir, **kwargs)
         raise FileNotFoundError(f"no SPANNVectorStore in {str(persist_dir)!r} (looked for {manifest.name})")
+
+    @classmethod
+    def from_namespaced_persist_dir(
+        cls, persist_dir: str | os.PathLike = DEFAULT_PERSIST_DIR, fs: Any = None, **kwargs: Any
+    ) -> dict[str, SPANNVectorStore]:
+        """Every store persisted in ``persist_dir`` by namespace (``{namespace}__vector_store.json``
+        manifests written by :meth:`persist`), as ``SimpleVectorStore.from_namespaced_persist_dir``. Each
+        opens its collection: close them when done."""
+        _check_local_fs(fs)
+        out: dict[str, SPANNVectorStore] = {}
+        suffix = f"{NAMESPACE_SEP}{DEFAULT_PERSIST_FNAME}"
+        for manifest in sorted(Path(persist_dir).glob(f"*{suffix}")):
+            try:
+                doc = json.loads(manifest.read_text(encoding="utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                continue
+            if isinstance(doc, dict) and doc.get("format") == MANIFEST_FORMAT:
+                out[manifest.name.removesuffix(suffix)] = cls.from_persist_path(manifest, **kwargs)
+        if not out:
+            raise FileNotFoundError(f"no SPANNVectorStore manifests in {str(persist_dir)!r}")
+        return out
 
 
 # ----------------------------------------------------------------------------------------------------------
