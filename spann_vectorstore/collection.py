@@ -338,8 +338,9 @@ class Collection:
         if not (store / "docs.sqlite").exists():
             if (store / "index" / MANIFEST).exists():
                 raise CorruptStoreError(lost_database_message(store, "is missing"))
-            what = f"no collection named {name!r} in {str(path)!r}" if name is not None else f"no collection at {str(path)!r}"
-            raise FileNotFoundError(what)
+            if name is not None:
+                raise FileNotFoundError(f"no collection named {name!r} in {str(path)!r}")
+            raise FileNotFoundError(f"no collection at {str(path)!r}")
         return cls(path, name=name, **kwargs)
 
     @staticmethod
@@ -361,7 +362,7 @@ class Collection:
         first) and ``FileNotFoundError`` when there is no such collection. The store in ``path`` itself
         (``name=None``) is not dropped this way (``ValueError``): its directory may hold the named ones."""
         if name is None:
-            raise ValueError("drop_collection needs a collection name; the store in the directory itself is not dropped")
+            raise ValueError("drop_collection needs a collection name; the directory's own store is not dropped")
         store = store_directory(path, name)
         if not (store / "docs.sqlite").exists() and not (store / "index").exists():
             raise FileNotFoundError(f"no collection named {name!r} in {str(path)!r}")

@@ -5,13 +5,12 @@ deleted through LlamaIndex and the other way round; each sees clean metadata and
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
+from langchain_spann import SPANNVectorStore as LCStore
 from llama_index.core.schema import Document as LIDocument
 from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
 from llama_index.core.vector_stores.types import (
@@ -22,13 +21,10 @@ from llama_index.core.vector_stores.types import (
     VectorStoreQueryMode,
 )
 from llama_index.core.vector_stores.utils import node_to_metadata_dict
+from llama_index.vector_stores.spann import SPANNVectorStore as LIStore
 
 from spann_vectorstore import Collection
 from spann_vectorstore.interop import LLAMA_INDEX_KEYS, carry_over, clean_metadata, ref_doc_filter
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integrations"))
-from langchain_spann import SPANNVectorStore as LCStore  # noqa: E402
-from llama_index.vector_stores.spann import SPANNVectorStore as LIStore  # noqa: E402
 
 WORDS = ["apple", "banana", "cherry", "river", "mountain", "ocean"]
 

@@ -4,16 +4,12 @@ per-collection settings and writer locks, and ``collection_name=`` in both adapt
 from __future__ import annotations
 
 import multiprocessing as mp
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from spann_vectorstore import Collection, CollectionLockedError
 from spann_vectorstore.collection import store_directory
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integrations"))
 
 
 def _vecs(n: int, d: int, seed: int = 0) -> np.ndarray:
@@ -123,7 +119,6 @@ def test_recover_a_named_collection(tmp_path):
 # ------------------------------------------------------------------------------------------------------------
 def test_langchain_collection_name(tmp_path):
     from langchain_core.embeddings import DeterministicFakeEmbedding
-
     from langchain_spann import SPANNVectorStore
 
     one = SPANNVectorStore(DeterministicFakeEmbedding(size=8), persist_directory=tmp_path, collection_name="one",
@@ -153,7 +148,6 @@ def test_langchain_collection_name(tmp_path):
 
 def test_langchain_from_texts_with_collection_name(tmp_path):
     from langchain_core.embeddings import DeterministicFakeEmbedding
-
     from langchain_spann import SPANNVectorStore
 
     with SPANNVectorStore.from_texts(["x", "y"], DeterministicFakeEmbedding(size=8), collection_name="c",
@@ -165,7 +159,6 @@ def test_langchain_from_texts_with_collection_name(tmp_path):
 def test_llama_index_collection_name(tmp_path):
     from llama_index.core.schema import TextNode
     from llama_index.core.vector_stores.types import VectorStoreQuery
-
     from llama_index.vector_stores.spann import SPANNVectorStore
 
     a = SPANNVectorStore(tmp_path, collection_name="docs", metric="l2")

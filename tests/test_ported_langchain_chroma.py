@@ -1,6 +1,7 @@
 """Ported from langchain-chroma's integration tests:
 langchain-ai/langchain, libs/partners/chroma/tests/integration_tests/test_vectorstores.py at commit
-03aa9d65fd861fff4c709f8ca56b52a9ede9c74a (fake embeddings: fake_embeddings.py at 98c035a497a80c66d7097611eb947e71c40794e0).
+03aa9d65fd861fff4c709f8ca56b52a9ede9c74a (fake embeddings: fake_embeddings.py at
+98c035a497a80c66d7097611eb947e71c40794e0).
 
 Changed: construction (``Chroma`` -> ``SPANNVectorStore`` with ``metric="l2"``, Chroma's default space, so
 scores are the same squared L2 distances; the ``client`` fixture is a directory, a Chroma collection a named
@@ -13,7 +14,6 @@ client settings), ``test_chroma_legacy_batching`` (a Chroma server version check
 from __future__ import annotations
 
 import os.path
-import sys
 import tempfile
 import uuid
 from collections.abc import Generator
@@ -23,11 +23,9 @@ import pytest
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.embeddings.fake import FakeEmbeddings as Fak
+from langchain_spann import SPANNVectorStore as Chroma
 
 from spann_vectorstore import Collection
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integrations"))
-from langchain_spann import SPANNVectorStore as Chroma  # noqa: E402
 
 
 # --- fixtures: fake_embeddings.py ------------------------------------------------------------------------------
@@ -567,7 +565,7 @@ def test_collection_none_after_delete(client: Path) -> None:
     vectorstore.delete_collection()
     # differs: no `_chroma_collection` attribute; the dropped collection is gone from the directory instead
     assert "test_collection" not in Collection.list_collections(client)
-    with pytest.raises(Exception, match="does not exist|no collection"):
+    with pytest.raises(Exception, match=r"does not exist|no collection"):
         Collection.open(client, name="test_collection")
     with pytest.raises(Exception):  # noqa: B017
         vectorstore.similarity_search("foo")

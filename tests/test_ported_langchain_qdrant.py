@@ -26,17 +26,14 @@ Not ported: ``test_from_texts_passed_optimizers_config_and_on_disk_payload`` (Qd
 
 from __future__ import annotations
 
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integrations"))
-from langchain_spann import RetrievalMode  # noqa: E402
-from langchain_spann import SPANNVectorStore as QdrantVectorStore  # noqa: E402
+from langchain_spann import RetrievalMode
+from langchain_spann import SPANNVectorStore as QdrantVectorStore
 
 
 # --- fixtures: common.py / fixtures.py -------------------------------------------------------------------------

@@ -14,10 +14,10 @@ no text). Not ported: ``test_instance_creation_from_http_params`` (a Chroma serv
 """
 
 import json
-import sys
 import uuid
+from collections.abc import Generator
 from pathlib import Path
-from typing import Any, Dict, Generator, List
+from typing import Any
 
 import numpy as np
 import pytest
@@ -35,11 +35,9 @@ from llama_index.core.vector_stores.types import (
     VectorStoreQueryMode,
 )
 from llama_index.core.vector_stores.utils import node_to_metadata_dict
+from llama_index.vector_stores.spann import SPANNVectorStore as ChromaVectorStore
 
 from spann_vectorstore import Collection
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integrations"))
-from llama_index.vector_stores.spann import SPANNVectorStore as ChromaVectorStore  # noqa: E402
 
 COLLECTION_NAME = "llama_collection"
 
@@ -66,7 +64,7 @@ def vector_store() -> Generator[ChromaVectorStore, None, None]:
 
 
 @pytest.fixture(scope="session")
-def node_embeddings() -> List[TextNode]:
+def node_embeddings() -> list[TextNode]:
     return [
         TextNode(
             text="lorem ipsum",
@@ -131,7 +129,7 @@ def node_embeddings() -> List[TextNode]:
 @pytest.mark.parametrize("use_async", [True, False])
 async def test_add_to_chromadb_and_query(
     vector_store: ChromaVectorStore,
-    node_embeddings: List[TextNode],
+    node_embeddings: list[TextNode],
     use_async: bool,
 ) -> None:
     if use_async:
@@ -150,7 +148,7 @@ async def test_add_to_chromadb_and_query(
 @pytest.mark.parametrize("use_async", [True, False])
 async def test_add_to_chromadb_and_query_by_metafilters_only(
     vector_store: ChromaVectorStore,
-    node_embeddings: List[TextNode],
+    node_embeddings: list[TextNode],
     use_async: bool,
 ) -> None:
     filters = MetadataFilters(
@@ -168,7 +166,7 @@ async def test_add_to_chromadb_and_query_by_metafilters_only(
     assert res.nodes[0].get_content() == "I was taught that the way of progress was neither swift nor easy."
 
 
-def test_get_nodes(vector_store: ChromaVectorStore, node_embeddings: List[TextNode]) -> None:
+def test_get_nodes(vector_store: ChromaVectorStore, node_embeddings: list[TextNode]) -> None:
     vector_store.add(node_embeddings, index_id="42")
     res = vector_store.get_nodes(
         node_ids=[
@@ -184,7 +182,7 @@ def test_get_nodes(vector_store: ChromaVectorStore, node_embeddings: List[TextNo
     assert res[2].get_content() == "lorem ipsum"
 
 
-def test_delete_nodes(vector_store: ChromaVectorStore, node_embeddings: List[TextNode]) -> None:
+def test_delete_nodes(vector_store: ChromaVectorStore, node_embeddings: list[TextNode]) -> None:
     vector_store.add(node_embeddings, index_id="42")
     vector_store.delete_nodes(
         node_ids=[
@@ -206,7 +204,7 @@ def test_delete_nodes(vector_store: ChromaVectorStore, node_embeddings: List[Tex
     assert res[0].id_ == "c3ew11cd-8fb4-4b8f-b7ea-7fa96038d39d"
 
 
-def test_clear(vector_store: ChromaVectorStore, node_embeddings: List[TextNode]) -> None:
+def test_clear(vector_store: ChromaVectorStore, node_embeddings: list[TextNode]) -> None:
     vector_store.add(node_embeddings, index_id="42")
     vector_store.clear(index_id="42")
     res = vector_store.get_nodes(
@@ -283,7 +281,7 @@ def test_class():
     assert BasePydanticVectorStore.__name__ in names_of_base_classes
 
 
-def _build_metadata(node: ImageNode) -> Dict[str, Any]:
+def _build_metadata(node: ImageNode) -> dict[str, Any]:
     metadata = node_to_metadata_dict(node, remove_text=True, flat_metadata=True)
     # Mimic ChromaVectorStore.add: replace None values with empty strings
     for key, value in list(metadata.items()):
@@ -334,7 +332,7 @@ def test_get_handles_missing_document_text() -> None:
 
 
 # === test_vector_memory_chroma.py =============================================================================
-def _node_to_chroma_metadata(node: TextNode) -> Dict[str, Any]:
+def _node_to_chroma_metadata(node: TextNode) -> dict[str, Any]:
     """Chroma-safe metadata preserving the full node in _node_content."""
     node_dict = node.model_dump(mode="json")
     node_dict["text"] = ""

@@ -12,8 +12,6 @@ filters instead. Not ported (Qdrant internals or a Qdrant server/cluster): ``tes
 custom-sharding, shard-key and payload-index tests, ``test_sparse_vector_name_*``.
 """
 
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,12 +26,10 @@ from llama_index.core.vector_stores.types import (
     VectorStoreQuery,
     VectorStoreQueryMode,
 )
+from llama_index.vector_stores.spann import SPANNVectorStore as QdrantVectorStore
+from llama_index.vector_stores.spann import metadata_filters_to_dict
 
 from spann_vectorstore import Collection
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integrations"))
-from llama_index.vector_stores.spann import SPANNVectorStore as QdrantVectorStore  # noqa: E402
-from llama_index.vector_stores.spann import metadata_filters_to_dict  # noqa: E402
 
 
 # --- conftest.py ----------------------------------------------------------------------------------------------

@@ -6,10 +6,8 @@ similarity SimpleVectorStore uses; the ``persist_dir`` fixture builds its index 
 assertion is the original's.
 """
 
-import sys
 import unittest
 from pathlib import Path
-from typing import List
 
 import pytest
 from llama_index.core import MockEmbedding, StorageContext, VectorStoreIndex
@@ -27,12 +25,10 @@ from llama_index.core.vector_stores.types import (
     MetadataFilters,
     VectorStoreQuery,
 )
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integrations"))
-from llama_index.vector_stores.spann import SPANNVectorStore  # noqa: E402
+from llama_index.vector_stores.spann import SPANNVectorStore
 
 
-def SimpleVectorStore() -> SPANNVectorStore:  # noqa: N802 - construction: stands for the class
+def SimpleVectorStore() -> SPANNVectorStore:
     return SPANNVectorStore(metric="cosine")
 
 
@@ -56,7 +52,7 @@ def persist_dir(tmp_path: Path):
     return str(tmp_path)
 
 
-def _node_embeddings_for_test() -> List[TextNode]:
+def _node_embeddings_for_test() -> list[TextNode]:
     return [
         TextNode(
             text="lorem ipsum",

@@ -254,11 +254,8 @@ class SPANNVectorStore(VectorStore):
             msg = f"unknown metric {metric!r}; expected one of 'ip', 'cosine', 'l2'"
             raise ValueError(msg)
         if collection is not None:
-            given = [
-                name
-                for name, v in (("persist_directory", persist_directory), ("collection_name", collection_name), ("bits", bits))
-                if v is not None
-            ]
+            named = (("persist_directory", persist_directory), ("collection_name", collection_name), ("bits", bits))
+            given = [name for name, v in named if v is not None]
             given += list(collection_kwargs)
             if given:
                 msg = f"pass either collection= or options to create one, not both (got {given})"
