@@ -73,7 +73,9 @@ class PostingArena:
 
     @property
     def nbytes(self) -> int:
-        return int(sum(a.nbytes for a in self.entries.values()) + self.start.nbytes + self.size.nbytes + self.cap.nbytes)
+        return int(
+            sum(a.nbytes for a in self.entries.values()) + self.start.nbytes + self.size.nbytes + self.cap.nbytes
+        )
 
     @property
     def code_bytes(self) -> int:
@@ -185,7 +187,11 @@ class PostingArena:
         first = np.cumsum(sizes) - sizes
         dest = np.repeat(starts - first, sizes) + np.arange(len(idx))
         for key, arr in self.entries.items():
-            out = arr.empty_like(total) if isinstance(arr, BlockedCodes) else np.zeros_like(arr, shape=(total, *arr.shape[1:]))
+            out = (
+                arr.empty_like(total)
+                if isinstance(arr, BlockedCodes)
+                else np.zeros_like(arr, shape=(total, *arr.shape[1:]))
+            )
             out[dest] = arr[idx]
             self.entries[key] = out
         self.used = total

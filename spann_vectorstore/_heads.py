@@ -38,7 +38,16 @@ class HeadTable:
 
     @property
     def nbytes(self) -> int:
-        arrays = (self.heads, self.hn2, self.heads16, self.g_cent, self.g_cn2, self.g_label, self.g_start, self.g_members)
+        arrays = (
+            self.heads,
+            self.hn2,
+            self.heads16,
+            self.g_cent,
+            self.g_cn2,
+            self.g_label,
+            self.g_start,
+            self.g_members,
+        )
         return int(sum(a.nbytes for a in arrays))
 
     def view(self) -> K.HeadsView:
@@ -46,7 +55,14 @@ class HeadTable:
         if self._view is None:
             self._view = K.check_view(
                 K.HeadsView(
-                    self.heads, self.hn2, self.heads16, self.h16_scale, self.g_cent, self.g_cn2, self.g_start, self.g_members
+                    self.heads,
+                    self.hn2,
+                    self.heads16,
+                    self.h16_scale,
+                    self.g_cent,
+                    self.g_cn2,
+                    self.g_start,
+                    self.g_members,
                 )
             )
         return self._view

@@ -151,9 +151,7 @@ class VectorTable:
         self._view: K.VectorsView | None = None
 
     @classmethod
-    def of_arrays(
-        cls, vectors: np.ndarray, xn2: np.ndarray, *, mapped: tuple[Path, int] | None = None
-    ) -> VectorTable:
+    def of_arrays(cls, vectors: np.ndarray, xn2: np.ndarray, *, mapped: tuple[Path, int] | None = None) -> VectorTable:
         """Stored vectors (n, dim) and their norms; ``mapped`` = (file, crc32) when ``vectors`` is a
         memory map of that file (kept on disk, checked by :meth:`check_mapped`)."""
         out = cls(vectors.shape[1])

@@ -10,6 +10,12 @@ does are deleted, so an acknowledged write survives ``kill -9`` whatever the sna
 Locking: searches share a read lock and run concurrently (the kernels release the GIL); writes take the
 write lock. A second process opening the same path gets :class:`CollectionLockedError` (``flock`` on
 ``LOCK``), never a corrupted store.
+
+Named collections: ``Collection(path, name="x")`` is a complete store of its own in ``<path>/collections/x/``
+(its docs.sqlite, index/ and LOCK), with its own metric and dimension; ``name=None`` is the directory itself
+(the layout of every store made before names existed). The writer lock is per store directory: the root store
+and each named collection can be written by different processes at once. See :func:`store_directory`,
+:meth:`Collection.list_collections` and :meth:`Collection.drop_collection`.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import fcntl
 import functools
 import json
 import os
+import re
 import shutil
 import sqlite3
 import threading
@@ -72,6 +79,37 @@ CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 class CollectionLockedError(RuntimeError):
     """Another process has this collection open for writing."""
+
+
+#: Where named collections live inside a directory: ``<path>/collections/<name>/``.
+COLLECTIONS_DIR = "collections"
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+
+
+def check_collection_name(name: Any) -> str:
+    """``name`` if it is a valid collection name (1-63 characters of ``A-Z a-z 0-9 . _ -``, the first a letter
+    or digit), else ``ValueError`` naming the problem. Names are case-sensitive (on a case-insensitive file
+    system ``"A"`` and ``"a"`` would be one directory: avoid names differing only in case)."""
+    if not isinstance(name, str):
+        raise ValueError(f"collection name must be a string, got {type(name).__name__}")
+    if not 1 <= len(name) <= 63:
+        raise ValueError(f"collection name must be 1-63 characters long, got {len(name)}: {name[:80]!r}")
+    if not _NAME.fullmatch(name):
+        raise ValueError(
+            f"invalid collection name {name!r}: use letters, digits, '.', '_' and '-', starting with a letter or digit"
+        )
+    return name
+
+
+def store_directory(path: str | os.PathLike | None, name: str | None = None) -> Path | None:
+    """The directory holding the store of collection ``name`` under ``path``: ``path`` itself for
+    ``name=None``, ``<path>/collections/<name>`` otherwise; ``None`` for an in-memory collection
+    (``path=None``: the name is then only a label). The one place a name becomes a directory."""
+    if name is not None:
+        check_collection_name(name)
+    if path is None:
+        return None
+    return Path(path) if name is None else Path(path) / COLLECTIONS_DIR / name
 
 
 def _names_damage(method):
@@ -194,12 +232,16 @@ class Collection:
     snapshot_every: write an index snapshot after this many changed rows (also on :meth:`close` and
         :meth:`optimize`), bounding the replay work on the next open.
     index_options: extra keyword options for :class:`SpannIndex` (``head_ratio``, ``replica_count``, ...).
+    name: a named collection in ``<path>/collections/<name>/`` (see the module docstring), with its own
+        settings and writer lock; ``None`` (default) is the store in ``path`` itself. For an in-memory
+        collection the name is a label only (``self.name``).
     """
 
     def __init__(
         self,
         path: str | os.PathLike | None = None,
         *,
+        name: str | None = None,
         dim: int | None = None,
         metric: str = "ip",
         bits: int = 1,
@@ -210,6 +252,8 @@ class Collection:
         index_options: dict[str, Any] | None = None,
         progress: bool | None = None,
     ) -> None:
+        path = store_directory(path, name)  # first: everything below works on the store's own directory
+        self.name = name
         check_metric(metric)
         self._lock = _RWLock()
         self._db_lock = threading.Lock()
@@ -287,14 +331,50 @@ class Collection:
     # lifecycle
     # ------------------------------------------------------------------------------------------------------
     @classmethod
-    def open(cls, path: str | os.PathLike, **kwargs: Any) -> Collection:
+    def open(cls, path: str | os.PathLike, *, name: str | None = None, **kwargs: Any) -> Collection:
         """Reopen an existing persistent collection (raises ``FileNotFoundError`` if there is none, and
-        :class:`CorruptStoreError` naming the file when a file is damaged: see :meth:`recover`)."""
-        if not (Path(path) / "docs.sqlite").exists():
-            if (Path(path) / "index" / MANIFEST).exists():
-                raise CorruptStoreError(lost_database_message(Path(path), "is missing"))
+        :class:`CorruptStoreError` naming the file when a file is damaged: see :meth:`recover`). ``name``: a
+        named collection in ``path`` (see :meth:`list_collections`)."""
+        store = store_directory(path, name)
+        if not (store / "docs.sqlite").exists():
+            if (store / "index" / MANIFEST).exists():
+                raise CorruptStoreError(lost_database_message(store, "is missing"))
+            if name is not None:
+                raise FileNotFoundError(f"no collection named {name!r} in {str(path)!r}")
             raise FileNotFoundError(f"no collection at {str(path)!r}")
-        return cls(path, **kwargs)
+        return cls(path, name=name, **kwargs)
+
+    @staticmethod
+    def list_collections(path: str | os.PathLike) -> list[str]:
+        """Names of the named collections in directory ``path``, sorted (``[]`` when there are none or the
+        directory does not exist). The store in ``path`` itself (``name=None``) is not listed: whether there
+        is one is ``(path / "docs.sqlite").exists()``. A named collection counts once its docs.sqlite exists."""
+        root = Path(path) / COLLECTIONS_DIR
+        if not root.is_dir():
+            return []
+        return sorted(
+            p.name for p in root.iterdir() if _NAME.fullmatch(p.name) and (p / "docs.sqlite").exists()
+        )
+
+    @staticmethod
+    def drop_collection(path: str | os.PathLike, name: str) -> None:
+        """Delete the named collection ``name`` in ``path`` and its files. Raises
+        :class:`CollectionLockedError` while it is open for writing (in this process or another; close it
+        first) and ``FileNotFoundError`` when there is no such collection. The store in ``path`` itself
+        (``name=None``) is not dropped this way (``ValueError``): its directory may hold the named ones."""
+        if name is None:
+            raise ValueError("drop_collection needs a collection name; the directory's own store is not dropped")
+        store = store_directory(path, name)
+        if not (store / "docs.sqlite").exists() and not (store / "index").exists():
+            raise FileNotFoundError(f"no collection named {name!r} in {str(path)!r}")
+        lock = _lock_directory(store)  # CollectionLockedError while a writer holds it
+        try:  # moved aside first: an open of the same name meanwhile starts a new, empty collection
+            gone = store.with_name(f".dropped-{name}-{uuid.uuid4().hex[:8]}")
+            os.rename(store, gone)
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+            lock.close()
+        shutil.rmtree(gone, ignore_errors=True)
 
     def _ensure_text_index(self) -> None:
         """Create the full-text index, or build it once over the stored texts when it is missing or was made
@@ -324,7 +404,7 @@ class Collection:
         fulltext.index_rows(self._db, added)
 
     @classmethod
-    def recover(cls, path: str | os.PathLike, **kwargs: Any) -> dict[str, Any]:
+    def recover(cls, path: str | os.PathLike, *, name: str | None = None, **kwargs: Any) -> dict[str, Any]:
         """Repair a persistent collection whose docs.sqlite or index snapshot is damaged; returns what was
         done (``action``, counts, where the damaged files were moved). ``kwargs`` go to the constructor.
 
@@ -342,7 +422,7 @@ class Collection:
         * both damaged, or docs.sqlite damaged and no snapshot: raises :class:`CorruptStoreError` (restore a
           backup). Nothing damaged: ``action`` is ``"none"``.
         """
-        path = Path(path)
+        path = store_directory(path, name)  # a named collection's store is recovered as a store of its own
         db_file, snap = path / "docs.sqlite", path / "index"
         lock = _lock_directory(path)
         try:
@@ -1407,4 +1487,12 @@ def _lock_directory(path: Path) -> Any:
     return fh
 
 
-__all__ = ["Collection", "CollectionLockedError", "CorruptStoreError", "Hit", "VerifyReport", "copy_collection"]
+__all__ = [
+    "Collection",
+    "CollectionLockedError",
+    "CorruptStoreError",
+    "Hit",
+    "VerifyReport",
+    "copy_collection",
+    "store_directory",
+]

@@ -6,8 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spann_vectorstore import SpannIndex
-from spann_vectorstore import _heads
+from spann_vectorstore import SpannIndex, _heads
 from spann_vectorstore._arena import PostingArena, grow
 from spann_vectorstore._heads import HeadTable
 from spann_vectorstore._idmap import IdMap, VectorTable
@@ -274,7 +273,7 @@ def test_vector_table_segments_and_checked_map(tmp_path):
     damaged[3, 2] += 1
     np.save(fn, damaged)
     t2 = VectorTable.of_arrays(np.load(fn, mmap_mode="r"), (base**2).sum(1), mapped=(fn, array_crc(base)))
-    with pytest.raises(CorruptStoreError, match="v.npy"):
+    with pytest.raises(CorruptStoreError, match=r"v\.npy"):
         t2.check_mapped()
 
 
@@ -285,14 +284,14 @@ def test_views_reject_wrong_arrays_by_name():
     table = HeadTable(D, seed=0)
     table.reset(np.random.default_rng(0).standard_normal((20, D)).astype(np.float32))
     good = table.view()
-    with pytest.raises(TypeError, match="HeadsView.hn2"):
+    with pytest.raises(TypeError, match=r"HeadsView\.hn2"):
         contract.check_view(good._replace(hn2=good.hn2.astype(np.float64)))
-    with pytest.raises(TypeError, match="HeadsView.heads"):
+    with pytest.raises(TypeError, match=r"HeadsView\.heads"):
         contract.check_view(good._replace(heads=np.asfortranarray(good.heads)))
     with pytest.raises(ValueError, match="HeadsView"):
         contract.check_view(good._replace(hn2=good.hn2[:-1]))
     ids = IdMap.of_ids(np.arange(5)).view()
-    with pytest.raises(TypeError, match="IdsView.deleted"):
+    with pytest.raises(TypeError, match=r"IdsView\.deleted"):
         contract.check_view(ids._replace(deleted=ids.deleted.astype(bool)))
 
 
@@ -322,7 +321,7 @@ def test_single_batch_and_preassigned_search_agree(data, monkeypatch, grouped, m
             np.testing.assert_array_equal(one.scores[0], batch.scores[i])
             for name, col in one.stats.items():
                 assert col[0] == batch.stats[name][i], (name, i, kw)
-    heads, dist = idx.probe(xq, 12)
+    heads, _dist = idx.probe(xq, 12)
     assert heads.shape == (len(xq), 12) and (heads >= 0).all()
     two_step = idx.search_preassigned(xq, heads, 10)
     np.testing.assert_array_equal(two_step.ids, idx.search(xq, 10, n_probe=12).ids)

@@ -106,8 +106,10 @@ def test_get_returns_chromas_dict():
         got = store.get()
         assert got == {
             "ids": [f"t{i}" for i in range(6)],
+            "embeddings": None,
             "documents": TEXTS,
             "metadatas": [{"i": i} for i in range(6)],
+            "included": ["documents", "metadatas"],
         }
         assert store.get(limit=2, offset=3)["ids"] == ["t3", "t4"]
         assert store.get(where={"i": {"$gte": 4}})["documents"] == ["delta echo", "golf"]
@@ -115,7 +117,7 @@ def test_get_returns_chromas_dict():
         assert store.get(ids=["t5", "t1", "zz"])["ids"] == ["t5", "t1"]
         assert store.get("t2")["documents"] == ["bravo"]
         emb = store.get(ids=["t0"], include=["embeddings"])
-        assert set(emb) == {"ids", "embeddings"}
+        assert emb["documents"] is None and emb["metadatas"] is None and emb["included"] == ["embeddings"]
         np.testing.assert_allclose(emb["embeddings"][0], WordEmbedding().embed_query("alpha"), rtol=1e-5)
         with pytest.raises(ValueError, match="include"):
             store.get(include=["distances"])

@@ -21,6 +21,8 @@ from langchain_core.vectorstores.utils import maximal_marginal_relevance
 from typing_extensions import Self
 
 from spann_vectorstore import Collection, CollectionLike, Hit, fulltext
+from spann_vectorstore.collection import store_directory
+from spann_vectorstore.interop import carry_over, clean_metadata, is_node_row
 from spann_vectorstore.protocol import check_collection
 from spann_vectorstore.validation import check_metric, positive_int
 
@@ -100,7 +102,9 @@ def _id_list(ids: str | Iterable[str]) -> list[str]:
 
 
 def _to_doc(hit: Hit) -> Document:
-    return Document(id=hit.id, page_content=hit.text or "", metadata=hit.metadata)
+    """The LangChain view of a row: its id, text and the user's metadata (a row written through LlamaIndex
+    without LlamaIndex's internal keys: see :mod:`spann_vectorstore.interop`)."""
+    return Document(id=hit.id, page_content=hit.text or "", metadata=clean_metadata(hit.metadata))
 
 
 class SPANNVectorStore(VectorStore):
@@ -112,6 +116,13 @@ class SPANNVectorStore(VectorStore):
     embedding: the LangChain ``Embeddings`` model used for documents and queries.
     persist_directory: directory of a persistent collection (created, or reopened if it exists); ``None``
         keeps everything in memory. Writes are durable when a call returns.
+    collection_name: a named collection in ``persist_directory`` (as langchain-chroma's and
+        langchain-qdrant's ``collection_name``): several, each with its own metric and dimension, share one
+        directory (``<persist_directory>/collections/<name>/``; list them with
+        ``Collection.list_collections(persist_directory)``). ``None`` (default) is the store in
+        ``persist_directory`` itself. In memory it is only a label.
+    create_collection_if_not_exists: ``False`` raises ``ValueError`` unless the collection exists on disk
+        (langchain-chroma's flag); default ``True`` creates it.
     metric: ``"ip"`` (default; for normalised embeddings, as most models produce), ``"cosine"`` or ``"l2"``.
         A reopened collection keeps the metric it was created with.
     bits: RaBitQ bits per dimension in the index (1, 2, 4 or 8); ``None`` uses the Collection default.
@@ -217,6 +228,7 @@ class SPANNVectorStore(VectorStore):
         embedding: Embeddings,
         *,
         persist_directory: str | os.PathLike | None = None,
+        collection_name: str | None = None,
         metric: str = "ip",
         bits: int | None = None,
         collection: CollectionLike | None = None,
@@ -224,6 +236,7 @@ class SPANNVectorStore(VectorStore):
         hybrid_alpha: float = 0.5,
         fusion: str = "dbsf",
         relevance_score_fn: Callable[[float], float] | None = None,
+        create_collection_if_not_exists: bool = True,
         **collection_kwargs: Any,
     ) -> None:
         if relevance_score_fn is not None and not callable(relevance_score_fn):
@@ -240,7 +253,8 @@ class SPANNVectorStore(VectorStore):
         check_metric(metric)
         if collection is not None:
             collection = check_collection(collection)
-            given = [name for name, v in (("persist_directory", persist_directory), ("bits", bits)) if v is not None]
+            named = (("persist_directory", persist_directory), ("collection_name", collection_name), ("bits", bits))
+            given = [name for name, v in named if v is not None]
             given += list(collection_kwargs)
             if given:
                 msg = f"pass either collection= or options to create one, not both (got {given})"
@@ -250,11 +264,20 @@ class SPANNVectorStore(VectorStore):
                 raise ValueError(msg)
             self._collection: CollectionLike = collection
         else:
+            if not create_collection_if_not_exists:  # langchain-chroma's flag: open an existing one only
+                store = store_directory(persist_directory, collection_name)
+                if store is None or not (store / "docs.sqlite").exists():
+                    what = f"collection {collection_name!r}" if collection_name is not None else "a collection"
+                    msg = f"{what} does not exist in {str(persist_directory)!r} (create_collection_if_not_exists=False)"
+                    raise ValueError(msg)
             opts = dict(collection_kwargs, metric=metric)
             if bits is not None:
                 opts["bits"] = bits
-            self._collection = Collection(persist_directory, **opts)
+            self._collection = Collection(persist_directory, name=collection_name, **opts)
         self.embedding = embedding
+        self.collection_name = collection_name if collection is None else getattr(collection, "name", None)
+        store = self._collection.path if collection is None else None  # named: <dir>/collections/<name>
+        self._persist_directory = Path(store) if store is not None else None
         self._warned_norm = False
 
     # ------------------------------------------------------------------------------------------------------
@@ -297,10 +320,15 @@ class SPANNVectorStore(VectorStore):
 
     def delete_collection(self) -> None:
         """Delete every document and close the store (Chroma's ``delete_collection``): later calls raise. A
-        persistent collection's directory is left in place, holding an empty collection (no directory is
-        removed: the store may not have created it); remove it yourself if you no longer need it."""
+        named persistent collection (``collection_name=``) is dropped with its files
+        (``Collection.drop_collection``). The store in ``persist_directory`` itself is left in place, holding
+        an empty collection (no directory is removed: the store may not have created it, and it may hold
+        named collections); remove it yourself if you no longer need it."""
         self._collection.clear()
         self._collection.close()
+        name, store = getattr(self._collection, "name", None), getattr(self._collection, "path", None)
+        if name is not None and store is not None and isinstance(self._collection, Collection):
+            Collection.drop_collection(Path(store).parent.parent, name)
 
     # ------------------------------------------------------------------------------------------------------
     # writes
@@ -399,7 +427,7 @@ class SPANNVectorStore(VectorStore):
         for s in range(0, len(texts_l), batch_size):
             part = slice(s, s + batch_size)
             vectors = self._matrix(self.embedding.embed_documents(texts_l[part]), len(texts_l[part]))
-            self._collection.add(vectors, texts_l[part], metas[part], ids_l[part])
+            self._collection.add(vectors, texts_l[part], self._keep_nodes(ids_l[part], metas[part]), ids_l[part])
         return ids_l
 
     async def aadd_texts(
@@ -417,8 +445,18 @@ class SPANNVectorStore(VectorStore):
         for s in range(0, len(texts_l), batch_size):
             part = slice(s, s + batch_size)
             vectors = self._matrix(await self.embedding.aembed_documents(texts_l[part]), len(texts_l[part]))
-            await run_in_executor(None, self._collection.add, vectors, texts_l[part], metas[part], ids_l[part])
+            metas_part = await run_in_executor(None, self._keep_nodes, ids_l[part], metas[part])
+            await run_in_executor(None, self._collection.add, vectors, texts_l[part], metas_part, ids_l[part])
         return ids_l
+
+    def _keep_nodes(self, ids: list[str], metas: list[dict]) -> list[dict]:
+        """``metas`` for replacing the rows ``ids``: a row written through LlamaIndex keeps its node identity
+        (reference document, node type, relationships) when LangChain replaces it (see
+        :mod:`spann_vectorstore.interop`)."""
+        old = {h.id: h.metadata for h in self._collection.get(ids) if is_node_row(h.metadata)}
+        if not old:
+            return metas
+        return [carry_over(old[i], m) if i in old else m for i, m in zip(ids, metas)]
 
     @staticmethod
     def _doc_ids(documents: list[Document], ids: Sequence[str | None] | None) -> list[str | None]:
@@ -442,8 +480,14 @@ class SPANNVectorStore(VectorStore):
         return await self.aadd_texts(texts, [d.metadata for d in documents], ids=ids_, **kwargs)
 
     def delete(self, ids: list[str] | None = None, *, filter: dict[str, Any] | None = None, **kwargs: Any) -> bool:
-        """Delete documents by id and/or core filter dict (both: ids that also match). Unknown ids are not an
-        error. To delete everything use ``store.collection.clear()``."""
+        """Delete documents by id and/or core filter dict (both: ids that also match; ``where=`` is accepted
+        for ``filter=``, as langchain-chroma passes it on). Unknown ids are not an error. To delete everything
+        use :meth:`reset_collection`."""
+        if "where" in kwargs:
+            if filter is not None:
+                msg = "delete() takes filter= or where=, not both"
+                raise TypeError(msg)
+            filter = kwargs.pop("where")
         _no_extra(kwargs, "delete")
         if ids is None and filter is None:
             msg = "delete() needs ids or filter; use store.collection.clear() to delete everything"
@@ -486,9 +530,10 @@ class SPANNVectorStore(VectorStore):
         where_document: dict[str, Any] | None = None,
         include: list[str] | None = None,
     ) -> dict[str, Any]:
-        """Documents as Chroma's ``get`` returns them: ``{"ids": [...], "documents": [...], "metadatas":
-        [...]}`` (and ``"embeddings"``, lists of floats, when ``include`` names them; ``include`` picks among
-        ``"documents"``, ``"metadatas"``, ``"embeddings"``, default the first two; ``ids`` always come back).
+        """Documents as Chroma's ``get`` returns them: ``{"ids": [...], "embeddings": None, "documents": [...],
+        "metadatas": [...], "included": [...]}``; ``include`` picks among ``"documents"``, ``"metadatas"`` and
+        ``"embeddings"`` (lists of floats), default the first two; a part not included is ``None``, ``ids``
+        always come back.
         By ``ids`` (in the order given, unknown ones skipped) and/or ``where`` (a core filter dict) and
         ``where_document``; in insertion order otherwise; ``offset`` skips, ``limit`` caps."""
         include = ["documents", "metadatas"] if include is None else list(include)
@@ -501,14 +546,13 @@ class SPANNVectorStore(VectorStore):
         hits = self._collection.get(
             _id_list(ids) if ids is not None else None, include_vectors="embeddings" in include, **opts
         )
-        out: dict[str, Any] = {"ids": [h.id for h in hits]}
-        if "documents" in include:
-            out["documents"] = [h.text for h in hits]
-        if "metadatas" in include:
-            out["metadatas"] = [h.metadata for h in hits]
-        if "embeddings" in include:
-            out["embeddings"] = [h.vector.tolist() for h in hits]
-        return out
+        return {
+            "ids": [h.id for h in hits],
+            "embeddings": [h.vector.tolist() for h in hits] if "embeddings" in include else None,
+            "documents": [h.text for h in hits] if "documents" in include else None,
+            "metadatas": [clean_metadata(h.metadata) for h in hits] if "metadatas" in include else None,
+            "included": include,
+        }
 
     def get_by_ids(self, ids: Sequence[str], /) -> list[Document]:
         """Documents for ``ids`` in the order given; missing ids are skipped."""
@@ -630,6 +674,15 @@ class SPANNVectorStore(VectorStore):
         vector = self.embedding.embed_query(query) if self._needs_vector() else None
         return [(_to_doc(h), h.score) for h in self._mode_search(query, vector, k, filter, **kwargs)]
 
+    def similarity_search_with_vectors(
+        self, query: str, k: int = 4, filter: Filter = None, **kwargs: Any
+    ) -> list[tuple[Document, np.ndarray]]:
+        """Documents for ``query`` in the retrieval mode with their stored vectors (float32 arrays), as Chroma's
+        method of this name."""
+        vector = self.embedding.embed_query(query) if self._needs_vector() else None
+        hits = self._mode_search(query, vector, k, filter, include_vectors=True, **kwargs)
+        return [(_to_doc(h), h.vector) for h in hits]
+
     def similarity_search_by_vector(
         self, embedding: list[float], k: int = 4, filter: Filter = None, **kwargs: Any
     ) -> list[Document]:
@@ -662,6 +715,12 @@ class SPANNVectorStore(VectorStore):
     ) -> list[Document]:
         return await run_in_executor(None, self.similarity_search_by_vector, embedding, k, filter, **kwargs)
 
+    async def asimilarity_search_with_score_by_vector(
+        self, embedding: list[float], k: int = 4, filter: Filter = None, **kwargs: Any
+    ) -> list[tuple[Document, float]]:
+        search = partial(self.similarity_search_with_score_by_vector, embedding, k, filter, **kwargs)
+        return await run_in_executor(None, search)
+
     async def asimilarity_search(self, query: str, k: int = 4, filter: Filter = None, **kwargs: Any) -> list[Document]:
         return [doc for doc, _ in await self.asimilarity_search_with_score(query, k, filter, **kwargs)]
 
@@ -677,6 +736,19 @@ class SPANNVectorStore(VectorStore):
     ) -> list[Document]:
         """``fetch_k`` candidates (after the filter; for a text ``query`` in the retrieval mode, else dense),
         then ``k`` of them chosen by maximal marginal relevance to ``embedding``."""
+        return [doc for doc, _ in self._mmr_scored(query, embedding, k, fetch_k, lambda_mult, filter, kwargs)]
+
+    def _mmr_scored(
+        self,
+        query: str | None,
+        embedding: list[float],
+        k: int,
+        fetch_k: int,
+        lambda_mult: float,
+        filter: Filter,
+        kwargs: dict[str, Any],
+    ) -> list[tuple[Document, float]]:
+        """:meth:`_mmr` with each chosen document's native score from the candidate search."""
         if not 0.0 <= lambda_mult <= 1.0:
             msg = f"lambda_mult must be in [0, 1], got {lambda_mult!r}"
             raise ValueError(msg)
@@ -687,7 +759,32 @@ class SPANNVectorStore(VectorStore):
         if not hits:
             return []
         chosen = maximal_marginal_relevance(vector, [h.vector for h in hits], lambda_mult=lambda_mult, k=k)
-        return [_to_doc(hits[i]) for i in chosen]
+        return [(_to_doc(hits[i]), float(hits[i].score)) for i in chosen]
+
+    def max_marginal_relevance_search_with_score_by_vector(
+        self,
+        embedding: list[float],
+        k: int = 4,
+        fetch_k: int = 20,
+        lambda_mult: float = 0.5,
+        filter: Filter = None,
+        **kwargs: Any,
+    ) -> list[tuple[Document, float]]:
+        """:meth:`max_marginal_relevance_search_by_vector` with each document's native score (as
+        langchain-qdrant's method of this name)."""
+        return self._mmr_scored(None, embedding, k, fetch_k, lambda_mult, filter, kwargs)
+
+    async def amax_marginal_relevance_search_with_score_by_vector(
+        self,
+        embedding: list[float],
+        k: int = 4,
+        fetch_k: int = 20,
+        lambda_mult: float = 0.5,
+        filter: Filter = None,
+        **kwargs: Any,
+    ) -> list[tuple[Document, float]]:
+        search = partial(self._mmr_scored, None, embedding, k, fetch_k, lambda_mult, filter, kwargs)
+        return await run_in_executor(None, search)
 
     def max_marginal_relevance_search_by_vector(
         self,

@@ -102,7 +102,7 @@ class CodecView(_CodecView):
 class SearchParams(_SearchParams):
     __doc__ = _SearchParams.__doc__
 
-    def __new__(cls, k, n_probe, g_probe, max_dist_ratio, min_allowed, eps0, alpha):  # noqa: D102
+    def __new__(cls, k, n_probe, g_probe, max_dist_ratio, min_allowed, eps0, alpha):
         # exact Python types: the Numba type of every instance is the one declared below
         return super().__new__(
             cls, int(k), int(n_probe), int(g_probe), float(max_dist_ratio), int(min_allowed), float(eps0), float(alpha)
@@ -171,7 +171,9 @@ def check_view(view: tuple) -> tuple:
         arr = getattr(view, name)
         if type(arr) is not np.ndarray or arr.dtype != dtype or arr.ndim != ndim or not arr.flags.c_contiguous:
             got = f"{type(arr).__name__} {getattr(arr, 'dtype', '?')} {getattr(arr, 'ndim', '?')}-D"
-            raise TypeError(f"{type(view).__name__}.{name} must be a C-contiguous {ndim}-D {np.dtype(dtype)} array, got {got}")
+            raise TypeError(
+                f"{type(view).__name__}.{name} must be a C-contiguous {ndim}-D {np.dtype(dtype)} array, got {got}"
+            )
     if isinstance(view, HeadsView):
         h = view.heads.shape[0]
         if view.hn2.shape[0] != h or view.heads16.shape[0] != h or view.g_start.shape[0] != view.g_cent.shape[0] + 1:

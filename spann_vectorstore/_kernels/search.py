@@ -102,7 +102,6 @@ def _head_scores(q, heads, hn2):
     return ip, dist
 
 
-
 @intrinsic
 def _dot4_f16(typingctx, q_addr, r0, r1, r2, r3, n8):
     """<q, row> for four float16 rows (F16C ``vcvtph2ps``): q float32; q and rows hold ``n8`` chunks of 8."""

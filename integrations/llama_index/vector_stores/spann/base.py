@@ -5,6 +5,10 @@ the text, its embedding the vector, and ``node_to_metadata_dict(node, remove_tex
 metadata therefore stays top-level and filterable, next to ``_node_content`` (the node without its text, for an
 exact round trip), ``_node_type`` and ``ref_doc_id``/``doc_id``/``document_id``.
 
+A directory is shared with LangChain (:mod:`spann_vectorstore.interop`): a row written without LlamaIndex (no
+``_node_content``) is read as a ``TextNode`` with the row's metadata, whose ``node_id`` and ``ref_doc_id`` are
+both the row id, so ``delete``/``delete_ref_doc`` and ``doc_ids`` reach it; LangChain hides the five keys above.
+
 The wrapped object only needs the Collection's public methods (``add``, ``search``, ``get``, ``delete``,
 ``count``, ``clear``, ``close``, ``dim``, ``metric``), so a sharded collection with the same protocol works too.
 
@@ -56,7 +60,7 @@ from typing import Any
 import numpy as np
 from llama_index.core.bridge.pydantic import PrivateAttr
 from llama_index.core.indices.query.embedding_utils import get_top_k_mmr_embeddings
-from llama_index.core.schema import BaseNode, MetadataMode, TextNode
+from llama_index.core.schema import BaseNode, MetadataMode, NodeRelationship, RelatedNodeInfo, TextNode
 from llama_index.core.vector_stores.types import (
     DEFAULT_PERSIST_DIR,
     DEFAULT_PERSIST_FNAME,
@@ -72,6 +76,8 @@ from llama_index.core.vector_stores.types import (
 from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_metadata_dict
 
 from spann_vectorstore import Collection, CollectionLike, fulltext
+from spann_vectorstore.collection import store_directory
+from spann_vectorstore.interop import is_node_row, ref_doc_filter
 from spann_vectorstore.protocol import check_collection
 from spann_vectorstore.validation import positive_int
 
@@ -210,6 +216,11 @@ class SPANNVectorStore(BasePydanticVectorStore):
     persist_dir: directory of a durable Collection (created or reopened); ``None`` keeps it in memory.
         Every ``add``/``delete`` is on disk when it returns; :meth:`persist` is only needed to write a copy
         elsewhere (``StorageContext.persist``).
+    collection_name: a named collection in ``persist_dir`` (as the Qdrant and Chroma stores'
+        ``collection_name``): several, each with its own metric and dimension, share one directory
+        (``<persist_dir>/collections/<name>/``; ``Collection.list_collections(persist_dir)`` lists them,
+        ``Collection.drop_collection(persist_dir, name)`` drops one). ``None`` (default) is the store in
+        ``persist_dir`` itself. In memory it is only a label.
     metric: ``"ip"`` (normalised embeddings, the default), ``"cosine"`` or ``"l2"``.
     bits: RaBitQ bits per dimension of the index codes (1, 2, 4, 8).
     collection: an existing Collection (or an object with the same public methods) instead of creating one;
@@ -228,6 +239,7 @@ class SPANNVectorStore(BasePydanticVectorStore):
     flat_metadata: bool = False
 
     persist_dir: str | None = None
+    collection_name: str | None = None
     metric: str = "ip"
     bits: int = 1
     fusion: str = "dbsf"
@@ -239,6 +251,7 @@ class SPANNVectorStore(BasePydanticVectorStore):
         self,
         persist_dir: str | os.PathLike | None = None,
         *,
+        collection_name: str | None = None,
         metric: str = "ip",
         bits: int = 1,
         collection: CollectionLike | None = None,
@@ -246,10 +259,10 @@ class SPANNVectorStore(BasePydanticVectorStore):
         **collection_kwargs: Any,
     ) -> None:
         fulltext.check_fusion(fusion, 0.5)
-        if collection is not None and (persist_dir is not None or collection_kwargs):
-            raise ValueError("pass either collection= or persist_dir/collection options, not both")
+        if collection is not None and (persist_dir is not None or collection_name is not None or collection_kwargs):
+            raise ValueError("pass either collection= or persist_dir/collection_name/collection options, not both")
         if collection is None:
-            collection = Collection(persist_dir, metric=metric, bits=bits, **collection_kwargs)
+            collection = Collection(persist_dir, name=collection_name, metric=metric, bits=bits, **collection_kwargs)
             owns = True
             path = collection.path
         else:
@@ -257,7 +270,8 @@ class SPANNVectorStore(BasePydanticVectorStore):
             owns = False
             path = collection.path
         super().__init__(
-            persist_dir=str(path) if path is not None else None,
+            persist_dir=str(path) if path is not None else None,  # the store's own directory
+            collection_name=getattr(collection, "name", None),
             metric=str(collection.metric),
             bits=int(collection.stats().get("bits", bits)),
             fusion=fusion,
@@ -325,10 +339,11 @@ class SPANNVectorStore(BasePydanticVectorStore):
         return [n.node_id for n in nodes]
 
     def delete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
-        """Delete every node of the reference document ``ref_doc_id``."""
+        """Delete every node of the reference document ``ref_doc_id`` (a document written without LlamaIndex
+        is its own reference document)."""
         if not isinstance(ref_doc_id, str):
             raise ValueError(f"ref_doc_id must be a string, got {ref_doc_id!r}")
-        self._collection.delete(filter={REF_DOC_KEY: {"$eq": ref_doc_id}})
+        self._collection.delete(filter=ref_doc_filter([ref_doc_id]))
 
     def delete_nodes(
         self,
@@ -349,8 +364,9 @@ class SPANNVectorStore(BasePydanticVectorStore):
             return
         self._collection.delete(ids=ids, filter=flt)
 
-    def clear(self) -> None:
-        """Delete every node (the dimension and settings are kept)."""
+    def clear(self, **kwargs: Any) -> None:
+        """Delete every node (the dimension and settings are kept). Extra keyword arguments (such as the
+        ``index_id`` llama-index passes to some stores) are accepted and ignored, as by the Chroma store."""
         self._collection.clear()
 
     # ------------------------------------------------------------------------------------------------------
@@ -360,8 +376,10 @@ class SPANNVectorStore(BasePydanticVectorStore):
         self,
         node_ids: list[str] | None = None,
         filters: MetadataFilters | None = None,
+        **kwargs: Any,
     ) -> list[BaseNode]:
-        """Nodes by id (in the order given, unknown ids skipped) and/or by filters; all nodes with neither."""
+        """Nodes by id (in the order given, unknown ids skipped) and/or by filters; all nodes with neither.
+        Extra keyword arguments (``index_id``, ...) are accepted and ignored, as by the Chroma store."""
         ids = _id_list(node_ids)
         if ids is not None and not ids:
             return []
@@ -383,7 +401,7 @@ class SPANNVectorStore(BasePydanticVectorStore):
         doc_ids, node_ids = _id_list(query.doc_ids, "doc_ids"), _id_list(query.node_ids)
         flt = _and(
             metadata_filters_to_dict(query.filters),
-            {REF_DOC_KEY: {"$in": doc_ids}} if doc_ids is not None else None,
+            ref_doc_filter(doc_ids) if doc_ids is not None else None,
             {"$id": {"$in": node_ids}} if node_ids else None,  # retrievers pass node_ids=[] for "all"
         )
         if mode in _TEXT_MODES or mode == VectorStoreQueryMode.HYBRID:
@@ -513,10 +531,11 @@ class SPANNVectorStore(BasePydanticVectorStore):
         self,
         node_ids: list[str] | None = None,
         filters: MetadataFilters | None = None,
+        **kwargs: Any,
     ) -> list[BaseNode]:
         return await asyncio.to_thread(self.get_nodes, node_ids, filters)
 
-    async def aclear(self) -> None:
+    async def aclear(self, **kwargs: Any) -> None:
         await asyncio.to_thread(self.clear)
 
     async def aquery(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
@@ -544,18 +563,20 @@ class SPANNVectorStore(BasePydanticVectorStore):
         here = self._collection.path if isinstance(self._collection, Collection) else None  # others: a copy
         here = Path(here).resolve() if here is not None else None
         copy_dir = manifest.with_name(manifest.name.removesuffix(".json") + ".spann")
-        if here is not None and here == manifest.parent.resolve():
-            rel = "."
+        name = self.collection_name if here is not None else None
+        if here is not None and here == store_directory(manifest.parent, name).resolve():
+            rel = "."  # the collection (named or not) of this directory: durable as it is
         elif here is not None and here == copy_dir.resolve():
-            rel = copy_dir.name
+            rel, name = copy_dir.name, None
         else:
             self._collection.copy_to(copy_dir, overwrite=True)
-            rel = copy_dir.name
+            rel, name = copy_dir.name, None
         doc = {
             "format": MANIFEST_FORMAT,
             "version": MANIFEST_VERSION,
             "class_name": self.class_name(),
             "collection": rel,
+            "collection_name": name,
             "metric": self.metric,
             "bits": self.bits,
             "fusion": self.fusion,
@@ -573,8 +594,11 @@ class SPANNVectorStore(BasePydanticVectorStore):
         _check_local_fs(fs)
         path = Path(persist_path)
         if path.is_dir():
-            if not (path / "docs.sqlite").exists():
-                raise FileNotFoundError(f"no SPANNVectorStore collection in {str(path)!r}")
+            if not (store_directory(path, kwargs.get("collection_name")) / "docs.sqlite").exists():
+                named = kwargs.get("collection_name")
+                raise FileNotFoundError(
+                    f"no SPANNVectorStore collection{f' named {named!r}' if named else ''} in {str(path)!r}"
+                )
             return cls(path, **kwargs)
         if not path.is_file():
             raise FileNotFoundError(f"no SPANNVectorStore at {str(path)!r}")
@@ -587,9 +611,11 @@ class SPANNVectorStore(BasePydanticVectorStore):
         if doc.get("version") != MANIFEST_VERSION:
             raise ValueError(f"unsupported SPANNVectorStore manifest version {doc.get('version')!r}")
         where = (path.parent / doc["collection"]).resolve()
-        if not (where / "docs.sqlite").exists():
-            raise FileNotFoundError(f"the manifest {str(path)!r} names {str(where)!r}, which holds no collection")
         saved = {"fusion": doc["fusion"]} if "fusion" in doc else {}
+        if doc.get("collection_name") is not None:
+            saved["collection_name"] = doc["collection_name"]
+        if not (store_directory(where, saved.get("collection_name")) / "docs.sqlite").exists():
+            raise FileNotFoundError(f"the manifest {str(path)!r} names {str(where)!r}, which holds no collection")
         return cls(where, metric=doc["metric"], bits=int(doc["bits"]), **{**saved, **kwargs})
 
     @classmethod
@@ -606,9 +632,30 @@ class SPANNVectorStore(BasePydanticVectorStore):
         manifest = Path(persist_dir) / f"{namespace}{NAMESPACE_SEP}{DEFAULT_PERSIST_FNAME}"
         if manifest.is_file():
             return cls.from_persist_path(manifest, **kwargs)
-        if (Path(persist_dir) / "docs.sqlite").exists():
+        if (store_directory(persist_dir, kwargs.get("collection_name")) / "docs.sqlite").exists():
             return cls.from_persist_path(persist_dir, **kwargs)
         raise FileNotFoundError(f"no SPANNVectorStore in {str(persist_dir)!r} (looked for {manifest.name})")
+
+    @classmethod
+    def from_namespaced_persist_dir(
+        cls, persist_dir: str | os.PathLike = DEFAULT_PERSIST_DIR, fs: Any = None, **kwargs: Any
+    ) -> dict[str, SPANNVectorStore]:
+        """Every store persisted in ``persist_dir`` by namespace (``{namespace}__vector_store.json``
+        manifests written by :meth:`persist`), as ``SimpleVectorStore.from_namespaced_persist_dir``. Each
+        opens its collection: close them when done."""
+        _check_local_fs(fs)
+        out: dict[str, SPANNVectorStore] = {}
+        suffix = f"{NAMESPACE_SEP}{DEFAULT_PERSIST_FNAME}"
+        for manifest in sorted(Path(persist_dir).glob(f"*{suffix}")):
+            try:
+                doc = json.loads(manifest.read_text(encoding="utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                continue
+            if isinstance(doc, dict) and doc.get("format") == MANIFEST_FORMAT:
+                out[manifest.name.removesuffix(suffix)] = cls.from_persist_path(manifest, **kwargs)
+        if not out:
+            raise FileNotFoundError(f"no SPANNVectorStore manifests in {str(persist_dir)!r}")
+        return out
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -628,11 +675,12 @@ def _id_list(ids: Any, name: str = "node_ids") -> list[str] | None:
 
 def _hit_to_node(hit: Any, *, embedding: bool = False) -> BaseNode:
     """The stored node (with its embedding when ``embedding``); a document added without LlamaIndex (no
-    ``_node_content``) becomes a ``TextNode``."""
-    if "_node_content" in hit.metadata:
+    ``_node_content``) becomes a ``TextNode`` that is its own reference document (``ref_doc_id`` = its id)."""
+    if is_node_row(hit.metadata):
         node = metadata_dict_to_node(hit.metadata, text=hit.text)
     else:
-        node = TextNode(id_=hit.id, text=hit.text or "", metadata=dict(hit.metadata))
+        source = {NodeRelationship.SOURCE: RelatedNodeInfo(node_id=hit.id)}
+        node = TextNode(id_=hit.id, text=hit.text or "", metadata=dict(hit.metadata), relationships=source)
     if embedding and hit.vector is not None:
         node.embedding = [float(x) for x in hit.vector]
     return node

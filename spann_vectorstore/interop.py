@@ -1,0 +1,94 @@
+"""One directory, both frameworks: how LangChain and LlamaIndex documents share a collection.
+
+A collection row is ``id``, ``text``, ``vector`` and a metadata dict. The format is neutral:
+
+* The user's metadata is top-level in every row, whichever framework wrote it, so a filter on ``source``
+  means the same from LangChain, LlamaIndex and the core.
+* A row written through LlamaIndex also carries the five keys llama-index's own Chroma/Qdrant stores write
+  (:data:`LLAMA_INDEX_KEYS`: ``_node_content``, the node without its text as JSON, ``_node_type``, and its
+  reference document id under ``ref_doc_id``, ``doc_id`` and ``document_id``). ``_node_content`` marks such
+  a row ("a node row"); a row without it is a plain document (written through LangChain or the core).
+* LangChain sees clean metadata: :func:`clean_metadata` drops the five keys of a node row (keeping a user
+  key of the same name from the node's own metadata). ``Document.id`` is the row id (the node id).
+* LlamaIndex reads a plain row as a ``TextNode`` whose ``node_id`` is the row id and whose ``ref_doc_id``
+  is that same id (each plain document is its own source document), so ``delete_ref_doc(id)`` and
+  ``doc_ids=[id]`` reach it: :func:`ref_doc_filter` matches node rows by ``ref_doc_id`` and plain rows by id.
+* A LangChain write that replaces a node row (same id) keeps its node identity (:func:`carry_over`): the
+  reference document, node type and relationships stay, the text and user metadata are the new ones.
+
+Stores written before this module existed have exactly this layout (both adapters already wrote it), so they
+need no migration.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+#: What LlamaIndex stores beside the user's metadata (``node_to_metadata_dict``).
+LLAMA_INDEX_KEYS = ("_node_content", "_node_type", "document_id", "doc_id", "ref_doc_id")
+_REF_KEYS = ("document_id", "doc_id", "ref_doc_id")
+NODE_MARK = "_node_content"
+
+
+def is_node_row(metadata: dict[str, Any]) -> bool:
+    """Whether ``metadata`` is that of a row written through LlamaIndex."""
+    return isinstance(metadata.get(NODE_MARK), str)
+
+
+def _node_json(metadata: dict[str, Any]) -> dict[str, Any] | None:
+    try:
+        node = json.loads(metadata[NODE_MARK])
+    except (TypeError, ValueError, KeyError):
+        return None
+    return node if isinstance(node, dict) else None
+
+
+def clean_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
+    """The user's metadata of a row: a node row without LlamaIndex's five keys (a user key of one of those
+    names, which LlamaIndex overwrites at the top level, comes back from the node's own metadata); a plain
+    row's metadata as it is."""
+    if not is_node_row(metadata):
+        return metadata
+    out = {k: v for k, v in metadata.items() if k not in LLAMA_INDEX_KEYS}
+    content = metadata[NODE_MARK]
+    if "doc_id" in content or "document_id" in content:  # cheap test before parsing the node JSON
+        node = _node_json(metadata)
+        inner = node.get("metadata") if node else None
+        if isinstance(inner, dict):
+            out.update({k: inner[k] for k in _REF_KEYS if k in inner})
+    return out
+
+
+def ref_doc_filter(ref_doc_ids: Sequence[str]) -> dict[str, Any]:
+    """A core filter for the rows of these reference documents: node rows by their ``ref_doc_id``, plain
+    rows by their own id."""
+    ids = list(ref_doc_ids)
+    return {
+        "$or": [
+            {"$and": [{NODE_MARK: {"$exists": True}}, {"ref_doc_id": {"$in": ids}}]},
+            {"$and": [{NODE_MARK: {"$exists": False}}, {"$id": {"$in": ids}}]},
+        ]
+    }
+
+
+def carry_over(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """Metadata for replacing a row whose metadata was ``old`` with user metadata ``new``: ``new`` as it is
+    for a plain row; for a node row, ``new`` plus the node's identity (its JSON with ``new`` as the node's
+    metadata, its type and reference document)."""
+    if not is_node_row(old):
+        return new
+    node = _node_json(old)
+    if node is None:
+        return new
+    node["metadata"] = dict(new)
+    out = dict(new)
+    out[NODE_MARK] = json.dumps(node)
+    for key in ("_node_type", *_REF_KEYS):
+        if key in old:
+            out[key] = old[key]
+    return out
+
+
+__all__ = ["LLAMA_INDEX_KEYS", "carry_over", "clean_metadata", "is_node_row", "ref_doc_filter"]
