@@ -220,6 +220,7 @@ class _Follower:
         self.vec_size = 0
         self.refresh_lock = threading.Lock()
         self.loader_lock = threading.Lock()
+        self.fd_lock = threading.Lock()  # vec_fd is replaced by the loader thread while searches check it
         self.loader: threading.Thread | None = None
         self.error: BaseException | None = None  # the last failed snapshot load (the current index stays)
         self.swaps = 0  # snapshots loaded and swapped in since the open
@@ -690,15 +691,17 @@ class Collection(metaclass=_SharedOpen):
         """Keep the mapped vectors file open to check its size before each search: a file truncated under a
         mapping would kill the process (SIGBUS) on the next read of a lost page."""
         fl = self._follower
-        if fl.vec_fd is not None:
-            os.close(fl.vec_fd)
-            fl.vec_fd = None
-        snap_dir = getattr(idx, "_snap_dir", None)
-        if snap_dir is None or not getattr(idx, "_mmapped", False):
-            return
-        with contextlib.suppress(OSError):  # already replaced by a newer snapshot: nothing left to truncate
-            fl.vec_fd = os.open(snap_dir / "vectors.npy", os.O_RDONLY)
-            fl.vec_size = os.fstat(fl.vec_fd).st_size
+        with fl.fd_lock:
+            if fl.vec_fd is not None:
+                os.close(fl.vec_fd)
+                fl.vec_fd = None
+            snap_dir = getattr(idx, "_snap_dir", None)
+            if snap_dir is None or not getattr(idx, "_mmapped", False):
+                return
+            with contextlib.suppress(OSError):  # already replaced by a newer snapshot: nothing left to truncate
+                fd = os.open(snap_dir / "vectors.npy", os.O_RDONLY)
+                fl.vec_size = os.fstat(fd).st_size
+                fl.vec_fd = fd
 
     def _check_files(self) -> None:
         fl = self._follower
@@ -713,7 +716,9 @@ class Collection(metaclass=_SharedOpen):
                 "open (directory deleted, restored or recovered?): close this handle and open the collection again"
             )
             raise CorruptStoreError(msg)
-        if fl.vec_fd is not None and os.fstat(fl.vec_fd).st_size != fl.vec_size:
+        with fl.fd_lock:
+            changed = fl.vec_fd is not None and os.fstat(fl.vec_fd).st_size != fl.vec_size
+        if changed:
             msg = (
                 f"the memory-mapped index vectors of {str(self.path)!r} changed size under this reader (truncated "
                 f"on disk?); reading them could kill the process, so this handle stops: {RECOVER_INDEX}"
@@ -856,9 +861,10 @@ class Collection(metaclass=_SharedOpen):
             self._closed = True
             if self._db is not None:
                 self._db.close()
-            if fl.vec_fd is not None:
-                os.close(fl.vec_fd)
-                fl.vec_fd = None
+            with fl.fd_lock:
+                if fl.vec_fd is not None:
+                    os.close(fl.vec_fd)
+                    fl.vec_fd = None
 
     # ------------------------------------------------------------------------------------------------------
     # index maintenance
