@@ -359,7 +359,7 @@ class Collection(metaclass=_SharedOpen):
     ) -> None:
         """Open (or create) docs.sqlite and the index; part of ``__init__``, with the process lock held."""
         if self.read_only:
-            return self._open_read_only(n_probe)
+            return self._open_read_only(dim, metric, bits, n_probe)
         if self.path is not None:
             self._db = open_database(self.path)
         else:
@@ -633,7 +633,7 @@ class Collection(metaclass=_SharedOpen):
     # ------------------------------------------------------------------------------------------------------
     # read-only handles: open, catch up with the writer, follow its snapshots
     # ------------------------------------------------------------------------------------------------------
-    def _open_read_only(self, n_probe: int | None) -> None:
+    def _open_read_only(self, dim: int | None, metric: str, bits: int, n_probe: int | None) -> None:
         """Open an existing collection without the lock and without writing (see ``read_only``)."""
         fl = self._follower = _Follower()
         db_file = self.path / "docs.sqlite"
@@ -641,7 +641,12 @@ class Collection(metaclass=_SharedOpen):
             raise FileNotFoundError(f"no collection at {str(self.path)!r}")
         self._db = open_database(self.path, read_only=True)
         fl.db_ino = os.stat(db_file).st_ino
-        self._cfg = json.loads(self._db.execute("SELECT value FROM settings WHERE key = 'config'").fetchone()[0])
+        self._cfg = cfg = json.loads(self._db.execute("SELECT value FROM settings WHERE key = 'config'").fetchone()[0])
+        for key, given, default in (("metric", metric, "ip"), ("bits", bits, 1)):  # as a writer's open checks
+            if given != default and cfg[key] != (METRICS[given.lower()] if key == "metric" else given):
+                raise ValueError(f"collection at {str(self.path)!r} was created with {key}={cfg[key]!r}")
+        if dim is not None and cfg["dim"] is not None and int(dim) != cfg["dim"]:
+            raise ValueError(f"collection at {str(self.path)!r} has dim {cfg['dim']}, not {dim}")
         want = json.dumps({"version": fulltext.VERSION, "tokenizer": fulltext.TOKENIZER})
         row = self._db.execute("SELECT value FROM settings WHERE key = 'fts'").fetchone()
         self._fts = fulltext.available() and row is not None and row[0] == want  # a reader cannot build it

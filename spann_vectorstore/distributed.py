@@ -72,6 +72,7 @@ from .collection import (
     Collection,
     CollectionLockedError,
     Hit,
+    ReadOnlyError,
     _check_k,
     _seq,
     _texts_arg,
@@ -307,6 +308,10 @@ class ShardedCollection:
         and any restart of it, runs where its files are. Stored in ``sharding.json`` and reused on reopen.
     actor_options: Ray actor options overriding :data:`DEFAULT_ACTOR_OPTIONS` (``num_cpus``, ``memory``,
         ``resources``, ``max_task_retries``, ``scheduling_strategy``, ...).
+    read_only: open an existing sharded collection for queries only (a query-only driver beside the one
+        that writes): every shard is a read-only :class:`~spann_vectorstore.Collection` (no lock, nothing
+        written, ``sharding.json`` included), following the writer's commits before each search; ``add``,
+        ``delete``, ``clear`` and ``optimize`` raise :class:`~spann_vectorstore.ReadOnlyError`.
 
     Writes are acknowledged when every shard holding part of them has committed; reads and searches see
     every acknowledged write. ``get`` without ids returns shard by shard (each in insertion order): there is
@@ -328,11 +333,17 @@ class ShardedCollection:
         index_options: dict[str, Any] | None = None,
         node_ids: Sequence[str] | None = None,
         actor_options: dict[str, Any] | None = None,
+        read_only: bool = False,
     ) -> None:
         if not isinstance(metric, str) or metric.lower() not in METRICS:
             raise ValueError(f"unknown metric {metric!r}; expected one of 'ip', 'cosine', 'l2'")
+        if not isinstance(read_only, bool):
+            raise TypeError(f"read_only must be True or False, got {read_only!r}")
         self._closed = True
+        self.read_only = read_only
         self.path = _local_path(path)
+        if read_only and not (self.path / LAYOUT_FILE).exists():
+            raise FileNotFoundError(f"no sharded collection at {str(self.path)!r} (a read-only open never creates one)")
         layout = self._layout(num_shards, node_ids)
         self.num_shards: int = layout["num_shards"]
         self.node_ids: list[str] | None = layout["node_ids"]
@@ -347,6 +358,8 @@ class ShardedCollection:
             "index_options": index_options,
             "progress": False,
         }
+        if read_only:
+            options["read_only"] = True
         self._actors: list[Any] = []
         try:
             for i in range(self.num_shards):
@@ -385,7 +398,8 @@ class ShardedCollection:
                 raise ValueError(msg)
             if node_ids is not None and list(node_ids) != layout.get("node_ids"):
                 layout["node_ids"] = list(node_ids)  # the shards' files were moved to other nodes
-                _write_json(file, layout)
+                if not self.read_only:
+                    _write_json(file, layout)
             return layout
         if isinstance(num_shards, bool) or not isinstance(num_shards, int) or num_shards < 1:
             msg = f"num_shards must be a positive integer for a new sharded collection, got {num_shards!r}"
@@ -442,6 +456,12 @@ class ShardedCollection:
         if self._closed:
             raise RuntimeError("collection is closed")
 
+    def _check_writable(self, what: str) -> None:
+        self._check_open()
+        if self.read_only:
+            msg = f"sharded collection at {str(self.path)!r} is open read-only: {what}() is not allowed (nothing was changed)"
+            raise ReadOnlyError(msg)
+
     @property
     def actors(self) -> list[Any]:
         """The shard actor handles (shard ``i`` holds the ids with ``shard_for(id, num_shards) == i``)."""
@@ -474,7 +494,7 @@ class ShardedCollection:
         As :meth:`Collection.add`; the whole call is validated before any shard is written. A shard lost
         beyond Ray's retries can leave part of a batch written: repeating the call is safe (upsert by id).
         """
-        self._check_open()
+        self._check_writable("add")
         x, texts_l, metas_l, ids_l = _prepare(vectors, texts, metadatas, ids, self._dim, self._metric)
         _write(self._actors, x, texts_l, metas_l, ids_l)
         if self._dim is None:
@@ -490,7 +510,7 @@ class ShardedCollection:
     ) -> int:
         """Delete by id and/or filter / ``where_document`` (both: ids that also match); returns how many. Ids
         go only to their shards, a filter to all. Neither given: nothing is deleted (use :meth:`clear`)."""
-        self._check_open()
+        self._check_writable("delete")
         filter = _filter(filter, where_document)
         if ids is None and filter is None:
             return 0
@@ -506,12 +526,12 @@ class ShardedCollection:
 
     def clear(self) -> None:
         """Delete every document on every shard (settings and dimension are kept)."""
-        self._check_open()
+        self._check_writable("clear")
         _get([a.clear.remote() for a in self._actors])
 
     def optimize(self) -> None:
         """Rebuild every shard's index from scratch (in parallel)."""
-        self._check_open()
+        self._check_writable("optimize")
         _get([a.optimize.remote() for a in self._actors])
 
     # ------------------------------------------------------------------------------------------------------
