@@ -21,7 +21,7 @@ from langchain_core.vectorstores import VectorStore
 from langchain_core.vectorstores.utils import maximal_marginal_relevance
 from typing_extensions import Self
 
-from spann_vectorstore import Collection, Hit, fulltext
+from spann_vectorstore import Collection, CollectionLockedError, Hit, ReadOnlyError, fulltext
 from spann_vectorstore.index import METRICS
 
 #: A metadata filter: the core filter dict (see :mod:`spann_vectorstore.filters`) or a predicate on documents.
@@ -116,7 +116,12 @@ class SPANNVectorStore(VectorStore):
         A reopened collection keeps the metric it was created with.
     bits: RaBitQ bits per dimension in the index (1, 2, 4 or 8); ``None`` uses the Collection default.
     collection: an existing ``Collection`` (or an object with the same public methods, such as a sharded
-        collection) to wrap instead of creating one; then no other collection option may be given.
+        collection) to wrap instead of creating one; then no other collection option may be given. It stays
+        the caller's: :meth:`close` and :meth:`delete_collection` never close it.
+    read_only: open ``persist_directory`` read-only, beside the one process that writes it (a web worker
+        while an ingest runs): no lock taken, nothing written, each search sees every write acknowledged
+        before it; ``add_*``, ``delete``, ``update_*`` and ``reset_collection`` raise
+        :class:`~spann_vectorstore.ReadOnlyError` before embedding anything.
     retrieval_mode: what a text query searches, as langchain-qdrant names it (a :class:`RetrievalMode` or its
         string): ``"dense"`` (default) the embedding index; ``"sparse"`` the full-text index (BM25 over the
         documents' words, no query embedding needed); ``"hybrid"`` both, fused by the Collection's
@@ -224,6 +229,7 @@ class SPANNVectorStore(VectorStore):
         hybrid_alpha: float = 0.5,
         fusion: str = "dbsf",
         relevance_score_fn: Callable[[float], float] | None = None,
+        read_only: bool = False,
         **collection_kwargs: Any,
     ) -> None:
         if relevance_score_fn is not None and not callable(relevance_score_fn):
@@ -242,7 +248,7 @@ class SPANNVectorStore(VectorStore):
             raise ValueError(msg)
         if collection is not None:
             given = [name for name, v in (("persist_directory", persist_directory), ("bits", bits)) if v is not None]
-            given += list(collection_kwargs)
+            given += list(collection_kwargs) + (["read_only"] if read_only else [])
             if given:
                 msg = f"pass either collection= or options to create one, not both (got {given})"
                 raise ValueError(msg)
@@ -254,7 +260,11 @@ class SPANNVectorStore(VectorStore):
             opts = dict(collection_kwargs, metric=metric)
             if bits is not None:
                 opts["bits"] = bits
+            if read_only:
+                opts["read_only"] = True
             self._collection = Collection(persist_directory, **opts)
+        self._owns_collection = collection is None
+        self._read_only_reason = ""
         self.embedding = embedding
         self._persist_directory = Path(persist_directory) if persist_directory is not None else None
         self._warned_norm = False
@@ -275,9 +285,21 @@ class SPANNVectorStore(VectorStore):
     def metric(self) -> str:
         return self._collection.metric
 
+    @property
+    def read_only(self) -> bool:
+        """Whether the wrapped collection is open read-only (see ``read_only``, :meth:`load_local`)."""
+        return bool(getattr(self._collection, "read_only", False))
+
+    def _check_writable(self, what: str) -> None:
+        if self.read_only:
+            msg = f"this SPANNVectorStore is read-only{self._read_only_reason}: {what}() is not allowed (nothing changed)"
+            raise ReadOnlyError(msg)
+
     def close(self) -> None:
-        """Close the collection (writes a final index snapshot when persistent). Idempotent."""
-        self._collection.close()
+        """Close the collection this store opened (writes a final index snapshot when persistent); a
+        ``collection=`` passed in stays open (the caller's to close). Idempotent."""
+        if self._owns_collection:
+            self._collection.close()
 
     def __enter__(self) -> Self:
         return self
@@ -295,14 +317,17 @@ class SPANNVectorStore(VectorStore):
     def reset_collection(self) -> None:
         """Delete every document, keeping the collection's settings (metric, bits, dimension) and files: the
         store stays usable (Chroma's ``reset_collection``)."""
+        self._check_writable("reset_collection")
         self._collection.clear()
 
     def delete_collection(self) -> None:
         """Delete every document and close the store (Chroma's ``delete_collection``): later calls raise. A
         persistent collection's directory is left in place, holding an empty collection (no directory is
-        removed: the store may not have created it); remove it yourself if you no longer need it."""
+        removed: the store may not have created it); remove it yourself if you no longer need it. A
+        ``collection=`` passed in is emptied but stays open (the caller's to close)."""
+        self._check_writable("delete_collection")
         self._collection.clear()
-        self._collection.close()
+        self.close()
 
     # ------------------------------------------------------------------------------------------------------
     # writes
@@ -399,6 +424,7 @@ class SPANNVectorStore(VectorStore):
         same call with the same ids is safe).
         """
         _no_extra(kwargs, "add_texts")
+        self._check_writable("add_texts")
         batch_size = self._batch_size(batch_size)
         texts_l, metas, ids_l = self._prepare(texts, metadatas, ids)
         for s in range(0, len(texts_l), batch_size):
@@ -417,6 +443,7 @@ class SPANNVectorStore(VectorStore):
         **kwargs: Any,
     ) -> list[str]:
         _no_extra(kwargs, "aadd_texts")
+        self._check_writable("aadd_texts")
         batch_size = self._batch_size(batch_size)
         texts_l, metas, ids_l = self._prepare(texts, metadatas, ids)
         for s in range(0, len(texts_l), batch_size):
@@ -450,6 +477,7 @@ class SPANNVectorStore(VectorStore):
         """Delete documents by id and/or core filter dict (both: ids that also match). Unknown ids are not an
         error. To delete everything use ``store.collection.clear()``."""
         _no_extra(kwargs, "delete")
+        self._check_writable("delete")
         if ids is None and filter is None:
             msg = "delete() needs ids or filter; use store.collection.clear() to delete everything"
             raise ValueError(msg)
@@ -843,7 +871,12 @@ class SPANNVectorStore(VectorStore):
         """Open a store written by :meth:`save_local`. Only JSON and the collection's SQLite/``.npy`` files are
         read (no pickle, so no ``allow_dangerous_deserialization`` switch). The loaded store persists to the
         saved collection: later adds and deletes are durable there. The saved ``retrieval_mode``,
-        ``hybrid_alpha`` and ``fusion`` are restored unless ``**kwargs`` (constructor options) give others."""
+        ``hybrid_alpha`` and ``fusion`` are restored unless ``**kwargs`` (constructor options) give others.
+
+        ``read_only``: ``None`` (default) opens for writing when no other process writes the collection, and
+        read-only when one does (a web worker beside an ingest; writes then raise
+        :class:`~spann_vectorstore.ReadOnlyError` naming that process); ``True`` always read-only; ``False``
+        raises :class:`~spann_vectorstore.CollectionLockedError` when another process writes it."""
         if "allow_dangerous_deserialization" in kwargs:
             msg = "allow_dangerous_deserialization is not needed: load_local never unpickles anything"
             raise TypeError(msg)
@@ -868,7 +901,16 @@ class SPANNVectorStore(VectorStore):
             msg = f"the collection {str(path)!r} named in {str(config_path)!r} is missing"
             raise FileNotFoundError(msg)
         saved = {key: config[key] for key in ("retrieval_mode", "hybrid_alpha", "fusion") if key in config}
-        return cls(embeddings, persist_directory=path, metric=config["metric"], **{**saved, **kwargs})
+        options = {**saved, **kwargs}
+        read_only = options.pop("read_only", None)
+        if read_only is not None:
+            return cls(embeddings, persist_directory=path, metric=config["metric"], read_only=read_only, **options)
+        try:
+            return cls(embeddings, persist_directory=path, metric=config["metric"], **options)
+        except CollectionLockedError as exc:
+            store = cls(embeddings, persist_directory=path, metric=config["metric"], read_only=True, **options)
+            store._read_only_reason = f" (opened read-only by load_local: {exc})"
+            return store
 
 
 __all__ = ["RetrievalMode", "SPANNVectorStore"]
