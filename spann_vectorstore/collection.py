@@ -392,7 +392,9 @@ class Collection(metaclass=_SharedOpen):
         if self._fts:
             self._ensure_text_index()
         self._n_probe = n_probe if n_probe is not None else cfg.get("n_probe")
-        self._seq = max(int(self._db.execute("SELECT coalesce(max(seq), 0) FROM docs").fetchone()[0]), _stored_seq(self._db))
+        self._seq = max(
+            int(self._db.execute("SELECT coalesce(max(seq), 0) FROM docs").fetchone()[0]), _stored_seq(self._db)
+        )
         self._changed = 0
         self._index: SpannIndex | None = None
         if cfg["dim"] is not None:
@@ -1229,7 +1231,9 @@ class Collection(metaclass=_SharedOpen):
                         self._seq += 1
                         self._log_write([])
                         self._db.execute("DELETE FROM removed")
-                        self._db.execute("INSERT OR REPLACE INTO settings VALUES ('removed_after', ?)", [str(self._seq)])
+                        self._db.execute(
+                            "INSERT OR REPLACE INTO settings VALUES ('removed_after', ?)", [str(self._seq)]
+                        )
                     if self._fts:
                         self._db.execute(f"INSERT INTO {fulltext.TABLE} ({fulltext.TABLE}) VALUES ('delete-all')")
                     else:
@@ -1570,7 +1574,11 @@ class Collection(metaclass=_SharedOpen):
             st["read_only"] = self.read_only
             if self._follower is not None:
                 fl = self._follower
-                st["follower"] = {"seq": fl.seq, "snapshots_swapped_in": fl.swaps, "error": repr(fl.error) if fl.error else None}
+                st["follower"] = {
+                    "seq": fl.seq,
+                    "snapshots_swapped_in": fl.swaps,
+                    "error": repr(fl.error) if fl.error else None,
+                }
             if self.path is not None:
                 st["bytes_disk"] = sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
         return st
@@ -1840,4 +1848,12 @@ def _lock_directory(path: Path) -> Any:
     return fh
 
 
-__all__ = ["Collection", "CollectionLockedError", "CorruptStoreError", "Hit", "ReadOnlyError", "VerifyReport", "store_directory"]
+__all__ = [
+    "Collection",
+    "CollectionLockedError",
+    "CorruptStoreError",
+    "Hit",
+    "ReadOnlyError",
+    "VerifyReport",
+    "store_directory",
+]

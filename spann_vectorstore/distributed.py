@@ -459,7 +459,9 @@ class ShardedCollection:
     def _check_writable(self, what: str) -> None:
         self._check_open()
         if self.read_only:
-            msg = f"sharded collection at {str(self.path)!r} is open read-only: {what}() is not allowed (nothing was changed)"
+            msg = (
+                f"sharded collection at {str(self.path)!r} is open read-only: {what}() is not allowed (nothing changed)"
+            )
             raise ReadOnlyError(msg)
 
     @property

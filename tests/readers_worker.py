@@ -11,8 +11,8 @@ A reader loops: read the ack log (everything acknowledged before this search beg
 batch (the newest, or a random older one, or the one whose document was deleted most recently), search it
 with ``filter={"batch": b}`` and ``k = BATCH``, and compare: every document of the batch must be there, and
 ``b{b}-0`` must not be once its delete is acknowledged (before that, it may or may not be: the delete may be
-in flight, or committed by a writer killed before it logged the acknowledgement). It stops once the stop file exists and it has
-checked the last acknowledged write, then writes its report (JSON) with the violations, errors and lags
+in flight, or committed by a writer killed before it logged the acknowledgement). It stops once the stop
+file exists and it has checked the last acknowledged write, then writes its report (JSON) with the violations, errors and lags
 (for each newest acknowledgement seen: seconds from it to the end of the first search that began after it,
 which checks that write).
 """
@@ -63,8 +63,12 @@ def writer(args: dict) -> None:
         end = time.monotonic() + args.get("seconds", 0)
         while b < args["first"] + args["batches"] or time.monotonic() < end:
             ids = [f"b{b}-{i}" for i in range(BATCH)]
-            col.add(batch_vectors(b), texts=[f"batch {b} doc {i}" for i in range(BATCH)],
-                    metadatas=[{"batch": b} for _ in range(BATCH)], ids=ids)
+            col.add(
+                batch_vectors(b),
+                texts=[f"batch {b} doc {i}" for i in range(BATCH)],
+                metadatas=[{"batch": b} for _ in range(BATCH)],
+                ids=ids,
+            )
             log.write(json.dumps({"op": "add", "batch": b, "t": time.monotonic()}) + "\n")
             log.flush()
             if b >= 3:

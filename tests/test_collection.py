@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spann_vectorstore import Collection, CollectionLockedError, CorruptStoreError, FilterError
+from spann_vectorstore import Collection, CorruptStoreError, FilterError
 
 from .conftest import clustered, exact, recall
 

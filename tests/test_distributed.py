@@ -459,8 +459,12 @@ def test_read_only_sharded_collection_follows_the_writer(ray_local, tmp_path):
             writer.delete(["d7"])
             assert reader.search(x[50], k=1)[0].id == "d50"  # the next search after the write sees it
             assert reader.search(x[7], k=1)[0].id != "d7"
-            for call in (lambda: reader.add(x[:1], ids=["n"]), lambda: reader.delete(["d1"]), reader.clear,
-                         reader.optimize):
+            for call in (
+                lambda: reader.add(x[:1], ids=["n"]),
+                lambda: reader.delete(["d1"]),
+                reader.clear,
+                reader.optimize,
+            ):
                 with pytest.raises(ReadOnlyError):
                     call()
             assert writer.count() == 59

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -75,8 +74,12 @@ def test_read_only_handle_writes_nothing_and_refuses_writes(tmp_path):
     path = tmp_path / "c"
     x = _data(300)
     with Collection(path, metric="l2", index_threshold=100) as w:
-        w.add(x, texts=[f"doc {i} {'even' if i % 2 == 0 else 'odd'}" for i in range(300)],
-              metadatas=[{"i": i} for i in range(300)], ids=[f"d{i}" for i in range(300)])
+        w.add(
+            x,
+            texts=[f"doc {i} {'even' if i % 2 == 0 else 'odd'}" for i in range(300)],
+            metadatas=[{"i": i} for i in range(300)],
+            ids=[f"d{i}" for i in range(300)],
+        )
     before = _files(path)
     assert not (path / "docs.sqlite-wal").exists()  # the writer closed cleanly: SQLite removed its WAL
     r = Collection(path, read_only=True)
@@ -392,8 +395,9 @@ def test_directory_removed_or_damaged_under_a_reader(tmp_path, what):
     path = tmp_path / "c"
     with Collection(path, metric="l2", index_threshold=100) as w:
         w.add(_data(400), texts=[f"t{i}" for i in range(400)], ids=[f"d{i}" for i in range(400)])
-    out = subprocess.run([sys.executable, "-c", DAMAGE, str(path), what], capture_output=True, text=True,
-                         timeout=600, env=_env())
+    out = subprocess.run(
+        [sys.executable, "-c", DAMAGE, str(path), what], capture_output=True, text=True, timeout=600, env=_env()
+    )
     assert out.returncode == 0, (out.returncode, out.stdout, out.stderr[-3000:])
     lines = out.stdout.splitlines()
     assert lines[-1] == "closed", out.stdout
@@ -417,8 +421,12 @@ def test_four_reader_processes_beside_a_writer_killed_and_replaced(tmp_path):
     acks = tmp_path / "acks.jsonl"
 
     def start(role: str, **args) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, str(WORKER), role, json.dumps({"dir": str(path), **args})],
-                                env=_env(), stderr=subprocess.PIPE, text=True)
+        return subprocess.Popen(
+            [sys.executable, str(WORKER), role, json.dumps({"dir": str(path), **args})],
+            env=_env(),
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
     def added() -> list[int]:
         return [a["batch"] for a in read_acks(acks) if a["op"] == "add"]
@@ -430,8 +438,11 @@ def test_four_reader_processes_beside_a_writer_killed_and_replaced(tmp_path):
         assert w1.poll() is None, w1.stderr.read()
         readers = [start("reader", seed=i) for i in range(4)]
         first_target = max(12, int(seconds * 10))
-        _wait(lambda: len(added()) >= first_target or w1.poll() is not None, "the first writer's batches",
-              timeout=300 + 2 * seconds)
+        _wait(
+            lambda: len(added()) >= first_target or w1.poll() is not None,
+            "the first writer's batches",
+            timeout=300 + 2 * seconds,
+        )
         w1.send_signal(signal.SIGKILL)  # midway through whatever it is doing
         w1.wait()
         last = max(added())
@@ -453,8 +464,10 @@ def test_four_reader_processes_beside_a_writer_killed_and_replaced(tmp_path):
     assert max(added()) >= last + 12
     assert lags, "no acknowledged write was checked"
     p50, p99 = np.percentile(lags, 50), np.percentile(lags, 99)
-    print(f"\nreaders: {sum(r['checks'] for r in reports)} checks, snapshot swaps {[r['swaps'] for r in reports]}, "
-          f"ack-to-checked lag p50 {p50 * 1e3:.1f} ms p99 {p99 * 1e3:.1f} ms ({len(lags)} acknowledgements)")
+    print(
+        f"\nreaders: {sum(r['checks'] for r in reports)} checks, snapshot swaps {[r['swaps'] for r in reports]}, "
+        f"ack-to-checked lag p50 {p50 * 1e3:.1f} ms p99 {p99 * 1e3:.1f} ms ({len(lags)} acknowledgements)"
+    )
     with Collection(path, read_only=True) as r:  # everything acknowledged by either writer is there
         batches = set(added())
         assert {h.metadata["batch"] for h in r.get()} >= batches

@@ -35,8 +35,13 @@ WRITER = textwrap.dedent(
 
 class _Writer:
     def __init__(self, path: Path) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True, env=_env())
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=_env(),
+        )
         assert self.proc.stdout.readline().strip() == "ready"
 
     def add(self, ids, texts, vectors, metadatas=None) -> None:
@@ -56,7 +61,6 @@ class _Writer:
 def test_langchain_load_local_while_another_process_writes(tmp_path):
     pytest.importorskip("langchain_core")
     from langchain_core.embeddings import DeterministicFakeEmbedding
-
     from langchain_spann import SPANNVectorStore
 
     class Counting(DeterministicFakeEmbedding):
@@ -100,7 +104,6 @@ def test_langchain_load_local_while_another_process_writes(tmp_path):
 def test_langchain_close_leaves_a_passed_collection_open(tmp_path):
     pytest.importorskip("langchain_core")
     from langchain_core.embeddings import DeterministicFakeEmbedding
-
     from langchain_spann import SPANNVectorStore
 
     col = Collection(tmp_path / "c", metric="cosine")
@@ -126,7 +129,6 @@ def test_llama_index_from_persist_dir_while_the_writer_holds_it(tmp_path):
     pytest.importorskip("llama_index.core")
     from llama_index.core.schema import TextNode
     from llama_index.core.vector_stores.types import VectorStoreQuery
-
     from llama_index.vector_stores.spann import SPANNVectorStore
 
     rng = np.random.default_rng(0)
@@ -173,8 +175,13 @@ def test_cli_query_and_info_work_while_another_process_writes(tmp_path):
     try:
         writer.add(["e"], ["epsilon gamma"], np.ones((1, 4)))
         cli = [sys.executable, "-m", "spann_vectorstore.cli"]
-        out = subprocess.run([*cli, "query", str(path), "gamma", "--mode", "text", "-k", "5"], capture_output=True,
-                             text=True, env=_env(), timeout=300)
+        out = subprocess.run(
+            [*cli, "query", str(path), "gamma", "--mode", "text", "-k", "5"],
+            capture_output=True,
+            text=True,
+            env=_env(),
+            timeout=300,
+        )
         assert out.returncode == 0, out.stderr
         assert "epsilon gamma" in out.stdout and "alpha" not in out.stdout
         out = subprocess.run([*cli, "info", str(path)], capture_output=True, text=True, env=_env(), timeout=300)

@@ -292,7 +292,9 @@ class SPANNVectorStore(VectorStore):
 
     def _check_writable(self, what: str) -> None:
         if self.read_only:
-            msg = f"this SPANNVectorStore is read-only{self._read_only_reason}: {what}() is not allowed (nothing changed)"
+            msg = (
+                f"this SPANNVectorStore is read-only{self._read_only_reason}: {what}() is not allowed (nothing changed)"
+            )
             raise ReadOnlyError(msg)
 
     def close(self) -> None:
