@@ -95,9 +95,9 @@ def lost_database_message(path: Path, what: str) -> str:
 def open_database(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
     """Connect to ``path/docs.sqlite`` (``read_only``: with SQLite's ``mode=ro``, so the connection can never
     write the database; a missing file is ``FileNotFoundError``), refusing before anything is written a file
-    that is not a SQLite database, and one without collection settings while an index snapshot exists: a zero-length file (a full
-    disk, a bad copy) opened as an empty collection, and its first write and close replaced the snapshot,
-    the only remaining copy of the vectors."""
+    that is not a SQLite database, and one without collection settings while an index snapshot exists: a
+    zero-length file (a full disk, a bad copy) opened as an empty collection, and its first write and close
+    replaced the snapshot, the only remaining copy of the vectors."""
     fn = path / "docs.sqlite"
     snapshot = path / "index" / MANIFEST
     if not fn.exists() and snapshot.exists():

@@ -12,9 +12,9 @@ batch (the newest, or a random older one, or the one whose document was deleted 
 with ``filter={"batch": b}`` and ``k = BATCH``, and compare: every document of the batch must be there, and
 ``b{b}-0`` must not be once its delete is acknowledged (before that, it may or may not be: the delete may be
 in flight, or committed by a writer killed before it logged the acknowledgement). It stops once the stop
-file exists and it has checked the last acknowledged write, then writes its report (JSON) with the violations, errors and lags
-(for each newest acknowledgement seen: seconds from it to the end of the first search that began after it,
-which checks that write).
+file exists and it has checked the last acknowledged write, then writes its report (JSON) with the
+violations, errors and lags (for each newest acknowledgement seen: seconds from it to the end of the first
+search that began after it, which checks that write).
 """
 
 from __future__ import annotations
