@@ -93,8 +93,9 @@ class ReadOnlyError(PermissionError):
     """A write (``add``, ``delete``, ``clear``, ``optimize``) through a read-only handle; nothing changed."""
 
 
-#: open persistent collections of this process by (store directory, read_only): opening one again shares it
-_OPEN: weakref.WeakValueDictionary[tuple[str, bool], Collection] = weakref.WeakValueDictionary()
+#: open persistent collections by (process id, store directory, read_only): opening one again shares it. The
+#: pid keeps a forked child (gunicorn --preload, multiprocessing) from sharing its parent's SQLite connection.
+_OPEN: weakref.WeakValueDictionary[tuple[int, str, bool], Collection] = weakref.WeakValueDictionary()
 _OPEN_LOCK = threading.Lock()
 #: options that must match when an open collection is shared (the rest are checked against its settings)
 _SHARED_OPTIONS = ("n_probe", "index_threshold", "rebuild_growth", "snapshot_every", "index_options")
@@ -234,7 +235,7 @@ class _SharedOpen(type):
     def __call__(cls, *args: Any, **kwargs: Any) -> Any:
         try:
             arg = inspect.signature(cls.__init__).bind(None, *args, **kwargs).arguments
-            key = (store_directory(arg["path"], arg.get("name")), bool(arg.get("read_only", False)))
+            key = (os.getpid(), store_directory(arg["path"], arg.get("name")), bool(arg.get("read_only", False)))
         except (TypeError, KeyError, ValueError):  # in memory, or bad arguments: __init__ says what is wrong
             return super().__call__(*args, **kwargs)
         while True:
@@ -259,7 +260,7 @@ class _SharedOpen(type):
             opening.set()
 
 
-_OPENING: dict[tuple[str, bool], threading.Event] = {}
+_OPENING: dict[tuple[int, str, bool], threading.Event] = {}
 
 
 class Collection(metaclass=_SharedOpen):

@@ -471,3 +471,30 @@ def test_four_reader_processes_beside_a_writer_killed_and_replaced(tmp_path):
     with Collection(path, read_only=True) as r:  # everything acknowledged by either writer is there
         batches = set(added())
         assert {h.metadata["batch"] for h in r.get()} >= batches
+
+
+def _child_search(path: str, parent_id: int, out) -> None:
+    from spann_vectorstore import Collection as C
+
+    col = C(path, read_only=True)
+    out.put((id(col) != parent_id, col.search(np.eye(4, dtype=np.float32)[1], k=1)[0].id))
+    col.close()
+
+
+def test_a_forked_child_opens_its_own_instance(tmp_path):
+    """gunicorn --preload / multiprocessing fork: the child must not share its parent's SQLite connection."""
+    import multiprocessing
+
+    path = tmp_path / "c"
+    with Collection(path, metric="l2") as w:
+        w.add(np.eye(4, dtype=np.float32), ids=list("abcd"))
+    r = Collection(path, read_only=True)
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    child = ctx.Process(target=_child_search, args=(str(path), id(r), out))
+    child.start()
+    own, found = out.get(timeout=300)
+    child.join(timeout=300)
+    assert child.exitcode == 0 and own and found == "b"
+    assert r.search(np.eye(4, dtype=np.float32)[2], k=1)[0].id == "c"  # the parent's handle is unaffected
+    r.close()
