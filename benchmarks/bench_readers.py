@@ -360,6 +360,7 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=500.0, help="documents per second the writer adds")
     ap.add_argument("--batch", type=int, default=50, help="documents per add")
     ap.add_argument("--readers", default="1,2,4")
+    ap.add_argument("--rounds", type=int, default=1, help="run all phases this many times, alternating")
     ap.add_argument("--quick", action="store_true", help="20k documents, 6 s per phase")
     ap.add_argument("--path", default=None, help="reuse/keep the collection here (default: a temp dir)")
     a = ap.parse_args()
@@ -380,10 +381,12 @@ def main() -> int:
             built = build(path, a.n, a.stream)
             print(f"  {built:.1f} s", flush=True)
         common = {"path": str(path), "n": a.n, "stream": a.stream, "rate": a.rate, "batch": a.batch}
-        phases = [run_phase("both", 0, common, a.seconds)]
-        for r in [int(x) for x in a.readers.split(",") if x]:
-            phases.append(run_phase(f"readers-{r}", r, common, a.seconds))
-            print(f"  {phases[-1]['phase']}: {phases[-1]['qps_total']:.0f} QPS", flush=True)
+        phases = []
+        for rnd in range(a.rounds):  # alternating rounds: a loaded machine's drift hits every phase alike
+            for r in [0] + [int(x) for x in a.readers.split(",") if x]:
+                phases.append(run_phase("both" if r == 0 else f"readers-{r}", r, common, a.seconds))
+                phases[-1]["round"] = rnd
+                print(f"  round {rnd} {phases[-1]['phase']}: {phases[-1]['qps_total']:.0f} QPS", flush=True)
         result = {
             "benchmark": "readers beside a writer (issue 16)",
             "date": dt.datetime.now().isoformat(timespec="seconds"),
@@ -391,13 +394,18 @@ def main() -> int:
             "settings": {**{k: v for k, v in common.items() if k != "path"}, "seconds": a.seconds, "k": K},
             "build_s": built,
             "phases": phases,
+            "median_qps_total": {
+                name: float(np.median([p["qps_total"] for p in phases if p["phase"] == name]))
+                for name in dict.fromkeys(p["phase"] for p in phases)
+            },
+            "loadavg_end": os.getloadavg(),
         }
         mb = 2**20
-        print("\nphase        procs  QPS total  QPS/proc  p50 ms  p99 ms  lag p50 ms  lag p99 ms  writes  misses")
+        print("\nround phase        procs  QPS total  QPS/proc  p50 ms  p99 ms  lag p50 ms  lag p99 ms  writes  misses")
         for ph in phases:
             per = ph["per_process"]
             print(
-                f"{ph['phase']:<12} {max(1, ph['reader_processes']):>5}  {ph['qps_total']:>9.0f}  "
+                f"{ph['round']:>5} {ph['phase']:<12} {max(1, ph['reader_processes']):>5}  {ph['qps_total']:>9.0f}  "
                 f"{np.mean([p['qps'] for p in per]):>8.0f}  {np.median([p['p50_ms'] for p in per]):>6.2f}  "
                 f"{np.median([p['p99_ms'] for p in per]):>6.2f}  {ph['lag_ms']['p50'] or float('nan'):>10.1f}  "
                 f"{ph['lag_ms']['p99'] or float('nan'):>10.1f}  {ph['docs_ingested']:>6}  "
@@ -417,6 +425,7 @@ def main() -> int:
                     f"anon {grow('anon')} / {grow('anon', e)}; file {grow('file')} / {grow('file', e)}; "
                     f"pss {grow('pss')} / {grow('pss', e)}"
                 )
+        print("median QPS total per phase:", {k: round(v) for k, v in result["median_qps_total"].items()})
         out = REPO_ROOT / "benchmarks" / "results" / f"readers-{dt.datetime.now():%Y%m%d-%H%M%S}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=1))
