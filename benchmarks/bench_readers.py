@@ -319,8 +319,8 @@ def run_phase(name: str, readers: int, common: dict, seconds: float) -> dict:
             "seconds": elapsed,
             "qps_total": sum(p["qps"] for p in per),
             "per_process": per,
-            "acks": int(len(acks)),
-            "docs_ingested": int(len(acks)) * common["batch"],
+            "acks": len(acks),
+            "docs_ingested": len(acks) * common["batch"],
             "lag_ms": {
                 "p50": float(np.percentile(lags, 50)) * 1e3 if lags else None,
                 "p99": float(np.percentile(lags, 99)) * 1e3 if lags else None,
