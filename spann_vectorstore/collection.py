@@ -698,6 +698,7 @@ class Collection(metaclass=_SharedOpen):
                 raise CorruptStoreError(msg)
             if idx.n_heads:  # room in every posting for the writer's next adds (see _READER_SLACK)
                 idx._compact_entries(slack=_READER_SLACK)
+                _release_freed_memory()
             return idx
         raise CorruptStoreError(f"the index snapshot at {str(snap)!r} kept changing while it was being loaded")
 
@@ -1813,6 +1814,15 @@ _RECOVER_TEXT = (
 def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
     for s in range(0, len(items), size):
         yield items[s : s + size]
+
+
+def _release_freed_memory() -> None:
+    """Give the heap freed by temporaries back to the OS (glibc keeps it otherwise: measured 28 MB per reader
+    after loading a 90k snapshot); a no-op elsewhere."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _stored_int(db: sqlite3.Connection, key: str) -> int:
