@@ -36,13 +36,16 @@ class CorruptStoreError(ValueError):
     """A file of a store is damaged, truncated or inconsistent; the message names the file."""
 
 
-def _crc(a: np.ndarray) -> int:
+def array_crc32(a: np.ndarray) -> int:
     view = np.ascontiguousarray(a).view(np.uint8).reshape(-1)
     crc = 0
     step = 1 << 26
     for s in range(0, len(view), step):
         crc = zlib.crc32(view[s : s + step], crc)
     return crc
+
+
+_crc = array_crc32
 
 
 def _fsync_dir(path: Path) -> None:

@@ -1,14 +1,14 @@
 """``SpannIndex``: a quantized SPANN index (balanced heads, closure replication, RaBitQ codes, exact rerank).
 
-Layout in memory (all plain arrays, passed to the Numba kernels as arguments):
+``SpannIndex`` orchestrates the owners of its state (see ARCHITECTURE.md), each a small module:
 
-* heads ``(H, d)`` float32 and the random rotation ``R`` ``(d, d)``;
-* postings in one arena: posting ``h`` owns entries ``p_start[h] : p_start[h] + p_size[h]`` (capacity
-  ``p_cap[h]``) of ``e_vidx`` (internal vector index), ``e_codes`` (RaBitQ codes of the residual to head h),
-  ``e_fac`` and ``e_err`` (estimator scale and error-bound factor);
-* per internal vector: external id, squared norm, tombstone flag;
-* full-precision vectors in two segments: ``vec_base`` (memory-mapped after ``load(mmap=True)``) and
-  ``vec_tail`` (rows added since), read only for the exact rerank.
+* ``_rabitq.RaBitQCodec``: the random rotation and the RaBitQ encoding of residuals (FastScan blocks);
+* ``_heads.HeadTable``: heads ``(H, d)``, their float16 copy and the coarse head groups; ``probe()``;
+* ``_arena.PostingArena``: every posting's entries (internal vector index, codes, factors) in one arena;
+* ``_idmap.IdMap``: external ids, tombstones, the id lookup; ``_idmap.VectorTable``: full-precision
+  vectors (memory-mapped after ``load(mmap=True)``) for the exact rerank.
+
+Each owner hands the kernels a typed view (``_kernels.contract``) and drops it in its own mutators.
 
 Search: distances to all heads (one matrix product), the nearest ``n_probe`` heads pruned by
 ``max_dist_ratio``, a LUT scan of their codes with replica de-duplication, then exact rerank of only the
@@ -28,7 +28,11 @@ import numpy as np
 
 from . import _kernels as K
 from . import _storage
-from .clustering import _sqnorms, cap_postings, closure_assign, group_heads, hierarchical_heads, kmeans
+from ._arena import PostingArena
+from ._heads import HeadTable
+from ._idmap import MAX_VECTORS, IdMap, VectorTable
+from ._rabitq import RaBitQCodec
+from .clustering import _sqnorms, cap_postings, closure_assign, hierarchical_heads, kmeans
 
 METRICS = {
     "ip": "ip",
@@ -42,10 +46,6 @@ METRICS = {
 BITS = (1, 2, 4, 8)
 _FORMAT = "spann-index"
 _POSTING_LIMIT = 4.0  # a build keeps postings within 4x the mean length (replicas beyond are dropped)
-_MAX_VECTORS = 2**31 - 1  # internal indices are int32 in the postings
-# heads are scored through a coarse level of ~sqrt(H) head groups from this many heads on (~82k vectors
-# at the default head_ratio); below it scoring every head is cheap and exact
-_GROUP_MIN_HEADS = 2048
 _HEAD_RATIO_MAX = 1 / 40
 _HEAD_RATIO_MIN = 1 / 80
 _AUTO_MAX_HEADS = 12_500
@@ -68,16 +68,33 @@ def auto_head_ratio(n: int) -> float:
 
 
 _NO_MASK = np.zeros(0, np.uint8)  # the kernels' "every vector allowed"
-_ID_TABLE_MIN = 4096  # ids per lookup from which the dense id table is used (see _lookup)
-_NO_CODES = np.zeros((0, 8), np.uint8)  # the kernels' multi-bit codes for bits 1 (stage 1 only)
 
 
-class SearchResult(NamedTuple):
-    """Search output: ``ids`` (nq, k) int64 padded with -1, ``scores`` (nq, k) float32 padded with nan; best
-    first, equal scores in increasing id order. A tuple: ``ids, scores = res`` and ``res[0]`` both work."""
-
+class _Pair(NamedTuple):
     ids: np.ndarray
     scores: np.ndarray
+
+
+class SearchResult(_Pair):
+    """Search output: ``ids`` (nq, k) int64 padded with -1, ``scores`` (nq, k) float32 padded with nan; best
+    first, equal scores in increasing id order. A tuple: ``ids, scores = res`` and ``res[0]`` both work.
+
+    ``stats`` (when the index searched) holds this call's work per query, each an (nq,) int64 array:
+    ``postings`` scanned, ``entries`` estimated from their codes, stage-1 ``survivors``, rerank
+    ``candidates`` and ``exact`` distances computed (an exact search reports the vectors it compared as
+    candidates and exact distances).
+    """
+
+    @property
+    def stats(self) -> dict[str, np.ndarray] | None:
+        raw = self.__dict__.get("_stats")
+        return None if raw is None else {name: raw[:, i] for i, name in enumerate(K.STATS)}
+
+
+def _result(ids: np.ndarray, scores: np.ndarray, stats: np.ndarray | None) -> SearchResult:
+    res = SearchResult(ids, scores)
+    res._stats = stats
+    return res
 
 
 def _progress(total: int, desc: str, enabled: bool):
@@ -172,14 +189,8 @@ class SpannIndex:
             "seed": int(seed),
         }
         self.progress = progress
-        # 1-bit codes double as the stage-1 sign plane (whole 64-bit words: the snapshot format's width)
-        self._nbytes = 8 * ((self.dim + 63) // 64) if self.bits == 1 else (self.dim * self.bits + 7) // 8
-        self._nsign = 8 * ((self.dim + 63) // 64)
-        self._rot: np.ndarray | None = None  # computed on first use; load() sets the stored one
+        self._codec = RaBitQCodec(self.dim, self.bits, self.params["seed"])
         self._local = threading.local()
-        # single-query work counters (entries estimated, stage-1 survivors, rerank candidates, exact
-        # distances); approximate under concurrent searches, for tuning only
-        self._counters = np.zeros(4, np.int64)
         self._snap_dir: Path | None = None  # the snapshot last saved or loaded (for stats' bytes_disk)
         self._reset()
 
@@ -187,71 +198,19 @@ class SpannIndex:
     # state
     # ------------------------------------------------------------------------------------------------------
     def _reset(self) -> None:
-        d, nb = self.dim, self._nbytes
-        self._kcache = None  # the search kernels' array arguments (see _kernel_arrays)
-        self._set_heads(np.zeros((0, d), np.float32))
-        # head groups (see _regroup): centroids, label per head, and the CSR of members by group
-        self._g_cent = np.zeros((0, d), np.float32)
-        self._g_cn2 = np.zeros(0, np.float32)
-        self._g_label = np.zeros(0, np.int64)
-        self._g_start = np.zeros(1, np.int64)
-        self._g_members = np.zeros(0, np.int64)
-        self._p_start = np.zeros(0, np.int64)
-        self._p_size = np.zeros(0, np.int64)
-        self._p_cap = np.zeros(0, np.int64)
-        # entry arrays of the postings arena, all indexed by entry: internal vector index, codes and their
-        # estimator factors; for bits > 1 also the 1-bit sign plane and its factors (stage 1 of the scan).
-        # The 1-bit plane ("codes" for bits 1, else "sign") is held in FastScan blocks (_BlockedCodes).
-        self._e: dict[str, Any] = {
-            "vidx": np.zeros(0, np.int32),
-            "codes": _BlockedCodes(0, nb) if self.bits == 1 else np.zeros((0, nb), np.uint8),
-            "fac": np.zeros(0, np.float32),
-            "err": np.zeros(0, np.float32),
-        }
-        if self.bits > 1:
-            self._e["sign"] = _BlockedCodes(0, self._nsign)
-            self._e["fac1"] = np.zeros(0, np.float32)
-            self._e["err1"] = np.zeros(0, np.float32)
-        self._e_used = 0
-        self._n = 0  # internal vectors (live + tombstoned)
-        self._ids = np.zeros(0, np.int64)
-        self._xn2 = np.zeros(0, np.float32)
-        self._deleted = np.zeros(0, np.uint8)
-        self._vec_base = np.zeros((0, d), np.float32)
-        self._vec_tail = np.zeros((0, d), np.float32)
-        self._mmapped = False
-        self._vec_crc: tuple[Path, int] | None = None  # the mapped vectors file and its CRC32 (see save)
-        self._n_live = 0
+        """Empty state: no heads, postings or vectors (the codec's rotation is kept)."""
+        self._heads = HeadTable(self.dim, self.params["seed"])
+        self._arena = PostingArena(self._codec)
+        self._idmap = IdMap()
+        self._vectors = VectorTable(self.dim)
         self._build_mean = 1.0 / (self.params["head_ratio"] or _HEAD_RATIO_MAX)
-        self._sorted_ids = np.zeros(0, np.int64)  # live external ids, sorted
-        self._sorted_pos = np.zeros(0, np.int64)  # internal index of each sorted id
 
     def __len__(self) -> int:
-        return self._n_live
-
-    @property
-    def _rotation(self) -> np.ndarray:
-        # lazy: a QR of a (d, d) Gaussian costs 20 ms, or seconds when OpenBLAS threads contend, and an
-        # index that is loaded or only used to validate input never needs a fresh one
-        if self._rot is None:
-            self._rot = _random_rotation(self.dim, self.params["seed"])
-        return self._rot
-
-    def _set_heads(self, heads: np.ndarray) -> None:
-        """Replace the heads and what derives from them: squared norms, and the float16 copy (scaled so
-        its largest entry is 1024, padded to whole 8-float chunks) that chooses the heads to probe."""
-        self._kcache = None
-        self._heads = heads
-        self._hn2 = _sqnorms(heads)
-        big = float(np.abs(heads).max()) if heads.size else 0.0
-        self._h16_scale = big / 1024.0 if big > 0 else 1.0
-        h16 = np.zeros((heads.shape[0], 8 * ((self.dim + 7) // 8)), np.float16)
-        h16[:, : self.dim] = heads / self._h16_scale
-        self._heads16 = h16.view(np.uint16)
+        return self._idmap.n_live
 
     @property
     def n_heads(self) -> int:
-        return int(self._heads.shape[0])
+        return len(self._heads)
 
     def __repr__(self) -> str:
         return (
@@ -326,64 +285,34 @@ class SpannIndex:
         uniq, counts = np.unique(arr, return_counts=True)
         if (counts > 1).any():
             raise ValueError(f"duplicate ids in input: {uniq[counts > 1][:5].tolist()}")
-        if new and self._n_live:
-            present = self._lookup(arr) >= 0
+        if new and len(self):
+            present = self._idmap.lookup(arr) >= 0
             if present.any():
                 raise ValueError(f"ids already in the index: {arr[present][:5].tolist()}")
         return arr
 
-    def _lookup(self, ids: np.ndarray) -> np.ndarray:
-        """Internal index of each external id, -1 when absent (or deleted)."""
-        if self._sorted_ids.shape[0] == 0:
-            return np.full(ids.shape[0], -1, np.int64)
-        # dense ids (a Collection's row ids) and many of them (a filter's allowed ids): one gather instead of
-        # a binary search per id (a 30k-id filter: 1 ms -> ~0.1 ms per query). Few ids (an add's duplicate
-        # check, a delete) search, so that a write does not rebuild the table.
-        table = self._id_table() if ids.shape[0] >= _ID_TABLE_MIN else None
-        if table is not None:
-            inside = (ids >= 0) & (ids < table.shape[0])
-            return np.where(inside, table[np.where(inside, ids, 0)], -1).astype(np.int64)
-        pos = np.searchsorted(self._sorted_ids, ids)
-        pos = np.minimum(pos, self._sorted_ids.shape[0] - 1)
-        hit = self._sorted_ids[pos] == ids
-        return np.where(hit, self._sorted_pos[pos], -1)
-
-    def _id_table(self) -> np.ndarray | None:
-        """id -> internal index (int32, -1 absent) when the live ids are non-negative and dense enough
-        (largest <= 4x the count + 4096); rebuilt when the ids change (``_sorted_ids`` is replaced)."""
-        cache = getattr(self, "_id_table_cache", None)
-        if cache is not None and cache[0] is self._sorted_ids:
-            return cache[1]
-        ids = self._sorted_ids
-        table = None
-        if ids[0] >= 0 and ids[-1] <= 4 * len(ids) + 4096:
-            table = np.full(int(ids[-1]) + 1, -1, np.int32)
-            table[ids] = self._sorted_pos
-        self._id_table_cache = (ids, table)
-        return table
-
     def contains(self, ids: Any) -> np.ndarray:
         """Bool array: which of ``ids`` are live in the index."""
-        return self._lookup(np.asarray(ids, dtype=np.int64).reshape(-1)) >= 0
+        return self._idmap.lookup(np.asarray(ids, dtype=np.int64).reshape(-1)) >= 0
 
     @property
     def ids(self) -> np.ndarray:
         """Live external ids, sorted (a copy)."""
-        return self._sorted_ids.copy()
+        return self._idmap.sorted_ids.copy()
 
     def vectors(self, ids: Any) -> np.ndarray:
         """The stored vectors (n, dim) float32 of live ``ids`` (normalised for cosine); ``KeyError`` for an
         id that is not live."""
         arr = np.asarray(ids, dtype=np.int64).reshape(-1)
-        pos = self._lookup(arr)
+        pos = self._idmap.lookup(arr)
         if (pos < 0).any():
             raise KeyError(f"ids not in the index: {arr[pos < 0][:5].tolist()}")
-        return self._vectors_of(pos)
+        return self._vectors.rows(pos)
 
     def live_items(self) -> tuple[np.ndarray, np.ndarray]:
         """Copies of the live vectors (n, dim) float32 and their ids (n,), in insertion order."""
-        live = np.flatnonzero(self._deleted[: self._n] == 0)
-        return self._vectors_of(live), self._ids[live].copy()
+        live = self._idmap.live()
+        return self._vectors.rows(live), self._idmap.ids[live].copy()
 
     # ------------------------------------------------------------------------------------------------------
     # build
@@ -395,13 +324,13 @@ class SpannIndex:
         and ids (what ``Collection.optimize`` uses). Returns ``self``.
         """
         if vectors is None:
-            if self._n_live == 0:
+            if len(self) == 0:
                 raise ValueError("nothing to build: the index is empty and no vectors were given")
             vectors, ids = self.live_items()
         x = self._as_matrix(vectors, "vectors", allow_1d=False)
         n = x.shape[0]
-        if n > _MAX_VECTORS:
-            raise ValueError(f"at most {_MAX_VECTORS} vectors per index")
+        if n > MAX_VECTORS:
+            raise ValueError(f"at most {MAX_VECTORS} vectors per index")
         ids_arr = np.arange(n, dtype=np.int64) if ids is None else self._check_ids(ids, n, new=False)
         show = self.progress if self.progress is not None else n >= 20000
         rng = np.random.default_rng(self.params["seed"])
@@ -427,171 +356,35 @@ class SpannIndex:
                 bar.close()
         assign = cap_postings(x, heads, assign, _POSTING_LIMIT)
         self._reset()
-        self._set_heads(heads)
-        self._append_vectors(x, ids_arr)
-        h = heads.shape[0]
-        self._p_start = np.zeros(h, np.int64)
-        self._p_size = np.zeros(h, np.int64)
-        self._p_cap = np.zeros(h, np.int64)
-        self._insert_entries(assign, np.arange(n, dtype=np.int64), x, show=show)
-        self._build_mean = float(self._p_size.mean())
-        self._regroup()
+        self._heads.reset(heads)
+        self._arena.add_heads(heads.shape[0])
+        vidx = self._append(x, ids_arr)
+        self._insert(assign, vidx, x, show=show)
+        self._build_mean = float(self._arena.size.mean())
         return self
 
-    # ------------------------------------------------------------------------------------------------------
-    # head groups: the search's coarse level over the heads
-    # ------------------------------------------------------------------------------------------------------
-    def _regroup(self) -> None:
-        """Group the heads (from ``_GROUP_MIN_HEADS`` heads on; none below) and index the groups."""
-        d = self.dim
-        if self.n_heads < _GROUP_MIN_HEADS:
-            self._g_cent = np.zeros((0, d), np.float32)
-            self._g_label = np.zeros(0, np.int64)
-        else:
-            rng = np.random.default_rng(self.params["seed"] + 1)
-            self._g_cent, self._g_label = group_heads(self._heads, rng=rng)
-        self._index_groups()
+    def _append(self, x: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        """New vectors (rows ``x``, external ``ids``); returns their internal indices."""
+        vidx = self._idmap.append(ids)
+        self._vectors.append(x)
+        return vidx
 
-    def _index_groups(self) -> None:
-        """Members CSR (by group, ascending head id) and centroid norms from ``_g_cent``/``_g_label``."""
-        self._kcache = None
-        g = self._g_cent.shape[0]
-        self._g_cn2 = _sqnorms(self._g_cent)
-        self._g_members = np.argsort(self._g_label, kind="stable").astype(np.int64)
-        self._g_start = np.zeros(g + 1, np.int64)
-        np.cumsum(np.bincount(self._g_label, minlength=g), out=self._g_start[1:])
-
-    def _sync_groups(self) -> None:
-        """After splits appended heads: each new head joins the group with the nearest centroid (or the
-        heads are grouped for the first time once there are enough of them)."""
-        h, labelled = self.n_heads, self._g_label.shape[0]
-        if self._g_cent.shape[0] == 0:
-            if h >= _GROUP_MIN_HEADS:
-                self._regroup()
-            return
-        if labelled == h:
-            return
-        new = self._heads[labelled:]
-        d2 = self._g_cn2[None, :] - 2.0 * (new @ self._g_cent.T)
-        self._g_label = np.concatenate([self._g_label, d2.argmin(1).astype(np.int64)])
-        self._index_groups()
-
-    def _group_probe(self, n_probe: int) -> int:
-        """Head groups whose members are scored for ``n_probe`` postings. Measured at 1M synthetic vectors
-        (12.7k heads, 112 groups): 12 groups find the exact 8 nearest heads for every query, 24 groups
-        99.6% of the 32 nearest; probing more of them for larger n_probe keeps that margin."""
-        return min(self._g_cent.shape[0], 8 + n_probe // 2)
-
-    # ------------------------------------------------------------------------------------------------------
-    # vectors and id bookkeeping
-    # ------------------------------------------------------------------------------------------------------
-    def _append_vectors(self, x: np.ndarray, ids: np.ndarray) -> np.ndarray:
-        """Append rows to the tail segment; returns their internal indices."""
-        self._kcache = None
-        m = x.shape[0]
-        start = self._n
-        if start + m > _MAX_VECTORS:
-            raise ValueError(f"at most {_MAX_VECTORS} vectors per index")
-        nt = start - self._vec_base.shape[0]
-        self._vec_tail = _grow(self._vec_tail, nt + m)
-        self._vec_tail[nt : nt + m] = x
-        self._ids = _grow(self._ids, start + m)
-        self._ids[start : start + m] = ids
-        self._xn2 = _grow(self._xn2, start + m)
-        self._xn2[start : start + m] = _sqnorms(x)
-        self._deleted = _grow(self._deleted, start + m)
-        self._deleted[start : start + m] = 0
-        self._n = start + m
-        new = np.arange(start, start + m, dtype=np.int64)
-        self._merge_sorted(ids, new)
-        self._n_live += m
-        return new
-
-    def _merge_sorted(self, ids: np.ndarray, pos: np.ndarray) -> None:
-        order = np.argsort(ids, kind="stable")
-        ids, pos = ids[order], pos[order]
-        at = np.searchsorted(self._sorted_ids, ids)
-        self._sorted_ids = np.insert(self._sorted_ids, at, ids)
-        self._sorted_pos = np.insert(self._sorted_pos, at, pos)
-
-    def _vectors_of(self, vidx: np.ndarray) -> np.ndarray:
-        nb = self._vec_base.shape[0]
-        out = np.empty((len(vidx), self.dim), np.float32)
-        lo = vidx < nb
-        out[lo] = self._vec_base[vidx[lo]]
-        out[~lo] = self._vec_tail[vidx[~lo] - nb]
-        return out
-
-    # ------------------------------------------------------------------------------------------------------
-    # postings arena
-    # ------------------------------------------------------------------------------------------------------
-    def _reserve_entries(self, m: int) -> None:
-        self._kcache = None
-        for key, arr in self._e.items():
-            self._e[key] = _grow(arr, self._e_used + m)
-
-    def _insert_entries(self, assign: np.ndarray, vidx: np.ndarray, x: np.ndarray, *, show: bool = False) -> None:
-        """Append entries for rows ``x`` (internal indices ``vidx``) to the heads listed in ``assign``.
-
-        assign: (m, r) head ids, -1 padded. Postings that lack room move to the end of the arena with
-        doubled capacity (amortised O(1) per entry).
-        """
-        rows, cols = np.nonzero(assign >= 0)
-        heads = assign[rows, cols]
-        order = np.argsort(heads, kind="stable")
-        rows, heads = rows[order], heads[order]
-        touched, counts = np.unique(heads, return_counts=True)
-        need = self._p_size[touched] + counts
-        move = need > self._p_cap[touched]
-        if move.any():
-            mv = touched[move]
-            new_cap = np.maximum(2 * need[move], 8) if self._e_used else need[move]
-            total = int(new_cap.sum())
-            self._reserve_entries(total)
-            new_start = self._e_used + (np.cumsum(new_cap) - new_cap)
-            _move_postings(self, mv, new_start, new_cap)
-            self._e_used += total
-        # destination of each new entry: after the posting's current entries
-        first = np.cumsum(counts) - counts
-        rank = np.arange(len(heads)) - np.repeat(first, counts)
-        dest = self._p_start[heads] + self._p_size[heads] + rank
-        self._p_size[touched] += counts
-        self._e["vidx"][dest] = vidx[rows]
-        self._encode(x, rows, heads, dest, show=show)
-
-    def _encode(
-        self, x: np.ndarray, rows: np.ndarray, heads: np.ndarray, dest: np.ndarray, *, show: bool = False
-    ) -> None:
-        """RaBitQ-encode rows ``x[rows]`` against ``heads`` into arena slots ``dest`` (blocked for memory)."""
-        rot_t = self._rotation.T
-        # rotate only the heads this call references (a split touches two of thousands)
-        used, heads = np.unique(heads, return_inverse=True)
-        hr = np.ascontiguousarray(self._heads[used] @ rot_t)
-        block = 65536
+    def _insert(self, assign: np.ndarray, vidx: np.ndarray, x: np.ndarray, *, show: bool = False) -> None:
+        """Entries for rows ``x`` (internal indices ``vidx``) in the postings listed by ``assign`` (m, r),
+        -1 padded, RaBitQ-encoded against their heads."""
+        rows, heads, dest = self._arena.append(assign, vidx)
         bar = _progress(len(dest), "spann: encode", show)
         try:
-            for s in range(0, len(dest), block):
-                # rotate each distinct row once (a row has ~3 replicas among the entries)
-                uniq, sel = np.unique(rows[s : s + block], return_inverse=True)
-                xr = np.ascontiguousarray(x[uniq] @ rot_t)
-                dst = dest[s : s + block]
-                m = len(dst)
-                planes = [("codes", "fac", "err", self.bits, self._nbytes)]
-                if self.bits > 1:
-                    planes.append(("sign", "fac1", "err1", 1, self._nsign))
-                for ck, fk, ek, bits, nb in planes:
-                    codes = np.empty((m, nb), np.uint8)
-                    fac = np.empty(m, np.float32)
-                    err = np.empty(m, np.float32)
-                    K.encode_residuals(xr, hr, sel, heads[s : s + block], bits, codes, fac, err)
-                    self._e[ck][dst] = codes
-                    self._e[fk][dst] = fac
-                    self._e[ek][dst] = err
-                if bar is not None:
-                    bar.update(m)
+            self._codec.encode(x, self._heads.heads, rows, heads, self._arena.entries, dest, bar)
         finally:
             if bar is not None:
                 bar.close()
+
+    def _rewrite(self, h: int, vidx: np.ndarray, x: np.ndarray) -> None:
+        """Replace posting ``h`` by entries for ``vidx`` (rows ``x``), re-encoded against head ``h``."""
+        dest = self._arena.rewrite(h, vidx)
+        m = len(vidx)
+        self._codec.encode(x, self._heads.heads, np.arange(m), np.full(m, h, np.int64), self._arena.entries, dest)
 
     # ------------------------------------------------------------------------------------------------------
     # updates (SPFresh)
@@ -607,26 +400,22 @@ class SpannIndex:
         """
         x = self._as_matrix(vectors, "vectors", allow_1d=True)
         m = x.shape[0]
-        if ids is None:
-            start = int(self._ids[: self._n].max()) + 1 if self._n else 0
-            ids_arr = np.arange(start, start + m, dtype=np.int64)
-        else:
-            ids_arr = self._check_ids(ids, m, new=True)
+        ids_arr = self._idmap.next_ids(m) if ids is None else self._check_ids(ids, m, new=True)
         if self.n_heads == 0:
             # not built yet: keep the vectors flat (searched exactly) until build() is called
-            self._append_vectors(x, ids_arr)
+            self._append(x, ids_arr)
             return ids_arr
         assign = closure_assign(
             x,
-            self._heads,
+            self._heads.heads,
             replica_count=self.params["replica_count"],
             rng_factor=self.params["rng_factor"],
             candidates=self.params["candidates"],
         )
-        vidx = self._append_vectors(x, ids_arr)
-        self._insert_entries(assign, vidx, x)
+        vidx = self._append(x, ids_arr)
+        self._insert(assign, vidx, x)
         self._split_oversized()
-        self._maybe_compact()
+        self._arena.maybe_compact(self._idmap.deleted)
         return ids_arr
 
     def delete(self, ids: Any) -> int:
@@ -640,17 +429,7 @@ class SpannIndex:
             arr = arr.reshape(1)
         if arr.size and not np.issubdtype(arr.dtype, np.integer):
             raise TypeError(f"ids must be integers, got dtype {arr.dtype}")
-        arr = np.unique(arr.astype(np.int64))
-        pos = self._lookup(arr)
-        hit = pos >= 0
-        if not hit.any():
-            return 0
-        self._deleted[pos[hit]] = 1
-        keep = ~np.isin(self._sorted_ids, arr[hit])
-        self._sorted_ids = self._sorted_ids[keep]
-        self._sorted_pos = self._sorted_pos[keep]
-        self._n_live -= int(hit.sum())
-        return int(hit.sum())
+        return self._idmap.delete(np.unique(arr.astype(np.int64)))
 
     def _split_limit(self) -> int:
         """Entries a posting may hold before it splits: ``split_factor`` times the mean posting length
@@ -660,35 +439,28 @@ class SpannIndex:
     def _split_oversized(self) -> None:
         limit = self._split_limit()
         for _ in range(64):  # each round halves the oversized postings; 64 rounds is far beyond need
-            big = np.flatnonzero(self._p_size > limit)
+            big = np.flatnonzero(self._arena.size > limit)
             if len(big) == 0:
                 return
             for h in big:
                 self._split(int(h), limit)
 
     def _split(self, h: int, limit: int) -> None:
-        self._kcache = None
-        s, z = int(self._p_start[h]), int(self._p_size[h])
-        vidx = self._e["vidx"][s : s + z].astype(np.int64)
-        vidx = vidx[self._deleted[vidx] == 0]
+        vidx = self._arena.members(h)
+        vidx = vidx[self._idmap.deleted[vidx] == 0]
+        x = self._vectors.rows(vidx)
         if len(vidx) <= limit:
             # tombstones were the excess: rewrite the posting without them
-            self._rewrite_posting(h, vidx, self._vectors_of(vidx))
+            self._rewrite(h, vidx, x)
             return
-        x = self._vectors_of(vidx)
         rng = np.random.default_rng(self.params["seed"] + h + self.n_heads)
         c = kmeans(x, 2, rng=rng, iters=8, max_train=max(1, len(x)))
         d = ((x[:, None, :] - c[None, :, :]) ** 2).sum(-1)
         near = d.argmin(1)
         if (near == near[0]).all():
             near = np.arange(len(vidx)) % 2
-        new_h = self.n_heads
-        heads = np.vstack([self._heads, c[1:2]]).astype(np.float32)
-        heads[h] = c[0]
-        self._set_heads(heads)
-        self._p_start = np.append(self._p_start, 0)
-        self._p_size = np.append(self._p_size, 0)
-        self._p_cap = np.append(self._p_cap, 0)
+        new_h = self._heads.split(h, c[0], c[1])
+        self._arena.add_heads(1)
         # closure between the two halves: a boundary vector stays in both if the RNG rule accepts it
         other = 1 - near
         cc = float(((c[0] - c[1]) ** 2).sum())
@@ -697,61 +469,11 @@ class SpannIndex:
         in1 = (near == 1) | both
         if in0.sum() > limit or in1.sum() > limit:
             in0, in1 = near == 0, near == 1
-        self._rewrite_posting(h, vidx[in0], x[in0])
-        self._rewrite_posting(new_h, vidx[in1], x[in1])
-        self._sync_groups()
+        self._rewrite(h, vidx[in0], x[in0])
+        self._rewrite(new_h, vidx[in1], x[in1])
         # SPFresh also moves vectors of neighbouring postings whose nearest head is now a new half. Without
         # removing their old replicas (not tracked per vector here) that only adds entries: measured on the
         # incremental test data it lowered recall@10 at n_probe 16 from 0.961 to 0.936, so it is left out.
-
-    def _rewrite_posting(self, h: int, vidx: np.ndarray, x: np.ndarray) -> None:
-        """Replace posting ``h`` by entries for ``vidx`` (rows ``x``), re-encoded against head ``h``."""
-        m = len(vidx)
-        if m > self._p_cap[h]:
-            cap = max(2 * m, 8)
-            self._reserve_entries(cap)
-            self._p_start[h] = self._e_used
-            self._p_cap[h] = cap
-            self._e_used += cap
-        self._p_size[h] = m
-        s = int(self._p_start[h])
-        dest = np.arange(s, s + m, dtype=np.int64)
-        self._e["vidx"][dest] = vidx
-        self._encode(x, np.arange(m), np.full(m, h, np.int64), dest)
-
-    def _maybe_compact(self) -> None:
-        live = int(self._p_size.sum())
-        if self._e_used > 3 * max(live, 1) + 1024:
-            self._compact_entries(slack=1.5)
-
-    def _compact_entries(self, *, slack: float = 1.0, drop_deleted: bool = True) -> None:
-        """Rewrite the arena tightly (capacity ``slack * size``), dropping tombstoned entries."""
-        self._kcache = None
-        h = self.n_heads
-        keep = np.zeros(self._e_used, bool)
-        for_head = np.full(self._e_used, -1, np.int64)
-        _mark_entries(self._p_start, self._p_size, for_head)
-        keep = for_head >= 0
-        if drop_deleted:
-            keep &= self._deleted[self._e["vidx"][: self._e_used]] == 0
-        idx = np.flatnonzero(keep)
-        idx = idx[np.argsort(for_head[idx], kind="stable")]
-        sizes = np.bincount(for_head[idx], minlength=h).astype(np.int64)
-        caps = np.ceil(sizes * slack).astype(np.int64)
-        starts = (np.cumsum(caps) - caps).astype(np.int64)
-        total = int(caps.sum())
-        first = np.cumsum(sizes) - sizes
-        dest = np.repeat(starts - first, sizes) + np.arange(len(idx))
-        for key, arr in self._e.items():
-            out = (
-                _BlockedCodes(total, arr.shape[1])
-                if isinstance(arr, _BlockedCodes)
-                else np.zeros_like(arr, shape=(total, *arr.shape[1:]))
-            )
-            out[dest] = arr[idx]
-            self._e[key] = out
-        self._e_used = total
-        self._p_start, self._p_size, self._p_cap = starts, sizes, caps
 
     # ------------------------------------------------------------------------------------------------------
     # search
@@ -769,148 +491,172 @@ class SpannIndex:
 
         Returns ``SearchResult(ids, scores)`` (unpacks as a tuple), each (nq, k): ids int64 padded with -1,
         scores float32 padded with nan when fewer than ``k`` vectors qualify. Scores are similarities for
-        ``ip``/``cosine`` (descending) and squared L2 distances for ``l2`` (ascending).
+        ``ip``/``cosine`` (descending) and squared L2 distances for ``l2`` (ascending); ``.stats`` holds
+        the call's work per query. One query gives the same result alone as in a batch.
 
         ``allowed_ids`` restricts results to those ids (a filter). The scan skips other vectors, probes
         proportionally more postings for selective filters, and falls back to exact search over the allowed
         vectors for queries that would otherwise return fewer than ``k`` hits while more exist.
         An empty index returns padded results, it does not raise.
         """
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
-            raise ValueError(f"k must be a positive integer, got {k!r}")
-        k = int(k)
+        k = self._check_k(k)
         npr = self._check_n_probe(self.params["n_probe"] if n_probe is None else n_probe)
-        mdr = float(self.params["max_dist_ratio"] if max_dist_ratio is None else max_dist_ratio)
-        if not mdr > 0:
-            raise ValueError(f"max_dist_ratio must be > 0, got {max_dist_ratio!r}")
+        mdr = self._check_mdr(max_dist_ratio)
         q = self._as_matrix(queries, "queries", allow_1d=True)
-        nq = q.shape[0]
-        out_idx = np.empty((nq, k), np.int64)
-        out_idx.fill(-1)
-        out_sim = np.empty((nq, k), np.float32)
-        out_sim.fill(np.nan)
+        out_idx, out_sim, stats = self._outputs(q.shape[0], k)
         allowed = _NO_MASK
-        n_allowed = self._n_live
+        n_allowed = len(self)
         min_allowed = 0
         if allowed_ids is not None:
-            pos = self._lookup(np.asarray(allowed_ids, dtype=np.int64).reshape(-1))
-            allowed = np.zeros(self._n, np.uint8)
+            pos = self._idmap.lookup(np.asarray(allowed_ids, dtype=np.int64).reshape(-1))
+            allowed = np.zeros(self._idmap.n, np.uint8)
             allowed[pos[pos >= 0]] = 1  # a mask, not np.unique: 15x faster for large allowed sets
             n_allowed = int(np.count_nonzero(allowed))
             if n_allowed and n_allowed <= max(4 * k, 2048):
-                self._exact_subset(q, np.flatnonzero(allowed), k, out_idx, out_sim)
-                return self._finish(q, out_idx, out_sim)
+                self._exact_subset(q, np.flatnonzero(allowed), k, out_idx, out_sim, stats)
+                return self._finish(q, out_idx, out_sim, stats)
             # a filter: probe postings nearest first until sqrt(selectivity) times the entries of an
             # unfiltered search were allowed ones (measured on ../shared/data with random filters of 1-30%:
             # recall@10 0.98-0.99, where scaling n_probe by 1/selectivity under max_dist_ratio lost recall,
             # 0.90 at 3%), up to n_probe / selectivity postings; distance pruning is off since the allowed
             # neighbours can lie far out
-            sel = n_allowed / max(self._n_live, 1)
-            per_posting = float(self._p_size.sum()) / max(self.n_heads, 1)
+            sel = n_allowed / max(len(self), 1)
+            per_posting = self._arena.n_entries / max(self.n_heads, 1)
             min_allowed = math.ceil(math.sqrt(sel) * npr * per_posting)
             npr = min(self.n_heads, math.ceil(npr / max(sel, 1e-9)))
             mdr = math.inf
         if n_allowed == 0:
-            return self._finish(q, out_idx, out_sim)
+            return self._finish(q, out_idx, out_sim, stats)
         if self.n_heads == 0:
             # unbuilt (flat) index: exact search over the live vectors
-            pos = np.flatnonzero(self._deleted[: self._n] == 0)
+            pos = self._idmap.live()
             if allowed.shape[0]:
                 pos = pos[allowed[pos] != 0]
-            self._exact_subset(q, pos, k, out_idx, out_sim)
-            return self._finish(q, out_idx, out_sim)
-        counts = self._scan(q, k, npr, mdr, allowed, out_idx, out_sim, min_allowed)
-        if nq == 1:
-            short = [0] if counts[0] < min(k, n_allowed) else []
+            self._exact_subset(q, pos, k, out_idx, out_sim, stats)
+            return self._finish(q, out_idx, out_sim, stats)
+        counts = self._scan(q, None, k, npr, mdr, allowed, min_allowed, out_idx, out_sim, stats)
+        self._complete(q, k, counts, n_allowed, allowed if allowed_ids is not None else None, out_idx, out_sim, stats)
+        return self._finish(q, out_idx, out_sim, stats)
+
+    def probe(self, queries: Any, n_probe: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The postings :meth:`search` would scan for ``queries`` ((dim,) or (nq, dim)) with ``n_probe``
+        (before ``max_dist_ratio`` pruning): head ids (nq, n_probe) int64, -1 padded, and squared L2
+        distances of the queries to those heads, nearest first. With :meth:`search_preassigned` a caller
+        chooses postings and scans them in two steps (as faiss's ``search_preassigned``)."""
+        npr = self._check_n_probe(self.params["n_probe"] if n_probe is None else n_probe)
+        q = self._as_matrix(queries, "queries", allow_1d=True)
+        return self._heads.probe(q, npr)
+
+    def search_preassigned(
+        self, queries: Any, heads: Any, k: int = 10, *, max_dist_ratio: float | None = None
+    ) -> SearchResult:
+        """Top-``k`` for ``queries`` (nq, dim) scanning only the postings of ``heads`` (nq, m) head ids per
+        query (-1 entries skipped; any order: they are scanned nearest first). With the heads of
+        :meth:`probe` this returns what :meth:`search` returns. Unlike :meth:`search`, a query whose
+        postings hold fewer than ``k`` live vectors gets fewer hits (padded)."""
+        k = self._check_k(k)
+        mdr = self._check_mdr(max_dist_ratio)
+        q = self._as_matrix(queries, "queries", allow_1d=True)
+        h = np.asarray(heads)
+        if h.ndim == 1 and q.shape[0] == 1:
+            h = h[None, :]
+        if h.ndim != 2 or h.shape[0] != q.shape[0] or (h.size and not np.issubdtype(h.dtype, np.integer)):
+            raise ValueError(f"heads must be integer head ids of shape ({q.shape[0]}, m), got {h.dtype} {h.shape}")
+        h = np.ascontiguousarray(h, dtype=np.int64)
+        if h.size and (h.max() >= self.n_heads or h.min() < -1):
+            raise ValueError(f"heads must be head ids in [0, {self.n_heads}) or -1 for none")
+        out_idx, out_sim, stats = self._outputs(q.shape[0], k)
+        if self.n_heads and len(self):
+            self._scan(q, h, k, max(h.shape[1], 1), mdr, _NO_MASK, 0, out_idx, out_sim, stats)
+        return self._finish(q, out_idx, out_sim, stats)
+
+    @staticmethod
+    def _check_k(k: Any) -> int:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        return int(k)
+
+    def _check_mdr(self, max_dist_ratio: Any) -> float:
+        mdr = float(self.params["max_dist_ratio"] if max_dist_ratio is None else max_dist_ratio)
+        if not mdr > 0:
+            raise ValueError(f"max_dist_ratio must be > 0, got {max_dist_ratio!r}")
+        return mdr
+
+    @staticmethod
+    def _outputs(nq: int, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        out_idx = np.empty((nq, k), np.int64)
+        out_idx.fill(-1)
+        out_sim = np.empty((nq, k), np.float32)
+        out_sim.fill(np.nan)
+        return out_idx, out_sim, np.zeros((nq, len(K.STATS)), np.int64)
+
+    def _complete(
+        self,
+        q: np.ndarray,
+        k: int,
+        counts: np.ndarray,
+        n_allowed: int,
+        allowed: np.ndarray | None,
+        out_idx: np.ndarray,
+        out_sim: np.ndarray,
+        stats: np.ndarray,
+    ) -> None:
+        """Queries with fewer than k hits although k vectors qualify (a selective filter, or postings
+        emptied by deletes) are answered again: exactly over the allowed vectors, or scanning every posting."""
+        short = np.flatnonzero(counts < min(k, n_allowed))
+        if len(short) == 0:
+            return
+        sub_idx, sub_sim, sub_stats = self._outputs(len(short), k)
+        if allowed is not None:
+            self._exact_subset(q[short], np.flatnonzero(allowed), k, sub_idx, sub_sim, sub_stats)
         else:
-            short = np.flatnonzero(counts < min(k, n_allowed))
-        if len(short):
-            # fewer than k hits although k vectors qualify (a selective filter, or postings emptied by deletes)
-            sub_idx = np.full((len(short), k), -1, np.int64)
-            sub_sim = np.full((len(short), k), np.nan, np.float32)
-            if allowed_ids is not None:
-                self._exact_subset(q[short], np.flatnonzero(allowed), k, sub_idx, sub_sim)
-            else:
-                self._scan(q[short], k, self.n_heads, np.inf, allowed, sub_idx, sub_sim)
-            out_idx[short], out_sim[short] = sub_idx, sub_sim
-        return self._finish(q, out_idx, out_sim)
+            self._scan(q[short], None, k, self.n_heads, np.inf, _NO_MASK, 0, sub_idx, sub_sim, sub_stats)
+        out_idx[short], out_sim[short] = sub_idx, sub_sim
+        stats[short] += sub_stats
 
     def _scan(
         self,
         q: np.ndarray,
+        heads: np.ndarray | None,
         k: int,
         npr: int,
         mdr: float,
         allowed: np.ndarray,
+        min_allowed: int,
         out_idx: np.ndarray,
         out_sim: np.ndarray,
-        min_allowed: int = 0,
+        stats: np.ndarray,
     ) -> np.ndarray:
-        """Run the search kernel (single-query or batch); fills internal indices and similarities, returns
-        the number of hits per query."""
+        """Run a search kernel: probe + scan (single query or batch), or scan of ``heads`` given per query.
+        Fills internal indices, similarities and stats; returns the number of hits per query."""
         nq = q.shape[0]
-        heads, scalars, pre, post = self._kcache or self._kernel_arrays()
-        common = (*heads, self._group_probe(npr), self._rotation, npr, mdr, min_allowed, k, *scalars)
-        if nq == 1:
+        sp = K.SearchParams(
+            k, npr, self._heads.group_probe(npr), mdr, min_allowed, self.params["eps0"], 1.0 if self.metric == "l2" else 0.0
+        )
+        views = (self._heads.view(), self._arena.view(), self._idmap.view(), self._vectors.view(), self._codec.view())
+        if nq == 1 and heads is None:
             stamp, val, lut = self._workspace()
-            cnt = K.search_single(
-                q[0], *common, *pre, allowed, *post, stamp, val, lut, self._counters, out_idx[0], out_sim[0]
-            )
-            return [cnt]
+            return np.array([K.search_single(q, *views, sp, allowed, stamp, val, lut, out_idx, out_sim, stats)])
         counts = np.zeros(nq, np.int64)
         chunks = min(4 * numba.get_num_threads(), nq)
-        K.search_batch(q, *common, *pre, allowed, *post, chunks, out_idx, out_sim, counts)
+        if heads is None:
+            K.search_batch(q, *views, sp, allowed, chunks, out_idx, out_sim, counts, stats)
+        else:
+            K.search_preassigned(q, heads, *views, sp, allowed, chunks, out_idx, out_sim, counts, stats)
         return counts
 
-    def _kernel_arrays(self) -> tuple[tuple, tuple, tuple, tuple]:
-        """The kernels' state arguments (heads and groups; eps0, alpha, bits; posting and per-vector arrays
-        before and after the filter mask), cached until a mutation replaces an array (``_kcache = None``):
-        rebuilding them cost ~20 us per single-query call."""
-        n = self._n
-        e = self._e
-        if self.bits > 1:
-            codes, sign, fac1, err1 = e["codes"], e["sign"], e["fac1"], e["err1"]
-        else:
-            codes, sign, fac1, err1 = _NO_CODES, e["codes"], e["fac"], e["err"]
-        heads = (
-            self._heads,
-            self._hn2,
-            self._heads16,
-            self._h16_scale,
-            self._g_cent,
-            self._g_cn2,
-            self._g_start,
-            self._g_members,
-        )
-        scalars = (self.params["eps0"], 1.0 if self.metric == "l2" else 0.0, self.bits)
-        pre = (
-            self._p_start,
-            self._p_size,
-            e["vidx"],
-            codes,
-            e["fac"],
-            e["err"],
-            sign.blocked,
-            fac1,
-            err1,
-            self._xn2[:n],
-            self._deleted[:n],
-        )
-        post = (self._vec_base, self._vec_tail[: n - self._vec_base.shape[0]], self._ids[:n])
-        self._kcache = (heads, scalars, pre, post)
-        return self._kcache
-
-    def _exact_subset(self, q: np.ndarray, pos: np.ndarray, k: int, out_idx: np.ndarray, out_sim: np.ndarray) -> None:
+    def _exact_subset(
+        self, q: np.ndarray, pos: np.ndarray, k: int, out_idx: np.ndarray, out_sim: np.ndarray, stats: np.ndarray
+    ) -> None:
         """Exact top-k over internal indices ``pos`` (live); fills the first columns of the outputs."""
-        pos = pos[self._deleted[pos] == 0]
+        pos = pos[self._idmap.deleted[pos] == 0]
+        stats[:, 3:] += len(pos)
         if len(pos) == 0:
             return
-        x = self._vectors_of(pos)
-        sim = q @ x.T
-        if self.metric == "l2":
-            sim -= 0.5 * self._xn2[pos][None, :]
+        sim = np.empty((q.shape[0], len(pos)), np.float32)
+        K.exact_scores(q, pos, self._vectors.view(), 1.0 if self.metric == "l2" else 0.0, sim)
         kk = min(k, len(pos))
-        ids = self._ids[pos]
+        ids = self._idmap.ids[pos]
         if kk < len(pos):
             part = np.argpartition(-sim, kk - 1, axis=1)[:, :kk]
             # ties at the k-th similarity: the smallest ids among them take the last places
@@ -925,29 +671,31 @@ class SpannIndex:
         out_idx[:, :kk] = pos[np.take_along_axis(part, order, 1)]
         out_sim[:, :kk] = np.take_along_axis(ps, order, 1)
 
-    def _finish(self, q: np.ndarray, out_idx: np.ndarray, out_sim: np.ndarray) -> SearchResult:
+    def _finish(self, q: np.ndarray, out_idx: np.ndarray, out_sim: np.ndarray, stats: np.ndarray) -> SearchResult:
+        ext = self._idmap.ids
         if self.metric != "l2" and out_idx.shape[0] == 1 and out_idx[0, -1] >= 0:
-            return SearchResult(self._ids[out_idx], out_sim)  # one query with k hits: the common case
+            return _result(ext[out_idx], out_sim, stats)  # one query with k hits: the common case
         valid = out_idx >= 0
-        if self._n:
-            ids = self._ids[np.maximum(out_idx, 0)]
+        if ext.shape[0]:
+            ids = ext[np.maximum(out_idx, 0)]
             ids[~valid] = -1
         else:
             ids = np.full(out_idx.shape, -1, np.int64)
         if self.metric == "l2":
             out_sim = np.maximum(_sqnorms(q)[:, None] - 2.0 * out_sim, 0.0).astype(np.float32)
             out_sim[~valid] = np.nan
-        return SearchResult(ids, out_sim)
+        return _result(ids, out_sim, stats)
 
     def _workspace(self) -> tuple[np.ndarray, np.int32, np.ndarray]:
         """Per-thread dedup stamps and LUT buffer for single-query search (no O(n) work per query)."""
         loc = self._local
         stamp = getattr(loc, "stamp", None)
-        if stamp is None or stamp.shape[0] < self._n or getattr(loc, "nbytes", None) != self._nbytes:
-            loc.stamp = np.zeros(max(self._n, 1) + 1024, np.int32)
+        n, nbytes = self._idmap.n, self._codec.nbytes
+        if stamp is None or stamp.shape[0] < n or getattr(loc, "nbytes", None) != nbytes:
+            loc.stamp = np.zeros(max(n, 1) + 1024, np.int32)
             loc.val = 0
-            loc.lut = np.empty(self._nbytes * 8, np.float32)
-            loc.nbytes = self._nbytes
+            loc.lut = np.empty(nbytes * 8, np.float32)
+            loc.nbytes = nbytes
         loc.val += 1
         if loc.val >= 2**31 - 1:
             loc.stamp[:] = 0
@@ -966,23 +714,15 @@ class SpannIndex:
         the save reads anyway): a file damaged on disk raises ``CorruptStoreError`` instead of being copied
         into a new snapshot under a fresh, valid checksum.
         """
-        if self._vec_crc is not None and _storage._crc(self._vec_base) != self._vec_crc[1]:
-            msg = f"corrupt index: checksum mismatch in {str(self._vec_crc[0])!r} (memory-mapped); no snapshot written"
-            raise _storage.CorruptStoreError(msg)
-        live = np.flatnonzero(self._deleted[: self._n] == 0)
-        self._compact_entries(slack=1.0)
-        renum = np.full(self._n, -1, np.int64)
+        self._vectors.check_mapped()
+        live = self._idmap.live()
+        renum = np.full(self._idmap.n, -1, np.int64)
         renum[live] = np.arange(len(live))
-        arrays = {"rotation": self._rotation, "heads": self._heads, "p_size": self._p_size}
-        arrays |= {"g_cent": self._g_cent, "g_label": self._g_label}
-        for key, arr in self._e.items():
-            arrays["e_" + key] = arr[: self._e_used]
-        arrays["e_vidx"] = renum[arrays["e_vidx"]].astype(np.int32)
-        arrays |= {
-            "ids": self._ids[live],
-            "xn2": self._xn2[live],
-            "vectors": self._vectors_of(live),
-        }
+        entries = self._arena.export(self._idmap.deleted, renum)
+        arrays = {"rotation": self._codec.rotation, "heads": self._heads.heads, "p_size": self._arena.size}
+        arrays |= {"g_cent": self._heads.g_cent, "g_label": self._heads.g_label}
+        arrays |= {"e_" + key: arr for key, arr in entries.items()}
+        arrays |= {"ids": self._idmap.ids[live], "xn2": self._vectors.xn2[live], "vectors": self._vectors.rows(live)}
         info = {
             "dim": self.dim,
             "metric": self.metric,
@@ -1018,7 +758,9 @@ class SpannIndex:
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             msg = f"corrupt index manifest {str(Path(path) / _storage.MANIFEST)!r}: {type(exc).__name__}: {exc}"
             raise _storage.CorruptStoreError(msg) from None
-        for key in ("rotation", "heads", "p_size", "ids", "xn2", "vectors", *["e_" + name for name in idx._e]):
+        codec = idx._codec
+        entry_keys = ["e_vidx", *["e_" + name for name in codec.planes]]
+        for key in ("rotation", "heads", "p_size", "ids", "xn2", "vectors", *entry_keys):
             if key not in man["arrays"]:
                 raise corrupt(key, "the array is missing from the manifest")
         a = _storage.load_arrays(path, man, mmap=frozenset({"vectors"}) if mmap else frozenset())
@@ -1028,52 +770,31 @@ class SpannIndex:
             if a[key].shape != shape:
                 raise corrupt(key, f"shape {a[key].shape}, expected {shape}")
         m = int(a["p_size"].sum())
-        for key in ["e_" + name for name in idx._e]:
+        for key in entry_keys:
             if a[key].shape[0] != m:
                 raise corrupt(key, f"{a[key].shape[0]} entries, postings need {m}")
-        if a["e_codes"].shape[1:] != (idx._nbytes,) or ("e_sign" in a and a["e_sign"].shape[1:] != (idx._nsign,)):
+        if a["e_codes"].shape[1:] != (codec.nbytes,) or ("e_sign" in a and a["e_sign"].shape[1:] != (codec.nsign,)):
             raise corrupt("e_codes", "code width does not match dim and bits")
         if m and (a["e_vidx"].min() < 0 or a["e_vidx"].max() >= n):
             raise corrupt("e_vidx", "posting entry out of range")
         if len(np.unique(a["ids"])) != n:
             raise corrupt("ids", "duplicate ids")
-        idx._rot = np.ascontiguousarray(a["rotation"], dtype=np.float32)
-        idx._set_heads(np.ascontiguousarray(a["heads"], dtype=np.float32))
-        idx._p_size = a["p_size"].astype(np.int64)
-        idx._p_cap = idx._p_size.copy()
-        idx._p_start = (np.cumsum(idx._p_size) - idx._p_size).astype(np.int64)
-        for name, empty in idx._e.items():
-            rows = np.ascontiguousarray(a["e_" + name], dtype=empty.dtype)
-            idx._e[name] = _BlockedCodes.of_rows(rows) if isinstance(empty, _BlockedCodes) else rows
-        idx._e_used = m
-        vec = a["vectors"]
-        # a plain ndarray view of the map: numba dispatches ndarray subclasses (np.memmap) slowly
-        idx._vec_base = np.asarray(vec) if mmap else np.ascontiguousarray(vec, dtype=np.float32)
-        idx._mmapped = bool(mmap)
-        idx._vec_crc = (snap_dir / "vectors.npy", man["arrays"]["vectors"]["crc32"]) if mmap else None
-        idx._snap_dir = snap_dir
-        idx._vec_tail = np.zeros((0, d), np.float32)
-        idx._n = n
-        idx._ids = np.array(a["ids"], dtype=np.int64)
-        idx._xn2 = np.ascontiguousarray(a["xn2"], dtype=np.float32)
-        idx._deleted = np.zeros(n, np.uint8)
-        idx._n_live = n
-        order = np.argsort(idx._ids, kind="stable")
-        idx._sorted_ids = idx._ids[order]
-        idx._sorted_pos = order.astype(np.int64)
-        idx._build_mean = build_mean
+        groups = None
         if "g_cent" in a and "g_label" in a:
             g_cent, g_label = a["g_cent"], a["g_label"]
             if g_cent.ndim != 2 or g_cent.shape[1] != d or g_label.shape != ((h,) if g_cent.shape[0] else (0,)):
                 raise corrupt("g_label", f"head groups {g_cent.shape}/{g_label.shape} do not match {h} heads")
             if g_label.size and (g_label.min() < 0 or g_label.max() >= g_cent.shape[0]):
                 raise corrupt("g_label", "head group label out of range")
-            idx._g_cent = np.ascontiguousarray(g_cent, dtype=np.float32)
-            idx._g_label = np.asarray(g_label, dtype=np.int64)
-            idx._index_groups()
-        else:  # written before head groups existed
-            idx._regroup()
-        idx._kcache = None
+            groups = (g_cent, g_label)  # else written before head groups existed: grouped anew
+        codec.set_rotation(a["rotation"])
+        idx._heads.reset(a["heads"], groups)
+        idx._arena = PostingArena.from_rows(codec, a["p_size"], {key[2:]: a[key] for key in entry_keys})
+        mapped = (snap_dir / "vectors.npy", man["arrays"]["vectors"]["crc32"]) if mmap else None
+        idx._vectors = VectorTable.of_arrays(a["vectors"], a["xn2"], mapped=mapped)
+        idx._idmap = IdMap.of_ids(a["ids"])
+        idx._build_mean = build_mean
+        idx._snap_dir = snap_dir
         return idx
 
     @staticmethod
@@ -1091,46 +812,27 @@ class SpannIndex:
         """Counts and memory: ``bytes_ram`` counts what stays resident (heads, rotation, codes, per-vector
         arrays, and the full vectors unless they are memory-mapped); ``bytes_vectors_mmap`` the mapped file;
         ``bytes_disk`` the files of the snapshot last saved or loaded (0 if none)."""
-        sizes = self._p_size
+        sizes = self._arena.size
         entries = int(sizes.sum())
-        mmapped = self._mmapped
-        resident = [
-            self._heads,
-            self._hn2,
-            self._heads16,
-            self._g_cent,
-            self._g_members,
-            self._rotation,
-            self._p_start,
-            self._p_size,
-            self._p_cap,
-            *self._e.values(),
-            self._ids,
-            self._xn2,
-            self._deleted,
-            self._sorted_ids,
-            self._sorted_pos,
-            self._vec_tail,
-        ]
-        if not mmapped:
-            resident.append(self._vec_base)
+        vec = self._vectors
+        ram = self._heads.nbytes + self._codec.rotation.nbytes + self._arena.nbytes + self._idmap.nbytes
         return {
             "count": len(self),
-            "deleted": int(self._n - self._n_live),
+            "deleted": int(self._idmap.n - len(self)),
             "dim": self.dim,
             "metric": self.metric,
             "bits": self.bits,
             "heads": self.n_heads,
-            "head_groups": int(self._g_cent.shape[0]),
+            "head_groups": self._heads.n_groups,
             "entries": entries,
-            "replicas_avg": entries / max(self._n, 1),
+            "replicas_avg": entries / max(self._idmap.n, 1),
             "posting_size_avg": float(sizes.mean()) if len(sizes) else 0.0,
             "posting_size_max": int(sizes.max()) if len(sizes) else 0,
-            "bytes_ram": int(sum(a.nbytes for a in resident)),
-            "bytes_codes": int(sum(a.nbytes for a in self._e.values())),
-            "bytes_vectors_mmap": int(self._vec_base.nbytes) if mmapped else 0,
+            "bytes_ram": int(ram + vec.nbytes_resident),
+            "bytes_codes": self._arena.code_bytes,
+            "bytes_vectors_mmap": int(vec.base.nbytes) if vec.mmapped else 0,
             "bytes_disk": self._bytes_disk(),
-            "vectors_mmapped": mmapped,
+            "vectors_mmapped": vec.mmapped,
             "params": dict(self.params),
         }
 
@@ -1140,87 +842,3 @@ class SpannIndex:
             return 0
         files = [*snap.iterdir(), snap.parent / _storage.MANIFEST]
         return int(sum(f.stat().st_size for f in files if f.is_file()))
-
-
-def _grow(a: np.ndarray, need: int) -> np.ndarray:
-    """``a`` with room for at least ``need`` rows (capacity doubles; content kept)."""
-    if a.shape[0] >= need:
-        return a
-    cap = max(need, 2 * a.shape[0], 16)
-    if isinstance(a, _BlockedCodes):
-        return a.grown(cap)
-    out = np.zeros((cap, *a.shape[1:]), a.dtype)
-    out[: a.shape[0]] = a
-    return out
-
-
-class _BlockedCodes:
-    """The arena's 1-bit codes in FastScan blocks of 32 entries (``_kernels._fs_block``), with the
-    row-array operations the arena uses: ``shape`` (entries, bytes per code), ``a[idx]`` gathers code rows
-    and ``a[idx] = rows`` scatters them (idx: a slice or integer array). Snapshots store plain rows."""
-
-    dtype = np.dtype(np.uint8)
-
-    def __init__(self, n: int, nb: int):
-        self.blocked = np.zeros(((n + 31) // 32, 32 * nb), np.uint8)
-        self.shape = (32 * self.blocked.shape[0], nb)
-
-    @classmethod
-    def of_rows(cls, rows: np.ndarray) -> _BlockedCodes:
-        out = cls(rows.shape[0], rows.shape[1])
-        out[: rows.shape[0]] = rows
-        return out
-
-    @property
-    def nbytes(self) -> int:
-        return int(self.blocked.nbytes)
-
-    def _index(self, key: Any) -> np.ndarray:
-        if isinstance(key, slice):
-            return np.arange(*key.indices(self.shape[0]), dtype=np.int64)
-        return np.asarray(key, dtype=np.int64).reshape(-1)
-
-    def __getitem__(self, key: Any) -> np.ndarray:
-        src = self._index(key)
-        out = np.empty((len(src), self.shape[1]), np.uint8)
-        K.fs_gather(self.blocked, src, out)
-        return out
-
-    def __setitem__(self, key: Any, rows: np.ndarray) -> None:
-        dst = self._index(key)
-        K.fs_scatter(np.ascontiguousarray(rows, dtype=np.uint8).reshape(len(dst), self.shape[1]), dst, self.blocked)
-
-    def grown(self, cap: int) -> _BlockedCodes:
-        out = _BlockedCodes(cap, self.shape[1])
-        out.blocked[: self.blocked.shape[0]] = self.blocked
-        return out
-
-
-def _move_postings(idx: SpannIndex, heads: np.ndarray, new_start: np.ndarray, new_cap: np.ndarray) -> None:
-    sizes = idx._p_size[heads]
-    src = np.repeat(idx._p_start[heads], sizes) + _ranks(sizes)
-    dst = np.repeat(new_start, sizes) + _ranks(sizes)
-    for arr in idx._e.values():
-        arr[dst] = arr[src]
-    idx._p_start[heads] = new_start
-    idx._p_cap[heads] = new_cap
-
-
-def _ranks(sizes: np.ndarray) -> np.ndarray:
-    """0..s-1 for each s in ``sizes``, concatenated."""
-    total = int(sizes.sum())
-    first = np.cumsum(sizes) - sizes
-    return np.arange(total) - np.repeat(first, sizes)
-
-
-def _mark_entries(starts: np.ndarray, sizes: np.ndarray, for_head: np.ndarray) -> None:
-    pos = np.repeat(starts, sizes) + _ranks(sizes)
-    for_head[pos] = np.repeat(np.arange(len(sizes)), sizes)
-
-
-def _random_rotation(d: int, seed: int) -> np.ndarray:
-    """A random orthogonal (d, d) matrix (QR of a Gaussian, sign-fixed), float32."""
-    g = np.random.default_rng(seed + 7919).standard_normal((d, d))
-    qm, r = np.linalg.qr(g)
-    qm *= np.sign(np.diag(r))[None, :]
-    return np.ascontiguousarray(qm, dtype=np.float32)
