@@ -311,7 +311,9 @@ class ShardedCollection:
     read_only: open an existing sharded collection for queries only (a query-only driver beside the one
         that writes): every shard is a read-only :class:`~spann_vectorstore.Collection` (no lock, nothing
         written, ``sharding.json`` included), following the writer's commits before each search; ``add``,
-        ``delete``, ``clear`` and ``optimize`` raise :class:`~spann_vectorstore.ReadOnlyError`.
+        ``delete``, ``clear`` and ``optimize`` raise :class:`~spann_vectorstore.ReadOnlyError`. Its actors
+        reserve CPU like the writer's (0.25 each by default): beside a writer on a small node, pass
+        ``actor_options={"num_cpus": ...}`` so that both fit (Ray leaves actors that do not fit pending).
 
     Writes are acknowledged when every shard holding part of them has committed; reads and searches see
     every acknowledged write. ``get`` without ids returns shard by shard (each in insertion order): there is

@@ -447,12 +447,13 @@ def test_read_only_sharded_collection_follows_the_writer(ray_local, tmp_path):
     path = tmp_path / "sc"
     x = np.random.default_rng(3).standard_normal((60, 8)).astype(np.float32)
     with pytest.raises(FileNotFoundError):
-        ShardedCollection.open(path, read_only=True)
-    with ShardedCollection(path, 2, metric="l2") as writer:
+        ShardedCollection.open(path, read_only=True, actor_options={"num_cpus": 0})
+    free = {"num_cpus": 0}  # the module's other collections hold 8 x 0.25 CPU: more would wait forever
+    with ShardedCollection(path, 2, metric="l2", actor_options=free) as writer:
         writer.add(x[:40], ids=[f"d{i}" for i in range(40)])
         before = sorted(p.name for p in path.rglob("*"))
         layout = (path / "sharding.json").read_bytes()
-        with ShardedCollection.open(path, read_only=True) as reader:
+        with ShardedCollection.open(path, read_only=True, actor_options=free) as reader:
             assert reader.read_only and reader.count() == 40
             assert reader.search(x[7], k=1)[0].id == "d7"
             writer.add(x[40:], ids=[f"d{i}" for i in range(40, 60)])
