@@ -1,7 +1,7 @@
 """spann-vectorstore: a quantized SPANN vector index with a durable document store for RAG."""
 
 from ._storage import CorruptStoreError
-from .collection import Collection, CollectionLockedError, Hit
+from .collection import Collection, CollectionLockedError, Hit, ReadOnlyError
 from .filters import FilterError
 from .fulltext import FullTextUnavailableError
 from .index import SearchResult, SpannIndex
@@ -15,6 +15,7 @@ __all__ = [
     "FilterError",
     "FullTextUnavailableError",
     "Hit",
+    "ReadOnlyError",
     "SearchResult",
     "SpannIndex",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
+import urllib.parse
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,16 +92,23 @@ def lost_database_message(path: Path, what: str) -> str:
     )
 
 
-def open_database(path: Path) -> sqlite3.Connection:
-    """Connect to ``path/docs.sqlite``, refusing before anything is written a file that is not a SQLite
-    database, and one without collection settings while an index snapshot exists: a zero-length file (a full
-    disk, a bad copy) opened as an empty collection, and its first write and close replaced the snapshot,
-    the only remaining copy of the vectors."""
+def open_database(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
+    """Connect to ``path/docs.sqlite`` (``read_only``: with SQLite's ``mode=ro``, so the connection can never
+    write the database; a missing file is ``FileNotFoundError``), refusing before anything is written a file
+    that is not a SQLite database, and one without collection settings while an index snapshot exists: a
+    zero-length file (a full disk, a bad copy) opened as an empty collection, and its first write and close
+    replaced the snapshot, the only remaining copy of the vectors."""
     fn = path / "docs.sqlite"
     snapshot = path / "index" / MANIFEST
     if not fn.exists() and snapshot.exists():
         raise CorruptStoreError(lost_database_message(path, "is missing"))
-    db = sqlite3.connect(fn, check_same_thread=False, isolation_level=None)
+    if read_only and not fn.exists():
+        raise FileNotFoundError(f"no collection at {str(path)!r} (a read-only open never creates one)")
+    if read_only:  # URI with the path percent-encoded (a '?' or '#' in a directory name is data)
+        uri = f"file:{urllib.parse.quote(str(fn.resolve()))}?mode=ro"
+        db = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+    else:
+        db = sqlite3.connect(fn, check_same_thread=False, isolation_level=None)
     try:
         try:
             row = None
@@ -114,8 +122,11 @@ def open_database(path: Path) -> sqlite3.Connection:
             raise CorruptStoreError(lost_database_message(path, "holds no collection (empty, truncated, replaced?)"))
         if row is not None and not valid_config(row[0]):
             raise CorruptStoreError(f"{str(fn)!r}: the collection settings are damaged ({row[0]!r}): {RECOVER_DB}")
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: commits survive process crashes
+        if row is None and read_only:
+            raise FileNotFoundError(f"no collection at {str(path)!r} yet ({str(fn)!r} holds no settings)")
+        if not read_only:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: commits survive process crashes
     except BaseException:
         db.close()
         raise

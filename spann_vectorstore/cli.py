@@ -265,7 +265,7 @@ def cmd_query(args: argparse.Namespace) -> int:
     embedder = None
     if args.mode != "text":  # text search needs no model
         embedder = _load_embedder(_model_for_index(index, args.model), progress=False)
-    with _open_collection(index) as col:
+    with _open_collection(index, read_only=True) as col:  # works while `ingest` writes the index
         t0 = time.perf_counter()
         try:
             if embedder is None:
@@ -304,7 +304,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     from .ingest import count_sources, read_index_info
 
     index = Path(args.index)
-    with _open_collection(index) as col:
+    with _open_collection(index, read_only=True) as col:
         st = col.stats()
     try:
         info = read_index_info(index)

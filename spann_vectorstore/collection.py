@@ -8,8 +8,24 @@ sequence it covers, and on open the rows it lacks are re-applied and the rows it
 does are deleted, so an acknowledged write survives ``kill -9`` whatever the snapshot's age.
 
 Locking: searches share a read lock and run concurrently (the kernels release the GIL); writes take the
-write lock. A second process opening the same path gets :class:`CollectionLockedError` (``flock`` on
-``LOCK``), never a corrupted store.
+write lock. A second process opening the same path for writing gets :class:`CollectionLockedError` (``flock``
+on ``LOCK``, naming the holder's pid), never a corrupted store; the kernel drops the lock when the holder dies,
+even by SIGKILL.
+
+Many processes, one directory: one writer process and any number of read-only handles
+(``Collection(path, read_only=True)``), which take no lock and open SQLite with ``mode=ro``. Every write
+transaction also stores its sequence number (``settings['seq']``) and the rowids it removed (table
+``removed``); rowids only grow (AUTOINCREMENT), so a reader catches up with ``rowid > last seen`` and
+``removed.seq > last seen``. Before each search a reader checks ``PRAGMA data_version`` (does not read the
+database unless another connection committed) and the snapshot manifest's inode; it catches up under its own
+write lock, and loads a new snapshot on a background thread, then swaps it in. So a reader's search reflects
+every write acknowledged before the search began. The writer prunes ``removed`` up to the snapshot before the
+last one; a reader further behind (or after ``clear()``) compares all rowids once instead.
+
+Within one process, opening a store directory that is already open in the same mode returns the same
+instance (reference counted: each open is matched by one :meth:`close`; the last one closes). A read-only open
+beside this process's own writer gets its own read-only instance (its own connection and index), and a writer
+open beside this process's readers takes the lock as usual; both follow each other as separate processes do.
 
 Named collections: ``Collection(path, name="x")`` is a complete store of its own in ``<path>/collections/x/``
 (its docs.sqlite, index/ and LOCK), with its own metric and dimension; ``name=None`` is the directory itself
@@ -24,6 +40,7 @@ import concurrent.futures
 import contextlib
 import fcntl
 import functools
+import inspect
 import json
 import os
 import re
@@ -32,6 +49,7 @@ import sqlite3
 import threading
 import uuid
 import warnings
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -74,11 +92,29 @@ CREATE TABLE IF NOT EXISTS docs (
     crc INTEGER
 );
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS removed (seq INTEGER NOT NULL, row INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS removed_seq ON removed (seq);
 """
 
 
 class CollectionLockedError(RuntimeError):
-    """Another process has this collection open for writing."""
+    """Another process has this collection open for writing (the message names its pid)."""
+
+
+class ReadOnlyError(PermissionError):
+    """A write (``add``, ``delete``, ``clear``, ``optimize``) through a read-only handle; nothing changed."""
+
+
+#: open persistent collections by (process id, store directory, read_only): opening one again shares it. The
+#: pid keeps a forked child (gunicorn --preload, multiprocessing) from sharing its parent's SQLite connection.
+_OPEN: weakref.WeakValueDictionary[tuple[int, str, bool], Collection] = weakref.WeakValueDictionary()
+_OPEN_LOCK = threading.Lock()
+#: spare capacity per posting in a reader's copy of a snapshot: a snapshot's postings are full, so the first
+#: catch-up adds would move nearly every posting to the end of the arena with doubled capacity (measured at 90k
+#: documents: +60 MB private per reader after 5.8k adds); 25% room (+5 MB) takes ~25k adds at 100k in place
+_READER_SLACK = 1.25
+#: options that must match when an open collection is shared (the rest are checked against its settings)
+_SHARED_OPTIONS = ("n_probe", "index_threshold", "rebuild_growth", "snapshot_every", "index_options")
 
 
 #: Where named collections live inside a directory: ``<path>/collections/<name>/``.
@@ -209,12 +245,83 @@ class _Rebuild:
         self.error: BaseException | None = None
 
 
-class Collection:
+class _Follower:
+    """A read-only handle's position behind the writer: the committed sequence and the largest rowid its index
+    reflects, what it last saw of the database (``PRAGMA data_version``, the inode of docs.sqlite) and of the
+    snapshot manifest, and the background load of a newer snapshot."""
+
+    def __init__(self) -> None:
+        self.seq = 0
+        self.max_rowid = 0
+        self.data_version: int | None = None
+        self.db_ino: int | None = None
+        self.manifest: tuple[int, int, int] | None = None
+        self.vec_fd: int | None = None  # the memory-mapped vectors file of the current index (size checked)
+        self.vec_size = 0
+        self.refresh_lock = threading.Lock()
+        self.loader_lock = threading.Lock()
+        self.fd_lock = threading.Lock()  # vec_fd is replaced by the loader thread while searches check it
+        self.loader: threading.Thread | None = None
+        self.error: BaseException | None = None  # the last failed snapshot load (the current index stays)
+        self.swaps = 0  # snapshots loaded and swapped in since the open
+
+
+class _SharedOpen(type):
+    """Opening a persistent collection that this process already has open in the same mode returns that
+    instance (one more reference: :meth:`Collection.close` closes at the last one). Concurrent opens of one
+    directory wait for the first to finish instead of racing for its lock."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        try:
+            arg = inspect.signature(cls.__init__).bind(None, *args, **kwargs).arguments
+            key = (
+                os.getpid(),
+                os.path.realpath(store_directory(arg["path"], arg.get("name"))),
+                bool(arg.get("read_only", False)),
+            )
+        except (TypeError, KeyError, ValueError):  # in memory, or bad arguments: __init__ says what is wrong
+            return super().__call__(*args, **kwargs)
+        while True:
+            with _OPEN_LOCK:
+                cur = _OPEN.get(key)
+                if cur is not None and cur._share(arg):
+                    return cur
+                wait = _OPENING.get(key)
+                if wait is None:
+                    _OPENING[key] = opening = threading.Event()
+                    break
+            wait.wait()
+        try:
+            obj = super().__call__(*args, **kwargs)
+            obj._key = key
+            with _OPEN_LOCK:
+                _OPEN[key] = obj
+            return obj
+        finally:
+            with _OPEN_LOCK:
+                del _OPENING[key]
+            opening.set()
+
+
+_OPENING: dict[tuple[int, str, bool], threading.Event] = {}
+
+
+class Collection(metaclass=_SharedOpen):
     """Documents with vectors, searchable by similarity with metadata filters.
 
     Parameters
     ----------
     path: directory for a persistent collection (created if needed); ``None`` keeps everything in memory.
+        Opening a directory this process already has open (in the same mode) returns the same instance, one
+        more reference: each open is matched by one :meth:`close`, and the last closes. Its options must agree
+        (``ValueError`` otherwise).
+    read_only: open an existing persistent collection for reading only, beside at most one writer process:
+        no lock is taken and nothing is written (SQLite opened with ``mode=ro``; SQLite itself may create
+        the ``docs.sqlite-wal``/``-shm`` coordination files if no writer left them); ``add``, ``delete``,
+        ``clear`` and ``optimize`` raise :class:`ReadOnlyError`. Each search first checks (cheaply) whether
+        the writer committed since, and catches up: it reflects every write acknowledged before it began. A
+        new index snapshot written by the writer is loaded on a background thread and swapped in. Options
+        other than ``n_probe`` and ``progress`` come from the stored collection.
     dim: vector dimension; fixed by the first :meth:`add` when ``None``.
     metric: ``"ip"`` (default; normalised embeddings), ``"cosine"`` or ``"l2"``. See :class:`Hit` for scores.
     bits: RaBitQ bits per dimension in the index (1, 2, 4, 8).
@@ -242,6 +349,7 @@ class Collection:
         path: str | os.PathLike | None = None,
         *,
         name: str | None = None,
+        read_only: bool = False,
         dim: int | None = None,
         metric: str = "ip",
         bits: int = 1,
@@ -255,6 +363,13 @@ class Collection:
         path = store_directory(path, name)  # first: everything below works on the store's own directory
         self.name = name
         check_metric(metric)
+        if not isinstance(read_only, bool):
+            raise TypeError(f"read_only must be True or False, got {read_only!r}")
+        if read_only and path is None:
+            raise ValueError("read_only=True needs the path of an existing collection")
+        self.read_only = read_only
+        self._refs = 1  # opens sharing this instance (see _SharedOpen)
+        self._follower: _Follower | None = None  # read-only: catch-up state and snapshot following
         self._lock = _RWLock()
         self._db_lock = threading.Lock()
         self._closed = False
@@ -267,6 +382,8 @@ class Collection:
             raise ValueError(f"rebuild_growth must be > 1 or None, got {rebuild_growth!r}")
         self.rebuild_growth = rebuild_growth
         self._built_count = 0
+        self._snap_seq = 0  # the sequence the last snapshot covers (the removed log is pruned up to it)
+        self._publish = False  # the index was (re)built: write a snapshot for the readers
         self._rebuild: _Rebuild | None = None  # a background rebuild in progress
         self.snapshot_every = int(snapshot_every)
         self._progress = progress
@@ -275,7 +392,7 @@ class Collection:
         self._bm25_pending: list[tuple[int, str | None]] = []  # texts added since, indexed at the next one
         self._bm25_lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
-        if self.path is not None:
+        if self.path is not None and not read_only:
             self.path.mkdir(parents=True, exist_ok=True)
             self._acquire_process_lock()
         try:
@@ -290,6 +407,8 @@ class Collection:
         self, dim: int | None, metric: str, bits: int, n_probe: int | None, index_options: dict[str, Any] | None
     ) -> None:
         """Open (or create) docs.sqlite and the index; part of ``__init__``, with the process lock held."""
+        if self.read_only:
+            return self._open_read_only(dim, metric, bits, n_probe)
         if self.path is not None:
             self._db = open_database(self.path)
         else:
@@ -322,10 +441,14 @@ class Collection:
         if self._fts:
             self._ensure_text_index()
         self._n_probe = n_probe if n_probe is not None else cfg.get("n_probe")
-        self._seq = int(self._db.execute("SELECT coalesce(max(seq), 0) FROM docs").fetchone()[0])
+        self._seq = max(
+            int(self._db.execute("SELECT coalesce(max(seq), 0) FROM docs").fetchone()[0]), _stored_seq(self._db)
+        )
         if cfg["dim"] is not None:
             self._open_index()
             self._await_rebuild()
+            if self._publish and self.path is not None:
+                self._snapshot()
 
     # ------------------------------------------------------------------------------------------------------
     # lifecycle
@@ -352,9 +475,7 @@ class Collection:
         root = Path(path) / COLLECTIONS_DIR
         if not root.is_dir():
             return []
-        return sorted(
-            p.name for p in root.iterdir() if _NAME.fullmatch(p.name) and (p / "docs.sqlite").exists()
-        )
+        return sorted(p.name for p in root.iterdir() if _NAME.fullmatch(p.name) and (p / "docs.sqlite").exists())
 
     @staticmethod
     def drop_collection(path: str | os.PathLike, name: str) -> None:
@@ -515,9 +636,19 @@ class Collection:
             self._lockfile = None
 
     def close(self) -> None:
-        """Write a final index snapshot (persistent collections) and release the files. Idempotent."""
+        """Write a final index snapshot (persistent collections) and release the files. Idempotent. When
+        this instance was opened several times in this process, only the last ``close()`` closes it."""
         if self._closed:
             return
+        with _OPEN_LOCK:
+            if self._refs > 1:
+                self._refs -= 1
+                return
+            self._refs = 0
+            if getattr(self, "_key", None) is not None and _OPEN.get(self._key) is self:
+                del _OPEN[self._key]
+        if self._follower is not None:
+            return self._close_read_only()
         self._cancel_rebuild(wait=True)
         with self._lock.write():
             try:
@@ -537,10 +668,295 @@ class Collection:
             if not self._closed and self._lockfile is not None:
                 fcntl.flock(self._lockfile.fileno(), fcntl.LOCK_UN)
                 self._lockfile.close()
+        with contextlib.suppress(Exception):
+            if self._follower is not None and self._follower.vec_fd is not None:
+                os.close(self._follower.vec_fd)
 
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError("collection is closed")
+
+    def _check_writable(self, what: str) -> None:
+        self._check_open()
+        if self.read_only:
+            msg = (
+                f"collection at {str(self.path)!r} is open read-only: {what}() is not allowed (nothing was changed); "
+                "writes go through the one writer, a Collection opened without read_only=True"
+            )
+            raise ReadOnlyError(msg)
+
+    def _share(self, arg: dict[str, Any]) -> bool:
+        """Another open of this instance's directory in this process (called by :class:`_SharedOpen` with
+        ``_OPEN_LOCK`` held): check the options agree and count one more reference. False when closed."""
+        if self._closed or self._refs <= 0:
+            return False
+        for key, default in (("metric", "ip"), ("bits", 1)):
+            given = arg.get(key, default)
+            want = self._cfg[key]
+            if given != default and (METRICS.get(str(given).lower(), given) if key == "metric" else given) != want:
+                raise ValueError(f"collection at {str(self.path)!r} was created with {key}={want!r}")
+        if arg.get("dim") is not None and self.dim is not None and int(arg["dim"]) != self.dim:
+            raise ValueError(f"collection at {str(self.path)!r} has dim {self.dim}, not {arg['dim']}")
+        have = {
+            "n_probe": self._n_probe,
+            "index_threshold": self.index_threshold,
+            "rebuild_growth": self.rebuild_growth,
+            "snapshot_every": self.snapshot_every,
+        }
+        for key in _SHARED_OPTIONS:
+            if key in have and arg.get(key) is not None and arg[key] != have[key]:
+                msg = (
+                    f"collection at {str(self.path)!r} is already open in this process with {key}={have[key]!r} "
+                    f"(not {arg[key]!r}): the open is shared, so pass the same options, or close it first"
+                )
+                raise ValueError(msg)
+        self._refs += 1
+        return True
+
+    # ------------------------------------------------------------------------------------------------------
+    # read-only handles: open, catch up with the writer, follow its snapshots
+    # ------------------------------------------------------------------------------------------------------
+    def _open_read_only(self, dim: int | None, metric: str, bits: int, n_probe: int | None) -> None:
+        """Open an existing collection without the lock and without writing (see ``read_only``)."""
+        fl = self._follower = _Follower()
+        db_file = self.path / "docs.sqlite"
+        if not db_file.exists() and not (self.path / "index" / MANIFEST).exists():
+            raise FileNotFoundError(f"no collection at {str(self.path)!r}")
+        self._db = open_database(self.path, read_only=True)
+        fl.db_ino = os.stat(db_file).st_ino
+        self._cfg = cfg = json.loads(self._db.execute("SELECT value FROM settings WHERE key = 'config'").fetchone()[0])
+        for key, given, default in (("metric", metric, "ip"), ("bits", bits, 1)):  # as a writer's open checks
+            if given != default and cfg[key] != (METRICS[given.lower()] if key == "metric" else given):
+                raise ValueError(f"collection at {str(self.path)!r} was created with {key}={cfg[key]!r}")
+        if dim is not None and cfg["dim"] is not None and int(dim) != cfg["dim"]:
+            raise ValueError(f"collection at {str(self.path)!r} has dim {cfg['dim']}, not {dim}")
+        want = json.dumps({"version": fulltext.VERSION, "tokenizer": fulltext.TOKENIZER})
+        row = self._db.execute("SELECT value FROM settings WHERE key = 'fts'").fetchone()
+        self._fts = fulltext.available() and row is not None and row[0] == want  # a reader cannot build it
+        self._n_probe = n_probe if n_probe is not None else self._cfg.get("n_probe")
+        self._seq = 0
+        fl.data_version = self._data_version()
+        fl.manifest = self._manifest_sig()
+        if self._cfg["dim"] is not None:
+            idx = self._load_snapshot()
+            self._index = idx if idx is not None else self._new_index()
+            self._watch_vectors(self._index)
+        with self._lock.write():
+            self._catch_up(full=True)
+
+    def _data_version(self) -> int:
+        with self._db_lock:
+            return int(self._db.execute("PRAGMA data_version").fetchone()[0])
+
+    def _manifest_sig(self) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self.path / "index" / MANIFEST)
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def _load_snapshot(self) -> SpannIndex | None:
+        """The current snapshot, memory-mapped (``None`` when there is none). The writer may switch snapshots
+        (and delete the old one) while this reads: then the new one is loaded."""
+        snap = self.path / "index"
+        for _ in range(20):
+            sig = self._manifest_sig()
+            if sig is None:
+                return None
+            try:
+                idx = SpannIndex.load(snap, mmap=True, progress=False)
+            except (ValueError, TypeError, OSError) as exc:
+                if self._manifest_sig() != sig:
+                    continue  # switched meanwhile: load the new one
+                raise CorruptStoreError(f"{exc}; {RECOVER_INDEX}") from None
+            if idx.dim != self._cfg["dim"] or idx.metric != self._cfg["metric"]:
+                msg = f"index snapshot at {str(snap)!r} does not match the collection settings; {RECOVER_INDEX}"
+                raise CorruptStoreError(msg)
+            if idx.n_heads:  # room in every posting for the writer's next adds (see _READER_SLACK)
+                # the index has no public call for this: its posting arena (issue 14's owner) does it
+                idx._arena.compact(idx._idmap.deleted, slack=_READER_SLACK)
+                _release_freed_memory()
+            return idx
+        raise CorruptStoreError(f"the index snapshot at {str(snap)!r} kept changing while it was being loaded")
+
+    def _watch_vectors(self, idx: SpannIndex) -> None:
+        """Keep the mapped vectors file open to check its size before each search: a file truncated under a
+        mapping would kill the process (SIGBUS) on the next read of a lost page."""
+        fl = self._follower
+        with fl.fd_lock:
+            if fl.vec_fd is not None:
+                os.close(fl.vec_fd)
+                fl.vec_fd = None
+            snap_dir = getattr(idx, "_snap_dir", None)
+            if snap_dir is None or not idx.stats().get("vectors_mmapped"):
+                return
+            with contextlib.suppress(OSError):  # already replaced by a newer snapshot: nothing left to truncate
+                fd = os.open(snap_dir / "vectors.npy", os.O_RDONLY)
+                fl.vec_size = os.fstat(fd).st_size
+                fl.vec_fd = fd
+
+    def _check_files(self) -> None:
+        fl = self._follower
+        db_file = self.path / "docs.sqlite"
+        try:
+            ino = os.stat(db_file).st_ino
+        except FileNotFoundError:
+            ino = None
+        if ino != fl.db_ino:
+            msg = (
+                f"{str(db_file)!r} was {'removed' if ino is None else 'replaced'} while this read-only handle was "
+                "open (directory deleted, restored or recovered?): close this handle and open the collection again"
+            )
+            raise CorruptStoreError(msg)
+        with fl.fd_lock:
+            changed = fl.vec_fd is not None and os.fstat(fl.vec_fd).st_size != fl.vec_size
+        if changed:
+            msg = (
+                f"the memory-mapped index vectors of {str(self.path)!r} changed size under this reader (truncated "
+                f"on disk?); reading them could kill the process, so this handle stops: {RECOVER_INDEX}"
+            )
+            raise CorruptStoreError(msg)
+
+    def _refresh(self) -> None:
+        """Before a read-only handle's search: make it reflect every write committed before now. Costs two
+        ``stat`` calls and ``PRAGMA data_version`` when nothing changed."""
+        fl = self._follower
+        if fl is None:
+            return
+        self._check_files()
+        sig = self._manifest_sig()
+        if sig is not None and sig != fl.manifest:
+            self._follow(sig)
+        if self._data_version() == fl.data_version:
+            return
+        with fl.refresh_lock:
+            dv = self._data_version()  # read before catching up: a commit after it is seen next time
+            if dv == fl.data_version:
+                return
+            with self._lock.write():
+                self._check_open()
+                self._catch_up()
+            fl.data_version = dv
+
+    def _catch_up(self, *, full: bool = False, new_index: SpannIndex | None = None) -> None:
+        """Bring the index (and the BM25 ranking) up to the writer's last commit, read in one SQLite read
+        transaction: rows with a rowid above the last seen are added (rowids only grow, so upserts are
+        there too), rows in ``removed`` since the last seen sequence are deleted. ``full`` (or a position
+        older than the pruned log) compares every rowid instead. ``new_index`` (a loaded snapshot) is brought
+        to the same state by comparing every rowid, then replaces the index. Called with the write lock."""
+        fl = self._follower
+        with self._db_lock:
+            self._db.execute("BEGIN")
+            try:
+                seq = _stored_seq(self._db)
+                if self._cfg["dim"] is None:
+                    row = self._db.execute("SELECT value FROM settings WHERE key = 'config'").fetchone()
+                    cfg = json.loads(row[0])
+                    if cfg["dim"] is not None:  # the writer's first add fixed the dimension
+                        self._cfg = cfg
+                        self._index = self._new_index()
+                        full = True
+                full = full or _stored_int(self._db, "removed_after") > fl.seq
+                rowids = None
+                if self._index is None:
+                    gone, new = np.zeros(0, np.int64), np.zeros(0, np.int64)
+                elif full:
+                    rowids = np.array([r[0] for r in self._db.execute("SELECT rowid FROM docs")], dtype=np.int64)
+                    have = self._index.ids
+                    gone = have[~np.isin(have, rowids, assume_unique=True)]
+                    new = rowids[~self._index.contains(rowids)] if len(rowids) else rowids
+                else:
+                    q = "SELECT row FROM removed WHERE seq > ?"
+                    gone = np.array([r[0] for r in self._db.execute(q, [fl.seq])], dtype=np.int64)
+                    q = "SELECT rowid FROM docs WHERE rowid > ? ORDER BY rowid"
+                    new = np.array([r[0] for r in self._db.execute(q, [fl.max_rowid])], dtype=np.int64)
+                x = self._fetch_vectors(new) if len(new) else None
+                texts = self._texts_of(new.tolist()) if len(new) and self._bm25 is not None and not full else []
+                top = int(self._db.execute("SELECT coalesce(max(rowid), 0) FROM docs").fetchone()[0])
+                if new_index is not None:
+                    if rowids is None:
+                        rowids = np.array([r[0] for r in self._db.execute("SELECT rowid FROM docs")], dtype=np.int64)
+                    have = new_index.ids
+                    n_gone = have[~np.isin(have, rowids, assume_unique=True)]
+                    n_new = rowids[~new_index.contains(rowids)] if len(rowids) else rowids
+                    n_x = self._fetch_vectors(n_new) if len(n_new) else None
+            finally:
+                self._db.execute("COMMIT")
+        if self._index is not None:
+            if len(gone):
+                self._index.delete(gone)
+            if len(new):
+                fresh = ~self._index.contains(new)
+                self._index.add(x[fresh], new[fresh])
+        if full:
+            self._bm25, self._bm25_pending = None, []  # rebuilt from the text index on the next text query
+        elif self._bm25 is not None:
+            last = self._bm25.last_rowid
+            self._bm25_write(gone.tolist(), [(r, t) for r, t in texts if r > last])
+        if new_index is not None:
+            if len(n_gone):
+                new_index.delete(n_gone)
+            if len(n_new):
+                new_index.add(n_x, n_new)
+            self._index = new_index
+            self._watch_vectors(new_index)
+            fl.swaps += 1
+        fl.seq = self._seq = max(seq, fl.seq)
+        fl.max_rowid = max(fl.max_rowid, top)
+        self._filter_cache.clear()
+
+    def _follow(self, sig: tuple[int, int, int]) -> None:
+        """Load the writer's new snapshot on a background thread, then swap it in (searches go on meanwhile)."""
+        fl = self._follower
+        with fl.loader_lock:
+            if fl.loader is not None and fl.loader.is_alive():
+                return
+            fl.manifest = sig  # a snapshot that fails to load is not retried on every search
+            fl.loader = threading.Thread(target=self._run_follow, name="spann-follow", daemon=True)
+            fl.loader.start()
+
+    def _run_follow(self) -> None:
+        fl = self._follower
+        try:
+            if self._cfg["dim"] is None or self._closed:
+                return
+            idx = self._load_snapshot()
+            if idx is None or self._closed:
+                return
+            with self._db_lock:  # most of the catching up, outside the write lock (searches go on)
+                rowids = np.array([r[0] for r in self._db.execute("SELECT rowid FROM docs")], dtype=np.int64)
+            stale = idx.ids[~np.isin(idx.ids, rowids, assume_unique=True)]
+            if len(stale):
+                idx.delete(stale)
+            missing = rowids[~idx.contains(rowids)] if len(rowids) else rowids
+            for s in range(0, len(missing), 20000):
+                part = missing[s : s + 20000]
+                with self._db_lock:
+                    part_x = self._fetch_vectors(part)
+                idx.add(part_x, part)
+            with self._lock.write():
+                if not self._closed:
+                    self._catch_up(new_index=idx)  # the rest, and the swap, in one step
+            fl.error = None
+        except BaseException as exc:  # the current index stays in use (and keeps catching up from SQLite)
+            fl.error = exc
+            if not self._closed:
+                warnings.warn(f"could not load the new index snapshot, the current index stays: {exc}", stacklevel=2)
+
+    def _close_read_only(self) -> None:
+        fl = self._follower
+        with fl.loader_lock:
+            loader = fl.loader
+        if loader is not None and loader is not threading.current_thread():
+            loader.join()
+        with self._lock.write():
+            self._closed = True
+            if self._db is not None:
+                self._db.close()
+            with fl.fd_lock:
+                if fl.vec_fd is not None:
+                    os.close(fl.vec_fd)
+                    fl.vec_fd = None
 
     # ------------------------------------------------------------------------------------------------------
     # index maintenance
@@ -587,7 +1003,9 @@ class Collection:
         if snap is not None and (snap / "MANIFEST.json").exists():
             try:
                 idx = SpannIndex.load(snap, mmap=True, progress=self._progress)
-                self._built_count = int(SpannIndex.read_meta(snap).get("built_count", len(idx)))
+                meta = SpannIndex.read_meta(snap)
+                self._built_count = int(meta.get("built_count", len(idx)))
+                self._snap_seq = int(meta.get("seq", 0))
             except (ValueError, TypeError) as exc:
                 raise CorruptStoreError(f"{exc}; {RECOVER_INDEX}") from None
             if idx.dim != self._cfg["dim"] or idx.metric != self._cfg["metric"]:
@@ -627,6 +1045,7 @@ class Collection:
             idx.build()
             self._built_count = len(idx)
             self._changed += 1
+            self._publish = True
             return
         if self.rebuild_growth is not None and len(idx) >= self.rebuild_growth * max(self._built_count, 1):
             self._start_rebuild()
@@ -651,6 +1070,11 @@ class Collection:
             with self._lock.write():
                 if not rb.cancelled and not self._closed:
                     self._swap_in(rb)
+                    if self.path is not None:  # readers move to the rebuilt index
+                        try:
+                            self._snapshot()
+                        except CorruptStoreError as exc:
+                            warnings.warn(str(exc), stacklevel=2)
         except BaseException as exc:  # the current index stays; optimize() and wait_for_index() report it
             rb.error = exc
         finally:
@@ -706,12 +1130,33 @@ class Collection:
         except CorruptStoreError as exc:  # the mapped vectors were damaged on disk since the open
             raise CorruptStoreError(f"{exc}; {RECOVER_INDEX}") from None
         self._changed = 0
+        self._publish = False
+        prev, self._snap_seq = self._snap_seq, self._seq
+        if prev > 0:  # readers need the log from their position on: keep it back to the previous snapshot
+            with self._db_lock, contextlib.suppress(sqlite3.OperationalError):
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    self._db.execute("DELETE FROM removed WHERE seq <= ?", [prev])
+                    if prev > _stored_int(self._db, "removed_after"):
+                        self._db.execute("INSERT OR REPLACE INTO settings VALUES ('removed_after', ?)", [str(prev)])
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+
+    def _log_write(self, removed: list[int]) -> None:
+        """Inside a write's transaction: its sequence number, and the rowids it removed, for readers."""
+        if self.path is None:
+            return
+        self._db.execute("INSERT OR REPLACE INTO settings VALUES ('seq', ?)", [str(self._seq)])
+        if removed:
+            self._db.executemany("INSERT INTO removed VALUES (?, ?)", [(self._seq, r) for r in removed])
 
     def _after_write(self, n: int) -> None:
         self._changed += n
         self._filter_cache.clear()
         self._maybe_build()
-        if self.path is not None and self._changed >= self.snapshot_every:
+        if self.path is not None and (self._changed >= self.snapshot_every or self._publish):
             try:
                 self._snapshot()
             except CorruptStoreError as exc:  # the write itself is committed: say so rather than fail it
@@ -721,7 +1166,7 @@ class Collection:
     def optimize(self) -> None:
         """Rebuild the index from scratch over the current documents (fresh heads and postings) and write a
         snapshot; returns when the new index is in use. Searches and writes go on during the build."""
-        self._check_open()
+        self._check_writable("optimize")
         with self._lock.write():
             if self._index is None or len(self._index) == 0:
                 return
@@ -757,7 +1202,7 @@ class Collection:
         ids are strings; uuid4 ids are generated when None. An existing id is replaced (upsert).
         Everything is validated before anything changes: a bad call raises and leaves the collection as is.
         """
-        self._check_open()
+        self._check_writable("add")
         x, texts_l, meta_json, ids_l = validate_documents(
             vectors, texts, metadatas, ids, dim=self._cfg["dim"], metric=self.metric
         )
@@ -780,6 +1225,7 @@ class Collection:
                         self._db.executemany("DELETE FROM docs WHERE rowid = ?", [(r,) for r in old.values()])
                     self._seq += 1
                     seq = self._seq
+                    self._log_write(list(old.values()))
                     rows = [(ids_l[i], texts_l[i], meta_json[i], x[i].tobytes()) for i in range(n)]
                     self._db.executemany(
                         "INSERT INTO docs (id, text, metadata, vector, seq, crc) VALUES (?, ?, ?, ?, ?, ?)",
@@ -828,7 +1274,7 @@ class Collection:
         ``{}`` counts as none (wrappers pass ``filter or {}``): deleting every document is :meth:`clear`.
         ``where_document`` (Chroma's): a condition on the text, see :func:`Collection.search`.
         """
-        self._check_open()
+        self._check_writable("delete")
         filter = self._merge_filter(filter, where_document)
         if isinstance(filter, dict) and not filter:
             filter = None
@@ -845,6 +1291,7 @@ class Collection:
                     raise TypeError(f"ids must be strings, got {i!r}")
         with self._lock.write():
             self._check_open()
+            seq_before = self._seq
             with self._db_lock:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
@@ -858,10 +1305,13 @@ class Collection:
                     if rows:
                         self._text_index_write(rows, [])
                     self._db.executemany("DELETE FROM docs WHERE rowid = ?", [(r,) for r in rows])
-                    self._seq += 1 if rows else 0
+                    if rows:
+                        self._seq += 1
+                        self._log_write(rows)
                     self._db.execute("COMMIT")
                 except BaseException:
                     self._db.execute("ROLLBACK")
+                    self._seq = seq_before
                     raise
             self._bm25_write(rows, [])
             if rows and self._index is not None:
@@ -872,7 +1322,7 @@ class Collection:
     @_names_damage
     def clear(self) -> None:
         """Delete every document (settings and dimension are kept)."""
-        self._check_open()
+        self._check_writable("clear")
         with self._lock.write():
             self._cancel_rebuild(wait=False)
             self._rebuild = None
@@ -880,6 +1330,13 @@ class Collection:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
                     self._db.execute("DELETE FROM docs")
+                    if self.path is not None:  # readers compare all rowids once (the log cannot say "all")
+                        self._seq += 1
+                        self._log_write([])
+                        self._db.execute("DELETE FROM removed")
+                        self._db.execute(
+                            "INSERT OR REPLACE INTO settings VALUES ('removed_after', ?)", [str(self._seq)]
+                        )
                     if self._fts:
                         self._db.execute(f"INSERT INTO {fulltext.TABLE} ({fulltext.TABLE}) VALUES ('delete-all')")
                     else:
@@ -1019,6 +1476,7 @@ class Collection:
         (full-text), or ``$and``/``$or`` of those. An empty collection gives ``[]``."""
         self._check_open()
         positive_int(k, "k")
+        self._refresh()
         arr = np.asarray(vector_or_vectors)
         single = arr.ndim == 1
         flt = self._merge_filter(filter, where_document)
@@ -1053,6 +1511,7 @@ class Collection:
         Raises :class:`~spann_vectorstore.fulltext.FullTextUnavailableError` when SQLite lacks FTS5."""
         self._check_open()
         positive_int(k, "k")
+        self._refresh()
         single, texts = query_texts(text_or_texts)
         flt = self._merge_filter(filter, where_document)
         with self._lock.read():
@@ -1088,6 +1547,7 @@ class Collection:
         (dim,) vector gives ``list[Hit]``; a list of texts with an (nq, dim) batch gives one list per query."""
         self._check_open()
         single, texts, arr, n_cand = hybrid_arguments(text_or_texts, vector_or_vectors, k, alpha, fusion, candidates)
+        self._refresh()
         flt = self._merge_filter(filter, where_document)
         with self._lock.read():
             self._check_open()
@@ -1203,8 +1663,10 @@ class Collection:
 
     @_names_damage
     def stats(self) -> dict[str, Any]:
-        """Counts, settings, index statistics and bytes on disk."""
+        """Counts, settings, index statistics and bytes on disk (``read_only``; for a read-only handle also
+        ``follower``: the writer's sequence it reflects and how many snapshots it has swapped in)."""
         self._check_open()
+        self._refresh()
         with self._lock.read():
             with self._db_lock:
                 count = int(self._db.execute("SELECT count(*) FROM docs").fetchone()[0])
@@ -1212,6 +1674,14 @@ class Collection:
             st["n_probe"], st["index_options"] = self._cfg.get("n_probe"), dict(self._cfg.get("index_options") or {})
             st["index"] = self._index.stats() if self._index is not None else None
             st["indexed"] = bool(self._index is not None and self._index.n_heads > 0)
+            st["read_only"] = self.read_only
+            if self._follower is not None:
+                fl = self._follower
+                st["follower"] = {
+                    "seq": fl.seq,
+                    "snapshots_swapped_in": fl.swaps,
+                    "error": repr(fl.error) if fl.error else None,
+                }
             if self.path is not None:
                 st["bytes_disk"] = sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
         return st
@@ -1251,7 +1721,7 @@ class Collection:
                     res = [r[0] for r in self._db.execute("PRAGMA integrity_check(10)")]
                 if res != ["ok"]:
                     rep.problems.append(f"{db_name}: integrity_check: {'; '.join(res)}")
-                if self._fts:  # the full-text index's own structure (FTS5 'integrity-check': read-only)
+                if self._fts and not self.read_only:  # the full-text index's structure (FTS5 'integrity-check')
                     try:
                         with self._db_lock:
                             t = fulltext.TABLE
@@ -1475,6 +1945,29 @@ def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
         yield items[s : s + size]
 
 
+def _release_freed_memory() -> None:
+    """Give the heap freed by temporaries back to the OS (glibc keeps it otherwise: measured 28 MB per reader
+    after loading a 90k snapshot); a no-op elsewhere."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def _stored_int(db: sqlite3.Connection, key: str) -> int:
+    row = db.execute("SELECT value FROM settings WHERE key = ?", [key]).fetchone()
+    try:
+        return int(row[0]) if row is not None else 0
+    except (TypeError, ValueError):
+        raise CorruptStoreError(f"the settings row {key!r} of docs.sqlite is damaged ({row[0]!r})") from None
+
+
+def _stored_seq(db: sqlite3.Connection) -> int:
+    """The sequence number of the last committed write (``settings['seq']``, written in each write's
+    transaction; 0 for stores written before it)."""
+    return _stored_int(db, "seq")
+
+
 def _lock_directory(path: Path) -> Any:
     """The open ``LOCK`` file of a collection directory, flock-ed exclusively (else CollectionLockedError)."""
     fh = open(path / "LOCK", "a+")
@@ -1482,8 +1975,22 @@ def _lock_directory(path: Path) -> Any:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         fh.close()
-        msg = f"collection at {str(path)!r} is open for writing in another process"
+        try:
+            pid = int((path / "LOCK").read_text().split()[0])
+        except (OSError, ValueError, IndexError):  # the holder has not written its pid yet
+            pid = None
+        if pid == os.getpid():
+            holder = f"this process (pid {pid}), through another open handle"
+        else:
+            holder = f"another process (pid {pid})" if pid is not None else "another process"
+        msg = (
+            f"collection at {str(path)!r} is open for writing in {holder}; readers can open it with "
+            "read_only=True meanwhile"
+        )
         raise CollectionLockedError(msg) from None
+    os.ftruncate(fh.fileno(), 0)  # the holder's pid, for the message above (the kernel drops the lock at exit)
+    fh.write(f"{os.getpid()}\n")
+    fh.flush()
     return fh
 
 
@@ -1492,6 +1999,7 @@ __all__ = [
     "CollectionLockedError",
     "CorruptStoreError",
     "Hit",
+    "ReadOnlyError",
     "VerifyReport",
     "copy_collection",
     "store_directory",

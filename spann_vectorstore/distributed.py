@@ -68,7 +68,15 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     raise ImportError(msg) from exc
 
 from . import fulltext
-from .collection import Collection, CollectionLockedError, Hit, copy_collection, hybrid_arguments, validate_documents
+from .collection import (
+    Collection,
+    CollectionLockedError,
+    Hit,
+    ReadOnlyError,
+    copy_collection,
+    hybrid_arguments,
+    validate_documents,
+)
 from .filters import compile_filter
 from .protocol import CollectionLike
 from .validation import check_metric, per_vector, positive_int, query_texts
@@ -299,6 +307,12 @@ class ShardedCollection:
         and any restart of it, runs where its files are. Stored in ``sharding.json`` and reused on reopen.
     actor_options: Ray actor options overriding :data:`DEFAULT_ACTOR_OPTIONS` (``num_cpus``, ``memory``,
         ``resources``, ``max_task_retries``, ``scheduling_strategy``, ...).
+    read_only: open an existing sharded collection for queries only (a query-only driver beside the one
+        that writes): every shard is a read-only :class:`~spann_vectorstore.Collection` (no lock, nothing
+        written, ``sharding.json`` included), following the writer's commits before each search; ``add``,
+        ``delete``, ``clear`` and ``optimize`` raise :class:`~spann_vectorstore.ReadOnlyError`. Its actors
+        reserve CPU like the writer's (0.25 each by default): beside a writer on a small node, pass
+        ``actor_options={"num_cpus": ...}`` so that both fit (Ray leaves actors that do not fit pending).
 
     Writes are acknowledged when every shard holding part of them has committed; reads and searches see
     every acknowledged write. ``get`` without ids returns shard by shard (each in insertion order): there is
@@ -320,10 +334,16 @@ class ShardedCollection:
         index_options: dict[str, Any] | None = None,
         node_ids: Sequence[str] | None = None,
         actor_options: dict[str, Any] | None = None,
+        read_only: bool = False,
     ) -> None:
         check_metric(metric)
+        if not isinstance(read_only, bool):
+            raise TypeError(f"read_only must be True or False, got {read_only!r}")
         self._closed = True
+        self.read_only = read_only
         self.path = _local_path(path)
+        if read_only and not (self.path / LAYOUT_FILE).exists():
+            raise FileNotFoundError(f"no sharded collection at {str(self.path)!r} (a read-only open never creates one)")
         layout = self._layout(num_shards, node_ids)
         self.num_shards: int = layout["num_shards"]
         self.node_ids: list[str] | None = layout["node_ids"]
@@ -338,6 +358,8 @@ class ShardedCollection:
             "index_options": index_options,
             "progress": False,
         }
+        if read_only:
+            options["read_only"] = True
         self._actors: list[Any] = []
         try:
             for i in range(self.num_shards):
@@ -376,7 +398,8 @@ class ShardedCollection:
                 raise ValueError(msg)
             if node_ids is not None and list(node_ids) != layout.get("node_ids"):
                 layout["node_ids"] = list(node_ids)  # the shards' files were moved to other nodes
-                _write_json(file, layout)
+                if not self.read_only:
+                    _write_json(file, layout)
             return layout
         if isinstance(num_shards, bool) or not isinstance(num_shards, int) or num_shards < 1:
             msg = f"num_shards must be a positive integer for a new sharded collection, got {num_shards!r}"
@@ -433,6 +456,14 @@ class ShardedCollection:
         if self._closed:
             raise RuntimeError("collection is closed")
 
+    def _check_writable(self, what: str) -> None:
+        self._check_open()
+        if self.read_only:
+            msg = (
+                f"sharded collection at {str(self.path)!r} is open read-only: {what}() is not allowed (nothing changed)"
+            )
+            raise ReadOnlyError(msg)
+
     @property
     def actors(self) -> list[Any]:
         """The shard actor handles (shard ``i`` holds the ids with ``shard_for(id, num_shards) == i``)."""
@@ -465,7 +496,7 @@ class ShardedCollection:
         As :meth:`Collection.add`; the whole call is validated before any shard is written. A shard lost
         beyond Ray's retries can leave part of a batch written: repeating the call is safe (upsert by id).
         """
-        self._check_open()
+        self._check_writable("add")
         x, texts_l, metas_l, ids_l = _prepare(vectors, texts, metadatas, ids, self._dim, self._metric)
         _write(self._actors, x, texts_l, metas_l, ids_l)
         if self._dim is None:
@@ -481,7 +512,7 @@ class ShardedCollection:
     ) -> int:
         """Delete by id and/or filter / ``where_document`` (both: ids that also match); returns how many. Ids
         go only to their shards, a filter to all. Neither given: nothing is deleted (use :meth:`clear`)."""
-        self._check_open()
+        self._check_writable("delete")
         filter = _filter(filter, where_document)
         if ids is None and filter is None:
             return 0
@@ -497,12 +528,12 @@ class ShardedCollection:
 
     def clear(self) -> None:
         """Delete every document on every shard (settings and dimension are kept)."""
-        self._check_open()
+        self._check_writable("clear")
         _get([a.clear.remote() for a in self._actors])
 
     def optimize(self) -> None:
         """Rebuild every shard's index from scratch (in parallel)."""
-        self._check_open()
+        self._check_writable("optimize")
         _get([a.optimize.remote() for a in self._actors])
 
     # ------------------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spann_vectorstore import Collection, CollectionLockedError, CorruptStoreError, FilterError
+from spann_vectorstore import Collection, CorruptStoreError, FilterError
 from spann_vectorstore.evaluation import clustered, exact_topk, recall_at_k
 
 D = 24
@@ -224,10 +224,14 @@ def test_second_process_gets_a_clear_lock_error(tmp_path):
         """
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert "LOCKED" in out.stdout and "another process" in out.stdout, out.stderr
-    with pytest.raises(CollectionLockedError):
-        Collection(tmp_path / "c")  # also within the same process while it is open
+    assert "LOCKED" in out.stdout and f"another process (pid {os.getpid()})" in out.stdout, out.stderr
+    again = Collection(tmp_path / "c")  # the same process shares its open instance (issue 16)
+    assert again is col
+    again.close()
+    assert col.count() == 1  # one reference left
     col.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        col.count()
     Collection(tmp_path / "c").close()  # free again after close
 
 

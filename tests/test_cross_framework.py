@@ -50,19 +50,28 @@ EMB = WordEmbedding()
 def _li_nodes() -> list[TextNode]:
     """Two source documents split into nodes, as a LlamaIndex pipeline would leave them."""
     nodes = []
-    for doc_id, words, meta in (("docA", ["apple", "banana"], {"topic": "fruit"}),
-                                ("docB", ["river", "ocean"], {"topic": "water", "doc_id": "user-value"})):
+    for doc_id, words, meta in (
+        ("docA", ["apple", "banana"], {"topic": "fruit"}),
+        ("docB", ["river", "ocean"], {"topic": "water", "doc_id": "user-value"}),
+    ):
         for i, w in enumerate(words):
-            nodes.append(TextNode(
-                id_=f"{doc_id}-{i}", text=f"{w} text", embedding=EMB.embed_query(w), metadata={**meta, "i": i},
-                relationships={NodeRelationship.SOURCE: RelatedNodeInfo(node_id=doc_id)},
-            ))
+            nodes.append(
+                TextNode(
+                    id_=f"{doc_id}-{i}",
+                    text=f"{w} text",
+                    embedding=EMB.embed_query(w),
+                    metadata={**meta, "i": i},
+                    relationships={NodeRelationship.SOURCE: RelatedNodeInfo(node_id=doc_id)},
+                )
+            )
     return nodes
 
 
 def _lc_docs() -> list[Document]:
-    return [Document(id=f"lc-{w}", page_content=f"{w} text", metadata={"source": f"{w}.md", "n": n})
-            for n, w in enumerate(["cherry", "mountain", "apple"])]
+    return [
+        Document(id=f"lc-{w}", page_content=f"{w} text", metadata={"source": f"{w}.md", "n": n})
+        for n, w in enumerate(["cherry", "mountain", "apple"])
+    ]
 
 
 @pytest.fixture(params=["shared", "reopened"])
@@ -95,8 +104,11 @@ def test_langchain_writes_llama_index_reads_filters_deletes(tmp_path, mode):
     filt = MetadataFilters(filters=[MetadataFilter(key="n", operator=FilterOperator.GTE, value=1)])
     res = li.query(VectorStoreQuery(query_embedding=EMB.embed_query("apple"), similarity_top_k=3, filters=filt))
     assert res.ids == ["lc-apple", "lc-mountain"]
-    res = li.query(VectorStoreQuery(query_embedding=EMB.embed_query("apple"), similarity_top_k=3,
-                                    doc_ids=["lc-mountain", "lc-cherry"]))
+    res = li.query(
+        VectorStoreQuery(
+            query_embedding=EMB.embed_query("apple"), similarity_top_k=3, doc_ids=["lc-mountain", "lc-cherry"]
+        )
+    )
     assert set(res.ids) == {"lc-mountain", "lc-cherry"}
     res = li.query(VectorStoreQuery(query_str="cherry", similarity_top_k=3, mode=VectorStoreQueryMode.TEXT_SEARCH))
     assert res.ids == ["lc-cherry"]
@@ -179,8 +191,9 @@ def test_same_ids_both_ways_and_mixed_store(tmp_path):
     assert len(lc.get()["ids"]) == 7
     nodes = li.get_nodes()
     assert {n.ref_doc_id for n in nodes} == {"docA", "docB", "lc-cherry", "lc-mountain", "lc-apple"}
-    res = li.query(VectorStoreQuery(query_embedding=EMB.embed_query("apple"), similarity_top_k=7,
-                                    doc_ids=["docA", "lc-apple"]))
+    res = li.query(
+        VectorStoreQuery(query_embedding=EMB.embed_query("apple"), similarity_top_k=7, doc_ids=["docA", "lc-apple"])
+    )
     assert set(res.ids) == {"docA-0", "docA-1", "lc-apple"}
     li.delete("docA")
     li.delete("lc-apple")
@@ -191,13 +204,19 @@ def test_same_ids_both_ways_and_mixed_store(tmp_path):
 def test_store_written_by_the_previous_code_reads_in_both(tmp_path):
     """Rows laid out as the adapters wrote them before this change (LlamaIndex: node_to_metadata_dict with
     remove_text; LangChain: the metadata as given), written with the bare Collection."""
-    node = TextNode(id_="old-node", text="apple pie", metadata={"k": "v"},
-                    relationships={NodeRelationship.SOURCE: RelatedNodeInfo(node_id="old-doc")})
+    node = TextNode(
+        id_="old-node",
+        text="apple pie",
+        metadata={"k": "v"},
+        relationships={NodeRelationship.SOURCE: RelatedNodeInfo(node_id="old-doc")},
+    )
     with Collection(tmp_path) as c:
-        c.add(np.array([EMB.embed_query("apple"), EMB.embed_query("river")], dtype=np.float32),
-              ["apple pie", "river bank"],
-              [node_to_metadata_dict(node, remove_text=True, flat_metadata=False), {"source": "r.md"}],
-              ["old-node", "old-plain"])
+        c.add(
+            np.array([EMB.embed_query("apple"), EMB.embed_query("river")], dtype=np.float32),
+            ["apple pie", "river bank"],
+            [node_to_metadata_dict(node, remove_text=True, flat_metadata=False), {"source": "r.md"}],
+            ["old-node", "old-plain"],
+        )
     with LCStore(EMB, persist_directory=tmp_path) as lc:
         docs = {d.id: d for d in lc.similarity_search("apple", k=2)}
         assert docs["old-node"].metadata == {"k": "v"} and docs["old-plain"].metadata == {"source": "r.md"}
@@ -227,9 +246,12 @@ def test_llama_index_documents_through_an_index_then_langchain(tmp_path):
 
     store = LIStore(tmp_path)
     index = VectorStoreIndex.from_documents(
-        [LIDocument(id_="d1", text="apple and banana", metadata={"src": "1"}),
-         LIDocument(id_="d2", text="river and ocean", metadata={"src": "2"})],
-        storage_context=StorageContext.from_defaults(vector_store=store), embed_model=LI(),
+        [
+            LIDocument(id_="d1", text="apple and banana", metadata={"src": "1"}),
+            LIDocument(id_="d2", text="river and ocean", metadata={"src": "2"}),
+        ],
+        storage_context=StorageContext.from_defaults(vector_store=store),
+        embed_model=LI(),
     )
     lc = LCStore(EMB, collection=store.collection)
     hits = lc.similarity_search("river", k=2)
@@ -242,9 +264,16 @@ def test_llama_index_documents_through_an_index_then_langchain(tmp_path):
 
 
 def test_interop_helpers():
-    md = node_to_metadata_dict(TextNode(id_="n", text="t", metadata={"doc_id": "mine", "a": 1},
-                                        relationships={NodeRelationship.SOURCE: RelatedNodeInfo(node_id="R")}),
-                               remove_text=True, flat_metadata=False)
+    md = node_to_metadata_dict(
+        TextNode(
+            id_="n",
+            text="t",
+            metadata={"doc_id": "mine", "a": 1},
+            relationships={NodeRelationship.SOURCE: RelatedNodeInfo(node_id="R")},
+        ),
+        remove_text=True,
+        flat_metadata=False,
+    )
     assert md["doc_id"] == "R"  # LlamaIndex overwrites the user's key at the top level
     assert clean_metadata(md) == {"doc_id": "mine", "a": 1}
     plain = {"doc_id": "x", "_node_type": "mine"}

@@ -476,3 +476,36 @@ def test_hybrid_search_dense_dominated_and_errors(text_pair):
         sc.hybrid_search("a", xq[0], candidates=0)
     with pytest.raises(FilterError):
         sc.text_search("a", filter={"kind": {"$near": 1}})
+
+
+def test_read_only_sharded_collection_follows_the_writer(ray_local, tmp_path):
+    """A query-only driver (issue 16): read-only shards beside the writing ones, following their commits."""
+    from spann_vectorstore import ReadOnlyError
+
+    path = tmp_path / "sc"
+    x = np.random.default_rng(3).standard_normal((60, 8)).astype(np.float32)
+    with pytest.raises(FileNotFoundError):
+        ShardedCollection.open(path, read_only=True, actor_options={"num_cpus": 0})
+    free = {"num_cpus": 0}  # the module's other collections hold 8 x 0.25 CPU: more would wait forever
+    with ShardedCollection(path, 2, metric="l2", actor_options=free) as writer:
+        writer.add(x[:40], ids=[f"d{i}" for i in range(40)])
+        before = sorted(p.name for p in path.rglob("*"))
+        layout = (path / "sharding.json").read_bytes()
+        with ShardedCollection.open(path, read_only=True, actor_options=free) as reader:
+            assert reader.read_only and reader.count() == 40
+            assert reader.search(x[7], k=1)[0].id == "d7"
+            writer.add(x[40:], ids=[f"d{i}" for i in range(40, 60)])
+            writer.delete(["d7"])
+            assert reader.search(x[50], k=1)[0].id == "d50"  # the next search after the write sees it
+            assert reader.search(x[7], k=1)[0].id != "d7"
+            for call in (
+                lambda: reader.add(x[:1], ids=["n"]),
+                lambda: reader.delete(["d1"]),
+                reader.clear,
+                reader.optimize,
+            ):
+                with pytest.raises(ReadOnlyError):
+                    call()
+            assert writer.count() == 59
+        assert (path / "sharding.json").read_bytes() == layout
+        assert sorted(p.name for p in path.rglob("*")) == before

@@ -555,7 +555,9 @@ def test_public_collection_protocol_only():
     assert len(store.max_marginal_relevance_search("apple", k=2)) == 2
     store.delete(["r"])
     assert ids_of(store.get_by_ids(["r", "g"])) == ["g"]
-    store.close()
+    store.close()  # the collection was passed in: it stays open, the caller's to close (issue 16)
+    assert ids_of(store.similarity_search("apple", k=1, filter={"c": "g"})) == ["g"]
+    store.collection.close()
     with pytest.raises(RuntimeError, match="closed"):
         store.similarity_search("apple")
 

@@ -35,7 +35,7 @@ from llama_index.core.vector_stores.types import (
 from llama_index.core.vector_stores.utils import build_metadata_filter_fn, node_to_metadata_dict
 from llama_index.vector_stores.spann import SPANNVectorStore, metadata_filters_to_dict
 
-from spann_vectorstore import Collection, CollectionLockedError
+from spann_vectorstore import Collection
 from spann_vectorstore.filters import FilterError
 from spann_vectorstore.protocol import COLLECTION_MEMBERS
 
@@ -690,8 +690,10 @@ def test_persist_dir_store_is_durable_and_persists_in_place_or_as_copy(tmp_path)
     idx = tmp_path / "idx"
     store = SPANNVectorStore(persist_dir=idx, metric="ip", bits=4)
     store.add(nodes)
-    with pytest.raises(CollectionLockedError):  # one open store per directory
-        SPANNVectorStore.from_persist_dir(idx)
+    again = SPANNVectorStore.from_persist_dir(idx)  # this process shares its open Collection (issue 16)
+    assert again.collection is store.collection and again.count() == 10 and again.bits == 4
+    again.close()  # releases its reference only
+    assert store.count() == 10
     store.persist(str(idx / "default__vector_store.json"))  # same directory: just a manifest
     assert json.loads((idx / "default__vector_store.json").read_text())["collection"] == "."
     assert not (idx / "default__vector_store.spann").exists()

@@ -65,8 +65,17 @@ def test_drop_collection_refuses_while_open_and_removes_files(tmp_path):
 
 @pytest.mark.parametrize(
     "bad, match",
-    [("", "1-63"), ("x" * 64, "1-63"), (".hidden", "invalid"), ("a/b", "invalid"), ("..", "invalid"),
-     ("-x", "invalid"), ("a b", "invalid"), ("é", "invalid"), (3, "must be a string")],
+    [
+        ("", "1-63"),
+        ("x" * 64, "1-63"),
+        (".hidden", "invalid"),
+        ("a/b", "invalid"),
+        ("..", "invalid"),
+        ("-x", "invalid"),
+        ("a b", "invalid"),
+        ("é", "invalid"),
+        (3, "must be a string"),
+    ],
 )
 def test_invalid_names_raise_naming_the_problem(tmp_path, bad, match):
     with pytest.raises(ValueError, match=match):
@@ -121,10 +130,12 @@ def test_langchain_collection_name(tmp_path):
     from langchain_core.embeddings import DeterministicFakeEmbedding
     from langchain_spann import SPANNVectorStore
 
-    one = SPANNVectorStore(DeterministicFakeEmbedding(size=8), persist_directory=tmp_path, collection_name="one",
-                           metric="cosine")
-    two = SPANNVectorStore(DeterministicFakeEmbedding(size=16), persist_directory=tmp_path, collection_name="two",
-                           metric="l2")
+    one = SPANNVectorStore(
+        DeterministicFakeEmbedding(size=8), persist_directory=tmp_path, collection_name="one", metric="cosine"
+    )
+    two = SPANNVectorStore(
+        DeterministicFakeEmbedding(size=16), persist_directory=tmp_path, collection_name="two", metric="l2"
+    )
     one.add_texts(["apple", "pear"], ids=["a", "p"])
     two.add_texts(["sky"], ids=["s"])
     assert one.collection_name == "one" and one.collection.path == tmp_path / "collections" / "one"
@@ -132,12 +143,20 @@ def test_langchain_collection_name(tmp_path):
     assert [d.id for d in two.similarity_search("sky", k=5)] == ["s"]
     assert Collection.list_collections(tmp_path) == ["one", "two"]
     one.close()
-    reopened = SPANNVectorStore(DeterministicFakeEmbedding(size=8), persist_directory=tmp_path,
-                                collection_name="one", create_collection_if_not_exists=False)
+    reopened = SPANNVectorStore(
+        DeterministicFakeEmbedding(size=8),
+        persist_directory=tmp_path,
+        collection_name="one",
+        create_collection_if_not_exists=False,
+    )
     assert reopened.metric == "cosine" and len(reopened.get()["ids"]) == 2
     with pytest.raises(ValueError, match="does not exist"):
-        SPANNVectorStore(DeterministicFakeEmbedding(size=8), persist_directory=tmp_path, collection_name="three",
-                         create_collection_if_not_exists=False)
+        SPANNVectorStore(
+            DeterministicFakeEmbedding(size=8),
+            persist_directory=tmp_path,
+            collection_name="three",
+            create_collection_if_not_exists=False,
+        )
     assert not (tmp_path / "collections" / "three").exists()
     reopened.delete_collection()  # a named collection is dropped with its files (Chroma's delete_collection)
     assert Collection.list_collections(tmp_path) == ["two"]
@@ -150,8 +169,9 @@ def test_langchain_from_texts_with_collection_name(tmp_path):
     from langchain_core.embeddings import DeterministicFakeEmbedding
     from langchain_spann import SPANNVectorStore
 
-    with SPANNVectorStore.from_texts(["x", "y"], DeterministicFakeEmbedding(size=8), collection_name="c",
-                                     persist_directory=tmp_path, metric="cosine") as store:
+    with SPANNVectorStore.from_texts(
+        ["x", "y"], DeterministicFakeEmbedding(size=8), collection_name="c", persist_directory=tmp_path, metric="cosine"
+    ) as store:
         assert store.collection.count() == 2
     assert Collection.list_collections(tmp_path) == ["c"]
 

@@ -489,8 +489,7 @@ def test_chroma_large_batch_update(client: Path) -> None:
         **L2,
     )
     new_docs = [
-        Document(page_content="This is a new test document", metadata={"doc_id": f"{i}"})
-        for i in range(len(docs) - 10)
+        Document(page_content="This is a new test document", metadata={"doc_id": f"{i}"}) for i in range(len(docs) - 10)
     ]
     new_ids = [_id for _id in ids[: len(new_docs)]]
     db.update_documents(ids=new_ids, documents=new_docs)
@@ -587,9 +586,7 @@ def test_reset_collection(client: Path) -> None:
 
 def test_delete_where_clause(client: Path) -> None:
     """Tests delete_where_clause method."""
-    vectorstore = Chroma(
-        persist_directory=client, collection_name="test_collection", embedding=FakeEmbeddings(), **L2
-    )
+    vectorstore = Chroma(persist_directory=client, collection_name="test_collection", embedding=FakeEmbeddings(), **L2)
     vectorstore.add_documents(
         [
             Document(page_content="foo", metadata={"test": "bar"}),
@@ -610,8 +607,12 @@ def test_chroma_handles_none_page_content() -> None:
     vectors = FakeEmbeddings().embed_documents(["a", "b", "c"])
     import numpy as np
 
-    store.collection.add(np.array(vectors, dtype=np.float32), ["valid content", None, "another valid content"],
-                         [{"key": "value1"}, {"key": "value2"}, {"key": "value3"}], ["id1", "id2", "id3"])
+    store.collection.add(
+        np.array(vectors, dtype=np.float32),
+        ["valid content", None, "another valid content"],
+        [{"key": "value1"}, {"key": "value2"}, {"key": "value3"}],
+        ["id1", "id2", "id3"],
+    )
     docs_and_scores = store.similarity_search_with_score("q", k=3)
     # differs: a document without text comes back with page_content "" (Chroma drops it)
     assert len(docs_and_scores) == 3
@@ -628,9 +629,12 @@ def test_chroma_handles_none_page_content_with_vectors() -> None:
     import numpy as np
 
     store = Chroma(FakeEmbeddings(), **L2)
-    store.collection.add(np.array([[0.1, 0.2], [0.3, 0.4], [0.5, 0.6]], dtype=np.float32),
-                         ["valid content", None, "another valid content"],
-                         [{"key": "value1"}, {"key": "value2"}, {"key": "value3"}], ["id1", "id2", "id3"])
+    store.collection.add(
+        np.array([[0.1, 0.2], [0.3, 0.4], [0.5, 0.6]], dtype=np.float32),
+        ["valid content", None, "another valid content"],
+        [{"key": "value1"}, {"key": "value2"}, {"key": "value3"}],
+        ["id1", "id2", "id3"],
+    )
     got = store.get(include=["documents", "embeddings"])
     docs_and_vectors = list(zip(got["ids"], got["documents"], got["embeddings"]))
     # differs: get() keeps the document without text (None), Chroma's helper drops it

@@ -198,9 +198,7 @@ def test_similarity_search_filters_with_qdrant_filters(retrieval_mode: Retrieval
 
     # the content condition is Chroma-style where_document; the metadata conditions are the core filter
     qdrant_filter = {"page": 1, "details.page": 2, "details.pages": {"$contains": 3}}
-    output = docsearch.similarity_search(
-        "foo", k=1, filter=qdrant_filter, where_document={"$contains": "bar"}
-    )
+    output = docsearch.similarity_search("foo", k=1, filter=qdrant_filter, where_document={"$contains": "bar"})
     if retrieval_mode == RetrievalMode.SPARSE:
         assert output == []  # differs: BM25 returns only documents holding a query word
         return
@@ -216,8 +214,9 @@ def test_embeddings_property_sparse_mode() -> None:
     embedding = ConsistentFakeEmbeddings()
     # differs: an embedding model is required in every mode (each document keeps a dense vector), so the
     # property returns it rather than None
-    vectorstore = QdrantVectorStore.from_texts(texts, embedding=embedding, retrieval_mode=RetrievalMode.SPARSE,
-                                               **COSINE)
+    vectorstore = QdrantVectorStore.from_texts(
+        texts, embedding=embedding, retrieval_mode=RetrievalMode.SPARSE, **COSINE
+    )
     assert vectorstore.embeddings is embedding
 
 
@@ -225,15 +224,15 @@ def test_embeddings_property_dense_mode() -> None:
     """Test that embeddings property returns embedding object in DENSE mode."""
     texts = ["test document"]
     embedding = ConsistentFakeEmbeddings()
-    vectorstore = QdrantVectorStore.from_texts(texts, embedding=embedding, retrieval_mode=RetrievalMode.DENSE,
-                                               **COSINE)
+    vectorstore = QdrantVectorStore.from_texts(texts, embedding=embedding, retrieval_mode=RetrievalMode.DENSE, **COSINE)
     assert vectorstore.embeddings is embedding
 
 
 def _sparse_store() -> QdrantVectorStore:
     # construction: a dense model is required in every mode (see test_embeddings_property_sparse_mode)
-    return QdrantVectorStore.from_texts(["test document"], embedding=ConsistentFakeEmbeddings(),
-                                        retrieval_mode=RetrievalMode.SPARSE, **COSINE)
+    return QdrantVectorStore.from_texts(
+        ["test document"], embedding=ConsistentFakeEmbeddings(), retrieval_mode=RetrievalMode.SPARSE, **COSINE
+    )
 
 
 def test_as_retriever_sparse_mode() -> None:
@@ -279,8 +278,7 @@ def test_as_retriever_sparse_mode_with_search_kwargs() -> None:
 def test_qdrant_add_documents_extends_existing_collection(retrieval_mode: RetrievalMode) -> None:
     """Test end to end construction and search."""
     texts = ["foo", "bar", "baz"]
-    docsearch = QdrantVectorStore.from_texts(texts, ConsistentFakeEmbeddings(), retrieval_mode=retrieval_mode,
-                                             **COSINE)
+    docsearch = QdrantVectorStore.from_texts(texts, ConsistentFakeEmbeddings(), retrieval_mode=retrieval_mode, **COSINE)
 
     new_texts = ["foobar", "foobaz"]
     docsearch.add_documents([Document(page_content=content) for content in new_texts])
@@ -306,8 +304,9 @@ def test_qdrant_add_texts_stores_duplicated_texts(location: Path) -> None:
     """Test end to end Qdrant.add_texts stores duplicated texts separately."""
     collection_name = uuid.uuid4().hex
     # construction: client.recreate_collection(size=10, COSINE) + QdrantVectorStore(client, collection_name, ...)
-    vec_store = QdrantVectorStore(ConsistentFakeEmbeddings(), persist_directory=location,
-                                  collection_name=collection_name, dim=10, **COSINE)
+    vec_store = QdrantVectorStore(
+        ConsistentFakeEmbeddings(), persist_directory=location, collection_name=collection_name, dim=10, **COSINE
+    )
     ids = vec_store.add_texts(["abc", "abc"], [{"a": 1}, {"a": 2}])
 
     assert 2 == len(set(ids))
@@ -659,8 +658,7 @@ async def test_async_relevance_search_with_threshold() -> None:
 async def test_async_add_documents_extends_existing_collection(retrieval_mode: RetrievalMode) -> None:
     """Test async add_documents extends existing collection."""
     texts = ["foo", "bar", "baz"]
-    docsearch = QdrantVectorStore.from_texts(texts, ConsistentFakeEmbeddings(), retrieval_mode=retrieval_mode,
-                                             **COSINE)
+    docsearch = QdrantVectorStore.from_texts(texts, ConsistentFakeEmbeddings(), retrieval_mode=retrieval_mode, **COSINE)
 
     new_texts = ["foobar", "foobaz"]
     await docsearch.aadd_documents([Document(page_content=content) for content in new_texts])
@@ -687,8 +685,9 @@ async def test_async_add_texts_stores_duplicated_texts(location: Path) -> None:
     """Test async add_texts stores duplicated texts separately."""
     collection_name = uuid.uuid4().hex
     # construction: client.recreate_collection(size=10, COSINE) + QdrantVectorStore(client, collection_name, ...)
-    vec_store = QdrantVectorStore(ConsistentFakeEmbeddings(), persist_directory=location,
-                                  collection_name=collection_name, dim=10, **COSINE)
+    vec_store = QdrantVectorStore(
+        ConsistentFakeEmbeddings(), persist_directory=location, collection_name=collection_name, dim=10, **COSINE
+    )
     ids = await vec_store.aadd_texts(["abc", "abc"], [{"a": 1}, {"a": 2}])
 
     assert len(set(ids)) == 2
@@ -767,8 +766,9 @@ async def test_async_get_by_ids(retrieval_mode: RetrievalMode) -> None:
 async def test_async_delete_and_get_by_ids_with_int_ids(location: Path) -> None:
     """Test async delete and get_by_ids with integer IDs."""
     collection_name = uuid.uuid4().hex
-    vec_store = QdrantVectorStore(ConsistentFakeEmbeddings(), persist_directory=location,
-                                  collection_name=collection_name, dim=10, **COSINE)
+    vec_store = QdrantVectorStore(
+        ConsistentFakeEmbeddings(), persist_directory=location, collection_name=collection_name, dim=10, **COSINE
+    )
 
     # differs: ids are strings; integers are refused (Qdrant accepts unsigned integers)
     with pytest.raises(TypeError, match="ids must be strings"):
@@ -787,8 +787,7 @@ async def test_async_delete_and_get_by_ids_with_int_ids(location: Path) -> None:
 async def test_async_get_by_ids_empty_list(retrieval_mode: RetrievalMode) -> None:
     """Test async get_by_ids with empty list returns empty list."""
     texts = ["foo", "bar", "baz"]
-    docsearch = QdrantVectorStore.from_texts(texts, ConsistentFakeEmbeddings(), retrieval_mode=retrieval_mode,
-                                             **COSINE)
+    docsearch = QdrantVectorStore.from_texts(texts, ConsistentFakeEmbeddings(), retrieval_mode=retrieval_mode, **COSINE)
     docs = await docsearch.aget_by_ids([])
     assert len(docs) == 0
 

@@ -12,7 +12,6 @@ filters instead. Not ported (Qdrant internals or a Qdrant server/cluster): ``tes
 custom-sharding, shard-key and payload-index tests, ``test_sparse_vector_name_*``.
 """
 
-
 import numpy as np
 import pytest
 import pytest_asyncio

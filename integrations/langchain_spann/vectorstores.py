@@ -20,7 +20,7 @@ from langchain_core.vectorstores import VectorStore
 from langchain_core.vectorstores.utils import maximal_marginal_relevance
 from typing_extensions import Self
 
-from spann_vectorstore import Collection, CollectionLike, Hit, fulltext
+from spann_vectorstore import Collection, CollectionLike, CollectionLockedError, Hit, ReadOnlyError, fulltext
 from spann_vectorstore.collection import store_directory
 from spann_vectorstore.interop import carry_over, clean_metadata, is_node_row
 from spann_vectorstore.protocol import check_collection
@@ -127,7 +127,12 @@ class SPANNVectorStore(VectorStore):
         A reopened collection keeps the metric it was created with.
     bits: RaBitQ bits per dimension in the index (1, 2, 4 or 8); ``None`` uses the Collection default.
     collection: an existing ``Collection`` (or an object with the same public methods, such as a sharded
-        collection) to wrap instead of creating one; then no other collection option may be given.
+        collection) to wrap instead of creating one; then no other collection option may be given. It stays
+        the caller's: :meth:`close` and :meth:`delete_collection` never close it.
+    read_only: open ``persist_directory`` read-only, beside the one process that writes it (a web worker
+        while an ingest runs): no lock taken, nothing written, each search sees every write acknowledged
+        before it; ``add_*``, ``delete``, ``update_*`` and ``reset_collection`` raise
+        :class:`~spann_vectorstore.ReadOnlyError` before embedding anything.
     retrieval_mode: what a text query searches, as langchain-qdrant names it (a :class:`RetrievalMode` or its
         string): ``"dense"`` (default) the embedding index; ``"sparse"`` the full-text index (BM25 over the
         documents' words, no query embedding needed); ``"hybrid"`` both, fused by the Collection's
@@ -237,6 +242,7 @@ class SPANNVectorStore(VectorStore):
         fusion: str = "dbsf",
         relevance_score_fn: Callable[[float], float] | None = None,
         create_collection_if_not_exists: bool = True,
+        read_only: bool = False,
         **collection_kwargs: Any,
     ) -> None:
         if relevance_score_fn is not None and not callable(relevance_score_fn):
@@ -255,7 +261,7 @@ class SPANNVectorStore(VectorStore):
             collection = check_collection(collection)
             named = (("persist_directory", persist_directory), ("collection_name", collection_name), ("bits", bits))
             given = [name for name, v in named if v is not None]
-            given += list(collection_kwargs)
+            given += list(collection_kwargs) + (["read_only"] if read_only else [])
             if given:
                 msg = f"pass either collection= or options to create one, not both (got {given})"
                 raise ValueError(msg)
@@ -273,7 +279,11 @@ class SPANNVectorStore(VectorStore):
             opts = dict(collection_kwargs, metric=metric)
             if bits is not None:
                 opts["bits"] = bits
+            if read_only:
+                opts["read_only"] = True
             self._collection = Collection(persist_directory, name=collection_name, **opts)
+        self._owns_collection = collection is None
+        self._read_only_reason = ""
         self.embedding = embedding
         self.collection_name = collection_name if collection is None else getattr(collection, "name", None)
         store = self._collection.path if collection is None else None  # named: <dir>/collections/<name>
@@ -296,9 +306,23 @@ class SPANNVectorStore(VectorStore):
     def metric(self) -> str:
         return self._collection.metric
 
+    @property
+    def read_only(self) -> bool:
+        """Whether the wrapped collection is open read-only (see ``read_only``, :meth:`load_local`)."""
+        return bool(getattr(self._collection, "read_only", False))
+
+    def _check_writable(self, what: str) -> None:
+        if self.read_only:
+            msg = (
+                f"this SPANNVectorStore is read-only{self._read_only_reason}: {what}() is not allowed (nothing changed)"
+            )
+            raise ReadOnlyError(msg)
+
     def close(self) -> None:
-        """Close the collection (writes a final index snapshot when persistent). Idempotent."""
-        self._collection.close()
+        """Close the collection this store opened (writes a final index snapshot when persistent); a
+        ``collection=`` passed in stays open (the caller's to close). Idempotent."""
+        if self._owns_collection:
+            self._collection.close()
 
     def __enter__(self) -> Self:
         return self
@@ -316,6 +340,7 @@ class SPANNVectorStore(VectorStore):
     def reset_collection(self) -> None:
         """Delete every document, keeping the collection's settings (metric, bits, dimension) and files: the
         store stays usable (Chroma's ``reset_collection``)."""
+        self._check_writable("reset_collection")
         self._collection.clear()
 
     def delete_collection(self) -> None:
@@ -323,11 +348,14 @@ class SPANNVectorStore(VectorStore):
         named persistent collection (``collection_name=``) is dropped with its files
         (``Collection.drop_collection``). The store in ``persist_directory`` itself is left in place, holding
         an empty collection (no directory is removed: the store may not have created it, and it may hold
-        named collections); remove it yourself if you no longer need it."""
+        named collections); remove it yourself if you no longer need it. A ``collection=`` passed in is
+        emptied but stays open (the caller's to close)."""
+        self._check_writable("delete_collection")
         self._collection.clear()
-        self._collection.close()
         name, store = getattr(self._collection, "name", None), getattr(self._collection, "path", None)
-        if name is not None and store is not None and isinstance(self._collection, Collection):
+        owned = self._owns_collection and isinstance(self._collection, Collection)
+        self.close()
+        if owned and name is not None and store is not None:
             Collection.drop_collection(Path(store).parent.parent, name)
 
     # ------------------------------------------------------------------------------------------------------
@@ -422,6 +450,7 @@ class SPANNVectorStore(VectorStore):
         same call with the same ids is safe).
         """
         _no_extra(kwargs, "add_texts")
+        self._check_writable("add_texts")
         batch_size = self._batch_size(batch_size)
         texts_l, metas, ids_l = self._prepare(texts, metadatas, ids)
         for s in range(0, len(texts_l), batch_size):
@@ -440,6 +469,7 @@ class SPANNVectorStore(VectorStore):
         **kwargs: Any,
     ) -> list[str]:
         _no_extra(kwargs, "aadd_texts")
+        self._check_writable("aadd_texts")
         batch_size = self._batch_size(batch_size)
         texts_l, metas, ids_l = self._prepare(texts, metadatas, ids)
         for s in range(0, len(texts_l), batch_size):
@@ -489,6 +519,7 @@ class SPANNVectorStore(VectorStore):
                 raise TypeError(msg)
             filter = kwargs.pop("where")
         _no_extra(kwargs, "delete")
+        self._check_writable("delete")
         if ids is None and filter is None:
             msg = "delete() needs ids or filter; use store.collection.clear() to delete everything"
             raise ValueError(msg)
@@ -909,7 +940,12 @@ class SPANNVectorStore(VectorStore):
         """Open a store written by :meth:`save_local`. Only JSON and the collection's SQLite/``.npy`` files are
         read (no pickle, so no ``allow_dangerous_deserialization`` switch). The loaded store persists to the
         saved collection: later adds and deletes are durable there. The saved ``retrieval_mode``,
-        ``hybrid_alpha`` and ``fusion`` are restored unless ``**kwargs`` (constructor options) give others."""
+        ``hybrid_alpha`` and ``fusion`` are restored unless ``**kwargs`` (constructor options) give others.
+
+        ``read_only``: ``None`` (default) opens for writing when no other process writes the collection, and
+        read-only when one does (a web worker beside an ingest; writes then raise
+        :class:`~spann_vectorstore.ReadOnlyError` naming that process); ``True`` always read-only; ``False``
+        raises :class:`~spann_vectorstore.CollectionLockedError` when another process writes it."""
         if "allow_dangerous_deserialization" in kwargs:
             msg = "allow_dangerous_deserialization is not needed: load_local never unpickles anything"
             raise TypeError(msg)
@@ -934,7 +970,16 @@ class SPANNVectorStore(VectorStore):
             msg = f"the collection {str(path)!r} named in {str(config_path)!r} is missing"
             raise FileNotFoundError(msg)
         saved = {key: config[key] for key in ("retrieval_mode", "hybrid_alpha", "fusion") if key in config}
-        return cls(embeddings, persist_directory=path, metric=config["metric"], **{**saved, **kwargs})
+        options = {**saved, **kwargs}
+        read_only = options.pop("read_only", None)
+        if read_only is not None:
+            return cls(embeddings, persist_directory=path, metric=config["metric"], read_only=read_only, **options)
+        try:
+            return cls(embeddings, persist_directory=path, metric=config["metric"], **options)
+        except CollectionLockedError as exc:
+            store = cls(embeddings, persist_directory=path, metric=config["metric"], read_only=True, **options)
+            store._read_only_reason = f" (opened read-only by load_local: {exc})"
+            return store
 
 
 __all__ = ["RetrievalMode", "SPANNVectorStore"]

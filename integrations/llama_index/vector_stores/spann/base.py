@@ -75,7 +75,7 @@ from llama_index.core.vector_stores.types import (
 )
 from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_metadata_dict
 
-from spann_vectorstore import Collection, CollectionLike, fulltext
+from spann_vectorstore import Collection, CollectionLike, CollectionLockedError, ReadOnlyError, fulltext
 from spann_vectorstore.collection import store_directory
 from spann_vectorstore.interop import is_node_row, ref_doc_filter
 from spann_vectorstore.protocol import check_collection
@@ -229,9 +229,14 @@ class SPANNVectorStore(BasePydanticVectorStore):
         :meth:`persist`.
     collection_kwargs: more :class:`~spann_vectorstore.Collection` options (``n_probe``, ``index_threshold``, ...).
 
+    read_only: open ``persist_dir`` read-only, beside the one process that writes it (a web worker while an
+        ingest runs): no lock, nothing written, each query sees every write acknowledged before it began;
+        ``add``/``delete``/``delete_nodes``/``clear`` raise :class:`~spann_vectorstore.ReadOnlyError`.
+
     ``SPANNVectorStore.from_persist_dir(dir)`` reopens a store after ``StorageContext.persist(dir)`` or a store
-    created with ``persist_dir=dir``. A persistent directory is open in one store at a time (a second open,
-    in this process or another, raises ``CollectionLockedError``): :meth:`close` the store before reopening.
+    created with ``persist_dir=dir``, also while another process writes it (then read-only, see
+    :meth:`from_persist_path`). Within one process, stores over the same directory share one open Collection
+    (so re-running a notebook cell works); each store's :meth:`close` releases its reference.
     """
 
     stores_text: bool = True
@@ -243,6 +248,7 @@ class SPANNVectorStore(BasePydanticVectorStore):
     metric: str = "ip"
     bits: int = 1
     fusion: str = "dbsf"
+    read_only: bool = False
 
     _collection: CollectionLike = PrivateAttr()
     _owns_collection: bool = PrivateAttr(default=True)
@@ -256,12 +262,17 @@ class SPANNVectorStore(BasePydanticVectorStore):
         bits: int = 1,
         collection: CollectionLike | None = None,
         fusion: str = "dbsf",
+        read_only: bool = False,
         **collection_kwargs: Any,
     ) -> None:
         fulltext.check_fusion(fusion, 0.5)
-        if collection is not None and (persist_dir is not None or collection_name is not None or collection_kwargs):
+        if collection is not None and (
+            persist_dir is not None or collection_name is not None or collection_kwargs or read_only
+        ):
             raise ValueError("pass either collection= or persist_dir/collection_name/collection options, not both")
         if collection is None:
+            if read_only:
+                collection_kwargs["read_only"] = True
             collection = Collection(persist_dir, name=collection_name, metric=metric, bits=bits, **collection_kwargs)
             owns = True
             path = collection.path
@@ -275,9 +286,11 @@ class SPANNVectorStore(BasePydanticVectorStore):
             metric=str(collection.metric),
             bits=int(collection.stats().get("bits", bits)),
             fusion=fusion,
+            read_only=bool(getattr(collection, "read_only", False)),
         )
         self._collection = collection
         self._owns_collection = owns
+        self._collection_kwargs = {k: v for k, v in collection_kwargs.items() if k != "read_only"}
 
     @classmethod
     def class_name(cls) -> str:
@@ -564,7 +577,13 @@ class SPANNVectorStore(BasePydanticVectorStore):
         here = Path(here).resolve() if here is not None else None
         copy_dir = manifest.with_name(manifest.name.removesuffix(".json") + ".spann")
         name = self.collection_name if here is not None else None
-        if here is not None and here == store_directory(manifest.parent, name).resolve():
+        own = store_directory(manifest.parent, name).resolve()
+        if self.read_only and here is not None and here in (own, copy_dir.resolve()):
+            if manifest.is_file():  # the writer's manifest already names this collection: nothing to write
+                return
+            msg = f"this store is read-only: persist() would write {str(manifest)!r} into its collection's directory"
+            raise ReadOnlyError(msg)
+        if here is not None and here == own:
             rel = "."  # the collection (named or not) of this directory: durable as it is
         elif here is not None and here == copy_dir.resolve():
             rel, name = copy_dir.name, None
@@ -590,7 +609,10 @@ class SPANNVectorStore(BasePydanticVectorStore):
     @classmethod
     def from_persist_path(cls, persist_path: str | os.PathLike, fs: Any = None, **kwargs: Any) -> SPANNVectorStore:
         """Reopen a store from a manifest written by :meth:`persist` (or from a Collection directory).
-        ``kwargs``: Collection options such as ``n_probe``."""
+        ``kwargs``: Collection options such as ``n_probe``. ``read_only``: ``None`` (default) opens for writing
+        when no other process writes the collection and read-only when one does (users rarely close stores:
+        the process that wrote and persisted it may still hold it); ``True`` always read-only; ``False``
+        raises :class:`~spann_vectorstore.CollectionLockedError` when another process writes it."""
         _check_local_fs(fs)
         path = Path(persist_path)
         if path.is_dir():
@@ -599,7 +621,7 @@ class SPANNVectorStore(BasePydanticVectorStore):
                 raise FileNotFoundError(
                     f"no SPANNVectorStore collection{f' named {named!r}' if named else ''} in {str(path)!r}"
                 )
-            return cls(path, **kwargs)
+            return cls._open_fallback(path, kwargs)
         if not path.is_file():
             raise FileNotFoundError(f"no SPANNVectorStore at {str(path)!r}")
         try:
@@ -616,7 +638,19 @@ class SPANNVectorStore(BasePydanticVectorStore):
             saved["collection_name"] = doc["collection_name"]
         if not (store_directory(where, saved.get("collection_name")) / "docs.sqlite").exists():
             raise FileNotFoundError(f"the manifest {str(path)!r} names {str(where)!r}, which holds no collection")
-        return cls(where, metric=doc["metric"], bits=int(doc["bits"]), **{**saved, **kwargs})
+        return cls._open_fallback(where, {"metric": doc["metric"], "bits": int(doc["bits"]), **saved, **kwargs})
+
+    @classmethod
+    def _open_fallback(cls, path: Path, options: dict[str, Any]) -> SPANNVectorStore:
+        """Open for writing, or read-only when another process writes the collection (``read_only=None``)."""
+        options = dict(options)
+        read_only = options.pop("read_only", None)
+        if read_only is not None:
+            return cls(path, read_only=read_only, **options)
+        try:
+            return cls(path, **options)
+        except CollectionLockedError:
+            return cls(path, read_only=True, **options)
 
     @classmethod
     def from_persist_dir(
