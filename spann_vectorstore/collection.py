@@ -957,7 +957,7 @@ class Collection:
         flt = self._merge_filter(filter, where_document)
         with self._lock.read():
             self._check_open()
-            ranked = [self._text_ranked(t, int(k), flt) for t in texts]
+            ranked = [self._text_ranked(t, int(k), flt)[0] for t in texts]
             out = self._materialize(ranked, int(k), include_vectors, higher_better=True)
         return out[0] if single else out
 
@@ -996,37 +996,90 @@ class Collection:
                 return [] if single else [[] for _ in texts]
             npr = n_probe if n_probe is not None else self._n_probe
             q2 = arr[None, :] if single else arr
-            # the legs run side by side (both kernels release the GIL): the text leg on a worker thread
-            texts_leg = _legs_pool().submit(
-                lambda: [self._text_ranked(t, n_cand, flt) if alpha < 1 and fulltext.terms(t) else None for t in texts]
-            )
+            # the legs one after the other (side by side on a worker thread was slower: the handoff costs more
+            # than the text leg on 2 busy cores); the text leg also scores the dense leg's documents
             dense = self._ranked(q2, n_cand, npr, allowed) if alpha > 0 else [[] for _ in texts]
+            higher_dense = self.metric != "l2"
             ranked, higher = [], []
-            for tx, d in zip(texts_leg.result(), dense):
-                if tx is None:  # no words in the text (or alpha 1): dense search, dense scores
+            for qi, text in enumerate(texts):
+                words = fulltext.terms(text) if alpha < 1 else []
+                d = dense[qi][:n_cand]
+                if not words:  # no words in the text (or alpha 1): dense search, dense scores
                     ranked.append(d if alpha > 0 else [])
-                    higher.append(self.metric != "l2")
+                    higher.append(higher_dense)
                     continue
-                ranked.append(
-                    fulltext.fuse(d[:n_cand], tx, fusion=fusion, alpha=alpha, higher_better=self.metric != "l2")
-                )
+                ranked.append(self._fused(text, words, q2[qi], d, n_cand, flt, fusion, alpha))
                 higher.append(True)
             out = self._materialize(ranked, int(k), include_vectors, higher_better=higher)
         return out[0] if single else out
+
+    def _fused(
+        self,
+        text: str,
+        words: list[str],
+        q: np.ndarray,
+        dense: list[tuple[int, float]],
+        n: int,
+        flt: Any,
+        fusion: str,
+        alpha: float,
+    ) -> list[tuple[int, float]]:
+        """One hybrid query's (rowid, fused score), best first: the pool of both legs' top ``n`` (``dense`` is
+        the dense leg's), every candidate scored by both (BM25 of the dense leg's documents from the text
+        kernel, dense scores of the text leg's others from their stored vectors), fused over the pool
+        (:func:`fulltext.fuse_pool`)."""
+        higher_dense = self.metric != "l2"
+        d_rows = np.array([r for r, _ in dense], np.int64)
+        text_hits, text_of_dense = self._text_ranked(text, n, flt, words, d_rows if alpha > 0 else None)
+        if not text_hits or alpha == 0:  # no document has a word of the text (dense order), or text only
+            return fulltext.fuse(dense, text_hits, fusion=fusion, alpha=alpha, higher_better=higher_dense)
+        seen = set(d_rows.tolist())
+        extra = [(r, s) for r, s in text_hits if r not in seen]
+        try:
+            extra_dense = self._dense_scores(q, [r for r, _ in extra])
+        except KeyError:  # not expected (both indexes follow every write under the lock): drop what is missing
+            live = self._index.contains([r for r, _ in extra]).tolist()
+            extra = [e for e, ok in zip(extra, live) if ok]
+            extra_dense = self._dense_scores(q, [r for r, _ in extra])
+        rows = [r for r, _ in dense] + [r for r, _ in extra]
+        dense_scores = [s for _, s in dense] + extra_dense
+        text_scores = np.concatenate([text_of_dense, [s for _, s in extra]])
+        fused = fulltext.fuse_pool(dense_scores, text_scores, fusion=fusion, alpha=alpha, higher_better=higher_dense)
+        order = np.argsort(-fused, kind="stable").tolist()  # ties in pool order (dense list, then text), then by id
+        fused_l = fused.tolist()
+        return [(rows[i], fused_l[i]) for i in order]
+
+    def _dense_scores(self, q: np.ndarray, rowids: list[int]) -> list[float]:
+        """The dense leg's score of ``q`` for documents ``rowids`` (live in the index), from their stored
+        vectors: the similarity (inner product, cosine) or the squared l2 distance, as the index reports it."""
+        if not rowids:
+            return []
+        x = self._index.vectors(rowids)
+        q = np.asarray(q, np.float32).reshape(-1)
+        if self._index.metric == "cosine":
+            q = q / np.float32(np.linalg.norm(q))
+        if self._index.metric == "l2":
+            x -= q
+            return np.einsum("ij,ij->i", x, x).tolist()
+        return (x @ q).tolist()
 
     def _allowed_for(self, flt: Any) -> np.ndarray | None:
         if flt is not None and not isinstance(flt, dict):
             raise ValueError(f"a filter must be a dict, got {type(flt).__name__}")
         return self._allowed(flt) if flt else None
 
-    def _text_ranked(self, text: str, n: int, flt: Any) -> list[tuple[int, float]]:
-        """(rowid, BM25 score) best first: the top ``n`` for ``text`` among the documents matching ``flt``."""
+    def _text_ranked(
+        self, text: str, n: int, flt: Any, terms: list[str] | None = None, score_rowids: np.ndarray | None = None
+    ) -> tuple[list[tuple[int, float]], np.ndarray | None]:
+        """(rowid, BM25 score) best first: the top ``n`` for ``text`` (its ``terms`` when already computed)
+        among the documents matching ``flt``; and the BM25 scores of ``score_rowids`` when given (0 without a
+        match), else None."""
         if not self._fts:
             raise fulltext.unavailable_error()
-        terms = fulltext.terms(text)
+        if terms is None:
+            terms = fulltext.terms(text)
         if not terms:
-            return []
-        where, params = self._compile(flt) if flt else ("1", [])
+            return [], None if score_rowids is None else np.zeros(len(score_rowids))
         with self._bm25_lock:
             if self._bm25 is None:
                 with self._db_lock:
@@ -1037,7 +1090,10 @@ class Collection:
                 self._bm25_pending = []
             tokens = self._bm25.query_tokens(terms)
             if tokens is not None:  # single-token terms: ranked in memory (a phrase goes to FTS5 below)
-                return self._bm25.search(tokens, n, self._allowed(flt) if flt else None)
+                ranked, scores = self._bm25.search(tokens, n, self._allowed(flt) if flt else None, score_rowids)
+                return ranked, None if score_rowids is None else scores
+        # phrases (runs of a space-less script): FTS5's own bm25() (its k1 1.2, b 0.75), row by row
+        where, params = self._compile(flt) if flt else ("1", [])
         query = fulltext.match_query(text)
         t = fulltext.TABLE
         sql = (
@@ -1045,7 +1101,14 @@ class Collection:
             f"WHERE {t} MATCH ? AND {where} ORDER BY bm25({t}), docs.id LIMIT ?"
         )
         with self._db_lock:
-            return [(int(r), float(s)) for r, s in self._db.execute(sql, [query, *params, n])]
+            ranked = [(int(r), float(s)) for r, s in self._db.execute(sql, [query, *params, n])]
+            if score_rowids is None:
+                return ranked, None
+            found: dict[int, float] = {}
+            for chunk in _chunks([int(r) for r in score_rowids], 900):
+                q = f"SELECT rowid, -bm25({t}) FROM {t} WHERE {t} MATCH ? AND rowid IN ({','.join('?' * len(chunk))})"
+                found.update(self._db.execute(q, [query, *chunk]).fetchall())
+        return ranked, np.array([found.get(int(r), 0.0) for r in score_rowids], np.float64)
 
     def _materialize(
         self,

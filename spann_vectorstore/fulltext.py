@@ -195,6 +195,33 @@ def fuse(
     return sorted(acc.items(), key=lambda kv: (-kv[1], order[kv[0]]))
 
 
+def fuse_pool(
+    dense: np.ndarray, text: np.ndarray, *, fusion: str = "dbsf", alpha: float = 0.5, higher_better: bool = True
+) -> np.ndarray:
+    """Fused scores of a candidate pool scored by both legs: ``dense[i]`` and ``text[i]`` are candidate i's
+    dense score (a distance when not ``higher_better``) and BM25 score (0 without a matching word).
+
+    Each leg is normalised over the whole pool (``"dbsf"``: its mean -+ 3 standard deviations to 0 and 1;
+    ``"relative"``: min-max; ``"rrf"``: ``2 weight / (60 + rank)`` with ranks in the pool by that leg, ties
+    in pool order) and the two are added with weights ``alpha`` and ``1 - alpha``. Unlike :func:`fuse`, no
+    candidate gets a made-up 0 from a leg whose top list it missed: it gets that leg's actual score, and
+    the statistics of both legs are taken over the same documents (measured on ../shared/data/hybrid:
+    MRR@10 +0.01 over :func:`fuse` of the two top-50 lists, NOTES.md session 6)."""
+    check_fusion(fusion, alpha)
+    dense = np.asarray(dense, np.float64)
+    out = np.zeros(len(dense), np.float64)
+    for weight, scores in ((alpha, dense if higher_better else -dense), (1.0 - alpha, np.asarray(text, np.float64))):
+        if weight == 0 or not len(scores):
+            continue
+        if fusion == "rrf":
+            rank = np.empty(len(scores), np.float64)
+            rank[np.argsort(-scores, kind="stable")] = np.arange(1, len(scores) + 1)
+            out += 2 * weight / (RRF_C + rank)
+        else:
+            out += weight * (_dbsf if fusion == "dbsf" else _relative)(scores)
+    return out
+
+
 def check_fusion(fusion: str, alpha: float) -> None:
     if fusion not in FUSIONS:
         raise ValueError(f"unknown fusion {fusion!r}; expected one of {FUSIONS}")
