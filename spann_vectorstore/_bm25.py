@@ -38,11 +38,11 @@ FTS5_B = 0.75
 
 
 @njit(cache=True)
-def _kth_largest(acc, touched, nt, k, heap):
-    """The k-th largest accumulated score among the touched documents (a min-heap of size k)."""
+def _kth_largest(score, n, k, heap):
+    """The k-th largest of ``score[:n]`` (n >= k; a min-heap of size k)."""
     size = 0
-    for i in range(nt):
-        s = acc[touched[i]]
+    for i in range(n):
+        s = score[i]
         if size < k:
             pos = size
             size += 1
@@ -68,40 +68,6 @@ def _kth_largest(acc, touched, nt, k, heap):
 
 
 @njit(cache=True, inline="always")
-def _find_first(a, lo, hi, d):
-    """The first position in the sorted ``a[lo:hi]`` holding a value >= ``d`` (``hi`` if none)."""
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if a[mid] < d:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
-
-
-@njit(cache=True, inline="always")
-def _find(post_doc, lo, hi, d):
-    """Position of document ``d`` in the sorted ``post_doc[lo:hi]``, or -1."""
-    p = _find_first(post_doc, lo, hi, d)
-    return p if p < hi and post_doc[p] == d else -1
-
-
-@njit(cache=True)
-def _keep(acc, touched, nt, rest, theta):
-    """Keep the touched documents that can still reach ``theta`` with ``rest`` more (order kept); the others
-    go back to zero. Returns their number."""
-    nc = 0
-    for i in range(nt):
-        d = touched[i]
-        if acc[d] + rest >= theta:
-            touched[nc] = d
-            nc += 1
-        else:
-            acc[d] = 0.0
-    return nc
-
-
-@njit(cache=True, inline="always")
 def _gallop(post_doc, lo, hi, d):
     """The first position in ``post_doc[lo:hi]`` (sorted) holding a document >= ``d`` (``hi`` if none):
     doubling steps from ``lo``, then a binary search, so a pass over sorted targets costs O(targets x log gap)."""
@@ -123,84 +89,183 @@ def _gallop(post_doc, lo, hi, d):
 
 
 @njit(cache=True)
-def _doc_score(d, q_tok, q_w, tok_ptr, post_doc, post_tf, post_dl, t_tok, t_doc, t_tf, t_dl, w_of_tok, skip, k1, c1, c2):
-    """BM25 of one document, summed in the order :func:`_score` sums it (so equal to its score there)."""
-    if d < 0 or (skip.shape[0] > 0 and skip[d] != 0):
-        return 0.0
-    s = 0.0
-    p = _find_first(t_doc, 0, t_doc.shape[0], d)
-    if p < t_doc.shape[0] and t_doc[p] == d:  # a document added since the last merge: its postings in the tail
-        while p < t_doc.shape[0] and t_doc[p] == d:
-            w = w_of_tok[t_tok[p]]
-            if w != 0.0:
-                tf = np.float64(t_tf[p])
-                s += w * (k1 + 1.0) * tf / (tf + c1 + c2 * t_dl[p])
-            p += 1
-        return s
-    n_tok = tok_ptr.shape[0] - 1
-    for j in range(q_tok.shape[0]):
-        t = q_tok[j]
-        if t >= n_tok:
+def _keep(doc, score, flag, n, rest, theta):
+    """Keep the candidates that can still reach ``theta`` with ``rest`` more, and the flagged (wanted) ones,
+    in order; returns their number."""
+    nc = 0
+    for i in range(n):
+        if flag[i] != 0 or score[i] + rest >= theta:
+            doc[nc] = doc[i]
+            score[nc] = score[i]
+            flag[nc] = flag[i]
+            nc += 1
+    return nc
+
+
+@njit(cache=True, inline="always")
+def _weight(s_tok, s_w, t):
+    """The weight of token ``t`` in the query (``s_tok`` sorted, ``s_w`` their weights), 0 if absent."""
+    lo, hi = 0, s_tok.shape[0]
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if s_tok[mid] < t:
+            lo = mid + 1
+        else:
+            hi = mid
+    return s_w[lo] if lo < s_tok.shape[0] and s_tok[lo] == t else 0.0
+
+
+@njit(cache=True, nogil=True)
+def _query(
+    q_ids, df, max_tf, min_dl, live, total_len, k1, b, tok_ptr, post_doc, post_tf, post_dl, t_tok, t_doc, t_tf, t_dl,
+    skip, rowids, k, want_rows, out_row, out_score, want_score
+):  # fmt: skip
+    """One query, from its token ids (``q_ids``, repeats counting as FTS5 counts them) to the rowids and scores
+    of its top ``k`` (returns their number) and the scores of ``want_rows`` (rowids; 0 if not indexed, skipped
+    or without a query token). The weights are idf (floored at 1e-6, as FTS5) times the occurrences; the
+    bound of a token is its weight at its largest tf in its shortest document."""
+    want_score[:] = 0.0
+    m0 = q_ids.shape[0]
+    q_tok = np.empty(m0, np.int64)
+    cnt = np.zeros(m0, np.float64)
+    m = 0
+    for i in range(m0):
+        t = q_ids[i]
+        if df[t] <= 0:
             continue
-        p = _find(post_doc, tok_ptr[t], tok_ptr[t + 1], d)
-        if p >= 0:
-            tf = np.float64(post_tf[p])
-            s += q_w[j] * (k1 + 1.0) * tf / (tf + c1 + c2 * post_dl[p])
-    return s
+        at = -1
+        for jj in range(m):
+            if q_tok[jj] == t:
+                at = jj
+                break
+        if at >= 0:
+            cnt[at] += 1.0
+        else:
+            q_tok[m] = t
+            cnt[m] = 1.0
+            m += 1
+    if m == 0 or live == 0:
+        return 0
+    avgdl = max(total_len / live, 1e-9)
+    q_w = np.empty(m, np.float64)
+    q_ub = np.empty(m, np.float64)
+    for i in range(m):
+        t = q_tok[i]
+        n = np.float64(df[t])
+        idf = np.log((live - n + 0.5) / (n + 0.5))
+        w = (1e-6 if idf <= 0 else idf) * cnt[i]
+        q_w[i] = w
+        q_ub[i] = w * max_tf[t] * (k1 + 1.0) / (max_tf[t] + k1 * (1.0 - b + b * min_dl[t] / avgdl))
+    order = np.argsort(-q_ub, kind="mergesort")  # stable: equal bounds in query order
+    q_tok, q_w, q_ub = q_tok[:m][order], q_w[order], q_ub[order]
+    by_tok = np.argsort(q_tok)
+    s_tok, s_w = q_tok[by_tok], q_w[by_tok]
+    # the wanted rowids' document indices (sorted, distinct, indexed and not skipped)
+    nw = want_rows.shape[0]
+    pos = np.full(nw, -1, np.int64)
+    nr = rowids.shape[0]
+    for i in range(nw):
+        p = np.searchsorted(rowids, want_rows[i])
+        if p < nr and rowids[p] == want_rows[i] and not (skip.shape[0] > 0 and skip[p] != 0):
+            pos[i] = p
+    want = np.unique(pos[pos >= 0])
+    ws = np.zeros(want.shape[0], np.float64)
+    out_doc = np.empty(k, np.int64)
+    n = _score(
+        q_tok, q_w, q_ub, tok_ptr, post_doc, post_tf, post_dl, t_tok, t_doc, t_tf, t_dl, s_tok, s_w, skip, k1, b,
+        avgdl, k, want, out_doc, out_score, ws,
+    )  # fmt: skip
+    for i in range(n):
+        out_row[i] = rowids[out_doc[i]]
+    for i in range(nw):
+        if pos[i] >= 0:
+            want_score[i] = ws[np.searchsorted(want, pos[i])]
+    return n
 
 
 @njit(cache=True, nogil=True)
 def _score(
-    q_tok, q_w, q_ub, tok_ptr, post_doc, post_tf, post_dl, t_tok, t_doc, t_tf, t_dl, w_of_tok, skip, k1, b, avgdl,
-    k, want, acc, touched, out_doc, out_score, want_score
+    q_tok, q_w, q_ub, tok_ptr, post_doc, post_tf, post_dl, t_tok, t_doc, t_tf, t_dl, s_tok, s_w, skip, k1, b, avgdl,
+    k, want, out_doc, out_score, want_score
 ):  # fmt: skip
     """BM25 of the documents holding query tokens (except those with ``skip[d]``: deleted, or outside a
     filter; ``skip`` is empty when there are none), top ``k`` into out_doc/out_score (best first, equal scores
-    by smaller document index = older rowid); returns the number of results. ``want``: documents whose scores
-    are wanted too (0 without a query token), into ``want_score``.
+    by smaller document index = older rowid); returns the number of results. ``want``: documents (sorted,
+    distinct, not skipped) whose scores are wanted too, into ``want_score`` (0 without a query token).
 
     ``q_tok``/``q_w``: the distinct query tokens, by decreasing ``q_ub`` (their most per document), weight =
     idf times occurrences in the query, as FTS5 scores each occurrence. ``tok_ptr``/``post_*``: the merged
     postings (CSR by token, documents increasing, each with its term frequency and document length); ``t_*``:
-    postings added since (COO; a document's postings are all in one of the two), weighted through
-    ``w_of_tok`` (token -> weight, 0 if not in the query). ``acc`` float64 (n,) all zero (so left: zero marks a
-    document not yet scored, as every score is > 0), ``touched`` (n,) scratch.
+    postings added since (COO sorted by document, all after the merged ones), weighted through ``s_tok``/``s_w``
+    (the query tokens sorted, their weights).
 
-    MaxScore pruning: tokens are scanned by decreasing bound (rarest first); once the k-th best score so far
-    exceeds what the remaining tokens could add at most, no unseen document can enter the top k, and the
-    remaining (common) tokens only complete the scores of the documents that still can, by binary search in
-    their postings. Scores stay exact (a differential test compares them with FTS5's bm25()).
+    The candidates are a list sorted by document (document, score so far, wanted flag) into which each token's
+    postings are merged: sequential passes, no per-document array to reach at random (a query touches
+    thousands of scattered documents, each a cache miss). MaxScore pruning: tokens are merged by decreasing
+    bound (rarest first); once the k-th best score so far exceeds what the remaining tokens could add at most,
+    no unseen document can enter the top k, so the remaining (common) tokens only complete the scores of the
+    candidates that still can (galloping through their postings), and after each of them the k-th score and
+    the smaller bound drop more candidates. Every score is summed in the same order (tail, then the tokens in
+    query order), so equal documents score exactly equal, and stays exact (a differential test against FTS5).
     """
     use_skip = skip.shape[0] > 0
     c1 = k1 * (1.0 - b)
     c2 = k1 * b / avgdl
-    nt = 0
-    best = 0.0
-    for p in range(t_tok.shape[0]):
-        w = w_of_tok[t_tok[p]]
-        d = t_doc[p]
-        if w == 0.0 or (use_skip and skip[d] != 0):
-            continue
-        tf = np.float64(t_tf[p])
-        a = acc[d]
-        if a == 0.0:
-            touched[nt] = d
-            nt += 1
-        a += w * (k1 + 1.0) * tf / (tf + c1 + c2 * t_dl[p])
-        acc[d] = a
-        best = max(best, a)
     m = q_tok.shape[0]
+    n_tok = tok_ptr.shape[0] - 1
+    cap = want.shape[0] + t_doc.shape[0]
+    for j in range(m):
+        if q_tok[j] < n_tok:
+            cap += tok_ptr[q_tok[j] + 1] - tok_ptr[q_tok[j]]
+    doc = np.empty(cap, np.int64)
+    score = np.empty(cap, np.float64)
+    flag = np.empty(cap, np.uint8)
+    doc2 = np.empty(cap, np.int64)
+    score2 = np.empty(cap, np.float64)
+    flag2 = np.empty(cap, np.uint8)
+    heap = np.empty(k, np.float64)
+    # the tail's documents (all after the merged ones), merged with the wanted documents
+    n = 0
+    iw = 0
+    p = 0
+    nt = t_doc.shape[0]
+    while p < nt or iw < want.shape[0]:
+        d = t_doc[p] if p < nt else np.int64(2**62)
+        if iw < want.shape[0] and want[iw] <= d:
+            dw = want[iw]
+            iw += 1
+            doc[n] = dw
+            score[n] = 0.0
+            flag[n] = 1
+            n += 1
+            if dw < d:
+                continue
+        s = 0.0
+        while p < nt and t_doc[p] == d:
+            w = _weight(s_tok, s_w, t_tok[p])
+            if w != 0.0:
+                tf = np.float64(t_tf[p])
+                s += w * (k1 + 1.0) * tf / (tf + c1 + c2 * t_dl[p])
+            p += 1
+        if n > 0 and doc[n - 1] == d:  # a wanted one
+            score[n - 1] = s
+        elif s > 0.0 and not (use_skip and skip[d] != 0):
+            doc[n] = d
+            score[n] = s
+            flag[n] = 0
+            n += 1
+    best = 0.0
+    for i in range(n):
+        best = max(best, score[i])
     rest = 0.0
     for j in range(m):
         rest += q_ub[j]
-    heap = np.empty(k, np.float64)
     theta = -np.inf
-    n_tok = tok_ptr.shape[0] - 1
     j = 0
     while j < m:
-        # the k-th score is at most the best one: computed (O(touched)) only when it could stop the scan
-        if j > 0 and nt >= k and rest < best:
-            theta = _kth_largest(acc, touched, nt, k, heap)
+        # the k-th score is at most the best one: computed (O(candidates)) only when it could stop the scan
+        if j > 0 and n >= k and rest < best:
+            theta = _kth_largest(score, n, k, heap)
             if rest < theta:
                 break
         t = q_tok[j]
@@ -209,53 +274,78 @@ def _score(
         j += 1
         if t >= n_tok:
             continue  # a token first seen after the last merge: its postings are all in the tail
-        for p in range(tok_ptr[t], tok_ptr[t + 1]):
-            d = post_doc[p]
-            if use_skip and skip[d] != 0:
+        # merge the token's postings into the candidates
+        p, hi = tok_ptr[t], tok_ptr[t + 1]
+        i = 0
+        n2 = 0
+        while i < n or p < hi:
+            if p >= hi or (i < n and doc[i] < post_doc[p]):
+                doc2[n2] = doc[i]
+                score2[n2] = score[i]
+                flag2[n2] = flag[i]
+                i += 1
+                n2 += 1
                 continue
+            d = post_doc[p]
             tf = np.float64(post_tf[p])
-            a = acc[d]
-            if a == 0.0:
-                touched[nt] = d
-                nt += 1
-            a += wk * tf / (tf + c1 + c2 * post_dl[p])
-            acc[d] = a
-            best = max(best, a)
+            s = wk * tf / (tf + c1 + c2 * post_dl[p])
+            p += 1
+            if i < n and doc[i] == d:
+                s += score[i]
+                doc2[n2] = d
+                score2[n2] = s
+                flag2[n2] = flag[i]
+                i += 1
+            elif use_skip and skip[d] != 0:
+                continue
+            else:
+                doc2[n2] = d
+                score2[n2] = s
+                flag2[n2] = 0
+            n2 += 1
+            best = max(best, s)
+        doc, doc2 = doc2, doc
+        score, score2 = score2, score
+        flag, flag2 = flag2, flag
+        n = n2
     if j < m:
-        # the documents that can still reach the k-th score (the others are dropped, back to zero), in document
-        # order; each remaining token adds to them by a galloping search in its postings, then the k-th score
-        # and the bound of the tokens left drop more of them
-        nt = _keep(acc, touched, nt, rest, theta)
-        touched[:nt].sort()
+        # only the candidates that can still reach the k-th score (and the wanted ones) take the rest
+        n = _keep(doc, score, flag, n, rest, theta)
         for jj in range(j, m):
             t = q_tok[jj]
             rest -= q_ub[jj]
             if t < n_tok:
                 wk = q_w[jj] * (k1 + 1.0)
                 lo, hi = tok_ptr[t], tok_ptr[t + 1]
-                for i in range(nt):
-                    d = touched[i]
-                    lo = _gallop(post_doc, lo, hi, d)
+                gallop = n * 8 < hi - lo
+                for i in range(n):
+                    d = doc[i]
+                    if gallop:
+                        lo = _gallop(post_doc, lo, hi, d)
+                    else:
+                        while lo < hi and post_doc[lo] < d:
+                            lo += 1
                     if lo >= hi:
                         break
                     if post_doc[lo] == d:
                         tf = np.float64(post_tf[lo])
-                        acc[d] += wk * tf / (tf + c1 + c2 * post_dl[lo])
+                        score[i] += wk * tf / (tf + c1 + c2 * post_dl[lo])
                         lo += 1
-            if jj + 1 < m and nt > k:
-                theta = _kth_largest(acc, touched, nt, k, heap)
-                nt = _keep(acc, touched, nt, rest, theta)
-    for i in range(want.shape[0]):
-        d = want[i]
-        want_score[i] = _doc_score(
-            d, q_tok, q_w, tok_ptr, post_doc, post_tf, post_dl, t_tok, t_doc, t_tf, t_dl, w_of_tok, skip, k1, c1, c2
-        )
-    # top k: a heap with the worst (lowest score, then larger index) at the root
+            if jj + 1 < m and n > k:
+                theta = _kth_largest(score, n, k, heap)
+                n = _keep(doc, score, flag, n, rest, theta)
+    # wanted scores (flagged, in document order as ``want``); top k of the matches: a heap with the worst
+    # (lowest score, then larger index) at the root
+    iw = 0
     size = 0
-    for i in range(nt):
-        d = touched[i]
-        s = acc[d]
-        acc[d] = 0.0  # scratch left all zero for the next query
+    for i in range(n):
+        d = doc[i]
+        s = score[i]
+        if flag[i] != 0:
+            want_score[iw] = s
+            iw += 1
+        if not s > 0.0:
+            continue
         if size < k:
             pos = size
             size += 1
@@ -350,7 +440,6 @@ class BM25Index:
         self._added: list[tuple[np.ndarray, ...]] = []
         self._tail: tuple[np.ndarray, ...] = _empty_tail()
         self._fwd: list[tuple[int, np.ndarray, np.ndarray]] = []
-        self._scratch = threading.local()
         self.tokenizer = _Tokenizer()
         self._term_tokens: dict[str, list[str]] = {}  # query term -> its FTS5 tokens (a cache)
 
@@ -503,47 +592,25 @@ class BM25Index:
         """(rowid, BM25 score) best first for the OR of ``tokens``, among ``allowed_rowids`` when given; and
         the scores of ``score_rowids`` (0 for a document without a query token, deleted or not indexed)."""
         want_rows = np.zeros(0, np.int64) if score_rowids is None else np.asarray(score_rowids, np.int64)
-        counts: dict[int, int] = {}
-        for t in tokens:
-            i = self._vocab.get(t)
-            if i is not None and self._df[i] > 0:
-                counts[i] = counts.get(i, 0) + 1
-        if not counts or not self._live:
-            return [], np.zeros(len(want_rows), np.float64)
-        q_tok = np.fromiter(counts, np.int64, len(counts))
-        df = self._df[q_tok].astype(np.float64)
-        idf = np.log((self._live - df + 0.5) / (df + 0.5))
-        q_w = np.where(idf <= 0, 1e-6, idf) * np.fromiter(counts.values(), np.float64, len(counts))
-        # the most a token can add to one document's score (its largest tf in its shortest document), and the
-        # tokens by decreasing bound for the kernel's pruning
-        k1, b = self.k1, self.b
-        avgdl = max(self._total_len / self._live, 1e-9)
-        mtf = self._max_tf[q_tok]
-        q_ub = q_w * mtf * (k1 + 1.0) / (mtf + k1 * (1.0 - b + b * self._min_dl[q_tok] / avgdl))
-        order = np.argsort(-q_ub, kind="stable")
-        q_tok, q_w, q_ub = q_tok[order], q_w[order], q_ub[order]
-        w_of_tok = np.zeros(len(self._vocab) if len(self._tail[0]) else 0, np.float64)
-        if len(w_of_tok):
-            w_of_tok[q_tok] = q_w
-        skip = self._dead if self._stale else np.zeros(0, np.uint8)
+        vocab = self._vocab
+        ids = [vocab[t] for t in tokens if t in vocab]
+        want_score = np.zeros(len(want_rows), np.float64)
+        if not ids or not self._live:
+            return [], want_score
+        skip = self._dead if self._stale else _NO_SKIP
         if allowed_rowids is not None:
             allowed = np.zeros(self._n, np.uint8)
             pos = self._positions(np.asarray(allowed_rowids, np.int64))
             allowed[pos[pos >= 0]] = 1
             skip = allowed ^ 1 if not self._stale else (allowed ^ 1) | self._dead
-        want = self._positions(want_rows)
-        found = np.flatnonzero(want >= 0) if len(want) else want
-        acc, touched = self._buffers()
-        out_doc = np.empty(k, np.int64)
+        out_row = np.empty(k, np.int64)
         out_score = np.empty(k, np.float64)
-        want_score = np.zeros(len(found), np.float64)
-        n = _score(
-            q_tok, q_w, q_ub, self._tok_ptr, self._post_doc, self._post_tf, self._post_dl, *self._tail, w_of_tok,
-            skip, k1, b, avgdl, k, want[found], acc, touched, out_doc, out_score, want_score,
+        n = _query(
+            np.array(ids, np.int64), self._df, self._max_tf, self._min_dl, self._live, self._total_len, self.k1,
+            self.b, self._tok_ptr, self._post_doc, self._post_tf, self._post_dl, *self._tail, skip, self._rowids, k,
+            want_rows, out_row, out_score, want_score,
         )  # fmt: skip
-        scores = np.zeros(len(want_rows), np.float64)
-        scores[found] = want_score
-        return list(zip(self._rowids[out_doc[:n]].tolist(), out_score[:n].tolist())), scores
+        return list(zip(out_row[:n].tolist(), out_score[:n].tolist())), want_score
 
     def _positions(self, rowids: np.ndarray) -> np.ndarray:
         """Document index of each rowid (-1 where not indexed)."""
@@ -552,14 +619,8 @@ class BM25Index:
         ok[ok] = self._rowids[pos[ok]] == rowids[ok]
         return np.where(ok, pos, -1)
 
-    def _buffers(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per-thread scratch arrays sized for the documents (the kernel leaves the accumulators at zero)."""
-        sc = self._scratch
-        if getattr(sc, "size", -1) < self._n:
-            sc.size = max(self._n, 1024) * 2
-            sc.acc = np.zeros(sc.size, np.float64)
-            sc.touched = np.zeros(sc.size, np.int32)
-        return sc.acc, sc.touched
+
+_NO_SKIP = np.zeros(0, np.uint8)
 
 
 def _empty_tail() -> tuple[np.ndarray, ...]:
