@@ -123,7 +123,7 @@ def _query(
     """One query, from its token ids (``q_ids``, repeats counting as FTS5 counts them) to the rowids and scores
     of its top ``k`` (returns their number) and the scores of ``want_rows`` (rowids; 0 if not indexed, skipped
     or without a query token). The weights are idf (floored at 1e-6, as FTS5) times the occurrences; the
-    bound of a token is its weight at its largest tf in its shortest document."""
+    bound of a token is its impact at its largest tf in its shortest document (no shorter than that tf)."""
     want_score[:] = 0.0
     m0 = q_ids.shape[0]
     q_tok = np.empty(m0, np.int64)
@@ -155,7 +155,10 @@ def _query(
         idf = np.log((live - n + 0.5) / (n + 0.5))
         w = (1e-6 if idf <= 0 else idf) * cnt[i]
         q_w[i] = w
-        q_ub[i] = w * max_tf[t] * (k1 + 1.0) / (max_tf[t] + k1 * (1.0 - b + b * min_dl[t] / avgdl))
+        # a document is at least as long as any of its term frequencies: tf/(tf + K(dl)) is largest at the
+        # largest tf with dl = max(its shortest document, that tf)
+        tf = max_tf[t]
+        q_ub[i] = w * tf * (k1 + 1.0) / (tf + k1 * (1.0 - b + b * max(min_dl[t], tf) / avgdl))
     order = np.argsort(-q_ub, kind="mergesort")  # stable: equal bounds in query order
     q_tok, q_w, q_ub = q_tok[:m][order], q_w[order], q_ub[order]
     by_tok = np.argsort(q_tok)

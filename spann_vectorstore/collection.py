@@ -996,22 +996,42 @@ class Collection:
                 return [] if single else [[] for _ in texts]
             npr = n_probe if n_probe is not None else self._n_probe
             q2 = arr[None, :] if single else arr
-            # the legs one after the other (side by side on a worker thread was slower: the handoff costs more
-            # than the text leg on 2 busy cores); the text leg also scores the dense leg's documents
-            dense = self._ranked(q2, n_cand, npr, allowed) if alpha > 0 else [[] for _ in texts]
-            higher_dense = self.metric != "l2"
+            # the legs one after the other, in this thread: the text leg scores the dense leg's documents too
+            # (a worker thread for the text leg cost more in handoffs than it saved on 2 busy cores)
+            words = [fulltext.terms(t) if alpha < 1 else [] for t in texts]
+            # queries with words: the dense leg's candidates, then the text leg (which also scores them); without
+            # words (or alpha 1): dense search, dense scores
+            with_words = [i for i, w in enumerate(words) if w]
+            without = [i for i, w in enumerate(words) if not w]
+            dense: dict[int, list] = {}
+            if alpha > 0 and with_words:
+                q = q2 if len(with_words) == len(texts) else q2[with_words]
+                dense.update(zip(with_words, self._candidates(q, n_cand, npr, allowed)))
+            if alpha > 0 and without:
+                q = q2 if len(without) == len(texts) else q2[without]
+                dense.update(zip(without, self._ranked(q, int(k), npr, allowed)))
             ranked, higher = [], []
             for qi, text in enumerate(texts):
-                words = fulltext.terms(text) if alpha < 1 else []
-                d = dense[qi][:n_cand]
-                if not words:  # no words in the text (or alpha 1): dense search, dense scores
-                    ranked.append(d if alpha > 0 else [])
-                    higher.append(higher_dense)
+                if not words[qi]:
+                    ranked.append(dense.get(qi, []))
+                    higher.append(self.metric != "l2")
                     continue
-                ranked.append(self._fused(text, words, q2[qi], d, n_cand, flt, fusion, alpha))
+                ranked.append(
+                    self._fused(text, words[qi], q2[qi], dense.get(qi, []), n_cand, flt, fusion, alpha)
+                )
                 higher.append(True)
             out = self._materialize(ranked, int(k), include_vectors, higher_better=higher)
         return out[0] if single else out
+
+    def _candidates(self, arr: np.ndarray, n: int, n_probe: int | None, allowed: np.ndarray | None) -> list[list]:
+        """The dense leg of a hybrid search: (rowid, score) best first, the top ``n`` per query. Unlike
+        :meth:`_ranked` it does not extend the list over ties at the n-th place: the pool only needs its
+        members (the index orders equal scores by rowid, so the cut is deterministic)."""
+        res = self._index.search(arr, k=n, n_probe=n_probe, allowed_ids=allowed)
+        out = []
+        for ids, scores in zip(res.ids.tolist(), res.scores.tolist()):
+            out.append([(r, s) for r, s in zip(ids, scores) if r >= 0])
+        return out
 
     def _fused(
         self,
@@ -1342,19 +1362,6 @@ def _seq(values: Any, n: int, name: str) -> list[Any]:
     if len(out) != n:
         raise ValueError(f"got {len(out)} {name} for {n} vectors")
     return out
-
-
-def _legs_pool() -> concurrent.futures.ThreadPoolExecutor:
-    """Threads for the text leg of hybrid searches (shared by every collection of the process; one pool per
-    process id, since a forked worker, as under gunicorn --preload, has none of its parent's threads)."""
-    return _pool_for(os.getpid())
-
-
-@functools.cache
-def _pool_for(pid: int) -> concurrent.futures.ThreadPoolExecutor:
-    return concurrent.futures.ThreadPoolExecutor(
-        max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="spann-text"
-    )
 
 
 def hybrid_arguments(
