@@ -14,7 +14,6 @@ write lock. A second process opening the same path gets :class:`CollectionLocked
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import fcntl
 import functools
@@ -978,16 +977,21 @@ class Collection:
     ) -> list[Hit] | list[list[Hit]]:
         """Dense and full-text search fused: the query's text (BM25 leg) and its embedding (dense leg).
 
-        Each leg returns its top ``candidates`` (default ``max(k, 50)``) under the same filter, and the two
-        lists are fused (:func:`spann_vectorstore.fulltext.fuse`): ``fusion="dbsf"`` (default: each list's
-        scores' mean -+ 3 standard deviations mapped to 0 and 1, distribution-based fusion as Qdrant's),
-        ``"relative"`` (min-max per list) or ``"rrf"`` (reciprocal rank fusion), weighted by ``alpha``
-        (1 = dense only, 0 = text only, LlamaIndex's meaning). ``Hit.score`` is the fused score (higher is
-        better). Text without words, or ``alpha=1``, gives dense search with dense scores (for ``l2``
-        distances, lower is better). ``k`` hits whenever ``k`` documents match the filter. One text with a
+        Each leg returns its top ``candidates`` (default ``max(k, 20)``) under the same filter; every document
+        of that pool is scored by both legs (the BM25 of the dense leg's documents, the dense score of the text
+        leg's others, from their stored vectors), and the two scores are fused over the pool
+        (:func:`spann_vectorstore.fulltext.fuse_pool`): ``fusion="dbsf"`` (default: each leg's scores' mean -+
+        3 standard deviations over the pool mapped to 0 and 1, distribution-based fusion as Qdrant's),
+        ``"relative"`` (min-max over the pool) or ``"rrf"`` (reciprocal rank fusion of the ranks in the pool),
+        weighted by ``alpha`` (1 = dense only, 0 = text only, LlamaIndex's meaning). ``Hit.score`` is the fused
+        score (higher is better). Text without words, or ``alpha=1``, gives dense search with dense scores (for
+        ``l2`` distances, lower is better); text whose words no document has gives the dense order (fused
+        scores). ``k`` hits whenever ``k`` documents match the filter. One text with a
         (dim,) vector gives ``list[Hit]``; a list of texts with an (nq, dim) batch gives one list per query."""
         self._check_open()
-        single, texts, arr, n_cand = hybrid_arguments(text_or_texts, vector_or_vectors, k, alpha, fusion, candidates)
+        single, texts, arr, n_cand = hybrid_arguments(
+            text_or_texts, vector_or_vectors, k, alpha, fusion, candidates, default_candidates=POOL_CANDIDATES
+        )
         flt = self._merge_filter(filter, where_document)
         with self._lock.read():
             self._check_open()
@@ -1364,14 +1368,28 @@ def _seq(values: Any, n: int, name: str) -> list[Any]:
     return out
 
 
+# Candidates per leg of a Collection's hybrid search (at least k): every candidate is scored by both legs, so
+# the pool only has to hold the documents that can reach the fused top k; MRR@10 on the first half of
+# ../shared/data/hybrid was flat from 10 to 100 (0.809-0.812), and 20 costs less than 50 (NOTES.md, session 6).
+POOL_CANDIDATES = 20
+
+
 def hybrid_arguments(
-    text_or_texts: Any, vector_or_vectors: Any, k: Any, alpha: Any, fusion: Any, candidates: Any
+    text_or_texts: Any,
+    vector_or_vectors: Any,
+    k: Any,
+    alpha: Any,
+    fusion: Any,
+    candidates: Any,
+    *,
+    default_candidates: int = 50,
 ) -> tuple[bool, list[str], np.ndarray, int]:
     """The checked arguments of a hybrid search (``Collection`` and ``ShardedCollection``): whether one query,
-    the texts, the vectors as an array, and the candidates per leg (default ``max(k, 50)``)."""
+    the texts, the vectors as an array, and the candidates per leg (default ``max(k, default_candidates)``:
+    a Collection's pool fusion needs 20, see :data:`POOL_CANDIDATES`; ShardedCollection's list fusion 50)."""
     _check_k(k)
     fulltext.check_fusion(fusion, alpha)
-    n_cand = max(int(k), 50) if candidates is None else candidates
+    n_cand = max(int(k), default_candidates) if candidates is None else candidates
     _check_k(n_cand, "candidates")
     single, texts = _texts_arg(text_or_texts)
     arr = np.asarray(vector_or_vectors)
