@@ -989,9 +989,7 @@ class Collection:
         scores). ``k`` hits whenever ``k`` documents match the filter. One text with a
         (dim,) vector gives ``list[Hit]``; a list of texts with an (nq, dim) batch gives one list per query."""
         self._check_open()
-        single, texts, arr, n_cand = hybrid_arguments(
-            text_or_texts, vector_or_vectors, k, alpha, fusion, candidates, default_candidates=POOL_CANDIDATES
-        )
+        single, texts, arr, n_cand = hybrid_arguments(text_or_texts, vector_or_vectors, k, alpha, fusion, candidates)
         flt = self._merge_filter(filter, where_document)
         with self._lock.read():
             self._check_open()
@@ -1049,29 +1047,81 @@ class Collection:
         alpha: float,
     ) -> list[tuple[int, float]]:
         """One hybrid query's (rowid, fused score), best first: the pool of both legs' top ``n`` (``dense`` is
-        the dense leg's), every candidate scored by both (BM25 of the dense leg's documents from the text
-        kernel, dense scores of the text leg's others from their stored vectors), fused over the pool
+        the dense leg's), every candidate scored by both (:meth:`_pool`), fused over the pool
         (:func:`fulltext.fuse_pool`)."""
         higher_dense = self.metric != "l2"
-        d_rows = np.array([r for r, _ in dense], np.int64)
-        text_hits, text_of_dense = self._text_ranked(text, n, flt, words, d_rows if alpha > 0 else None)
+        text_hits, text_of_dense, extra, dense_of_extra = self._pool(text, words, q, dense, n, flt, alpha)
         if not text_hits or alpha == 0:  # no document has a word of the text (dense order), or text only
             return fulltext.fuse(dense, text_hits, fusion=fusion, alpha=alpha, higher_better=higher_dense)
-        seen = set(d_rows.tolist())
-        extra = [(r, s) for r, s in text_hits if r not in seen]
-        try:
-            extra_dense = self._dense_scores(q, [r for r, _ in extra])
-        except KeyError:  # not expected (both indexes follow every write under the lock): drop what is missing
-            live = self._index.contains([r for r, _ in extra]).tolist()
-            extra = [e for e, ok in zip(extra, live) if ok]
-            extra_dense = self._dense_scores(q, [r for r, _ in extra])
         rows = [r for r, _ in dense] + [r for r, _ in extra]
-        dense_scores = [s for _, s in dense] + extra_dense
-        text_scores = np.concatenate([text_of_dense, [s for _, s in extra]])
+        dense_scores = [s for _, s in dense] + dense_of_extra
+        text_scores = text_of_dense + [s for _, s in extra]
         fused = fulltext.fuse_pool(dense_scores, text_scores, fusion=fusion, alpha=alpha, higher_better=higher_dense)
         order = np.argsort(-fused, kind="stable").tolist()  # ties in pool order (dense list, then text), then by id
         fused_l = fused.tolist()
         return [(rows[i], fused_l[i]) for i in order]
+
+    def _pool(
+        self, text: str, words: list[str], q: np.ndarray, dense: list[tuple[int, float]], n: int, flt: Any, alpha: float
+    ) -> tuple[list[tuple[int, float]], list[float], list[tuple[int, float]], list[float]]:
+        """The text leg's top ``n`` for a hybrid query whose dense leg gave ``dense``, and the scores that make
+        every candidate scored by both legs: the BM25 of each dense candidate, the text leg's candidates not in
+        ``dense`` (rowid, BM25), and their dense scores (from their stored vectors)."""
+        d_rows = np.array([r for r, _ in dense], np.int64)
+        text_hits, text_of_dense = self._text_ranked(text, n, flt, words, d_rows if alpha > 0 else None)
+        seen = set(d_rows.tolist())
+        extra = [(r, s) for r, s in text_hits if r not in seen] if alpha > 0 else []
+        try:
+            dense_of_extra = self._dense_scores(q, [r for r, _ in extra])
+        except KeyError:  # not expected (both indexes follow every write under the lock): drop what is missing
+            live = self._index.contains([r for r, _ in extra]).tolist()
+            extra = [e for e, ok in zip(extra, live) if ok]
+            dense_of_extra = self._dense_scores(q, [r for r, _ in extra])
+        return text_hits, [] if text_of_dense is None else text_of_dense.tolist(), extra, dense_of_extra
+
+    def _hybrid_legs(
+        self, texts: list[str] | None, queries: np.ndarray | None, n: int, flt: Any, n_probe: Any, vectors: bool
+    ) -> tuple[list[list[Hit]] | None, list[list[Hit]] | None, list[dict[str, tuple[float, float]]]]:
+        """The unfused legs of hybrid searches, for a shard of a ``ShardedCollection``: the top ``n`` by the
+        dense leg (``None`` without queries) and by the text leg (``None`` without texts), with raw scores, and
+        per query both scores of each of those documents (id -> (dense, BM25)), so that the driver can fuse the
+        global pool as :meth:`hybrid_search` fuses its own."""
+        self._check_open()
+        nq = len(texts) if texts is not None else len(queries)
+        with self._lock.read():
+            self._check_open()
+            allowed = self._allowed_for(flt)
+            if self._index is None:
+                return None if queries is None else [[] for _ in range(nq)], None if texts is None else [[] for _ in range(nq)], [{} for _ in range(nq)]
+            npr = n_probe if n_probe is not None else self._n_probe
+            dense = self._candidates(queries, n, npr, allowed) if queries is not None else [[] for _ in range(nq)]
+            text_lists, cross_rows = [], []
+            for qi in range(nq):
+                words = fulltext.terms(texts[qi]) if texts is not None else []
+                if not words:
+                    text_lists.append([])
+                    cross_rows.append({})
+                    continue
+                q = queries[qi] if queries is not None else None
+                alpha = 0.5 if queries is not None else 0.0
+                text_hits, text_of_dense, extra, dense_of_extra = self._pool(
+                    texts[qi], words, q, dense[qi], n, flt, alpha
+                )
+                text_lists.append(text_hits)
+                cross = {r: (d, t) for (r, d), t in zip(dense[qi], text_of_dense)}
+                cross.update((r, (d, t)) for (r, t), d in zip(extra, dense_of_extra))
+                cross_rows.append(cross)
+            higher_dense = self.metric != "l2"
+            dense_hits = self._materialize(dense, n, vectors, higher_better=higher_dense) if queries is not None else None
+            text_hits_out = self._materialize(text_lists, n, vectors, higher_better=True) if texts is not None else None
+            wanted = sorted({r for c in cross_rows for r in c})
+            ids: dict[int, str] = {}
+            with self._db_lock:
+                for chunk in _chunks(wanted, 900):
+                    q = f"SELECT rowid, id FROM docs WHERE rowid IN ({','.join('?' * len(chunk))})"
+                    ids.update(self._db.execute(q, chunk).fetchall())
+        cross_ids = [{ids[r]: s for r, s in c.items() if r in ids} for c in cross_rows]
+        return dense_hits, text_hits_out, cross_ids
 
     def _dense_scores(self, q: np.ndarray, rowids: list[int]) -> list[float]:
         """The dense leg's score of ``q`` for documents ``rowids`` (live in the index), from their stored
@@ -1381,15 +1431,12 @@ def hybrid_arguments(
     alpha: Any,
     fusion: Any,
     candidates: Any,
-    *,
-    default_candidates: int = 50,
 ) -> tuple[bool, list[str], np.ndarray, int]:
     """The checked arguments of a hybrid search (``Collection`` and ``ShardedCollection``): whether one query,
-    the texts, the vectors as an array, and the candidates per leg (default ``max(k, default_candidates)``:
-    a Collection's pool fusion needs 20, see :data:`POOL_CANDIDATES`; ShardedCollection's list fusion 50)."""
+    the texts, the vectors as an array, and the candidates per leg (default ``max(k, POOL_CANDIDATES)``)."""
     _check_k(k)
     fulltext.check_fusion(fusion, alpha)
-    n_cand = max(int(k), default_candidates) if candidates is None else candidates
+    n_cand = max(int(k), POOL_CANDIDATES) if candidates is None else candidates
     _check_k(n_cand, "candidates")
     single, texts = _texts_arg(text_or_texts)
     arr = np.asarray(vector_or_vectors)

@@ -207,7 +207,8 @@ def fuse_pool(
 
     Each leg is normalised over the whole pool (``"dbsf"``: its mean -+ 3 standard deviations to 0 and 1;
     ``"relative"``: min-max; ``"rrf"``: ``2 weight / (60 + rank)`` with ranks in the pool by that leg, ties
-    in pool order) and the two are added with weights ``alpha`` and ``1 - alpha``. Unlike :func:`fuse`, no
+    in pool order, the text leg ranking only the documents with a matching word) and the two are added with
+    weights ``alpha`` and ``1 - alpha``. Unlike :func:`fuse`, no
     candidate gets a made-up 0 from a leg whose top list it missed: it gets that leg's actual score, and
     the statistics of both legs are taken over the same documents (measured on ../shared/data/hybrid:
     MRR@10 +0.01 over :func:`fuse` of the two top-50 lists, NOTES.md session 6)."""
@@ -226,10 +227,11 @@ def _pool(dense, text, fusion, alpha, sign):
         if weight == 0 or n == 0:
             continue
         x = dense * sign if leg == 0 else text
-        if fusion == 2:  # rrf: ranks in the pool, ties in pool order
+        if fusion == 2:  # rrf: ranks in the pool, ties in pool order; BM25 ranks only the documents it matches
             order = np.argsort(-x, kind="mergesort")
             for r in range(n):
-                out[order[r]] += 2 * weight / (RRF_C + r + 1)
+                if leg == 0 or x[order[r]] > 0:
+                    out[order[r]] += 2 * weight / (RRF_C + r + 1)
         elif fusion == 0:  # dbsf: mean -+ 3 sd to 0 and 1 (a leg without spread: 1, as _dbsf)
             m = x.mean()
             sd = np.sqrt(((x - m) ** 2).mean())
