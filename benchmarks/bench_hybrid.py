@@ -137,7 +137,9 @@ def speed(n: int, n_queries: int, rounds: int) -> dict:
         out[f"{name}_p50_ms"] = float(np.percentile(v, 50) * 1000)
         out[f"{name}_p99_ms"] = float(np.percentile(v, 99) * 1000)
     out["hybrid_over_dense_p50"] = out["hybrid_p50_ms"] / out["dense_p50_ms"]
-    out["hybrid_over_dense_median_of_per_query_ratios"] = float(np.median(np.array(lat["hybrid"]) / np.array(lat["dense"])))
+    out["hybrid_over_dense_median_of_per_query_ratios"] = float(
+        np.median(np.array(lat["hybrid"]) / np.array(lat["dense"]))
+    )
     out["text_over_dense_p50"] = out["text_p50_ms"] / out["dense_p50_ms"]
     for k, v in out.items():
         print(f"{k}: {v}")

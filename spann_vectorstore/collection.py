@@ -942,8 +942,8 @@ class Collection:
         where_document: dict[str, Any] | None = None,
         include_vectors: bool = False,
     ) -> list[Hit] | list[list[Hit]]:
-        """Full-text search: documents ranked by BM25 (SQLite FTS5) for the words of ``text``, best first;
-        ``Hit.score`` is the BM25 score (higher is better). A string gives ``list[Hit]``, a list of strings
+        """Full-text search: documents ranked by BM25 (FTS5's tokens, k1 0.9, b 0.4) for the words of ``text``,
+        best first; ``Hit.score`` is the BM25 score (higher is better). A string gives ``list[Hit]``, a list of strings
         one list per query. The text is data (quotes, ``AND``/``OR``, ``*``, ``:`` are plain characters);
         any word may match (OR), documents matching more and rarer words rank first; words are matched as the
         tokenizer folds them (case, diacritics, English suffixes; Chinese/Japanese by characters, see
@@ -1018,9 +1018,7 @@ class Collection:
                     ranked.append(dense.get(qi, []))
                     higher.append(self.metric != "l2")
                     continue
-                ranked.append(
-                    self._fused(text, words[qi], q2[qi], dense.get(qi, []), n_cand, flt, fusion, alpha)
-                )
+                ranked.append(self._fused(text, words[qi], q2[qi], dense.get(qi, []), n_cand, flt, fusion, alpha))
                 higher.append(True)
             out = self._materialize(ranked, int(k), include_vectors, higher_better=higher)
         return out[0] if single else out
@@ -1092,7 +1090,11 @@ class Collection:
             self._check_open()
             allowed = self._allowed_for(flt)
             if self._index is None:
-                return None if queries is None else [[] for _ in range(nq)], None if texts is None else [[] for _ in range(nq)], [{} for _ in range(nq)]
+                return (
+                    None if queries is None else [[] for _ in range(nq)],
+                    None if texts is None else [[] for _ in range(nq)],
+                    [{} for _ in range(nq)],
+                )
             npr = n_probe if n_probe is not None else self._n_probe
             dense = self._candidates(queries, n, npr, allowed) if queries is not None else [[] for _ in range(nq)]
             text_lists, cross_rows = [], []
@@ -1112,7 +1114,9 @@ class Collection:
                 cross.update((r, (d, t)) for (r, t), d in zip(extra, dense_of_extra))
                 cross_rows.append(cross)
             higher_dense = self.metric != "l2"
-            dense_hits = self._materialize(dense, n, vectors, higher_better=higher_dense) if queries is not None else None
+            dense_hits = (
+                self._materialize(dense, n, vectors, higher_better=higher_dense) if queries is not None else None
+            )
             text_hits_out = self._materialize(text_lists, n, vectors, higher_better=True) if texts is not None else None
             wanted = sorted({r for c in cross_rows for r in c})
             ids: dict[int, str] = {}

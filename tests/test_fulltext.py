@@ -392,7 +392,9 @@ def test_bm25_pruned_top_k_and_scored_documents_equal_fts5(tmp_path, monkeypatch
     n = 1500
     ids = [f"t{i:05d}" for i in range(n)]
     col = Collection(tmp_path / "c")
-    col.add(rng.standard_normal((n, 4)), texts=[text() for _ in range(n)], metadatas=[{"i": i} for i in range(n)], ids=ids)
+    col.add(
+        rng.standard_normal((n, 4)), texts=[text() for _ in range(n)], metadatas=[{"i": i} for i in range(n)], ids=ids
+    )
     queries = [" ".join(rng.choice(vocab, size=int(rng.integers(2, 9)), p=p)) for _ in range(25)]
     queries += [f"w0 w1 w2 w{int(r)}" for r in rng.integers(50, 200, size=5)]  # common words and a rare one
     for step in range(3):
@@ -409,7 +411,9 @@ def test_bm25_pruned_top_k_and_scored_documents_equal_fts5(tmp_path, monkeypatch
                 assert all(want[h.id] == pytest.approx(h.score, rel=1e-9) for h in got)
             flt = {"i": {"$in": list(range(0, 2 * n, 2))}}
             got = col.text_search(q, k=5, filter=flt)
-            assert [h.score for h in got] == pytest.approx(sorted((s for i, s in want.items() if i in even), reverse=True)[:5], rel=1e-9)
+            assert [h.score for h in got] == pytest.approx(
+                sorted((s for i, s in want.items() if i in even), reverse=True)[:5], rel=1e-9
+            )
             asked = [rowid[i] for i in rng.choice(sorted(rowid), size=30, replace=False)] + [10**9]
             by_rowid = {rowid[i]: s for i, s in want.items()}
             with col._lock.read():
@@ -419,6 +423,11 @@ def test_bm25_pruned_top_k_and_scored_documents_equal_fts5(tmp_path, monkeypatch
         gone = list(rng.choice(ids, size=100, replace=False))
         col.delete(ids=gone)
         up = list(rng.choice([i for i in ids if i not in gone], size=60, replace=False))
-        col.add(rng.standard_normal((60, 4)), texts=[text() for _ in up], metadatas=[{"i": 2 * j} for j in range(60)], ids=up)
+        col.add(
+            rng.standard_normal((60, 4)),
+            texts=[text() for _ in up],
+            metadatas=[{"i": 2 * j} for j in range(60)],
+            ids=up,
+        )
         ids = [i for i in ids if i not in gone]
     col.close()
