@@ -2,9 +2,11 @@
 
 FTS5 ranks an OR query by calling ``bm25()`` for every matching row: a query with one common word ("for",
 "the") matches half of a 100k-document collection and took ~0.5 s. This module keeps the same postings in
-memory (term -> documents with term frequencies, document -> terms) and scores only the query's postings in
-a kernel, with FTS5's formula (k1 = 1.2, b = 0.75, idf = ln((N - n + 0.5) / (n + 0.5)) floored at 1e-6), so
-the ranking equals FTS5's (a differential test checks it) at a fraction of the cost.
+memory (term -> documents with term frequencies and lengths, document -> terms) and scores only the query's
+postings in a kernel, with FTS5's formula (idf = ln((N - n + 0.5) / (n + 0.5)) floored at 1e-6, the same
+statistics and tokens); with FTS5's k1 = 1.2, b = 0.75 the scores equal its bm25()'s (a differential test
+checks it, relative 1e-9), at a fraction of the cost. The default parameters are k1 = 0.9, b = 0.4 (see
+:data:`K1`), which rank these collections' short texts better.
 
 The tokens are FTS5's own: the index is built from the FTS5 table's ``fts5vocab`` instance table, and new
 texts (and query words) are tokenized by a scratch in-memory FTS5 table with the same tokenizer, so the two
@@ -24,42 +26,23 @@ from numba import njit
 
 from . import fulltext
 
-K1 = 1.2
-B = 0.75
-
-
-@njit(cache=True, inline="always")
-def _impact(w, tf, dl, avgdl):
-    return w * tf * (K1 + 1.0) / (tf + K1 * (1.0 - B + B * dl / avgdl))
-
-
-@njit(cache=True, inline="always")
-def _add(d, s, acc, stamp, stamp_val, touched, nt):
-    """Add ``s`` to document ``d``'s score, starting it (and listing it as touched) on its first token;
-    returns the new number of touched documents."""
-    if stamp[d] != stamp_val:
-        stamp[d] = stamp_val
-        acc[d] = 0.0
-        touched[nt] = d
-        nt += 1
-    acc[d] += s
-    return nt
+# BM25's parameters. FTS5's bm25() fixes k1 = 1.2, b = 0.75 (Robertson's values for long news articles); the
+# ranking here defaults to Anserini's (Lucene-based) k1 = 0.9, b = 0.4, its default for short passages: less
+# weight on repeats of a word and on document length. Picked among published defaults on the first half of
+# ../shared/data/hybrid (NOTES.md, session 6): BM25 MRR@10 0.754 -> 0.762, hybrid +0.006. The differential test
+# against FTS5 sets FTS5's values (``BM25Index(k1=FTS5_K1, b=FTS5_B)``).
+K1 = 0.9
+B = 0.4
+FTS5_K1 = 1.2
+FTS5_B = 0.75
 
 
 @njit(cache=True)
-def _max_score(acc, touched, nt):
-    best = -np.inf
-    for i in range(nt):
-        best = max(best, acc[touched[i]])
-    return best
-
-
-@njit(cache=True)
-def _kth_largest(acc, touched, nt, k, heap):
-    """The k-th largest accumulated score among the touched documents (a min-heap of size k)."""
+def _kth_largest(score, n, k, heap):
+    """The k-th largest of ``score[:n]`` (n >= k; a min-heap of size k)."""
     size = 0
-    for i in range(nt):
-        s = acc[touched[i]]
+    for i in range(n):
+        s = score[i]
         if size < k:
             pos = size
             size += 1
@@ -84,96 +67,288 @@ def _kth_largest(acc, touched, nt, k, heap):
     return heap[0]
 
 
+@njit(cache=True, inline="always")
+def _gallop(post_doc, lo, hi, d):
+    """The first position in ``post_doc[lo:hi]`` (sorted) holding a document >= ``d`` (``hi`` if none):
+    doubling steps from ``lo``, then a binary search, so a pass over sorted targets costs O(targets x log gap)."""
+    if lo >= hi or post_doc[lo] >= d:
+        return lo
+    step = 1
+    while lo + step < hi and post_doc[lo + step] < d:
+        lo += step
+        step *= 2
+    # post_doc[lo] < d; the answer is in (lo, min(lo + step, hi)]
+    a, b = lo + 1, min(lo + step, hi)
+    while a < b:
+        mid = (a + b) // 2
+        if post_doc[mid] < d:
+            a = mid + 1
+        else:
+            b = mid
+    return a
+
+
+@njit(cache=True)
+def _keep(doc, score, flag, n, rest, theta):
+    """Keep the candidates that can still reach ``theta`` with ``rest`` more, and the flagged (wanted) ones,
+    in order; returns their number."""
+    nc = 0
+    for i in range(n):
+        if flag[i] != 0 or score[i] + rest >= theta:
+            doc[nc] = doc[i]
+            score[nc] = score[i]
+            flag[nc] = flag[i]
+            nc += 1
+    return nc
+
+
+@njit(cache=True, inline="always")
+def _weight(s_tok, s_w, t):
+    """The weight of token ``t`` in the query (``s_tok`` sorted, ``s_w`` their weights), 0 if absent."""
+    lo, hi = 0, s_tok.shape[0]
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if s_tok[mid] < t:
+            lo = mid + 1
+        else:
+            hi = mid
+    return s_w[lo] if lo < s_tok.shape[0] and s_tok[lo] == t else 0.0
+
+
+@njit(cache=True, nogil=True)
+def _query(
+    q_ids, df, max_tf, min_dl, live, total_len, k1, b, tok_ptr, post_doc, post_tf, post_dl, t_tok, t_doc, t_tf, t_dl,
+    skip, rowids, k, want_rows, out_row, out_score, want_score
+):  # fmt: skip
+    """One query, from its token ids (``q_ids``, repeats counting as FTS5 counts them) to the rowids and scores
+    of its top ``k`` (returns their number) and the scores of ``want_rows`` (rowids; 0 if not indexed, skipped
+    or without a query token). The weights are idf (floored at 1e-6, as FTS5) times the occurrences; the
+    bound of a token is its impact at its largest tf in its shortest document (no shorter than that tf)."""
+    want_score[:] = 0.0
+    m0 = q_ids.shape[0]
+    q_tok = np.empty(m0, np.int64)
+    cnt = np.zeros(m0, np.float64)
+    m = 0
+    for i in range(m0):
+        t = q_ids[i]
+        if df[t] <= 0:
+            continue
+        at = -1
+        for jj in range(m):
+            if q_tok[jj] == t:
+                at = jj
+                break
+        if at >= 0:
+            cnt[at] += 1.0
+        else:
+            q_tok[m] = t
+            cnt[m] = 1.0
+            m += 1
+    if m == 0 or live == 0:
+        return 0
+    avgdl = max(total_len / live, 1e-9)
+    q_w = np.empty(m, np.float64)
+    q_ub = np.empty(m, np.float64)
+    for i in range(m):
+        t = q_tok[i]
+        n = np.float64(df[t])
+        idf = np.log((live - n + 0.5) / (n + 0.5))
+        w = (1e-6 if idf <= 0 else idf) * cnt[i]
+        q_w[i] = w
+        # a document is at least as long as any of its term frequencies: tf/(tf + K(dl)) is largest at the
+        # largest tf with dl = max(its shortest document, that tf)
+        tf = max_tf[t]
+        q_ub[i] = w * tf * (k1 + 1.0) / (tf + k1 * (1.0 - b + b * max(min_dl[t], tf) / avgdl))
+    order = np.argsort(-q_ub, kind="mergesort")  # stable: equal bounds in query order
+    q_tok, q_w, q_ub = q_tok[:m][order], q_w[order], q_ub[order]
+    by_tok = np.argsort(q_tok)
+    s_tok, s_w = q_tok[by_tok], q_w[by_tok]
+    # the wanted rowids' document indices (sorted, distinct, indexed and not skipped)
+    nw = want_rows.shape[0]
+    pos = np.full(nw, -1, np.int64)
+    nr = rowids.shape[0]
+    for i in range(nw):
+        p = np.searchsorted(rowids, want_rows[i])
+        if p < nr and rowids[p] == want_rows[i] and not (skip.shape[0] > 0 and skip[p] != 0):
+            pos[i] = p
+    want = np.unique(pos[pos >= 0])
+    ws = np.zeros(want.shape[0], np.float64)
+    out_doc = np.empty(k, np.int64)
+    n = _score(
+        q_tok, q_w, q_ub, tok_ptr, post_doc, post_tf, post_dl, t_tok, t_doc, t_tf, t_dl, s_tok, s_w, skip, k1, b,
+        avgdl, k, want, out_doc, out_score, ws,
+    )  # fmt: skip
+    for i in range(n):
+        out_row[i] = rowids[out_doc[i]]
+    for i in range(nw):
+        if pos[i] >= 0:
+            want_score[i] = ws[np.searchsorted(want, pos[i])]
+    return n
+
+
 @njit(cache=True, nogil=True)
 def _score(
-    q_tok, q_w, q_ub, tok_ptr, post_doc, post_tf, t_tok, t_doc, t_tf, w_of_tok, doclen, avgdl, dead, allowed, k,
-    acc, stamp, stamp_val, touched, out_doc, out_score
+    q_tok, q_w, q_ub, tok_ptr, post_doc, post_tf, post_dl, t_tok, t_doc, t_tf, t_dl, s_tok, s_w, skip, k1, b, avgdl,
+    k, want, out_doc, out_score, want_score
 ):  # fmt: skip
-    """BM25 of the live (and allowed) documents holding query tokens, top ``k`` into out_doc/out_score (best
-    first, equal scores by smaller document index = older rowid); returns the number of results.
+    """BM25 of the documents holding query tokens (except those with ``skip[d]``: deleted, or outside a
+    filter; ``skip`` is empty when there are none), top ``k`` into out_doc/out_score (best first, equal scores
+    by smaller document index = older rowid); returns the number of results. ``want``: documents (sorted,
+    distinct, not skipped) whose scores are wanted too, into ``want_score`` (0 without a query token).
 
-    ``q_tok``/``q_w``: the distinct query tokens, by decreasing weight (idf times occurrences in the query, as
-    FTS5 scores each occurrence). ``tok_ptr``/``post_*``: the merged postings (CSR by token, documents
-    increasing); ``t_*``: postings added since (COO; a document's postings are all in one of the two), weighted
-    through ``w_of_tok`` (token -> weight, 0 if not in the query). ``acc`` float64, ``stamp`` int32 and
-    ``touched`` (n,) scratch.
+    ``q_tok``/``q_w``: the distinct query tokens, by decreasing ``q_ub`` (their most per document), weight =
+    idf times occurrences in the query, as FTS5 scores each occurrence. ``tok_ptr``/``post_*``: the merged
+    postings (CSR by token, documents increasing, each with its term frequency and document length); ``t_*``:
+    postings added since (COO sorted by document, all after the merged ones), weighted through ``s_tok``/``s_w``
+    (the query tokens sorted, their weights).
 
-    MaxScore pruning: tokens are scanned rarest first; once the k-th best score so far exceeds what the
-    remaining tokens could add at most (weight x (k1 + 1) each), no unseen document can enter the top k,
-    and the remaining (common) tokens only complete the scores of the documents that still can, by binary
-    search in their postings. Scores stay exact (a differential test compares them with FTS5's bm25()).
+    The candidates are a list sorted by document (document, score so far, wanted flag) into which each token's
+    postings are merged: sequential passes, no per-document array to reach at random (a query touches
+    thousands of scattered documents, each a cache miss). MaxScore pruning: tokens are merged by decreasing
+    bound (rarest first); once the k-th best score so far exceeds what the remaining tokens could add at most,
+    no unseen document can enter the top k, so the remaining (common) tokens only complete the scores of the
+    candidates that still can (galloping through their postings), and after each of them the k-th score and
+    the smaller bound drop more candidates. Every score is summed in the same order (tail, then the tokens in
+    query order), so equal documents score exactly equal, and stays exact (a differential test against FTS5).
     """
-    use_mask = allowed.shape[0] > 0
-    nt = 0
-    for p in range(t_tok.shape[0]):
-        w = w_of_tok[t_tok[p]]
-        d = t_doc[p]
-        if w == 0.0 or dead[d] != 0 or (use_mask and allowed[d] == 0):
-            continue
-        nt = _add(d, _impact(w, t_tf[p], doclen[d], avgdl), acc, stamp, stamp_val, touched, nt)
+    use_skip = skip.shape[0] > 0
+    c1 = k1 * (1.0 - b)
+    c2 = k1 * b / avgdl
     m = q_tok.shape[0]
+    n_tok = tok_ptr.shape[0] - 1
+    cap = want.shape[0] + t_doc.shape[0]
+    for j in range(m):
+        if q_tok[j] < n_tok:
+            cap += tok_ptr[q_tok[j] + 1] - tok_ptr[q_tok[j]]
+    doc = np.empty(cap, np.int64)
+    score = np.empty(cap, np.float64)
+    flag = np.empty(cap, np.uint8)
+    doc2 = np.empty(cap, np.int64)
+    score2 = np.empty(cap, np.float64)
+    flag2 = np.empty(cap, np.uint8)
+    heap = np.empty(k, np.float64)
+    # the tail's documents (all after the merged ones), merged with the wanted documents
+    n = 0
+    iw = 0
+    p = 0
+    nt = t_doc.shape[0]
+    while p < nt or iw < want.shape[0]:
+        d = t_doc[p] if p < nt else np.int64(2**62)
+        if iw < want.shape[0] and want[iw] <= d:
+            dw = want[iw]
+            iw += 1
+            doc[n] = dw
+            score[n] = 0.0
+            flag[n] = 1
+            n += 1
+            if dw < d:
+                continue
+        s = 0.0
+        while p < nt and t_doc[p] == d:
+            w = _weight(s_tok, s_w, t_tok[p])
+            if w != 0.0:
+                tf = np.float64(t_tf[p])
+                s += w * (k1 + 1.0) * tf / (tf + c1 + c2 * t_dl[p])
+            p += 1
+        if n > 0 and doc[n - 1] == d:  # a wanted one
+            score[n - 1] = s
+        elif s > 0.0 and not (use_skip and skip[d] != 0):
+            doc[n] = d
+            score[n] = s
+            flag[n] = 0
+            n += 1
+    best = 0.0
+    for i in range(n):
+        best = max(best, score[i])
     rest = 0.0
     for j in range(m):
         rest += q_ub[j]
-    heap = np.empty(k, np.float64)
     theta = -np.inf
     j = 0
     while j < m:
-        # the k-th score is at most the best one: compute it (O(touched)) only when it could stop the scan
-        if j > 0 and nt >= k and rest < _max_score(acc, touched, nt):
-            theta = _kth_largest(acc, touched, nt, k, heap)
+        # the k-th score is at most the best one: computed (O(candidates)) only when it could stop the scan
+        if j > 0 and n >= k and rest < best:
+            theta = _kth_largest(score, n, k, heap)
             if rest < theta:
                 break
         t = q_tok[j]
-        w = q_w[j]
+        wk = q_w[j] * (k1 + 1.0)
         rest -= q_ub[j]
         j += 1
-        if t + 1 >= tok_ptr.shape[0]:
+        if t >= n_tok:
             continue  # a token first seen after the last merge: its postings are all in the tail
-        for p in range(tok_ptr[t], tok_ptr[t + 1]):
-            d = post_doc[p]
-            if dead[d] != 0 or (use_mask and allowed[d] == 0):
+        # merge the token's postings into the candidates
+        p, hi = tok_ptr[t], tok_ptr[t + 1]
+        i = 0
+        n2 = 0
+        while i < n or p < hi:
+            if p >= hi or (i < n and doc[i] < post_doc[p]):
+                doc2[n2] = doc[i]
+                score2[n2] = score[i]
+                flag2[n2] = flag[i]
+                i += 1
+                n2 += 1
                 continue
-            nt = _add(d, _impact(w, post_tf[p], doclen[d], avgdl), acc, stamp, stamp_val, touched, nt)
-    if j < m:
-        # the documents that can still reach the k-th score; the others are dropped (unstamped)
-        nc = 0
-        for i in range(nt):
-            d = touched[i]
-            if acc[d] + rest >= theta:
-                touched[nc] = d
-                nc += 1
+            d = post_doc[p]
+            tf = np.float64(post_tf[p])
+            s = wk * tf / (tf + c1 + c2 * post_dl[p])
+            p += 1
+            if i < n and doc[i] == d:
+                s += score[i]
+                doc2[n2] = d
+                score2[n2] = s
+                flag2[n2] = flag[i]
+                i += 1
+            elif use_skip and skip[d] != 0:
+                continue
             else:
-                stamp[d] = 0
-        nt = nc
+                doc2[n2] = d
+                score2[n2] = s
+                flag2[n2] = 0
+            n2 += 1
+            best = max(best, s)
+        doc, doc2 = doc2, doc
+        score, score2 = score2, score
+        flag, flag2 = flag2, flag
+        n = n2
+    if j < m:
+        # only the candidates that can still reach the k-th score (and the wanted ones) take the rest
+        n = _keep(doc, score, flag, n, rest, theta)
         for jj in range(j, m):
             t = q_tok[jj]
-            w = q_w[jj]
-            if t + 1 >= tok_ptr.shape[0]:
-                continue
-            lo0, hi0 = tok_ptr[t], tok_ptr[t + 1]
-            if nt * 16 < hi0 - lo0:  # few candidates: binary search each in the token's postings
-                for i in range(nt):
-                    d = touched[i]
-                    lo, hi = lo0, hi0
-                    while lo < hi:
-                        mid = (lo + hi) // 2
-                        if post_doc[mid] < d:
-                            lo = mid + 1
-                        else:
-                            hi = mid
-                    if lo < hi0 and post_doc[lo] == d:
-                        acc[d] += _impact(w, post_tf[lo], doclen[d], avgdl)
-            else:  # many: one pass over the postings, adding to the candidates only
-                for p in range(lo0, hi0):
-                    d = post_doc[p]
-                    if stamp[d] == stamp_val:
-                        acc[d] += _impact(w, post_tf[p], doclen[d], avgdl)
-    # top k: a heap with the worst (lowest score, then larger index) at the root
+            rest -= q_ub[jj]
+            if t < n_tok:
+                wk = q_w[jj] * (k1 + 1.0)
+                lo, hi = tok_ptr[t], tok_ptr[t + 1]
+                gallop = n * 8 < hi - lo
+                for i in range(n):
+                    d = doc[i]
+                    if gallop:
+                        lo = _gallop(post_doc, lo, hi, d)
+                    else:
+                        while lo < hi and post_doc[lo] < d:
+                            lo += 1
+                    if lo >= hi:
+                        break
+                    if post_doc[lo] == d:
+                        tf = np.float64(post_tf[lo])
+                        score[i] += wk * tf / (tf + c1 + c2 * post_dl[lo])
+                        lo += 1
+            if jj + 1 < m and n > k:
+                theta = _kth_largest(score, n, k, heap)
+                n = _keep(doc, score, flag, n, rest, theta)
+    # wanted scores (flagged, in document order as ``want``); top k of the matches: a heap with the worst
+    # (lowest score, then larger index) at the root
+    iw = 0
     size = 0
-    for i in range(nt):
-        d = touched[i]
-        s = acc[d]
+    for i in range(n):
+        d = doc[i]
+        s = score[i]
+        if flag[i] != 0:
+            want_score[iw] = s
+            iw += 1
+        if not s > 0.0:
+            continue
         if size < k:
             pos = size
             size += 1
@@ -245,7 +420,9 @@ class _Tokenizer:
 class BM25Index:
     """Postings of the documents' FTS5 tokens, for BM25 ranking (see the module docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, k1: float | None = None, b: float | None = None) -> None:
+        self.k1 = float(K1 if k1 is None else k1)
+        self.b = float(B if b is None else b)
         self._vocab: dict[str, int] = {}
         self._df = np.zeros(0, np.int64)  # live documents per token
         self._max_tf = np.zeros(0, np.float64)
@@ -254,16 +431,18 @@ class BM25Index:
         self._doclen = np.zeros(0, np.float64)
         self._dead = np.zeros(0, np.uint8)
         self._live = 0
+        self._stale = 0  # deleted documents whose postings are still in the arrays (dropped by the next merge)
         self._total_len = 0.0  # tokens of the live documents
-        # merged postings (CSR by token), postings added since (COO), forward index (chunks: first document,
-        # offsets per document, tokens)
+        # merged postings (CSR by token; each with its term frequency and its document's length, so the kernel
+        # reads them in sequence), postings added since (COO: token, document, tf, length), forward index
+        # (chunks: first document, offsets per document, tokens)
         self._tok_ptr = np.zeros(1, np.int64)
         self._post_doc = np.zeros(0, np.int32)
         self._post_tf = np.zeros(0, np.float32)
-        self._added: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        self._tail = (np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32))
+        self._post_dl = np.zeros(0, np.float32)
+        self._added: list[tuple[np.ndarray, ...]] = []
+        self._tail: tuple[np.ndarray, ...] = _empty_tail()
         self._fwd: list[tuple[int, np.ndarray, np.ndarray]] = []
-        self._scratch = threading.local()
         self.tokenizer = _Tokenizer()
         self._term_tokens: dict[str, list[str]] = {}  # query term -> its FTS5 tokens (a cache)
 
@@ -279,9 +458,10 @@ class BM25Index:
         return len(self._rowids)
 
     @classmethod
-    def from_db(cls, db: sqlite3.Connection) -> BM25Index:
-        """Build from the collection's FTS5 table (its own tokens, read through an fts5vocab instance table)."""
-        self = cls()
+    def from_db(cls, db: sqlite3.Connection, **params: float | None) -> BM25Index:
+        """Build from the collection's FTS5 table (its own tokens, read through an fts5vocab instance table);
+        ``params``: ``k1``, ``b`` (default :data:`K1`, :data:`B`)."""
+        self = cls(**params)
         t = fulltext.TABLE
         db.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.spann_fts_i USING fts5vocab(main, {t}, instance)")
         db.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.spann_fts_r USING fts5vocab(main, {t}, row)")
@@ -333,7 +513,7 @@ class BM25Index:
         np.maximum.at(self._max_tf, ptok, tf)
         np.minimum.at(self._min_dl, ptok, lens[pdoc])
         self._fwd.append((base, np.concatenate([[0], np.cumsum(np.bincount(pdoc, minlength=m))]), ptok))
-        self._added.append((ptok, (pdoc + base).astype(np.int32), tf))
+        self._added.append((ptok, (pdoc + base).astype(np.int32), tf, lens[pdoc].astype(np.float32)))
         self._tail = tuple(np.concatenate(parts) for parts in zip(*self._added))
         if merge and len(self._tail[0]) > max(50_000, len(self._post_doc) // 8):
             self._merge()
@@ -349,9 +529,11 @@ class BM25Index:
         order = np.lexsort((doc, tok))
         self._post_doc = np.ascontiguousarray(doc[order], dtype=np.int32)
         self._post_tf = np.ascontiguousarray(tf[order], dtype=np.float32)
+        self._post_dl = self._doclen[self._post_doc].astype(np.float32)  # token counts: exact in float32
         self._tok_ptr = np.concatenate([[0], np.cumsum(np.bincount(tok, minlength=len(self._vocab)))]).astype(np.int64)
         self._added = []
-        self._tail = (np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32))
+        self._tail = _empty_tail()
+        self._stale = 0
 
     def add(self, rows: Sequence[tuple[int, str | None]]) -> None:
         """Index ``(rowid, text)`` rows (rowids larger than any present; texts that are None are skipped)."""
@@ -374,6 +556,7 @@ class BM25Index:
         if not len(pos):
             return
         self._dead[pos] = 1
+        self._stale += len(pos)
         self._live -= len(pos)
         self._total_len -= float(self._doclen[pos].sum())
         # each forward-index chunk: the token slices of its deleted documents, gathered in one go
@@ -402,58 +585,49 @@ class BM25Index:
             out.extend(ts)
         return out
 
-    def search(self, tokens: Sequence[str], k: int, allowed_rowids: np.ndarray | None) -> list[tuple[int, float]]:
-        """(rowid, BM25 score) best first for the OR of ``tokens``, among ``allowed_rowids`` when given."""
-        counts: dict[int, int] = {}
-        for t in tokens:
-            i = self._vocab.get(t)
-            if i is not None and self._df[i] > 0:
-                counts[i] = counts.get(i, 0) + 1
-        if not counts or not self._live:
-            return []
-        q_tok = np.fromiter(counts, np.int64, len(counts))
-        df = self._df[q_tok].astype(np.float64)
-        idf = np.log((self._live - df + 0.5) / (df + 0.5))
-        q_w = np.where(idf <= 0, 1e-6, idf) * np.fromiter(counts.values(), np.float64, len(counts))
-        # the most a token can add to one document's score (its largest tf in its shortest document), and the
-        # tokens by decreasing bound for the kernel's pruning
-        avgdl = max(self._total_len / self._live, 1e-9)
-        mtf = self._max_tf[q_tok]
-        q_ub = q_w * mtf * (K1 + 1.0) / (mtf + K1 * (1.0 - B + B * self._min_dl[q_tok] / avgdl))
-        order = np.argsort(-q_ub, kind="stable")
-        q_tok, q_w, q_ub = q_tok[order], q_w[order], q_ub[order]
-        w_of_tok = np.zeros(len(self._vocab) if len(self._tail[0]) else 0, np.float64)
-        if len(w_of_tok):
-            w_of_tok[q_tok] = q_w
-        allowed = np.zeros(0, np.uint8)
+    def search(
+        self,
+        tokens: Sequence[str],
+        k: int,
+        allowed_rowids: np.ndarray | None,
+        score_rowids: np.ndarray | None = None,
+    ) -> tuple[list[tuple[int, float]], np.ndarray]:
+        """(rowid, BM25 score) best first for the OR of ``tokens``, among ``allowed_rowids`` when given; and
+        the scores of ``score_rowids`` (0 for a document without a query token, deleted or not indexed)."""
+        want_rows = np.zeros(0, np.int64) if score_rowids is None else np.asarray(score_rowids, np.int64)
+        vocab = self._vocab
+        ids = [vocab[t] for t in tokens if t in vocab]
+        want_score = np.zeros(len(want_rows), np.float64)
+        if not ids or not self._live:
+            return [], want_score
+        skip = self._dead if self._stale else _NO_SKIP
         if allowed_rowids is not None:
             allowed = np.zeros(self._n, np.uint8)
-            pos = np.searchsorted(self._rowids, allowed_rowids)
-            ok = pos < self._n
-            allowed[pos[ok][self._rowids[pos[ok]] == allowed_rowids[ok]]] = 1
-        acc, stamp, touched, val = self._buffers()
-        out_doc = np.empty(k, np.int64)
+            pos = self._positions(np.asarray(allowed_rowids, np.int64))
+            allowed[pos[pos >= 0]] = 1
+            skip = allowed ^ 1 if not self._stale else (allowed ^ 1) | self._dead
+        out_row = np.empty(k, np.int64)
         out_score = np.empty(k, np.float64)
-        n = _score(
-            q_tok, q_w, q_ub, self._tok_ptr, self._post_doc, self._post_tf, *self._tail, w_of_tok, self._doclen, avgdl,
-            self._dead, allowed, k, acc, stamp, val, touched, out_doc, out_score,
+        n = _query(
+            np.array(ids, np.int64), self._df, self._max_tf, self._min_dl, self._live, self._total_len, self.k1,
+            self.b, self._tok_ptr, self._post_doc, self._post_tf, self._post_dl, *self._tail, skip, self._rowids, k,
+            want_rows, out_row, out_score, want_score,
         )  # fmt: skip
-        return [(int(self._rowids[d]), float(s)) for d, s in zip(out_doc[:n], out_score[:n])]
+        return list(zip(out_row[:n].tolist(), out_score[:n].tolist())), want_score
 
-    def _buffers(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.int32]:
-        """Per-thread scratch arrays sized for the documents (stamped, so never cleared per query)."""
-        sc = self._scratch
-        if getattr(sc, "size", -1) < self._n:
-            sc.size = max(self._n, 1024) * 2
-            sc.acc = np.zeros(sc.size, np.float64)
-            sc.stamp = np.zeros(sc.size, np.int32)
-            sc.touched = np.zeros(sc.size, np.int64)
-            sc.val = 0
-        sc.val += 1
-        if sc.val >= 2**31 - 1:
-            sc.stamp[:] = 0
-            sc.val = 1
-        return sc.acc, sc.stamp, sc.touched, np.int32(sc.val)
+    def _positions(self, rowids: np.ndarray) -> np.ndarray:
+        """Document index of each rowid (-1 where not indexed)."""
+        pos = np.searchsorted(self._rowids, rowids)
+        ok = pos < self._n
+        ok[ok] = self._rowids[pos[ok]] == rowids[ok]
+        return np.where(ok, pos, -1)
+
+
+_NO_SKIP = np.zeros(0, np.uint8)
+
+
+def _empty_tail() -> tuple[np.ndarray, ...]:
+    return np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32), np.zeros(0, np.float32)
 
 
 __all__ = ["BM25Index"]

@@ -36,7 +36,6 @@ and each named collection can be written by different processes at once. See :fu
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import fcntl
 import functools
@@ -1501,8 +1500,8 @@ class Collection(metaclass=_SharedOpen):
         where_document: dict[str, Any] | None = None,
         include_vectors: bool = False,
     ) -> list[Hit] | list[list[Hit]]:
-        """Full-text search: documents ranked by BM25 (SQLite FTS5) for the words of ``text``, best first;
-        ``Hit.score`` is the BM25 score (higher is better). A string gives ``list[Hit]``, a list of strings
+        """Full-text search: documents ranked by BM25 (FTS5's tokens, k1 0.9, b 0.4) for the words of ``text``,
+        best first; ``Hit.score`` is the BM25 score (higher is better). A string gives ``list[Hit]``, a list of strings
         one list per query. The text is data (quotes, ``AND``/``OR``, ``*``, ``:`` are plain characters);
         any word may match (OR), documents matching more and rarer words rank first; words are matched as the
         tokenizer folds them (case, diacritics, English suffixes; Chinese/Japanese by characters, see
@@ -1516,7 +1515,7 @@ class Collection(metaclass=_SharedOpen):
         flt = self._merge_filter(filter, where_document)
         with self._lock.read():
             self._check_open()
-            ranked = [self._text_ranked(t, int(k), flt) for t in texts]
+            ranked = [self._text_ranked(t, int(k), flt)[0] for t in texts]
             out = self._materialize(ranked, int(k), include_vectors, higher_better=True)
         return out[0] if single else out
 
@@ -1537,13 +1536,16 @@ class Collection(metaclass=_SharedOpen):
     ) -> list[Hit] | list[list[Hit]]:
         """Dense and full-text search fused: the query's text (BM25 leg) and its embedding (dense leg).
 
-        Each leg returns its top ``candidates`` (default ``max(k, 50)``) under the same filter, and the two
-        lists are fused (:func:`spann_vectorstore.fulltext.fuse`): ``fusion="dbsf"`` (default: each list's
-        scores' mean -+ 3 standard deviations mapped to 0 and 1, distribution-based fusion as Qdrant's),
-        ``"relative"`` (min-max per list) or ``"rrf"`` (reciprocal rank fusion), weighted by ``alpha``
-        (1 = dense only, 0 = text only, LlamaIndex's meaning). ``Hit.score`` is the fused score (higher is
-        better). Text without words, or ``alpha=1``, gives dense search with dense scores (for ``l2``
-        distances, lower is better). ``k`` hits whenever ``k`` documents match the filter. One text with a
+        Each leg returns its top ``candidates`` (default ``max(k, 20)``) under the same filter; every document
+        of that pool is scored by both legs (the BM25 of the dense leg's documents, the dense score of the text
+        leg's others, from their stored vectors), and the two scores are fused over the pool
+        (:func:`spann_vectorstore.fulltext.fuse_pool`): ``fusion="dbsf"`` (default: each leg's scores' mean -+
+        3 standard deviations over the pool mapped to 0 and 1, distribution-based fusion as Qdrant's),
+        ``"relative"`` (min-max over the pool) or ``"rrf"`` (reciprocal rank fusion of the ranks in the pool),
+        weighted by ``alpha`` (1 = dense only, 0 = text only, LlamaIndex's meaning). ``Hit.score`` is the fused
+        score (higher is better). Text without words, or ``alpha=1``, gives dense search with dense scores (for
+        ``l2`` distances, lower is better); text whose words no document has gives the dense order (fused
+        scores). ``k`` hits whenever ``k`` documents match the filter. One text with a
         (dim,) vector gives ``list[Hit]``; a list of texts with an (nq, dim) batch gives one list per query."""
         self._check_open()
         single, texts, arr, n_cand = hybrid_arguments(text_or_texts, vector_or_vectors, k, alpha, fusion, candidates)
@@ -1556,37 +1558,166 @@ class Collection(metaclass=_SharedOpen):
                 return [] if single else [[] for _ in texts]
             npr = n_probe if n_probe is not None else self._n_probe
             q2 = arr[None, :] if single else arr
-            # the legs run side by side (both kernels release the GIL): the text leg on a worker thread
-            texts_leg = _legs_pool().submit(
-                lambda: [self._text_ranked(t, n_cand, flt) if alpha < 1 and fulltext.terms(t) else None for t in texts]
-            )
-            dense = self._ranked(q2, n_cand, npr, allowed) if alpha > 0 else [[] for _ in texts]
+            # the legs one after the other, in this thread: the text leg scores the dense leg's documents too
+            # (a worker thread for the text leg cost more in handoffs than it saved on 2 busy cores)
+            words = [fulltext.terms(t) if alpha < 1 else [] for t in texts]
+            # queries with words: the dense leg's candidates, then the text leg (which also scores them); without
+            # words (or alpha 1): dense search, dense scores
+            with_words = [i for i, w in enumerate(words) if w]
+            without = [i for i, w in enumerate(words) if not w]
+            dense: dict[int, list] = {}
+            if alpha > 0 and with_words:
+                q = q2 if len(with_words) == len(texts) else q2[with_words]
+                dense.update(zip(with_words, self._candidates(q, n_cand, npr, allowed)))
+            if alpha > 0 and without:
+                q = q2 if len(without) == len(texts) else q2[without]
+                dense.update(zip(without, self._ranked(q, int(k), npr, allowed)))
             ranked, higher = [], []
-            for tx, d in zip(texts_leg.result(), dense):
-                if tx is None:  # no words in the text (or alpha 1): dense search, dense scores
-                    ranked.append(d if alpha > 0 else [])
+            for qi, text in enumerate(texts):
+                if not words[qi]:
+                    ranked.append(dense.get(qi, []))
                     higher.append(self.metric != "l2")
                     continue
-                ranked.append(
-                    fulltext.fuse(d[:n_cand], tx, fusion=fusion, alpha=alpha, higher_better=self.metric != "l2")
-                )
+                ranked.append(self._fused(text, words[qi], q2[qi], dense.get(qi, []), n_cand, flt, fusion, alpha))
                 higher.append(True)
             out = self._materialize(ranked, int(k), include_vectors, higher_better=higher)
         return out[0] if single else out
+
+    def _candidates(self, arr: np.ndarray, n: int, n_probe: int | None, allowed: np.ndarray | None) -> list[list]:
+        """The dense leg of a hybrid search: (rowid, score) best first, the top ``n`` per query. Unlike
+        :meth:`_ranked` it does not extend the list over ties at the n-th place: the pool only needs its
+        members (the index orders equal scores by rowid, so the cut is deterministic)."""
+        res = self._index.search(arr, k=n, n_probe=n_probe, allowed_ids=allowed)
+        out = []
+        for ids, scores in zip(res.ids.tolist(), res.scores.tolist()):
+            out.append([(r, s) for r, s in zip(ids, scores) if r >= 0])
+        return out
+
+    def _fused(
+        self,
+        text: str,
+        words: list[str],
+        q: np.ndarray,
+        dense: list[tuple[int, float]],
+        n: int,
+        flt: Any,
+        fusion: str,
+        alpha: float,
+    ) -> list[tuple[int, float]]:
+        """One hybrid query's (rowid, fused score), best first: the pool of both legs' top ``n`` (``dense`` is
+        the dense leg's), every candidate scored by both (:meth:`_pool`), fused over the pool
+        (:func:`fulltext.fuse_pool`)."""
+        higher_dense = self.metric != "l2"
+        text_hits, text_of_dense, extra, dense_of_extra = self._pool(text, words, q, dense, n, flt, alpha)
+        if not text_hits or alpha == 0:  # no document has a word of the text (dense order), or text only
+            return fulltext.fuse(dense, text_hits, fusion=fusion, alpha=alpha, higher_better=higher_dense)
+        rows = [r for r, _ in dense] + [r for r, _ in extra]
+        dense_scores = [s for _, s in dense] + dense_of_extra
+        text_scores = text_of_dense + [s for _, s in extra]
+        fused = fulltext.fuse_pool(dense_scores, text_scores, fusion=fusion, alpha=alpha, higher_better=higher_dense)
+        order = np.argsort(-fused, kind="stable").tolist()  # ties in pool order (dense list, then text), then by id
+        fused_l = fused.tolist()
+        return [(rows[i], fused_l[i]) for i in order]
+
+    def _pool(
+        self, text: str, words: list[str], q: np.ndarray, dense: list[tuple[int, float]], n: int, flt: Any, alpha: float
+    ) -> tuple[list[tuple[int, float]], list[float], list[tuple[int, float]], list[float]]:
+        """The text leg's top ``n`` for a hybrid query whose dense leg gave ``dense``, and the scores that make
+        every candidate scored by both legs: the BM25 of each dense candidate, the text leg's candidates not in
+        ``dense`` (rowid, BM25), and their dense scores (from their stored vectors)."""
+        d_rows = np.array([r for r, _ in dense], np.int64)
+        text_hits, text_of_dense = self._text_ranked(text, n, flt, words, d_rows if alpha > 0 else None)
+        seen = set(d_rows.tolist())
+        extra = [(r, s) for r, s in text_hits if r not in seen] if alpha > 0 else []
+        try:
+            dense_of_extra = self._dense_scores(q, [r for r, _ in extra])
+        except KeyError:  # not expected (both indexes follow every write under the lock): drop what is missing
+            live = self._index.contains([r for r, _ in extra]).tolist()
+            extra = [e for e, ok in zip(extra, live) if ok]
+            dense_of_extra = self._dense_scores(q, [r for r, _ in extra])
+        return text_hits, [] if text_of_dense is None else text_of_dense.tolist(), extra, dense_of_extra
+
+    def _hybrid_legs(
+        self, texts: list[str] | None, queries: np.ndarray | None, n: int, flt: Any, n_probe: Any, vectors: bool
+    ) -> tuple[list[list[Hit]] | None, list[list[Hit]] | None, list[dict[str, tuple[float, float]]]]:
+        """The unfused legs of hybrid searches, for a shard of a ``ShardedCollection``: the top ``n`` by the
+        dense leg (``None`` without queries) and by the text leg (``None`` without texts), with raw scores, and
+        per query both scores of each of those documents (id -> (dense, BM25)), so that the driver can fuse the
+        global pool as :meth:`hybrid_search` fuses its own."""
+        self._check_open()
+        nq = len(texts) if texts is not None else len(queries)
+        with self._lock.read():
+            self._check_open()
+            allowed = self._allowed_for(flt)
+            if self._index is None:
+                return (
+                    None if queries is None else [[] for _ in range(nq)],
+                    None if texts is None else [[] for _ in range(nq)],
+                    [{} for _ in range(nq)],
+                )
+            npr = n_probe if n_probe is not None else self._n_probe
+            dense = self._candidates(queries, n, npr, allowed) if queries is not None else [[] for _ in range(nq)]
+            text_lists, cross_rows = [], []
+            for qi in range(nq):
+                words = fulltext.terms(texts[qi]) if texts is not None else []
+                if not words:
+                    text_lists.append([])
+                    cross_rows.append({})
+                    continue
+                q = queries[qi] if queries is not None else None
+                alpha = 0.5 if queries is not None else 0.0
+                text_hits, text_of_dense, extra, dense_of_extra = self._pool(
+                    texts[qi], words, q, dense[qi], n, flt, alpha
+                )
+                text_lists.append(text_hits)
+                cross = {r: (d, t) for (r, d), t in zip(dense[qi], text_of_dense)}
+                cross.update((r, (d, t)) for (r, t), d in zip(extra, dense_of_extra))
+                cross_rows.append(cross)
+            higher_dense = self.metric != "l2"
+            dense_hits = (
+                self._materialize(dense, n, vectors, higher_better=higher_dense) if queries is not None else None
+            )
+            text_hits_out = self._materialize(text_lists, n, vectors, higher_better=True) if texts is not None else None
+            wanted = sorted({r for c in cross_rows for r in c})
+            ids: dict[int, str] = {}
+            with self._db_lock:
+                for chunk in _chunks(wanted, 900):
+                    q = f"SELECT rowid, id FROM docs WHERE rowid IN ({','.join('?' * len(chunk))})"
+                    ids.update(self._db.execute(q, chunk).fetchall())
+        cross_ids = [{ids[r]: s for r, s in c.items() if r in ids} for c in cross_rows]
+        return dense_hits, text_hits_out, cross_ids
+
+    def _dense_scores(self, q: np.ndarray, rowids: list[int]) -> list[float]:
+        """The dense leg's score of ``q`` for documents ``rowids`` (live in the index), from their stored
+        vectors: the similarity (inner product, cosine) or the squared l2 distance, as the index reports it."""
+        if not rowids:
+            return []
+        x = self._index.vectors(rowids)
+        q = np.asarray(q, np.float32).reshape(-1)
+        if self._index.metric == "cosine":
+            q = q / np.float32(np.linalg.norm(q))
+        if self._index.metric == "l2":
+            x -= q
+            return np.einsum("ij,ij->i", x, x).tolist()
+        return (x @ q).tolist()
 
     def _allowed_for(self, flt: Any) -> np.ndarray | None:
         if flt is not None and not isinstance(flt, dict):
             raise ValueError(f"a filter must be a dict, got {type(flt).__name__}")
         return self._allowed(flt) if flt else None
 
-    def _text_ranked(self, text: str, n: int, flt: Any) -> list[tuple[int, float]]:
-        """(rowid, BM25 score) best first: the top ``n`` for ``text`` among the documents matching ``flt``."""
+    def _text_ranked(
+        self, text: str, n: int, flt: Any, terms: list[str] | None = None, score_rowids: np.ndarray | None = None
+    ) -> tuple[list[tuple[int, float]], np.ndarray | None]:
+        """(rowid, BM25 score) best first: the top ``n`` for ``text`` (its ``terms`` when already computed)
+        among the documents matching ``flt``; and the BM25 scores of ``score_rowids`` when given (0 without a
+        match), else None."""
         if not self._fts:
             raise fulltext.unavailable_error()
-        terms = fulltext.terms(text)
+        if terms is None:
+            terms = fulltext.terms(text)
         if not terms:
-            return []
-        where, params = self._compile(flt) if flt else ("1", [])
+            return [], None if score_rowids is None else np.zeros(len(score_rowids))
         with self._bm25_lock:
             if self._bm25 is None:
                 with self._db_lock:
@@ -1597,7 +1728,10 @@ class Collection(metaclass=_SharedOpen):
                 self._bm25_pending = []
             tokens = self._bm25.query_tokens(terms)
             if tokens is not None:  # single-token terms: ranked in memory (a phrase goes to FTS5 below)
-                return self._bm25.search(tokens, n, self._allowed(flt) if flt else None)
+                ranked, scores = self._bm25.search(tokens, n, self._allowed(flt) if flt else None, score_rowids)
+                return ranked, None if score_rowids is None else scores
+        # phrases (runs of a space-less script): FTS5's own bm25() (its k1 1.2, b 0.75), row by row
+        where, params = self._compile(flt) if flt else ("1", [])
         query = fulltext.match_query(text)
         t = fulltext.TABLE
         sql = (
@@ -1605,7 +1739,14 @@ class Collection(metaclass=_SharedOpen):
             f"WHERE {t} MATCH ? AND {where} ORDER BY bm25({t}), docs.id LIMIT ?"
         )
         with self._db_lock:
-            return [(int(r), float(s)) for r, s in self._db.execute(sql, [query, *params, n])]
+            ranked = [(int(r), float(s)) for r, s in self._db.execute(sql, [query, *params, n])]
+            if score_rowids is None:
+                return ranked, None
+            found: dict[int, float] = {}
+            for chunk in _chunks([int(r) for r in score_rowids], 900):
+                q = f"SELECT rowid, -bm25({t}) FROM {t} WHERE {t} MATCH ? AND rowid IN ({','.join('?' * len(chunk))})"
+                found.update(self._db.execute(q, [query, *chunk]).fetchall())
+        return ranked, np.array([found.get(int(r), 0.0) for r in score_rowids], np.float64)
 
     def _materialize(
         self,
@@ -1903,27 +2044,25 @@ def copy_collection(
     return target
 
 
-def _legs_pool() -> concurrent.futures.ThreadPoolExecutor:
-    """Threads for the text leg of hybrid searches (shared by every collection of the process; one pool per
-    process id, since a forked worker, as under gunicorn --preload, has none of its parent's threads)."""
-    return _pool_for(os.getpid())
-
-
-@functools.cache
-def _pool_for(pid: int) -> concurrent.futures.ThreadPoolExecutor:
-    return concurrent.futures.ThreadPoolExecutor(
-        max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="spann-text"
-    )
+# Candidates per leg of a Collection's hybrid search (at least k): every candidate is scored by both legs, so
+# the pool only has to hold the documents that can reach the fused top k; MRR@10 on the first half of
+# ../shared/data/hybrid was flat from 10 to 100 (0.809-0.812), and 20 costs less than 50 (NOTES.md, session 6).
+POOL_CANDIDATES = 20
 
 
 def hybrid_arguments(
-    text_or_texts: Any, vector_or_vectors: Any, k: Any, alpha: Any, fusion: Any, candidates: Any
+    text_or_texts: Any,
+    vector_or_vectors: Any,
+    k: Any,
+    alpha: Any,
+    fusion: Any,
+    candidates: Any,
 ) -> tuple[bool, list[str], np.ndarray, int]:
     """The checked arguments of a hybrid search (``Collection`` and ``ShardedCollection``): whether one query,
-    the texts, the vectors as an array, and the candidates per leg (default ``max(k, 50)``)."""
+    the texts, the vectors as an array, and the candidates per leg (default ``max(k, POOL_CANDIDATES)``)."""
     positive_int(k, "k")
     fulltext.check_fusion(fusion, alpha)
-    n_cand = max(int(k), 50) if candidates is None else candidates
+    n_cand = max(int(k), POOL_CANDIDATES) if candidates is None else candidates
     positive_int(n_cand, "candidates")
     single, texts = query_texts(text_or_texts)
     arr = np.asarray(vector_or_vectors)

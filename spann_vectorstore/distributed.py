@@ -159,12 +159,11 @@ class _Shard:
 
     def hybrid_legs(
         self, texts: list[str] | None, queries: np.ndarray | None, n: int, filter: Any, n_probe: Any, vectors: bool
-    ) -> tuple[list | None, list | None]:
-        """The two legs of a hybrid search, unfused, with raw scores: this shard's top ``n`` by ``search``
-        (``None`` without queries) and by ``text_search`` (``None`` without texts)."""
-        dense = None if queries is None else self.search(queries, n, filter, n_probe, vectors)
-        text = None if texts is None else self.text_search(texts, n, filter, vectors)
-        return dense, text
+    ) -> tuple[list | None, list | None, list[dict[str, float]]]:
+        """The two legs of a hybrid search, unfused, with raw scores: this shard's top ``n`` by the dense leg
+        (``None`` without queries) and by the text leg (``None`` without texts), and per query both scores of
+        each of those documents (``Collection._hybrid_legs``)."""
+        return self._c._hybrid_legs(texts, queries, n, filter, n_probe, vectors)
 
     def get(self, ids: list[str] | None, filter: Any, limit: int | None, include_vectors: bool) -> list[Hit]:
         return self._c.get(ids, filter=filter, limit=limit, include_vectors=include_vectors)
@@ -661,11 +660,12 @@ class ShardedCollection:
     ) -> list[Hit] | list[list[Hit]]:
         """Dense and full-text search fused over all shards, as :meth:`Collection.hybrid_search`.
 
-        Every shard returns, in one call, its top ``candidates`` (default ``max(k, 50)``) of each leg with
-        raw scores (its ``search`` and ``text_search``, not its own fusion); the driver merges each leg across
-        the shards into the global top ``candidates`` and fuses the two lists once
-        (:func:`spann_vectorstore.fulltext.fuse`, same ``fusion`` and ``alpha``). The dense leg is therefore
-        the one a single Collection would have; the text leg differs from it only through the per-shard BM25
+        Every shard returns, in one call, its top ``candidates`` (default ``max(k, 20)``) of each leg with
+        raw scores, and both scores of each of those documents (not its own fusion); the driver
+        merges each leg across the shards into the global top ``candidates``, whose union is the pool, every
+        member scored by both legs, and fuses it once (:func:`spann_vectorstore.fulltext.fuse_pool`, same
+        ``fusion`` and ``alpha``), as :meth:`Collection.hybrid_search` does. The dense leg is therefore the one
+        a single Collection would have; the text leg differs from it only through the per-shard BM25
         statistics (see :meth:`text_search`). Fusing per shard instead would normalise each shard's scores
         on its own and could rank a shard's weak best hit above another's strong second."""
         self._check_open()
@@ -682,18 +682,31 @@ class ShardedCollection:
         )
         out = []
         for qi, text in enumerate(texts):
-            dense = _merge((d[qi] for d, _ in per_shard), int(n_cand), self._metric) if use_dense else []
+            dense = _merge((d[qi] for d, _, _ in per_shard), int(n_cand), self._metric) if use_dense else []
             if not (use_text and fulltext.terms(text)):  # no words in the text (or alpha 1): dense search
                 out.append(dense[: int(k)])
                 continue
-            hits = _merge((t[qi] for _, t in per_shard), int(n_cand), "ip")  # BM25: higher is better
-            fused = fulltext.fuse(
-                [(h.id, h.score) for h in dense],
-                [(h.id, h.score) for h in hits],
-                fusion=fusion,
-                alpha=alpha,
-                higher_better=self._metric != "l2",
-            )
+            hits = _merge((t[qi] for _, t, _ in per_shard), int(n_cand), "ip")  # BM25: higher is better
+            if not hits or not use_dense:  # no document has a word of the text (dense order), or text only
+                fused = fulltext.fuse(
+                    [(h.id, h.score) for h in dense],
+                    [(h.id, h.score) for h in hits],
+                    fusion=fusion,
+                    alpha=alpha,
+                    higher_better=self._metric != "l2",
+                )
+            else:  # the pool of both global lists, each member scored by both legs (by its own shard)
+                cross = {i: s for _, _, c in per_shard for i, s in c[qi].items()}
+                seen = {h.id for h in dense}
+                extra = [h for h in hits if h.id not in seen and h.id in cross]
+                scores = fulltext.fuse_pool(
+                    [h.score for h in dense] + [cross[h.id][0] for h in extra],
+                    [cross[h.id][1] if h.id in cross else 0.0 for h in dense] + [h.score for h in extra],
+                    fusion=fusion,
+                    alpha=alpha,
+                    higher_better=self._metric != "l2",
+                )
+                fused = list(zip([h.id for h in dense] + [h.id for h in extra], scores.tolist()))
             by_id = {h.id: h for h in (*hits, *dense)}
             fused.sort(key=lambda item: (-item[1], item[0]))  # equal fused scores by id, as the Collection does
             out.append([dataclasses.replace(by_id[i], score=s) for i, s in fused[: int(k)]])

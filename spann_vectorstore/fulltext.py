@@ -27,6 +27,7 @@ import sqlite3
 from collections.abc import Sequence
 
 import numpy as np
+from numba import njit
 
 VERSION = 1
 TOKENIZER = "porter unicode61 remove_diacritics 2"
@@ -85,7 +86,10 @@ def terms(text: str) -> list[str]:
     phrase of its characters), de-duplicated in order, at most :data:`MAX_TERMS`."""
     if not isinstance(text, str):
         raise TypeError(f"query text must be a string, got {type(text).__name__}")
-    out = dict.fromkeys(" ".join(body(t).split()) for t in _TERM.findall(text))
+    found = _TERM.findall(text)
+    if _NOSPACE_CHAR.search(text) is None:  # the common case: no term needs splitting into characters
+        return list(dict.fromkeys(found))[:MAX_TERMS]
+    out = dict.fromkeys(" ".join(body(t).split()) for t in found)
     return list(out)[:MAX_TERMS]
 
 
@@ -193,6 +197,51 @@ def fuse(
             acc[i] = acc.get(i, 0.0) + float(c)
     order = {i: n for n, i in enumerate(dict.fromkeys([i for i, _ in dense] + [i for i, _ in text]))}
     return sorted(acc.items(), key=lambda kv: (-kv[1], order[kv[0]]))
+
+
+def fuse_pool(
+    dense: np.ndarray, text: np.ndarray, *, fusion: str = "dbsf", alpha: float = 0.5, higher_better: bool = True
+) -> np.ndarray:
+    """Fused scores of a candidate pool scored by both legs: ``dense[i]`` and ``text[i]`` are candidate i's
+    dense score (a distance when not ``higher_better``) and BM25 score (0 without a matching word).
+
+    Each leg is normalised over the whole pool (``"dbsf"``: its mean -+ 3 standard deviations to 0 and 1;
+    ``"relative"``: min-max; ``"rrf"``: ``2 weight / (60 + rank)`` with ranks in the pool by that leg, ties
+    in pool order, the text leg ranking only the documents with a matching word) and the two are added with
+    weights ``alpha`` and ``1 - alpha``. Unlike :func:`fuse`, no
+    candidate gets a made-up 0 from a leg whose top list it missed: it gets that leg's actual score, and
+    the statistics of both legs are taken over the same documents (measured on ../shared/data/hybrid:
+    MRR@10 +0.01 over :func:`fuse` of the two top-50 lists, NOTES.md session 6)."""
+    check_fusion(fusion, alpha)
+    sign = 1.0 if higher_better else -1.0
+    return _pool(np.asarray(dense, np.float64), np.asarray(text, np.float64), FUSIONS.index(fusion), alpha, sign)
+
+
+@njit(cache=True)
+def _pool(dense, text, fusion, alpha, sign):
+    """:func:`fuse_pool` (``fusion`` an index into :data:`FUSIONS`): a few microseconds for ~50 candidates."""
+    n = dense.shape[0]
+    out = np.zeros(n, np.float64)
+    for leg in range(2):
+        weight = alpha if leg == 0 else 1.0 - alpha
+        if weight == 0 or n == 0:
+            continue
+        x = dense * sign if leg == 0 else text
+        if fusion == 2:  # rrf: ranks in the pool, ties in pool order; BM25 ranks only the documents it matches
+            order = np.argsort(-x, kind="mergesort")
+            for r in range(n):
+                if leg == 0 or x[order[r]] > 0:
+                    out[order[r]] += 2 * weight / (RRF_C + r + 1)
+        elif fusion == 0:  # dbsf: mean -+ 3 sd to 0 and 1 (a leg without spread: 1, as _dbsf)
+            m = x.mean()
+            sd = np.sqrt(((x - m) ** 2).mean())
+            for i in range(n):
+                out[i] += weight * ((x[i] - (m - 3 * sd)) / (6 * sd) if sd > 0 else 1.0)
+        else:  # relative: min-max
+            lo, hi = x.min(), x.max()
+            for i in range(n):
+                out[i] += weight * ((x[i] - lo) / (hi - lo) if hi > lo else 1.0)
+    return out
 
 
 def check_fusion(fusion: str, alpha: float) -> None:

@@ -4,6 +4,7 @@ data, scripts without spaces, document filters, fusion, stores made before the t
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import re
 import signal
@@ -16,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from spann_vectorstore import Collection, FilterError, FullTextUnavailableError, fulltext
+from spann_vectorstore import Collection, FilterError, FullTextUnavailableError, _bm25, fulltext
 
 HYBRID = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "hybrid"
 WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda sigma omega".split()
@@ -321,8 +322,11 @@ def _fts5_ranking(path: Path, text: str) -> dict[str, float]:
         db.close()
 
 
-def test_bm25_ranking_equals_fts5_under_writes(tmp_path):
-    """Differential: the in-memory BM25 ranking gives FTS5's own bm25() scores, before and after writes."""
+def test_bm25_ranking_equals_fts5_under_writes(tmp_path, monkeypatch):
+    """Differential: the in-memory BM25 ranking gives FTS5's own bm25() scores, before and after writes (with
+    FTS5's parameters k1 1.2, b 0.75; the default ones are checked against a reference formula below)."""
+    monkeypatch.setattr(_bm25, "K1", _bm25.FTS5_K1)
+    monkeypatch.setattr(_bm25, "B", _bm25.FTS5_B)
     rng = np.random.default_rng(7)
     vocab = [*WORDS, "fox", "foxes", "running", "runs", "Über", "uber", "x1", "E4021"]
     texts = [" ".join(rng.choice(vocab, size=int(rng.integers(0, 9)))) or "!!!" for _ in range(400)]
@@ -368,4 +372,62 @@ def test_hybrid_search_in_a_forked_child(tmp_path):
             break
         time.sleep(0.05)
     assert os.read(r, 4096).decode().split() == want
+    col.close()
+
+
+def test_bm25_pruned_top_k_and_scored_documents_equal_fts5(tmp_path, monkeypatch):
+    """Differential, where the kernel prunes (k far below the matches): the top k are FTS5's best scores, and
+    the scores asked for by rowid (a hybrid search's dense candidates) are FTS5's, before and after writes
+    (postings in the added tail, deleted documents) and under a filter."""
+    monkeypatch.setattr(_bm25, "K1", _bm25.FTS5_K1)
+    monkeypatch.setattr(_bm25, "B", _bm25.FTS5_B)
+    rng = np.random.default_rng(11)
+    vocab = [f"w{i}" for i in range(200)]
+    p = 1 / np.arange(1, 201) ** 1.1
+    p /= p.sum()
+
+    def text():
+        return " ".join(rng.choice(vocab, size=int(rng.integers(1, 25)), p=p))
+
+    n = 1500
+    ids = [f"t{i:05d}" for i in range(n)]
+    col = Collection(tmp_path / "c")
+    col.add(
+        rng.standard_normal((n, 4)), texts=[text() for _ in range(n)], metadatas=[{"i": i} for i in range(n)], ids=ids
+    )
+    queries = [" ".join(rng.choice(vocab, size=int(rng.integers(2, 9)), p=p)) for _ in range(25)]
+    queries += [f"w0 w1 w2 w{int(r)}" for r in rng.integers(50, 200, size=5)]  # common words and a rare one
+    for step in range(3):
+        db = sqlite3.connect(f"file:{tmp_path / 'c' / 'docs.sqlite'}?mode=ro", uri=True)
+        rowid = dict(db.execute("SELECT id, rowid FROM docs").fetchall())
+        even = {i for i, m in db.execute("SELECT id, metadata FROM docs") if json.loads(m)["i"] % 2 == 0}
+        db.close()
+        for q in queries:
+            want = _fts5_ranking(tmp_path / "c", q)
+            best = sorted(want.values(), reverse=True)
+            for k in (1, 5, 20):
+                got = col.text_search(q, k=k)
+                assert [h.score for h in got] == pytest.approx(best[:k], rel=1e-9), (step, q, k)
+                assert all(want[h.id] == pytest.approx(h.score, rel=1e-9) for h in got)
+            flt = {"i": {"$in": list(range(0, 2 * n, 2))}}
+            got = col.text_search(q, k=5, filter=flt)
+            assert [h.score for h in got] == pytest.approx(
+                sorted((s for i, s in want.items() if i in even), reverse=True)[:5], rel=1e-9
+            )
+            asked = [rowid[i] for i in rng.choice(sorted(rowid), size=30, replace=False)] + [10**9]
+            by_rowid = {rowid[i]: s for i, s in want.items()}
+            with col._lock.read():
+                _, scores = col._text_ranked(q, 5, None, score_rowids=np.array(asked, np.int64))
+            assert scores.tolist() == pytest.approx([by_rowid.get(r, 0.0) for r in asked], rel=1e-9, abs=1e-12)
+        # writes: deletes, upserts (their postings go to the tail until a merge), new documents
+        gone = list(rng.choice(ids, size=100, replace=False))
+        col.delete(ids=gone)
+        up = list(rng.choice([i for i in ids if i not in gone], size=60, replace=False))
+        col.add(
+            rng.standard_normal((60, 4)),
+            texts=[text() for _ in up],
+            metadatas=[{"i": 2 * j} for j in range(60)],
+            ids=up,
+        )
+        ids = [i for i in ids if i not in gone]
     col.close()
