@@ -38,7 +38,7 @@ Query semantics:
   ``sparse_top_k`` (else ``similarity_top_k``) nodes containing a query word; similarities are BM25 scores.
 - ``VectorStoreQueryMode.HYBRID``: ``query_str`` and ``query_embedding`` through the Collection's
   ``hybrid_search``: ``alpha`` (``None``: 0.5; 1 = dense only, 0 = text only), ``hybrid_top_k`` (else
-  ``similarity_top_k``) results, each leg's candidates ``sparse_top_k`` (else the core's ``max(k, 50)``),
+  ``similarity_top_k``) results, each leg's candidates ``sparse_top_k`` (else the core's ``max(k, 20)``),
   fused with the store's ``fusion`` (``"dbsf"`` default, ``"relative"``, ``"rrf"``; a ``fusion`` query
   kwarg overrides it). Similarities are the fused scores; ``alpha=1`` or a query without words give the dense
   similarities. No flag is needed to enable it (the text index is always there):
