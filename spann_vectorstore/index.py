@@ -587,7 +587,9 @@ class SpannIndex:
         views = (self._heads.view(), self._arena.view(), self._idmap.view(), self._vectors.view(), self._codec.view())
         if nq == 1 and heads is None:
             stamp, val, lut = self._workspace()
-            return [K.search_single(q, *views, sp, allowed, stamp, val, lut, out_idx, out_sim, stats)]
+            plain = K.contract.plain
+            args = (plain(views[0]), plain(views[1]), plain(views[2]), plain(views[3]), plain(views[4]), plain(sp))
+            return [K.search_single(q, *args, allowed, stamp, val, lut, out_idx, out_sim, stats)]
         counts = np.zeros(nq, np.int64)
         chunks = min(4 * numba.get_num_threads(), nq)
         if heads is None:

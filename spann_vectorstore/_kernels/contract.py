@@ -134,6 +134,15 @@ for _cls in (HeadsView, PostingsView, IdsView, VectorsView, CodecView):
     typeof_impl.register(_cls)(_typeof_view)
 
 
+def plain(view: tuple) -> tuple:
+    """``view`` as an exact tuple (cached in the view): what ``search_single`` takes, since Numba's dispatcher
+    types exact tuples of arrays in C."""
+    out = view.__dict__.get("_plain")
+    if out is None:
+        out = view.__dict__["_plain"] = tuple(view)
+    return out
+
+
 # per query statistics written by the search kernels (``SearchResult.stats`` names them)
 STATS = ("postings", "entries", "survivors", "candidates", "exact")
 

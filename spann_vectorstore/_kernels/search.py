@@ -27,6 +27,7 @@ from .common import (
     _top_sift_down,
     _worse,
 )
+from .contract import CodecView, HeadsView, IdsView, PostingsView, SearchParams, VectorsView
 
 _MIN_PROBE = 8  # postings scanned regardless of max_dist_ratio
 
@@ -268,7 +269,7 @@ def _search_one(q, qr, pd, pi, pip, npb, pv, iv, vv, bits, sp, allowed, stamp, s
     p_start, p_size, e_vidx, e_codes = pv.start, pv.size, pv.vidx, pv.codes
     e_fac, e_err, e_sign, e_fac1, e_err1 = pv.fac, pv.err, pv.sign, pv.fac1, pv.err1
     vids, deleted = iv.ids, iv.deleted
-    vec_base, vec_tail, xn2 = vv.base, vv.tail, vv.xn2
+    xn2 = vv.xn2
     nbytes = e_codes.shape[1]
     # query-aware pruning: skip postings much farther than the nearest head (SPTAG maxDistRatio)
     limit = sp.max_dist_ratio * max(pd[0], 1e-12) if npb > 0 else 0.0
@@ -384,7 +385,22 @@ def _search_one(q, qr, pd, pi, pip, npb, pv, iv, vv, bits, sp, allowed, stamp, s
                 cand_ub[nc] = ub
                 cand_v[nc] = v
                 nc += 1
-    # exact rerank in order of decreasing upper bound; stop once no upper bound can beat the k-th
+    keep, exact, size = _rerank(q, cand_ub, cand_v, nc, thr, k, vv, vids, alpha, out_idx, out_sim)
+    stats[0] += scanned
+    stats[1] += entries
+    stats[2] += survivors
+    stats[3] += keep
+    stats[4] += exact
+    return size
+
+
+@njit(cache=True, fastmath=True, inline="always")
+def _rerank(q, cand_ub, cand_v, nc, thr, k, vv, vids, alpha, out_idx, out_sim):
+    """Exact rerank of the ``nc`` candidates (upper bounds ``cand_ub``, internal indices ``cand_v``) that can
+    still reach the top k (bound >= ``thr``, the k-th best lower bound), in order of decreasing bound,
+    stopping once no bound can beat the k-th exact score. Writes the top k best first (ties by smaller id
+    ``vids``); returns (candidates kept, exact distances computed, hits)."""
+    vec_base, vec_tail, xn2 = vv.base, vv.tail, vv.xn2
     keep = 0
     for c in range(nc):
         if cand_ub[c] >= thr:
@@ -426,23 +442,28 @@ def _search_one(q, qr, pd, pi, pip, npb, pv, iv, vv, bits, sp, allowed, stamp, s
     for r in range(size):
         out_sim[r] = top_keys[r]
         out_idx[r] = top_vals[r]
-    stats[0] += scanned
-    stats[1] += entries
-    stats[2] += survivors
-    stats[3] += keep
-    stats[4] += exact
-    return size
+    return keep, exact, size
 
 
 _QBLOCK = 8  # queries per block of the batch search's rotation
 
 
 @njit(cache=True, fastmath=True, nogil=True)
-def search_single(q, hv, pv, iv, vv, cv, sp, allowed, stamp, stamp_val, lut, out_idx, out_sim, out_stats):
+def search_single(q, ht, pt, it, vt, ct, st, allowed, stamp, stamp_val, lut, out_idx, out_sim, out_stats):
     """One query ``q`` (1, d) with a caller-owned dedup ``stamp`` (n,) and LUT buffer (no per-call
     allocation of n); outputs (1, k) and stats (1, 5). Head distances and the rotated query are computed
     here rather than by BLAS: for one query a BLAS gemv may go multi-threaded (measured 2 ms instead of
-    50 us on a busy 2-core machine)."""
+    50 us on a busy 2-core machine).
+
+    The state groups arrive as plain tuples in the order of ``contract``'s views (``contract.plain``) and are
+    named again here: Numba's dispatcher types exact tuples in C, named tuples in Python (a few us per call).
+    """
+    hv = HeadsView(*ht)
+    pv = PostingsView(*pt)
+    iv = IdsView(*it)
+    vv = VectorsView(*vt)
+    cv = CodecView(*ct)
+    sp = SearchParams(*st)
     npb = min(sp.n_probe, hv.heads.shape[0])
     pd = np.empty(npb, np.float32)
     pi = np.empty(npb, np.int64)
