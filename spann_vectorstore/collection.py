@@ -772,8 +772,7 @@ class Collection(metaclass=_SharedOpen):
                 msg = f"index snapshot at {str(snap)!r} does not match the collection settings; {RECOVER_INDEX}"
                 raise CorruptStoreError(msg)
             if idx.n_heads:  # room in every posting for the writer's next adds (see _READER_SLACK)
-                # the index has no public call for this: its posting arena (issue 14's owner) does it
-                idx._arena.compact(idx._idmap.deleted, slack=_READER_SLACK)
+                idx.reserve(_READER_SLACK)
                 _release_freed_memory()
             return idx
         raise CorruptStoreError(f"the index snapshot at {str(snap)!r} kept changing while it was being loaded")
@@ -786,7 +785,7 @@ class Collection(metaclass=_SharedOpen):
             if fl.vec_fd is not None:
                 os.close(fl.vec_fd)
                 fl.vec_fd = None
-            snap_dir = getattr(idx, "_snap_dir", None)
+            snap_dir = idx.snapshot_dir
             if snap_dir is None or not idx.stats().get("vectors_mmapped"):
                 return
             with contextlib.suppress(OSError):  # already replaced by a newer snapshot: nothing left to truncate

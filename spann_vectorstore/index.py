@@ -789,6 +789,19 @@ class SpannIndex:
             "params": dict(self.params),
         }
 
+    def reserve(self, slack: float) -> None:
+        """Rewrite the postings with room for ``slack`` times their entries (tombstones dropped), so the next
+        adds append in place: a loaded snapshot's postings are full, and the first adds would otherwise move
+        nearly every posting to the end of the arena with doubled capacity."""
+        if slack < 1:
+            raise ValueError(f"slack must be >= 1, got {slack!r}")
+        self._arena.compact(self._idmap.deleted, slack=slack)
+
+    @property
+    def snapshot_dir(self) -> Path | None:
+        """The snapshot directory last saved or loaded (``None`` if none)."""
+        return self._snap_dir
+
     def _bytes_disk(self) -> int:
         snap = self._snap_dir
         if snap is None or not snap.is_dir():
