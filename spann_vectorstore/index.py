@@ -177,7 +177,7 @@ class SpannIndex:
         self.progress = progress
         self._codec = RaBitQCodec(self.dim, self.bits, self.params["seed"])
         self._local = threading.local()
-        self._params_cache: dict[tuple, K.SearchParams] = {}
+        self._plans: dict[tuple, tuple] = {}  # per search setting, see _scan
         self._snap_dir: Path | None = None  # the snapshot last saved or loaded (for stats' bytes_disk)
         self._reset()
 
@@ -440,10 +440,12 @@ class SpannIndex:
         vectors for queries that would otherwise return fewer than ``k`` hits while more exist.
         An empty index returns padded results, it does not raise.
         """
-        k = self._check_k(k)
-        npr = self._check_n_probe(self.params["n_probe"] if n_probe is None else n_probe)
+        k = positive_int(k, "k")
+        npr = positive_int(self.params["n_probe"] if n_probe is None else n_probe, "n_probe")
         mdr = self._check_mdr(max_dist_ratio)
-        q = self._as_matrix(queries, "queries", allow_1d=True)
+        q = as_matrix(queries, "queries", dim=self.dim, metric=self.metric, allow_1d=True)
+        if allowed_ids is None and q.shape[0] == 1 and self.n_heads:
+            return self._search_single(q, k, npr, mdr)
         out_idx, out_sim, stats = self._outputs(q.shape[0], k)
         allowed = _NO_MASK
         n_allowed = len(self)
@@ -478,6 +480,18 @@ class SpannIndex:
         counts = self._scan(q, None, k, npr, mdr, allowed, min_allowed, out_idx, out_sim, stats)
         self._complete(q, k, counts, n_allowed, allowed if allowed_ids is not None else None, out_idx, out_sim, stats)
         return self._finish(q, out_idx, out_sim, stats)
+
+    def _search_single(self, q: np.ndarray, k: int, npr: int, mdr: float) -> SearchResult:
+        """One unfiltered query on a built index: the common path, kept to the kernel call and its outputs."""
+        views, _, plain_args, blank = self._plan(k, npr, mdr, 0)
+        out_idx, out_sim, stats = blank[0].copy(), blank[1].copy(), blank[2].copy()
+        stamp, val, lut = self._workspace()
+        found = K.search_single(q, *plain_args, _NO_MASK, stamp, val, lut, out_idx, out_sim, stats)
+        if found < k or self.metric == "l2":
+            if found < k:
+                self._complete(q, k, [found], len(self), None, out_idx, out_sim, stats)
+            return self._finish(q, out_idx, out_sim, stats)
+        return _result(views[2].ids[out_idx], out_sim, stats)
 
     def probe(self, queries: Any, n_probe: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The postings :meth:`search` would scan for ``queries`` ((dim,) or (nq, dim)) with ``n_probe``
@@ -559,6 +573,36 @@ class SpannIndex:
         out_idx[short], out_sim[short] = sub_idx, sub_sim
         stats[short] += sub_stats
 
+    def _plan(self, k: int, npr: int, mdr: float, min_allowed: int) -> tuple[tuple, K.SearchParams, tuple, tuple]:
+        """For one search setting: the owners' views, the kernel parameters, the single-query kernel arguments
+        and blank single-query outputs."""
+        # each owner hands out its own view (rebuilt only after that owner changed)
+        views = (self._heads.view(), self._arena.view(), self._idmap.view(), self._vectors.view(), self._codec.view())
+        key = (k, npr, mdr, min_allowed)
+        plan = self._plans.get(key)
+        pv = None if plan is None else plan[0]
+        if (
+            pv is None
+            or pv[0] is not views[0]
+            or pv[1] is not views[1]
+            or pv[2] is not views[2]
+            or pv[3] is not views[3]
+            or pv[4] is not views[4]
+        ):
+            # a handful of settings in use: their parameters and the single-query arguments (plain tuples,
+            # which Numba's dispatcher types in C) are cached, as building them costs microseconds per query;
+            # a plan is valid while every owner hands out the same view
+            if plan is not None:
+                self._plans.clear()  # an owner changed: drop plans holding its old arrays
+            alpha = 1.0 if self.metric == "l2" else 0.0
+            sp = K.SearchParams(k, npr, self._heads.group_probe(npr), mdr, min_allowed, self.params["eps0"], alpha)
+            if len(self._plans) > 64:
+                self._plans.clear()
+            plain = K.contract.plain
+            blank = self._outputs(1, k)  # copied per single query: cheaper than allocating and filling
+            plan = self._plans[key] = (views, sp, (*(plain(v) for v in views), plain(sp)), blank)
+        return plan
+
     def _scan(
         self,
         q: np.ndarray,
@@ -575,21 +619,10 @@ class SpannIndex:
         """Run a search kernel: probe + scan (single query or batch), or scan of ``heads`` given per query.
         Fills internal indices, similarities and stats; returns the number of hits per query."""
         nq = q.shape[0]
-        key = (k, npr, mdr, min_allowed, self._heads.n_groups)
-        sp = self._params_cache.get(key)
-        if sp is None:  # a handful of settings in use: cached, as building one costs a few microseconds
-            alpha = 1.0 if self.metric == "l2" else 0.0
-            sp = K.SearchParams(k, npr, self._heads.group_probe(npr), mdr, min_allowed, self.params["eps0"], alpha)
-            if len(self._params_cache) > 64:
-                self._params_cache.clear()
-            self._params_cache[key] = sp
-        # each owner hands out its own view (rebuilt only after that owner changed)
-        views = (self._heads.view(), self._arena.view(), self._idmap.view(), self._vectors.view(), self._codec.view())
+        views, sp, plain_args, _ = self._plan(k, npr, mdr, min_allowed)
         if nq == 1 and heads is None:
             stamp, val, lut = self._workspace()
-            plain = K.contract.plain
-            args = (plain(views[0]), plain(views[1]), plain(views[2]), plain(views[3]), plain(views[4]), plain(sp))
-            return [K.search_single(q, *args, allowed, stamp, val, lut, out_idx, out_sim, stats)]
+            return [K.search_single(q, *plain_args, allowed, stamp, val, lut, out_idx, out_sim, stats)]
         counts = np.zeros(nq, np.int64)
         chunks = min(4 * numba.get_num_threads(), nq)
         if heads is None:

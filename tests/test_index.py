@@ -139,6 +139,25 @@ def test_delete_never_returns_deleted(tmp_path, data):
     assert idx.contains([gone[0]])[0]
 
 
+def test_single_query_sees_each_mutation_at_once(data):
+    """Single-query searches cache their kernel arguments per setting; every add, delete and split must
+    still show in the very next single query, as in a batch query."""
+    xb, xq = data
+    idx = small_index(head_ratio=1 / 20).build(xb[:2000])
+    q = xq[0]
+    for _ in range(2):  # the second call uses the cached arguments
+        first = idx.search(q, k=5).ids[0]
+    assert idx.delete(first[:2]) == 2
+    after = idx.search(q, k=5).ids[0]
+    assert not np.isin(after, first[:2]).any() and (after >= 0).all()
+    idx.add((q * 3.0)[None, :], [10**6])  # the best match for ip by far
+    assert idx.search(q, k=5).ids[0, 0] == 10**6
+    idx.add(xb[2000:], np.arange(2000, len(xb)))  # grows the arena and splits postings
+    single = np.stack([idx.search(x, k=10).ids[0] for x in xq[:20]])
+    np.testing.assert_array_equal(single, idx.search(xq[:20], k=10).ids)
+    assert idx.search(q, k=5).ids[0, 0] == 10**6
+
+
 def test_add_then_delete_then_split_drops_tombstones():
     xb = clustered(3000, D, seed=9)
     idx = small_index(head_ratio=1 / 20).build(xb[:1000])
