@@ -96,7 +96,7 @@ def _top_by_index(s: np.ndarray, k: int) -> np.ndarray:
     n = s.shape[1]
     if k >= n:
         return np.broadcast_to(np.arange(n), s.shape).copy()
-    part = np.argpartition(-s, k - 1, axis=1)[:, :k]
+    part = np.argpartition(s, n - k, axis=1)[:, n - k :]  # the k largest (no negated copy of s)
     kth = np.take_along_axis(s, part, 1).min(axis=1)
     # rows where the k-th value is tied with a value left out: choose those again by (value, column)
     ties = (s == kth[:, None]).sum(axis=1) > (np.take_along_axis(s, part, 1) == kth[:, None]).sum(axis=1)

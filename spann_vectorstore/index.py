@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 import numba
 import numpy as np
 
+from . import _calibration as C
 from . import _kernels as K
 from . import _storage
 from ._arena import PostingArena
@@ -33,7 +34,7 @@ from ._heads import HeadTable
 from ._idmap import MAX_VECTORS, IdMap, VectorTable
 from ._rabitq import RaBitQCodec
 from .clustering import _sqnorms, cap_postings, closure_assign, hierarchical_heads, kmeans
-from .validation import METRICS, as_matrix, check_metric, positive_int  # noqa: F401  (METRICS: re-exported)
+from .validation import METRICS, as_matrix, check_metric, check_target, positive_int  # noqa: F401  (METRICS: re-exported)
 
 BITS = (1, 2, 4, 8)
 _FORMAT = "spann-index"
@@ -41,6 +42,9 @@ _POSTING_LIMIT = 4.0  # a build keeps postings within 4x the mean length (replic
 _HEAD_RATIO_MAX = 1 / 40
 _HEAD_RATIO_MIN = 1 / 80
 _AUTO_MAX_HEADS = 12_500
+DEFAULT_TARGET_RECALL = 0.98  # the default search setting: Chroma's default recall on ../shared/data is 0.976
+_FALLBACK_N_PROBE = 40  # an index that cannot be calibrated (too small) with no n_probe given
+_CALIBRATE_AT_BUILD = 20_000  # builds of this many vectors calibrate at once (smaller ones on first use)
 
 
 def auto_head_ratio(n: int) -> float:
@@ -143,7 +147,8 @@ class SpannIndex:
         replica_count: int = 8,
         rng_factor: float = 2.0,
         candidates: int = 64,
-        n_probe: int = 40,
+        n_probe: int | None = None,
+        target_recall: float = DEFAULT_TARGET_RECALL,
         max_dist_ratio: float = 1.5,
         eps0: float = 1.9,
         split_factor: float = 5.0,
@@ -168,7 +173,8 @@ class SpannIndex:
             "replica_count": int(replica_count),
             "rng_factor": float(rng_factor),
             "candidates": int(candidates),
-            "n_probe": self._check_n_probe(n_probe),
+            "n_probe": None if n_probe is None else self._check_n_probe(n_probe),
+            "target_recall": check_target(target_recall),
             "max_dist_ratio": float(max_dist_ratio),
             "eps0": float(eps0),
             "split_factor": float(split_factor),
@@ -179,6 +185,11 @@ class SpannIndex:
         self._local = threading.local()
         self._plans: dict[tuple, tuple] = {}  # per search setting, see _scan
         self._snap_dir: Path | None = None  # the snapshot last saved or loaded (for stats' bytes_disk)
+        self._calib: C.Calibration | None = None  # see calibrate()
+        self._calib_queries: np.ndarray | None = None  # queries a user calibrated with (kept for recalibration)
+        self._calib_lock = threading.Lock()
+        self._recent: np.ndarray | None = None  # opt-in ring buffer of recent single queries (record_queries)
+        self._recent_n = 0
         self._reset()
 
     # ------------------------------------------------------------------------------------------------------
@@ -302,6 +313,9 @@ class SpannIndex:
         vidx = self._append(x, ids_arr)
         self._insert(assign, vidx, x, show=show)
         self._build_mean = float(self._arena.size.mean())
+        self._calib = None
+        if n >= _CALIBRATE_AT_BUILD:
+            self._calibration()
         return self
 
     def _append(self, x: np.ndarray, ids: np.ndarray) -> np.ndarray:
@@ -357,6 +371,7 @@ class SpannIndex:
         self._insert(assign, vidx, x)
         self._split_oversized()
         self._arena.maybe_compact(self._idmap.deleted)
+        self._keep_calibrated()
         return ids_arr
 
     def delete(self, ids: Any) -> int:
@@ -370,7 +385,10 @@ class SpannIndex:
             arr = arr.reshape(1)
         if arr.size and not np.issubdtype(arr.dtype, np.integer):
             raise TypeError(f"ids must be integers, got dtype {arr.dtype}")
-        return self._idmap.delete(np.unique(arr.astype(np.int64)))
+        gone = self._idmap.delete(np.unique(arr.astype(np.int64)))
+        if gone:
+            self._keep_calibrated()
+        return gone
 
     def _split_limit(self) -> int:
         """Entries a posting may hold before it splits: ``split_factor`` times the mean posting length
@@ -425,6 +443,7 @@ class SpannIndex:
         k: int = 10,
         *,
         n_probe: int | None = None,
+        target_recall: float | None = None,
         max_dist_ratio: float | None = None,
         allowed_ids: Any = None,
     ) -> SearchResult:
@@ -435,21 +454,27 @@ class SpannIndex:
         ``ip``/``cosine`` (descending) and squared L2 distances for ``l2`` (ascending); ``.stats`` holds
         the call's work per query. One query gives the same result alone as in a batch.
 
+        How deep to search: ``n_probe`` postings if given (or set on the index), else the depth that reached
+        ``target_recall`` (default: the index's, 0.98) recall@k on the index's calibration sample, with the
+        distance pruning calibrated alongside (see :meth:`calibrate`); ``max_dist_ratio`` overrides that.
+
         ``allowed_ids`` restricts results to those ids (a filter). The scan skips other vectors, probes
         proportionally more postings for selective filters, and falls back to exact search over the allowed
         vectors for queries that would otherwise return fewer than ``k`` hits while more exist.
         An empty index returns padded results, it does not raise.
         """
         k = positive_int(k, "k")
-        npr = positive_int(self.params["n_probe"] if n_probe is None else n_probe, "n_probe")
-        mdr = self._check_mdr(max_dist_ratio)
         q = as_matrix(queries, "queries", dim=self.dim, metric=self.metric, allow_1d=True)
         if allowed_ids is None and q.shape[0] == 1 and self.n_heads:
+            npr, mdr = self._resolve(k, n_probe, target_recall, max_dist_ratio, 1.0)
+            if self._recent is not None:
+                self._record(q)
             return self._search_single(q, k, npr, mdr)
         out_idx, out_sim, stats = self._outputs(q.shape[0], k)
         allowed = _NO_MASK
         n_allowed = len(self)
         min_allowed = 0
+        npr, mdr = self._resolve(k, n_probe, target_recall, max_dist_ratio, 1.0)
         if allowed_ids is not None:
             pos = self._idmap.lookup(np.asarray(allowed_ids, dtype=np.int64).reshape(-1))
             allowed = np.zeros(self._idmap.n, np.uint8)
@@ -464,6 +489,7 @@ class SpannIndex:
             # 0.90 at 3%), up to n_probe / selectivity postings; distance pruning is off since the allowed
             # neighbours can lie far out
             sel = n_allowed / max(len(self), 1)
+            npr, mdr = self._resolve(k, n_probe, target_recall, max_dist_ratio, sel)
             per_posting = self._arena.n_entries / max(self.n_heads, 1)
             min_allowed = math.ceil(math.sqrt(sel) * npr * per_posting)
             npr = min(self.n_heads, math.ceil(npr / max(sel, 1e-9)))
@@ -480,6 +506,27 @@ class SpannIndex:
         counts = self._scan(q, None, k, npr, mdr, allowed, min_allowed, out_idx, out_sim, stats)
         self._complete(q, k, counts, n_allowed, allowed if allowed_ids is not None else None, out_idx, out_sim, stats)
         return self._finish(q, out_idx, out_sim, stats)
+
+    def _resolve(
+        self, k: int, n_probe: Any, target_recall: Any, max_dist_ratio: Any, selectivity: float
+    ) -> tuple[int, float]:
+        """(n_probe, max_dist_ratio) of a search: explicit ``n_probe`` first, then the index's fixed one, then
+        the calibrated setting for the recall target (see :meth:`calibrate`)."""
+        auto = None
+        if n_probe is not None:
+            npr = positive_int(n_probe, "n_probe")
+        elif target_recall is None and self.params["n_probe"] is not None:
+            npr = self.params["n_probe"]
+        else:
+            target = self.params["target_recall"] if target_recall is None else check_target(target_recall)
+            cal = self._calib if self._calib is not None else self._calibration()
+            if cal is None:
+                npr = _FALLBACK_N_PROBE
+            else:
+                npr, auto = cal.setting(target, k, selectivity)
+        if max_dist_ratio is None and auto is not None:
+            return npr, auto
+        return npr, self._check_mdr(max_dist_ratio)
 
     def _search_single(self, q: np.ndarray, k: int, npr: int, mdr: float) -> SearchResult:
         """One unfiltered query on a built index: the common path, kept to the kernel call and its outputs."""
@@ -689,6 +736,227 @@ class SpannIndex:
         return loc.stamp, np.int32(loc.val), loc.lut
 
     # ------------------------------------------------------------------------------------------------------
+    # recall: calibration, estimates
+    # ------------------------------------------------------------------------------------------------------
+    def calibrate(
+        self, queries: Any = None, *, sample: int = C.DEFAULT_SAMPLE, seed: int | None = None
+    ) -> dict[str, Any]:
+        """Measure which search settings reach which recall, so ``target_recall`` picks its own depth.
+
+        Sample queries (``queries`` (m, dim) if given, kept for later recalibrations; else ``sample`` vectors
+        of the index, each with its own id left out) get their exact neighbours; then recall@k (k = 1, 10,
+        100) is measured over a geometric grid of ``n_probe`` with and without distance pruning, and recall@10
+        under random filters allowing 10% and 1% of the vectors. Runs on its own after a build of
+        20,000 vectors or more, on the first search that needs it otherwise, and again after ``add``/``delete``
+        changed the live count by 30% or the heads by 15%. Stored with the snapshot. Returns
+        ``stats()["calibration"]``. Costs ``sample`` exact searches plus a few hundred batch searches: about a
+        second at 100k vectors.
+        """
+        if queries is not None:
+            qs = as_matrix(queries, "queries", dim=self.dim, metric=self.metric, allow_1d=False)
+            if qs.shape[0] < 10:
+                raise ValueError(f"calibrate needs at least 10 queries, got {qs.shape[0]}")
+        else:
+            qs = None
+        sample = positive_int(sample, "sample")
+        if self.n_heads == 0 or len(self) < 2:
+            raise ValueError("nothing to calibrate: build the index over at least 2 vectors first")
+        with self._calib_lock:
+            self._calib = self._measure_calibration(qs, sample, seed)
+            if qs is not None:
+                self._calib_queries = qs
+        return self._calibration_stats()
+
+    def _calibration(self) -> C.Calibration | None:
+        """The calibration, measured now if missing (None for an unbuilt or tiny index)."""
+        if self.n_heads == 0 or len(self) < 2:
+            return None
+        with self._calib_lock:
+            if self._calib is None:
+                self._calib = self._measure_calibration(self._calib_queries, C.DEFAULT_SAMPLE, None)
+            return self._calib
+
+    def _keep_calibrated(self) -> None:
+        """After an update: measure again when the index changed enough (see :meth:`calibrate`)."""
+        cal = self._calib
+        if cal is not None and cal.stale(len(self), self.n_heads):
+            self._calib = None
+            if len(self) >= _CALIBRATE_AT_BUILD:
+                self._calibration()
+
+    def _sample_queries(self, m: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """``m`` live vectors of the index as queries, and their ids (to leave out of the answers)."""
+        live = self._idmap.live()
+        pos = np.sort(rng.choice(live, min(m, len(live)), replace=False))
+        return self._vectors.rows(pos), self._idmap.ids[pos]
+
+    def _truth(
+        self, qs: np.ndarray, k: int, exclude: np.ndarray | None, allowed: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Exact top-``k`` ids of ``qs`` (without each query's ``exclude`` id), over live vectors (and the
+        ``allowed`` bool mask over internal indices)."""
+        live = self._idmap.deleted == 0
+        mask = live if allowed is None else live & allowed
+        extra = 0 if exclude is None else 1
+        metric = "l2" if self.metric == "l2" else "ip"
+        vt = self._vectors
+        found = C.exact_ids([vt.base, vt.tail], mask, self._idmap.ids, qs, k + extra, metric)
+        if exclude is None:
+            return found
+        keep = found != exclude[:, None]
+        keep[keep.all(axis=1), -1] = False
+        return found[keep].reshape(len(found), k)
+
+    def _measure_calibration(self, qs: np.ndarray | None, sample: int, seed: int | None) -> C.Calibration:
+        rng = np.random.default_rng(self.params["seed"] if seed is None else seed)
+        exclude = None
+        source = "queries"
+        if qs is None:
+            qs, exclude = self._sample_queries(sample, rng)
+            source = "index vectors"
+        extra = 0 if exclude is None else 1
+        n = len(self)
+        ks = np.array([k for k in C.K_GRID if k + extra <= n] or [1], np.int64)
+        grid = C.probe_grid(self.n_heads)
+        mdrs = np.array(sorted({self.params["max_dist_ratio"], math.inf}), np.float64)
+        recall = np.zeros((len(ks), len(mdrs), len(grid)))
+        cost = np.zeros_like(recall)
+        big = len(qs) if len(qs) <= 100 else max(100, len(qs) // 3)  # queries for k = 100: its searches cost most
+        small = [int(k) for k in ks if k < 100] or [int(ks[-1])]
+        truth = {k: self._truth(qs, k, exclude) for k in {max(small)}}
+        if ks[-1] >= 100:
+            truth[int(ks[-1])] = self._truth(qs[:big], int(ks[-1]), None if exclude is None else exclude[:big])
+        show = self.progress if self.progress is not None else n >= _CALIBRATE_AT_BUILD
+        bar = _progress(len(ks) * len(mdrs) + len(C.SEL_GRID), "spann: calibrate", show)
+
+        def row(k: int, mdr: float, allowed: Any, tk: np.ndarray, r_out: np.ndarray, c_out: np.ndarray | None) -> None:
+            nq = len(tk)  # the first nq sample queries
+            # deeper until the recall stops rising (< 0.002 over two grid steps, x2 postings) or reaches the
+            # cap; a filter of selectivity s probes n_probe / s postings: none deeper than all of them
+            widen = 1.0 if allowed is None else len(self) / max(len(allowed), 1)
+            for g, npr in enumerate(grid):
+                res = self.search(qs[:nq], k + extra, n_probe=int(npr), max_dist_ratio=mdr, allowed_ids=allowed)
+                r_out[g] = C.per_query_recall(res.ids, tk, None if exclude is None else exclude[:nq]).mean()
+                if c_out is not None:
+                    c_out[g] = res.stats["entries"].mean()
+                flat = g >= 2 and r_out[g] - r_out[g - 2] < C.PLATEAU
+                if r_out[g] >= C.RECALL_CAP or flat or npr * widen >= self.n_heads:
+                    r_out[g + 1 :] = r_out[g]
+                    if c_out is not None:
+                        c_out[g + 1 :] = c_out[g]
+                    return
+
+        try:
+            for i, k in enumerate(ks):
+                for m, mdr in enumerate(mdrs):
+                    tk = truth[int(k)] if k in truth else truth[max(small)][:, :k]
+                    row(int(k), float(mdr), None, tk, recall[i, m], cost[i, m])
+                    if bar is not None:
+                        bar.update(1)
+            sel = np.array(C.SEL_GRID, np.float64)
+            filtered = np.full((len(sel), len(grid)), np.nan)
+            live = self._idmap.live()
+            k10 = min(10, int(ks[-1]))
+            for j, frac in enumerate(sel):
+                m_allowed = round(frac * len(live))
+                if m_allowed > C.EXACT_FILTER:  # smaller filters are answered exactly
+                    pos = rng.choice(live, m_allowed, replace=False)
+                    mask = np.zeros(self._idmap.n, bool)
+                    mask[pos] = True
+                    tk = self._truth(qs, k10, exclude, mask)
+                    row(k10, math.inf, self._idmap.ids[pos], tk, filtered[j], None)
+                if bar is not None:
+                    bar.update(1)
+        finally:
+            if bar is not None:
+                bar.close()
+        return C.Calibration(grid, mdrs, ks, recall, cost, sel, filtered, n, self.n_heads, len(qs), source)
+
+    def _calibration_stats(self) -> dict[str, Any] | None:
+        cal = self._calib
+        if cal is None:
+            return None
+        target = self.params["target_recall"]
+        npr, mdr = cal.setting(target, 10, 1.0)
+        return {
+            "source": cal.source,
+            "sample": cal.sample,
+            "count": cal.count,
+            "heads": cal.heads,
+            "stale": cal.stale(len(self), self.n_heads),
+            "target_recall": target,
+            "n_probe_at_target": npr,
+            "max_dist_ratio_at_target": None if math.isinf(mdr) else mdr,
+            "recall_reachable": float(cal.recall[cal._k_row(10)].max()),
+        }
+
+    def estimate_recall(
+        self,
+        k: int = 10,
+        sample: int = 200,
+        *,
+        n_probe: int | None = None,
+        target_recall: float | None = None,
+        max_dist_ratio: float | None = None,
+        queries: Any = None,
+        recent: bool = False,
+        seed: int | None = None,
+    ) -> dict[str, Any]:
+        """Recall@k of search at the given (default: the index's) setting, measured now against exact search.
+
+        The sample: ``queries`` if given; the recent queries recorded by :meth:`record_queries` with
+        ``recent=True``; else ``sample`` vectors of the index drawn at random (each with its own id left
+        out). Returns ``recall`` (the mean over the sample), ``low``/``high`` (a 95% confidence interval),
+        ``k``, ``sample`` (queries used), ``source``, and the ``n_probe``/``max_dist_ratio`` searched.
+        """
+        k = positive_int(k, "k")
+        sample = positive_int(sample, "sample")
+        exclude = None
+        if queries is not None:
+            qs, source = as_matrix(queries, "queries", dim=self.dim, metric=self.metric, allow_1d=True), "queries"
+        elif recent:
+            if self._recent is None or self._recent_n == 0:
+                raise ValueError("no recent queries recorded: call record_queries(n) first, then search")
+            qs, source = self._recent[: min(self._recent_n, len(self._recent))].copy(), "recent queries"
+        else:
+            if len(self) < 2:
+                raise ValueError("estimate_recall needs an index of at least 2 vectors")
+            rng = np.random.default_rng(seed)
+            qs, exclude = self._sample_queries(sample, rng)
+            source = "index vectors"
+        extra = 0 if exclude is None else 1
+        kk = min(k, len(self) - extra) if len(self) > extra else 1
+        npr, mdr = self._resolve(kk, n_probe, target_recall, max_dist_ratio, 1.0)
+        truth = self._truth(qs, kk, exclude)
+        res = self.search(qs, kk + extra, n_probe=npr, max_dist_ratio=mdr)
+        mean, low, high = C.interval(C.per_query_recall(res.ids, truth, exclude))
+        return {
+            "recall": mean,
+            "low": low,
+            "high": high,
+            "k": kk,
+            "sample": len(qs),
+            "source": source,
+            "n_probe": npr,
+            "max_dist_ratio": None if math.isinf(mdr) else mdr,
+        }
+
+    def record_queries(self, n: int | None) -> None:
+        """Keep the last ``n`` single-query vectors in memory (a ring buffer; ``None`` or 0 stops and clears),
+        for :meth:`estimate_recall` with ``recent=True``. Opt-in; never saved with the index."""
+        if not n:
+            self._recent, self._recent_n = None, 0
+            return
+        self._recent = np.zeros((positive_int(n, "n"), self.dim), np.float32)
+        self._recent_n = 0
+
+    def _record(self, q: np.ndarray) -> None:
+        buf = self._recent
+        if buf is not None:
+            buf[self._recent_n % len(buf)] = q[0]
+            self._recent_n += 1
+
+    # ------------------------------------------------------------------------------------------------------
     # persistence
     # ------------------------------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike, *, meta: dict[str, Any] | None = None) -> None:
@@ -716,8 +984,11 @@ class SpannIndex:
             "params": self.params,
             "count": len(live),
             "build_mean": self._build_mean,
+            "calibration": None if self._calib is None else self._calib.to_json(),
             "user": meta or {},
         }
+        if self._calib_queries is not None:
+            arrays["calib_queries"] = self._calib_queries
         self._snap_dir = _storage.write_snapshot(path, _FORMAT, info, arrays)
 
     @classmethod
@@ -737,7 +1008,9 @@ class SpannIndex:
             return _storage.CorruptStoreError(f"corrupt index: {str(snap_dir / f'{key}.npy')!r}: {what}")
 
         try:
-            params = meta["params"]
+            params = dict(meta["params"])
+            if "target_recall" not in params and params.get("n_probe") == _FALLBACK_N_PROBE:
+                params["n_probe"] = None  # written when 40 was the default: now the default is a recall target
             idx = cls(int(meta["dim"]), metric=meta["metric"], bits=int(meta["bits"]), progress=progress, **params)
             n = int(meta["count"])
             build_mean = float(meta.get("build_mean", idx._build_mean))
@@ -781,6 +1054,17 @@ class SpannIndex:
         idx._idmap = IdMap.of_ids(a["ids"])
         idx._build_mean = build_mean
         idx._snap_dir = snap_dir
+        if meta.get("calibration") is not None:
+            try:
+                idx._calib = C.Calibration.from_json(meta["calibration"])
+            except ValueError as exc:
+                raise _storage.CorruptStoreError(
+                    f"corrupt index manifest {str(Path(path) / _storage.MANIFEST)!r}: {exc}"
+                ) from None
+        if "calib_queries" in a:
+            if a["calib_queries"].ndim != 2 or a["calib_queries"].shape[1] != d:
+                raise corrupt("calib_queries", f"shape {a['calib_queries'].shape}, expected (m, {d})")
+            idx._calib_queries = np.ascontiguousarray(a["calib_queries"], np.float32)
         return idx
 
     @staticmethod
@@ -820,6 +1104,7 @@ class SpannIndex:
             "bytes_disk": self._bytes_disk(),
             "vectors_mmapped": vec.mmapped,
             "params": dict(self.params),
+            "calibration": self._calibration_stats(),
         }
 
     def reserve(self, slack: float) -> None:

@@ -45,6 +45,13 @@ def nonnegative_int(value: Any, name: str) -> int:
     return int(value)
 
 
+def check_target(value: Any, name: str = "target_recall") -> float:
+    """``value`` as a ``float`` if it is a number in (0, 1], else ``ValueError`` naming it."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not 0 < value <= 1:
+        raise ValueError(f"{name} must be a number in (0, 1], got {value!r}")
+    return float(value)
+
+
 def check_metric(metric: Any) -> str:
     """The canonical metric name (``"ip"``, ``"cosine"`` or ``"l2"``) of ``metric`` or one of its aliases
     (case-insensitive), else ``ValueError("unknown metric ...")``."""
