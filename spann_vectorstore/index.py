@@ -116,10 +116,13 @@ class SpannIndex:
         nearest heads (SPTAG: 64) with ``rng_factor`` on squared L2. SPTAG's 1.0 is applied to its cosine
         distance for normalised data; on squared L2 between mean-heads 1.0 keeps ~1 replica, and 2.0 gives
         ~3 replicas and the best recall per scanned vector on ../shared/data.
-    n_probe, max_dist_ratio: default search settings: at most ``n_probe`` postings, and of those (beyond the
-        nearest 8) only heads within ``max_dist_ratio`` times the nearest head's squared L2 distance
-        (SPTAG's query-aware pruning; its 8.0 is for its own distance scale). On ../shared/data 40 / 1.5
-        gives recall@10 0.961 scanning 7,500 codes per query, where 32 / no pruning gives 0.957 for 9,100.
+    target_recall: the default search aims at this recall@k (0.98): the depth and pruning that reached it on
+        the index's calibration sample (see :meth:`calibrate`).
+    n_probe, max_dist_ratio: a fixed default depth instead of the target (``n_probe``, default None), and
+        the distance pruning: of the postings probed (beyond the nearest 8) only heads within
+        ``max_dist_ratio`` times the nearest head's squared L2 distance (SPTAG's query-aware pruning; its
+        8.0 is for its own distance scale). On ../shared/data 40 / 1.5 gives recall@10 0.961 scanning 7,500
+        codes per query, where 32 / no pruning gives 0.957 for 9,100.
     eps0: confidence multiplier of the RaBitQ error bound (1.9 in the paper); larger reranks more.
     split_factor: a posting that grows by :meth:`add` beyond ``split_factor`` times the last build's mean
         posting length is split in two by 2-means (SPFresh). Splits cost recall (the halves' vectors keep
