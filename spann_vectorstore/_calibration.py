@@ -14,6 +14,7 @@ confidence interval.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -24,8 +25,8 @@ from .evaluation import exact_topk
 
 # recall@k is calibrated for these k; another k uses the next larger one (recall@k falls with k at a depth)
 K_GRID = (1, 10, 100)
-# random filters of these selectivities (fraction of live vectors allowed), recall@10; a filter between two
-# of them (or above the loosest) takes the deeper of its neighbours, the unfiltered search included
+# random filters of these selectivities (fraction of live vectors allowed), recall@10; the depth for a filter
+# between two of them (or between the loosest and no filter) is interpolated in log selectivity
 SEL_GRID = (0.1, 0.01)
 # filters allowing at most this many vectors are answered exactly by the index (see SpannIndex.search)
 EXACT_FILTER = 2048
@@ -129,28 +130,28 @@ class Calibration:
         return max(1, min(int(npr), int(self.n_probe[-1]))), mdr
 
     def _filtered_depth(self, target: float, k: int, selectivity: float, unfiltered: int) -> int:
-        """Base depth for a filter: the larger of the depths measured at the two calibrated selectivities
-        around ``selectivity`` (log scale), scaled by k as the unfiltered rows scale."""
+        """Base depth for a filter: interpolated in log selectivity between the depths measured at the
+        calibrated selectivities around it (the unfiltered search without pruning counting as selectivity
+        1; below the most selective one, that one's), scaled by k as the unfiltered rows scale."""
         measured = [i for i in range(len(self.sel)) if not np.isnan(self.filtered[i]).all()]
         if not measured:  # every calibrated filter was small enough for exact search
             return unfiltered
-        sel = self.sel
-        above = [i for i in measured if sel[i] >= selectivity]
-        below = [i for i in measured if sel[i] <= selectivity]
-        near = {
-            min(above, key=lambda i: sel[i]) if above else None,
-            max(below, key=lambda i: sel[i]) if below else None,
-        }
         inf_row = int(np.flatnonzero(np.isinf(self.mdr))[0]) if np.isinf(self.mdr).any() else len(self.mdr) - 1
         ten = self._k_row(10)
-        depths = []
-        for i in near - {None}:
-            d = self._depth(self.filtered[i], target)
-            depths.append(float(self.n_probe[-1]) if d is None else d[0])
-        if not above:  # looser than every calibrated filter: no less than without a filter (no pruning)
-            d = self._depth(self.recall[ten, inf_row], target)
-            depths.append(float(self.n_probe[-1]) if d is None else d[0])
-        depth = max(depths)
+
+        def depth_of(row: np.ndarray) -> float:
+            d = self._depth(row, target)
+            return float(self.n_probe[-1]) if d is None else d[0]
+
+        # (selectivity, depth) points, loosest first
+        points = [(1.0, depth_of(self.recall[ten, inf_row]))]
+        points += sorted(((float(self.sel[i]), depth_of(self.filtered[i])) for i in measured), reverse=True)
+        depth = points[-1][1]
+        for (s_hi, d_hi), (s_lo, d_lo) in itertools.pairwise(points):
+            if s_lo <= selectivity <= s_hi:
+                f = math.log(s_hi / selectivity) / math.log(s_hi / s_lo) if s_hi > s_lo else 0.0
+                depth = d_hi + f * (d_lo - d_hi)
+                break
         if k != 10:  # k scales the filtered depth as it scales the unfiltered one
             base10 = self._depth(self.recall[ten, inf_row], target)
             basek = self._depth(self.recall[self._k_row(k), inf_row], target)
