@@ -85,6 +85,16 @@ def _parse_filter(text: str | None) -> dict[str, Any] | None:
     return flt
 
 
+def _recall(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 < v <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
+    return v
+
+
 def _alpha(text: str) -> float:
     try:
         v = float(text)
@@ -275,9 +285,10 @@ def cmd_query(args: argparse.Namespace) -> int:
                 q = embedder.embed_query(args.text)
                 if args.mode == "hybrid":
                     opts = {"alpha": args.alpha, "fusion": args.fusion}
-                    hits = col.hybrid_search(args.text, q, k=args.k, filter=flt, n_probe=args.n_probe, **opts)
+                    opts |= {"n_probe": args.n_probe, "target_recall": args.recall}
+                    hits = col.hybrid_search(args.text, q, k=args.k, filter=flt, **opts)
                 else:
-                    hits = col.search(q, k=args.k, filter=flt, n_probe=args.n_probe)
+                    hits = col.search(q, k=args.k, filter=flt, n_probe=args.n_probe, target_recall=args.recall)
         except FullTextUnavailableError as exc:
             raise UserError(f"--mode {args.mode}: {exc}") from None
         ms = (time.perf_counter() - t0) * 1000
@@ -305,6 +316,9 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     index = Path(args.index)
     with _open_collection(index, read_only=True) as col:
+        estimate = None
+        if args.recall and col.index is not None and col.index.n_heads:
+            estimate = col.index.estimate_recall(10, args.sample)  # first, so stats() shows its calibration
         st = col.stats()
     try:
         info = read_index_info(index)
@@ -315,6 +329,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     except ValueError as exc:  # CorruptStoreError: a damaged ingest.sqlite
         raise UserError(str(exc)) from None
     out = {"index": str(index), **st, "embedder": info, "sources": sources}
+    if args.recall:
+        out["recall_estimate"] = estimate
     if args.json:
         print(json.dumps(out, indent=2, default=str))
         return 0
@@ -338,6 +354,24 @@ def cmd_info(args: argparse.Namespace) -> int:
     mm = idx.get("bytes_vectors_mmap")
     print(f"memory:     {_fmt_bytes(ram)} in RAM" + (f", {_fmt_bytes(mm)} of vectors memory-mapped" if mm else ""))
     print(f"disk:       {_fmt_bytes(st.get('bytes_disk'))}")
+    cal = idx.get("calibration")
+    if cal:
+        print(
+            f"recall:     target {cal['target_recall']:g} -> n_probe {cal['n_probe_at_target']} "
+            f"(calibrated on {cal['sample']} {cal['source']} at {cal['count']:,} vectors"
+            + (", stale: measured again on the next search" if cal["stale"] else "")
+            + f"; at most {cal['recall_reachable']:.3f} reachable)"
+        )
+    if args.recall:
+        if estimate is None:
+            print("recall@10:  exact (no SPANN index yet)")
+        else:
+            print(
+                f"recall@10:  {estimate['recall']:.3f} (95% interval {estimate['low']:.3f}-{estimate['high']:.3f}, "
+                f"{estimate['sample']} {estimate['source']}, n_probe {estimate['n_probe']})"
+            )
+            if cal and estimate["high"] < cal["target_recall"] - 0.01:
+                print("warning:    recall is below the target: a rebuild (Collection.optimize()) should help")
     return 0
 
 
@@ -683,12 +717,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--fusion", choices=("dbsf", "relative", "rrf"), default="dbsf", help="hybrid: how the lists are fused (dbsf)"
     )
-    s.add_argument("--n-probe", type=_positive_int, default=None, metavar="N", help="postings searched (40)")
+    s.add_argument(
+        "--recall", type=_recall, default=None, metavar="R", help="target recall@k, the index picks its depth (0.98)"
+    )
+    s.add_argument("--n-probe", type=_positive_int, default=None, metavar="N", help="fixed postings searched")
     s.add_argument("--json", action="store_true", help="print results as JSON")
     s.set_defaults(func=cmd_query)
 
     s = sub.add_parser("info", help="counts, dimension, metric, memory and postings of an index")
     s.add_argument("index", metavar="DIR")
+    s.add_argument("--recall", action="store_true", help="estimate recall@10 now (exact search over a sample)")
+    s.add_argument("--sample", type=_positive_int, default=200, metavar="N", help="queries for --recall (200)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_info)
 

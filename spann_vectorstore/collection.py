@@ -75,7 +75,16 @@ from ._integrity import (
 from ._storage import MANIFEST, CorruptStoreError, verify_snapshot
 from .filters import compile_filter, document_filter, filter_key, text_problem, uses_text_index, validate_metadata
 from .index import _FORMAT, SpannIndex
-from .validation import METRICS, as_matrix, check_metric, nonnegative_int, per_vector, positive_int, query_texts
+from .validation import (
+    METRICS,
+    as_matrix,
+    check_metric,
+    check_target,
+    nonnegative_int,
+    per_vector,
+    positive_int,
+    query_texts,
+)
 
 if TYPE_CHECKING:
     from .protocol import CollectionLike
@@ -1466,14 +1475,18 @@ class Collection(metaclass=_SharedOpen):
         where_document: dict[str, Any] | None = None,
         n_probe: int | None = None,
         include_vectors: bool = False,
+        target_recall: float | None = None,
     ) -> list[Hit] | list[list[Hit]]:
         """Nearest documents, best first. A single vector (dim,) gives ``list[Hit]``; a batch (nq, dim)
         gives one list per query. ``filter`` (see :mod:`spann_vectorstore.filters`) is applied inside the
         search, so ``k`` hits come back whenever ``k`` documents match. ``where_document`` (Chroma's) is a
         condition on the text: ``{"$contains": "x"}``, ``{"$not_contains": "x"}``, ``{"$match": "words"}``
-        (full-text), or ``$and``/``$or`` of those. An empty collection gives ``[]``."""
+        (full-text), or ``$and``/``$or`` of those. An empty collection gives ``[]``. How deep the index searches:
+        ``n_probe`` postings if given (or set on the collection), else the depth that reaches ``target_recall``
+        recall@k (default: the index's, 0.98; see ``SpannIndex.calibrate``)."""
         self._check_open()
         positive_int(k, "k")
+        depth = self._depth(n_probe, target_recall)
         self._refresh()
         arr = np.asarray(vector_or_vectors)
         single = arr.ndim == 1
@@ -1485,8 +1498,7 @@ class Collection(metaclass=_SharedOpen):
                 if arr.ndim not in (1, 2) or arr.size == 0:
                     raise ValueError(f"queries must be (dim,) or (nq, dim), got shape {arr.shape}")
                 return [] if single else [[] for _ in range(arr.shape[0])]
-            npr = n_probe if n_probe is not None else self._n_probe
-            out = self._materialize(self._ranked(arr, int(k), npr, allowed), int(k), include_vectors)
+            out = self._materialize(self._ranked(arr, int(k), depth, allowed), int(k), include_vectors)
         return out[0] if single else out
 
     @_names_damage
@@ -1532,6 +1544,7 @@ class Collection(metaclass=_SharedOpen):
         where_document: dict[str, Any] | None = None,
         n_probe: int | None = None,
         include_vectors: bool = False,
+        target_recall: float | None = None,
     ) -> list[Hit] | list[list[Hit]]:
         """Dense and full-text search fused: the query's text (BM25 leg) and its embedding (dense leg).
 
@@ -1548,6 +1561,7 @@ class Collection(metaclass=_SharedOpen):
         (dim,) vector gives ``list[Hit]``; a list of texts with an (nq, dim) batch gives one list per query."""
         self._check_open()
         single, texts, arr, n_cand = hybrid_arguments(text_or_texts, vector_or_vectors, k, alpha, fusion, candidates)
+        depth = self._depth(n_probe, target_recall)
         self._refresh()
         flt = self._merge_filter(filter, where_document)
         with self._lock.read():
@@ -1555,7 +1569,6 @@ class Collection(metaclass=_SharedOpen):
             allowed = self._allowed_for(flt)
             if self._index is None:
                 return [] if single else [[] for _ in texts]
-            npr = n_probe if n_probe is not None else self._n_probe
             q2 = arr[None, :] if single else arr
             # the legs one after the other, in this thread: the text leg scores the dense leg's documents too
             # (a worker thread for the text leg cost more in handoffs than it saved on 2 busy cores)
@@ -1567,10 +1580,10 @@ class Collection(metaclass=_SharedOpen):
             dense: dict[int, list] = {}
             if alpha > 0 and with_words:
                 q = q2 if len(with_words) == len(texts) else q2[with_words]
-                dense.update(zip(with_words, self._candidates(q, n_cand, npr, allowed)))
+                dense.update(zip(with_words, self._candidates(q, n_cand, depth, allowed)))
             if alpha > 0 and without:
                 q = q2 if len(without) == len(texts) else q2[without]
-                dense.update(zip(without, self._ranked(q, int(k), npr, allowed)))
+                dense.update(zip(without, self._ranked(q, int(k), depth, allowed)))
             ranked, higher = [], []
             for qi, text in enumerate(texts):
                 if not words[qi]:
@@ -1582,11 +1595,20 @@ class Collection(metaclass=_SharedOpen):
             out = self._materialize(ranked, int(k), include_vectors, higher_better=higher)
         return out[0] if single else out
 
-    def _candidates(self, arr: np.ndarray, n: int, n_probe: int | None, allowed: np.ndarray | None) -> list[list]:
+    def _depth(self, n_probe: Any, target_recall: Any) -> dict[str, Any]:
+        """The index's search depth arguments: a given ``n_probe``, else a given ``target_recall``, else the
+        collection's ``n_probe`` if it has one, else the index's default (its recall target)."""
+        if n_probe is not None:
+            return {"n_probe": positive_int(n_probe, "n_probe")}
+        if target_recall is not None:
+            return {"target_recall": check_target(target_recall)}
+        return {} if self._n_probe is None else {"n_probe": self._n_probe}
+
+    def _candidates(self, arr: np.ndarray, n: int, depth: dict[str, Any], allowed: np.ndarray | None) -> list[list]:
         """The dense leg of a hybrid search: (rowid, score) best first, the top ``n`` per query. Unlike
         :meth:`_ranked` it does not extend the list over ties at the n-th place: the pool only needs its
         members (the index orders equal scores by rowid, so the cut is deterministic)."""
-        res = self._index.search(arr, k=n, n_probe=n_probe, allowed_ids=allowed)
+        res = self._index.search(arr, k=n, allowed_ids=allowed, **depth)
         out = []
         for ids, scores in zip(res.ids.tolist(), res.scores.tolist()):
             out.append([(r, s) for r, s in zip(ids, scores) if r >= 0])
@@ -1637,7 +1659,14 @@ class Collection(metaclass=_SharedOpen):
         return text_hits, [] if text_of_dense is None else text_of_dense.tolist(), extra, dense_of_extra
 
     def _hybrid_legs(
-        self, texts: list[str] | None, queries: np.ndarray | None, n: int, flt: Any, n_probe: Any, vectors: bool
+        self,
+        texts: list[str] | None,
+        queries: np.ndarray | None,
+        n: int,
+        flt: Any,
+        n_probe: Any,
+        vectors: bool,
+        target_recall: Any = None,
     ) -> tuple[list[list[Hit]] | None, list[list[Hit]] | None, list[dict[str, tuple[float, float]]]]:
         """The unfused legs of hybrid searches, for a shard of a ``ShardedCollection``: the top ``n`` by the
         dense leg (``None`` without queries) and by the text leg (``None`` without texts), with raw scores, and
@@ -1654,8 +1683,8 @@ class Collection(metaclass=_SharedOpen):
                     None if texts is None else [[] for _ in range(nq)],
                     [{} for _ in range(nq)],
                 )
-            npr = n_probe if n_probe is not None else self._n_probe
-            dense = self._candidates(queries, n, npr, allowed) if queries is not None else [[] for _ in range(nq)]
+            depth = self._depth(n_probe, target_recall)
+            dense = self._candidates(queries, n, depth, allowed) if queries is not None else [[] for _ in range(nq)]
             text_lists, cross_rows = [], []
             for qi in range(nq):
                 words = fulltext.terms(texts[qi]) if texts is not None else []
@@ -1779,12 +1808,12 @@ class Collection(metaclass=_SharedOpen):
             out.append([self._hit(rows[r], s, include_vectors) for r, s in found[:k]])
         return out
 
-    def _ranked(self, arr: np.ndarray, k: int, n_probe: int | None, allowed: np.ndarray | None) -> list[list]:
+    def _ranked(self, arr: np.ndarray, k: int, depth: dict[str, Any], allowed: np.ndarray | None) -> list[list]:
         """(rowid, score) best first per query: the top ``k`` from the index, plus every result tied with the
         k-th score (the index breaks ties by rowid; the caller breaks them by string id). Asks the index for
         one extra result and, only for queries where it ties with the k-th, for more until the tie ends."""
         want = k + 1
-        res = self._index.search(arr, k=want, n_probe=n_probe, allowed_ids=allowed)
+        res = self._index.search(arr, k=want, allowed_ids=allowed, **depth)
         ids, scores = res.ids, res.scores
         ranked = [[(int(r), float(s)) for r, s in zip(ids[i], scores[i]) if r >= 0] for i in range(len(ids))]
         while True:
@@ -1793,7 +1822,7 @@ class Collection(metaclass=_SharedOpen):
                 break
             want = min(2 * want, len(self._index))
             q = arr[None, :] if arr.ndim == 1 else arr[tied]
-            more = self._index.search(q, k=want, n_probe=n_probe, allowed_ids=allowed)
+            more = self._index.search(q, k=want, allowed_ids=allowed, **depth)
             for j, i in enumerate(tied):
                 ranked[i] = [(int(r), float(s)) for r, s in zip(more.ids[j], more.scores[j]) if r >= 0]
         for h in ranked:

@@ -79,7 +79,7 @@ from .collection import (
 )
 from .filters import compile_filter
 from .protocol import CollectionLike
-from .validation import check_metric, per_vector, positive_int, query_texts
+from .validation import check_metric, check_target, per_vector, positive_int, query_texts
 
 LAYOUT_FILE = "sharding.json"
 ROUTING = "blake2b-64-le-mod"  # recorded in the layout: a future scheme must not silently reuse old files
@@ -151,19 +151,30 @@ class _Shard:
     def add(self, vectors: np.ndarray, texts: list, metadatas: list, ids: list[str]) -> int:
         return len(self._c.add(vectors, texts, metadatas, ids))
 
-    def search(self, queries: np.ndarray, k: int, filter: Any, n_probe: int | None, include_vectors: bool) -> list:
-        return self._c.search(queries, k, filter=filter, n_probe=n_probe, include_vectors=include_vectors)
+    def search(
+        self, queries: np.ndarray, k: int, filter: Any, n_probe: int | None, include_vectors: bool, target_recall: Any
+    ) -> list:
+        return self._c.search(
+            queries, k, filter=filter, n_probe=n_probe, include_vectors=include_vectors, target_recall=target_recall
+        )
 
     def text_search(self, texts: list[str], k: int, filter: Any, include_vectors: bool) -> list[list[Hit]]:
         return self._c.text_search(texts, k, filter=filter, include_vectors=include_vectors)
 
     def hybrid_legs(
-        self, texts: list[str] | None, queries: np.ndarray | None, n: int, filter: Any, n_probe: Any, vectors: bool
+        self,
+        texts: list[str] | None,
+        queries: np.ndarray | None,
+        n: int,
+        filter: Any,
+        n_probe: Any,
+        vectors: bool,
+        target_recall: Any = None,
     ) -> tuple[list | None, list | None, list[dict[str, float]]]:
         """The two legs of a hybrid search, unfused, with raw scores: this shard's top ``n`` by the dense leg
         (``None`` without queries) and by the text leg (``None`` without texts), and per query both scores of
         each of those documents (``Collection._hybrid_legs``)."""
-        return self._c._hybrid_legs(texts, queries, n, filter, n_probe, vectors)
+        return self._c._hybrid_legs(texts, queries, n, filter, n_probe, vectors, target_recall)
 
     def get(self, ids: list[str] | None, filter: Any, limit: int | None, include_vectors: bool) -> list[Hit]:
         return self._c.get(ids, filter=filter, limit=limit, include_vectors=include_vectors)
@@ -588,6 +599,7 @@ class ShardedCollection:
         where_document: dict[str, Any] | None = None,
         n_probe: int | None = None,
         include_vectors: bool = False,
+        target_recall: float | None = None,
     ) -> list[Hit] | list[list[Hit]]:
         """Nearest documents over all shards, best first: (dim,) gives ``list[Hit]``, (nq, dim) one list per
         query. Every shard gets the whole batch in one call, all shards at once; the per-shard top-k lists
@@ -601,7 +613,11 @@ class ShardedCollection:
             raise ValueError(f"queries must be (dim,) or (nq, dim), got shape {arr.shape}")
         single = arr.ndim == 1
         q_arg = self._queries(arr)
-        per_shard = _get([a.search.remote(q_arg, int(k), flt, n_probe, include_vectors) for a in self._actors])
+        if target_recall is not None:
+            check_target(target_recall)
+        per_shard = _get(
+            [a.search.remote(q_arg, int(k), flt, n_probe, include_vectors, target_recall) for a in self._actors]
+        )
         nq = 1 if single else arr.shape[0]
         out = [_merge((res[qi] for res in per_shard), int(k), self._metric) for qi in range(nq)]
         if include_vectors:
@@ -657,6 +673,7 @@ class ShardedCollection:
         where_document: dict[str, Any] | None = None,
         n_probe: int | None = None,
         include_vectors: bool = False,
+        target_recall: float | None = None,
     ) -> list[Hit] | list[list[Hit]]:
         """Dense and full-text search fused over all shards, as :meth:`Collection.hybrid_search`.
 
@@ -678,7 +695,10 @@ class ShardedCollection:
         q_arg = self._queries(arr) if use_dense else None
         t_arg = texts if use_text else None
         per_shard = _get(
-            [a.hybrid_legs.remote(t_arg, q_arg, int(n_cand), flt, n_probe, include_vectors) for a in self._actors]
+            [
+                a.hybrid_legs.remote(t_arg, q_arg, int(n_cand), flt, n_probe, include_vectors, target_recall)
+                for a in self._actors
+            ]
         )
         out = []
         for qi, text in enumerate(texts):

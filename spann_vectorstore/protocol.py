@@ -79,6 +79,7 @@ class CollectionLike(Protocol):
         where_document: dict[str, Any] | None = None,
         n_probe: int | None = None,
         include_vectors: bool = False,
+        target_recall: float | None = None,
     ) -> list[Hit] | list[list[Hit]]: ...
 
     def text_search(
@@ -104,6 +105,7 @@ class CollectionLike(Protocol):
         where_document: dict[str, Any] | None = None,
         n_probe: int | None = None,
         include_vectors: bool = False,
+        target_recall: float | None = None,
     ) -> list[Hit] | list[list[Hit]]: ...
 
     def stats(self) -> dict[str, Any]:

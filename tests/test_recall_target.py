@@ -231,3 +231,43 @@ def test_per_query_recall_leaves_out_the_query_itself():
     truth = np.array([[1, 2], [4, 9]])
     r = per_query_recall(found, truth, np.array([7, 8]))  # row 0: 7 dropped; row 1: no 8, last dropped
     np.testing.assert_allclose(r, [1.0, 0.5])
+
+
+def test_collection_and_adapters_pass_the_target(tmp_path, data):
+    from spann_vectorstore import Collection
+
+    xb, xq = data
+    col = Collection(tmp_path / "c", dim=D, index_threshold=1000, index_options={"head_ratio": 1 / 40})
+    try:
+        col.add(xb[:5000], ids=[str(i) for i in range(5000)])
+        col.optimize()
+        truth, _ = exact(xb[:5000], xq[:100], 10, "ip")
+        for target in (0.8, 0.97):
+            hits = col.search(xq[:100], 10, target_recall=target)
+            got = recall([[int(h.id) for h in row] for row in hits], truth, 10)
+            assert got >= target - 0.03, (target, got)
+        fixed = col.search(xq[:5], 10, n_probe=2, target_recall=0.99)  # n_probe wins
+        assert [[h.id for h in r] for r in fixed] == [[h.id for h in r] for r in col.search(xq[:5], 10, n_probe=2)]
+        with pytest.raises(ValueError, match="target_recall"):
+            col.search(xq[0], 10, target_recall=2)
+        with pytest.raises(ValueError, match="target_recall"):
+            col.hybrid_search("x", xq[0], 10, target_recall=0)
+        assert col.stats()["index"]["calibration"]["count"] == 5000
+    finally:
+        col.close()
+
+
+def test_cli_query_recall_and_info_recall(tmp_path, data, capsys):
+    from spann_vectorstore import Collection
+    from spann_vectorstore.cli import main
+
+    xb, _ = data
+    with Collection(tmp_path / "c", dim=D, index_threshold=1000) as col:
+        col.add(xb[:3000], texts=[f"doc {i}" for i in range(3000)], ids=[str(i) for i in range(3000)])
+        col.optimize()
+    assert main(["info", str(tmp_path / "c"), "--recall", "--sample", "50"]) == 0
+    out = capsys.readouterr().out
+    assert "recall@10:" in out and "95% interval" in out and "recall:     target 0.98" in out
+    with pytest.raises(SystemExit):
+        main(["query", str(tmp_path / "c"), "doc", "--mode", "text", "--recall", "1.5"])
+    assert "must be in (0, 1]" in capsys.readouterr().err

@@ -45,9 +45,9 @@ class RetrievalMode(str, Enum):
 
 # per-call search options each mode accepts (besides ``filter``)
 _SEARCH_OPTIONS = {
-    RetrievalMode.DENSE: frozenset({"n_probe", "where_document"}),
+    RetrievalMode.DENSE: frozenset({"n_probe", "target_recall", "where_document"}),
     RetrievalMode.SPARSE: frozenset({"where_document"}),
-    RetrievalMode.HYBRID: frozenset({"n_probe", "where_document", "alpha", "fusion", "candidates"}),
+    RetrievalMode.HYBRID: frozenset({"n_probe", "target_recall", "where_document", "alpha", "fusion", "candidates"}),
 }
 
 
@@ -146,7 +146,8 @@ class SPANNVectorStore(VectorStore):
     ``max_marginal_relevance_search`` (its ``fetch_k`` candidates come from the mode, MMR then runs over their
     stored vectors). The ``*_by_vector`` methods have no text, so they are dense searches in every mode (as in
     langchain-qdrant). Per call, ``where_document=`` (Chroma's: ``{"$contains": "x"}``, ``{"$match": "words"}``,
-    ...) works in every mode, ``n_probe=`` in dense and hybrid, ``alpha=``/``fusion=``/``candidates=`` in hybrid.
+    ...) works in every mode, ``n_probe=``/``target_recall=`` in dense and hybrid,
+    ``alpha=``/``fusion=``/``candidates=`` in hybrid.
 
     Scores: ``similarity_search_with_score`` returns the mode's native score: in dense mode the metric's
     (similarity for ip/cosine, higher is better; squared L2 distance for l2, lower is better), in sparse mode

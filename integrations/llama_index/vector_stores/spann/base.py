@@ -208,6 +208,12 @@ def _and(*parts: dict[str, Any] | None) -> dict[str, Any] | None:
 # ----------------------------------------------------------------------------------------------------------
 # the store
 # ----------------------------------------------------------------------------------------------------------
+def _depth(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The search depth a query's kwargs ask for (a retriever's ``vector_store_kwargs``): ``n_probe`` and/or
+    ``target_recall``, passed on to the Collection (which checks them)."""
+    return {key: kwargs[key] for key in ("n_probe", "target_recall") if kwargs.get(key) is not None}
+
+
 class SPANNVectorStore(BasePydanticVectorStore):
     """LlamaIndex vector store backed by a SPANN + RaBitQ :class:`~spann_vectorstore.Collection`.
 
@@ -444,7 +450,7 @@ class SPANNVectorStore(BasePydanticVectorStore):
                 isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1
             ):
                 raise ValueError(f"mmr_threshold must be a number in [0, 1], got {threshold!r}")
-            hits, _ = self._candidates(q, prefetch_k, flt, vectors=True)
+            hits, _ = self._candidates(q, prefetch_k, flt, vectors=True, depth=_depth(kwargs))
             if not hits:
                 return VectorStoreQueryResult(nodes=[], similarities=[], ids=[])
             sims, ids = get_top_k_mmr_embeddings(
@@ -458,7 +464,7 @@ class SPANNVectorStore(BasePydanticVectorStore):
             hits = [by_id[i] for i in ids]
             sims = [float(s) for s in sims]
         else:
-            hits, sims = self._candidates(q, k, flt, vectors=False)
+            hits, sims = self._candidates(q, k, flt, vectors=False, depth=_depth(kwargs))
         return VectorStoreQueryResult(
             nodes=[_hit_to_node(h) for h in hits], similarities=list(sims), ids=[h.id for h in hits]
         )
@@ -487,7 +493,7 @@ class SPANNVectorStore(BasePydanticVectorStore):
             q = self._query_vector(query.query_embedding)
             if q is None:  # nothing stored yet
                 return VectorStoreQueryResult(nodes=[], similarities=[], ids=[])
-            opts = {"alpha": alpha, "fusion": fusion, "candidates": sparse_k}
+            opts = {"alpha": alpha, "fusion": fusion, "candidates": sparse_k, **_depth(kwargs)}
             hits = self._collection.hybrid_search(text, q, top, filter=flt, **opts)
             dense_scores = alpha == 1 or not fulltext.terms(text)  # the core falls back to dense search
             sims = [self._similarity(h.score) if dense_scores else float(h.score) for h in hits]
@@ -514,10 +520,10 @@ class SPANNVectorStore(BasePydanticVectorStore):
         return q
 
     def _candidates(
-        self, q: np.ndarray, k: int, flt: dict[str, Any] | None, *, vectors: bool
+        self, q: np.ndarray, k: int, flt: dict[str, Any] | None, *, vectors: bool, depth: dict[str, Any]
     ) -> tuple[list[Any], list[float]]:
         """Best ``k`` hits from the index and their similarities (higher is better)."""
-        hits = self._collection.search(q, k=int(k), filter=flt, include_vectors=vectors)
+        hits = self._collection.search(q, k=int(k), filter=flt, include_vectors=vectors, **depth)
         return hits, [self._similarity(h.score) for h in hits]
 
     def _similarity(self, score: float) -> float:
