@@ -17,6 +17,7 @@ writes (added texts are tokenized in one batch at the next text query; deletes a
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -35,6 +36,12 @@ K1 = 0.9
 B = 0.4
 FTS5_K1 = 1.2
 FTS5_B = 0.75
+
+# ASCII words -> their FTS5 tokens, for the words of the documents (``BM25Index.learn_words``): a query term made
+# of ASCII letters and digits is one token for the tokenizer (unicode61 splits ASCII only at other characters and
+# folds its case; porter stems a token on its own), so its token is a function of the lower-cased word.
+_ASCII_WORD = re.compile(r"[A-Za-z0-9]+")
+WORDS_MAX = 1_000_000  # distinct words kept (~100 MB at most); words past it are tokenized by SQLite as before
 
 
 @njit(cache=True)
@@ -445,6 +452,7 @@ class BM25Index:
         self._fwd: list[tuple[int, np.ndarray, np.ndarray]] = []
         self.tokenizer = _Tokenizer()
         self._term_tokens: dict[str, list[str]] = {}  # query term -> its FTS5 tokens (a cache)
+        self._words: dict[str, str] = {}  # lower-case ASCII word of a document -> its FTS5 token
 
     def __len__(self) -> int:
         return self._live
@@ -486,7 +494,27 @@ class BM25Index:
         if len(rowids):
             self._append_docs(rowids, np.searchsorted(rowids, docs), tok, merge=False)
             self._merge()
+            for first in range(0, len(rowids), 20_000):
+                if len(self._words) >= WORDS_MAX:
+                    break
+                rows = db.execute(
+                    "SELECT text FROM docs WHERE rowid >= ? AND rowid <= ? AND text IS NOT NULL",
+                    [int(rowids[first]), int(rowids[min(first + 20_000, len(rowids)) - 1])],
+                )
+                self.learn_words([r[0] for r in rows])
         return self
+
+    def learn_words(self, texts: Sequence[str]) -> None:
+        """Tokenize the ASCII words of ``texts`` not seen before (one SQLite call), so that query terms that
+        are words of the documents need no tokenization (:meth:`query_tokens`). A word's token is the one
+        FTS5 makes of that word alone, whatever text it came from, so the map is exact by construction."""
+        room = WORDS_MAX - len(self._words)
+        if room <= 0:
+            return
+        words = self._words
+        new = [w for w in set(_ASCII_WORD.findall("\n".join(texts).lower())) if w not in words][:room]
+        if new:
+            words.update((w, ts[0]) for w, ts in zip(new, self.tokenizer.tokens(new)) if len(ts) == 1)
 
     def _append_docs(self, rowids: np.ndarray, doc: np.ndarray, tok: np.ndarray, *, merge: bool = True) -> None:
         """Add documents ``rowids`` (increasing, after every present one) given their token occurrences:
@@ -546,6 +574,7 @@ class BM25Index:
                 doc.append(i)
                 tok.append(self._vocab.setdefault(t, len(self._vocab)))
         self._append_docs(np.array([r for r, _ in rows], np.int64), np.array(doc, np.int64), np.array(tok, np.int64))
+        self.learn_words([t for _, t in rows])
 
     def delete(self, rowids: Sequence[int]) -> None:
         r = np.asarray(rowids, np.int64).reshape(-1)
@@ -571,18 +600,22 @@ class BM25Index:
     def query_tokens(self, terms: Sequence[str]) -> list[str] | None:
         """The FTS5 token of each query term (terms without one dropped), or None when a term is several
         tokens (a phrase: the caller ranks through FTS5 itself)."""
-        cache = self._term_tokens
-        missing = [t for t in dict.fromkeys(terms) if t not in cache]
+        cache, words = self._term_tokens, self._words
+        # an ASCII term is one word: a word of the documents has its token known without asking SQLite
+        missing = [t for t in dict.fromkeys(terms) if t not in cache and not (t.isascii() and t.lower() in words)]
         if missing:
             if len(cache) > 100_000:
                 cache.clear()
             cache.update(zip(missing, self.tokenizer.tokens([fulltext.body(t) for t in missing])))
         out = []
         for t in terms:
-            ts = cache[t]
-            if len(ts) > 1:
+            ts = cache.get(t)
+            if ts is None:
+                out.append(words[t.lower()])
+            elif len(ts) > 1:
                 return None
-            out.extend(ts)
+            else:
+                out += ts
         return out
 
     def search(
