@@ -36,6 +36,7 @@ K1 = 0.9
 B = 0.4
 FTS5_K1 = 1.2
 FTS5_B = 0.75
+_END = np.int64(2**62)  # after every document index
 
 # ASCII words -> their FTS5 tokens, for the words of the documents (``BM25Index.learn_words``): a query term made
 # of ASCII letters and digits is one token for the tokenizer (unicode61 splits ASCII only at other characters and
@@ -223,7 +224,7 @@ def _score(
     c2 = k1 * b / avgdl
     m = q_tok.shape[0]
     n_tok = tok_ptr.shape[0] - 1
-    cap = want.shape[0] + t_doc.shape[0]
+    cap = want.shape[0] + t_doc.shape[0] + 1  # + the merge's sentinel
     for j in range(m):
         if q_tok[j] < n_tok:
             cap += tok_ptr[q_tok[j] + 1] - tok_ptr[q_tok[j]]
@@ -240,7 +241,7 @@ def _score(
     p = 0
     nt = t_doc.shape[0]
     while p < nt or iw < want.shape[0]:
-        d = t_doc[p] if p < nt else np.int64(2**62)
+        d = t_doc[p] if p < nt else _END
         if iw < want.shape[0] and want[iw] <= d:
             dw = want[iw]
             iw += 1
@@ -288,19 +289,19 @@ def _score(
         p, hi = tok_ptr[t], tok_ptr[t + 1]
         i = 0
         n2 = 0
-        while i < n or p < hi:
-            if p >= hi or (i < n and doc[i] < post_doc[p]):
+        doc[n] = _END  # a sentinel after the candidates: the inner loop needs no bounds test (~7% faster)
+        while p < hi:
+            d = np.int64(post_doc[p])
+            while doc[i] < d:
                 doc2[n2] = doc[i]
                 score2[n2] = score[i]
                 flag2[n2] = flag[i]
                 i += 1
                 n2 += 1
-                continue
-            d = post_doc[p]
             tf = np.float64(post_tf[p])
             s = wk * tf / (tf + c1 + c2 * post_dl[p])
             p += 1
-            if i < n and doc[i] == d:
+            if doc[i] == d:
                 s += score[i]
                 doc2[n2] = d
                 score2[n2] = s
@@ -314,6 +315,12 @@ def _score(
                 flag2[n2] = 0
             n2 += 1
             best = max(best, s)
+        while i < n:
+            doc2[n2] = doc[i]
+            score2[n2] = score[i]
+            flag2[n2] = flag[i]
+            i += 1
+            n2 += 1
         doc, doc2 = doc2, doc
         score, score2 = score2, score
         flag, flag2 = flag2, flag
