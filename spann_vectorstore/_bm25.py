@@ -42,7 +42,7 @@ _END = np.int64(2**62)  # after every document index
 # of ASCII letters and digits is one token for the tokenizer (unicode61 splits ASCII only at other characters and
 # folds its case; porter stems a token on its own), so its token is a function of the lower-cased word.
 _ASCII_WORD = re.compile(r"[A-Za-z0-9]+")
-WORDS_MAX = 1_000_000  # distinct words kept (~100 MB at most); words past it are tokenized by SQLite as before
+WORDS_MAX = 500_000  # distinct words kept (~80 MB at most); words past it are tokenized by SQLite as before
 
 
 @njit(cache=True)
