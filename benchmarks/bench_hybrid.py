@@ -111,7 +111,9 @@ def speed(n: int, n_queries: int, rounds: int) -> dict:
         for i in range(n_queries):
             # the words of a query first seen by one mode are tokenized (an SQLite call) in that call only: the
             # other mode's call of the same query must not find them cached, so they are forgotten in between
-            # (words of earlier queries stay cached, as in a stream of queries); text and hybrid alternate first
+            # (words of earlier queries stay cached, as in a stream of queries); text and hybrid alternate first.
+            # Words of the documents need no SQLite call in either mode (their tokens are learned when the
+            # documents are indexed, BM25Index.learn_words), so only this query cache is forgotten
             calls = [
                 ("dense", lambda i=i: col.search(xq[i], k=10)),
                 ("text", lambda i=i: col.text_search(qtext[i], k=10)),

@@ -1717,17 +1717,11 @@ class Collection(metaclass=_SharedOpen):
 
     def _dense_scores(self, q: np.ndarray, rowids: list[int]) -> list[float]:
         """The dense leg's score of ``q`` for documents ``rowids`` (live in the index), from their stored
-        vectors: the similarity (inner product, cosine) or the squared l2 distance, as the index reports it."""
+        vectors: the similarity (inner product, cosine) or the squared l2 distance, exactly as the index's
+        search reports it (``SpannIndex.scores``)."""
         if not rowids:
             return []
-        x = self._index.vectors(rowids)
-        q = np.asarray(q, np.float32).reshape(-1)
-        if self._index.metric == "cosine":
-            q = q / np.float32(np.linalg.norm(q))
-        if self._index.metric == "l2":
-            x -= q
-            return np.einsum("ij,ij->i", x, x).tolist()
-        return (x @ q).tolist()
+        return self._index.scores(q, rowids).tolist()
 
     def _allowed_for(self, flt: Any) -> np.ndarray | None:
         if flt is not None and not isinstance(flt, dict):

@@ -258,11 +258,28 @@ class SpannIndex:
     def vectors(self, ids: Any) -> np.ndarray:
         """The stored vectors (n, dim) float32 of live ``ids`` (normalised for cosine); ``KeyError`` for an
         id that is not live."""
+        return self._vectors.rows(self._live_positions(ids))
+
+    def _live_positions(self, ids: Any) -> np.ndarray:
+        """Internal index of each of ``ids``; ``KeyError`` for an id that is not live."""
         arr = np.asarray(ids, dtype=np.int64).reshape(-1)
         pos = self._idmap.lookup(arr)
         if (pos < 0).any():
             raise KeyError(f"ids not in the index: {arr[pos < 0][:5].tolist()}")
-        return self._vectors.rows(pos)
+        return pos
+
+    def scores(self, query: Any, ids: Any) -> np.ndarray:
+        """The score :meth:`search` reports for ``query`` ((dim,)) and each of the live ``ids`` (float32, in
+        order; ``KeyError`` for an id that is not live): similarity for ip/cosine, squared L2 distance for l2,
+        by the search kernels' own code, so a vector scores exactly as when a search returns it."""
+        q = as_matrix(query, "query", dim=self.dim, metric=self.metric, allow_1d=True)
+        if q.shape[0] != 1:
+            raise ValueError(f"scores takes one query, got shape {np.shape(query)}")
+        pos = self._live_positions(ids)
+        sim = np.empty((1, len(pos)), np.float32)
+        l2 = self.metric == "l2"
+        K.exact_scores(q, pos, self._vectors.view(), 1.0 if l2 else 0.0, sim)
+        return np.maximum(_sqnorms(q)[:, None] - 2.0 * sim, 0.0).astype(np.float32)[0] if l2 else sim[0]
 
     def live_items(self) -> tuple[np.ndarray, np.ndarray]:
         """Copies of the live vectors (n, dim) float32 and their ids (n,), in insertion order."""

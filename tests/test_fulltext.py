@@ -431,3 +431,70 @@ def test_bm25_pruned_top_k_and_scored_documents_equal_fts5(tmp_path, monkeypatch
         )
         ids = [i for i in ids if i not in gone]
     col.close()
+
+
+def _sqlite_tokens(bm: _bm25.BM25Index, terms: list[str]) -> list[str] | None:
+    """``query_tokens`` the straightforward way: every term through the SQLite tokenizer."""
+    words, bm._words, bm._term_tokens = bm._words, {}, {}
+    try:
+        return bm.query_tokens(terms)
+    finally:
+        bm._words = words
+
+
+def test_document_words_map_to_the_tokens_sqlite_gives(tmp_path):
+    """Differential: query terms found in the map learned from the documents' ASCII words get the token the
+    SQLite tokenizer gives them, for a map learned at the build from the text index and one learned from added
+    texts; words that are not ASCII or not in any document still go through SQLite; the ranking is the same."""
+    rng = np.random.default_rng(3)
+    stems = ["run", "runner", "running", "Runs", "relational", "happy", "Happiness", "caresses", "ponies", "E4021",
+             "x1", "hoping", "HOPED", "generalizations", "abc123def", "a", "I", "oed", "sky", "skies"]  # fmt: skip
+    other = ["café", "naïve", "Über", "東京", "résumé"]
+    texts = [" ".join(rng.choice(stems + other, size=int(rng.integers(1, 8)))) + "-x" for _ in range(300)]
+    col = Collection(tmp_path / "c")
+    col.add(rng.standard_normal((300, 4)), texts=texts, ids=[f"t{i}" for i in range(300)])
+    col.close()
+    col = Collection.open(tmp_path / "c")
+    assert col.text_search("run", k=3)  # builds the BM25 index from the text index: learns the words there
+    bm = col._bm25
+    assert {"run", "running", "runs", "happiness", "e4021", "x1"} <= set(bm._words)
+    assert not any(not w.isascii() for w in bm._words)
+    added = ["Unseen Wording Appears", "zebras grazing quietly"]
+    col.add(rng.standard_normal((2, 4)), texts=added, ids=["n0", "n1"])
+    col.text_search("zebras", k=1)  # indexes the added texts: learns their words
+    assert {"unseen", "wording", "zebras", "grazing", "quietly"} <= set(bm._words)
+    terms = [*stems, *(w.upper() for w in stems), "ZEBRAS", "Appears", "missingword", "x"]
+    for w in terms:
+        assert bm.query_tokens([w]) == _sqlite_tokens(bm, [w]), w
+    queries = [" ".join(rng.choice(terms + other, size=5)) for _ in range(40)] + ["naïve café", "Über runs"]
+    for q in queries:
+        ts = fulltext.terms(q)
+        fast = bm.query_tokens(ts)
+        assert fast == _sqlite_tokens(bm, ts), q
+        if fast is not None:
+            assert bm.search(fast, 10, None)[0] == bm.search(_sqlite_tokens(bm, ts), 10, None)[0]
+    col.close()
+
+
+def test_a_big_tokenizer_batch_leaves_query_tokenization_fast():
+    """A batch past ``SMALL_BATCH`` characters goes through a scratch table of its own: same tokens as one
+    text at a time, and the shared table's later small calls stay as fast as before (FTS5's table of pending
+    terms never shrinks: once grown by 10,000 words, every later call took ~12x as long)."""
+    tok = _bm25._Tokenizer()
+    words = [f"w{i}ing" for i in range(10_000)]
+
+    def small_call_us() -> float:
+        best = float("inf")
+        for _ in range(5):
+            t0 = time.perf_counter()
+            for _ in range(50):
+                tok.tokens(["hello running"])
+            best = min(best, (time.perf_counter() - t0) / 50 * 1e6)
+        return best
+
+    before = small_call_us()
+    big = tok.tokens(words)
+    assert [big[i] for i in range(0, 10_000, 997)] == [tok.tokens([words[i]])[0] for i in range(0, 10_000, 997)]
+    assert tok.tokens(["hello running"]) == [["hello", "run"]]
+    after = small_call_us()
+    assert after < 2.5 * before, (before, after)

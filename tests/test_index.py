@@ -616,3 +616,32 @@ def test_ties_are_broken_by_id(tmp_path, metric, built):
     rows = slice(None) if not built else slice(0, 1)
     np.testing.assert_array_equal(got[0][rows], want[rows])
     np.testing.assert_array_equal(got[1][rows], want[rows])
+
+
+@pytest.mark.parametrize("metric", ["ip", "cosine", "l2"])
+def test_scores_equal_what_search_reports(data, metric):
+    """``scores`` gives each id the score a search returns for it, to the bit (the same kernel code), also
+    for vectors added after the build (the tail) and for ids no search returned; bad input raises."""
+    xb, xq = data
+    idx = small_index(metric).build(xb[:5000])
+    idx.add(xb[5000:5100], ids=np.arange(5000, 5100))
+    for q in xq[:20]:
+        res = idx.search(q, 30, n_probe=64)
+        ids = res.ids[0][res.ids[0] >= 0]
+        got = idx.scores(q, ids)
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got, res.scores[0][: len(ids)])
+        others = np.array([3, 4999, 5050, 5099])
+        if metric == "l2":
+            want = ((xb[others] - q) ** 2).sum(1)
+        else:
+            x = xb[others] / (np.linalg.norm(xb[others], axis=1, keepdims=True) if metric == "cosine" else 1.0)
+            want = x @ (q / np.linalg.norm(q) if metric == "cosine" else q)
+        np.testing.assert_allclose(idx.scores(q, others), want, rtol=1e-4, atol=1e-4)
+    idx.delete([7])
+    with pytest.raises(KeyError):
+        idx.scores(xq[0], [1, 7])
+    with pytest.raises(ValueError):
+        idx.scores(xq[:2], [1])
+    with pytest.raises(ValueError):
+        idx.scores(xq[0][:5], [1])
