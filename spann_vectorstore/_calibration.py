@@ -31,6 +31,7 @@ SEL_GRID = (0.1, 0.01)
 # filters allowing at most this many vectors are answered exactly by the index (see SpannIndex.search)
 EXACT_FILTER = 2048
 DEFAULT_SAMPLE = 300
+MIN_DEPTH = 8  # postings a target never goes below
 # a grid row stops once it reaches RECALL_CAP, or gains less than PLATEAU over two steps
 RECALL_CAP = 0.995
 PLATEAU = 0.002
@@ -127,7 +128,9 @@ class Calibration:
         if selectivity < 1:
             npr = self._filtered_depth(target, k, selectivity, npr)
             mdr = math.inf
-        return max(1, min(int(npr), int(self.n_probe[-1]))), mdr
+        # never fewer than the MIN_DEPTH nearest postings (the pruning keeps those anyway): on a small index,
+        # or with queries unlike the index's vectors, a shallower setting saves little and risks much
+        return max(min(MIN_DEPTH, int(self.n_probe[-1])), min(int(npr), int(self.n_probe[-1]))), mdr
 
     def _filtered_depth(self, target: float, k: int, selectivity: float, unfiltered: int) -> int:
         """Base depth for a filter: interpolated in log selectivity between the depths measured at the
