@@ -3,14 +3,20 @@ the names test_index.py imports: ``clustered``, ``exact``, ``recall``)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-import numpy as np
-import pytest
+# Results must not depend on how long Numba takes to compile: the first searches of a process are answered
+# exactly while the kernels compile in the background (spann_vectorstore._warmup) unless this says otherwise.
+# test_warmup.py tests that mode itself. Set before the package is imported (it reads it once).
+os.environ.setdefault("SPANN_COLD_START", "compile")
 
-from spann_vectorstore.evaluation import clustered  # noqa: F401  (re-exported)
-from spann_vectorstore.evaluation import exact_topk as exact  # noqa: F401
-from spann_vectorstore.evaluation import recall_at_k as recall  # noqa: F401
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from spann_vectorstore.evaluation import clustered  # noqa: E402, F401  (re-exported)
+from spann_vectorstore.evaluation import exact_topk as exact  # noqa: E402, F401
+from spann_vectorstore.evaluation import recall_at_k as recall  # noqa: E402, F401
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
