@@ -2107,7 +2107,8 @@ def _json_object(text: str) -> Any:
 
 def _pairs(res: Any) -> list[list[tuple[int, float]]]:
     """(id, score) per hit of each query of a search result, padding dropped."""
-    return [[(r, s) for r, s in zip(ids, scores) if r >= 0] for ids, scores in zip(res.ids.tolist(), res.scores.tolist())]
+    pairs = zip(res.ids.tolist(), res.scores.tolist())
+    return [[(r, s) for r, s in zip(ids, scores) if r >= 0] for ids, scores in pairs]
 
 
 def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:

@@ -11,12 +11,12 @@ from pathlib import Path
 # test_warmup.py tests that mode itself. Set before the package is imported (it reads it once).
 os.environ.setdefault("SPANN_COLD_START", "compile")
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+import numpy as np
+import pytest
 
-from spann_vectorstore.evaluation import clustered  # noqa: E402, F401  (re-exported)
-from spann_vectorstore.evaluation import exact_topk as exact  # noqa: E402, F401
-from spann_vectorstore.evaluation import recall_at_k as recall  # noqa: E402, F401
+from spann_vectorstore.evaluation import clustered  # noqa: F401  (re-exported)
+from spann_vectorstore.evaluation import exact_topk as exact  # noqa: F401
+from spann_vectorstore.evaluation import recall_at_k as recall  # noqa: F401
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
