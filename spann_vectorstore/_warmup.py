@@ -13,12 +13,19 @@ tiny index built from random vectors), and until that thread is done every searc
 of milliseconds at 100k. The twin is never shared and no lock of the collection is held while compiling, so
 writes, ``close()`` and other searches go on.
 
+A process that exits while the warm-up runs waits for the step in progress (up to ~30 s while a kernel
+compiles on a fresh install, well under a second with a warm cache): LLVM aborts the process
+("terminate called without an active exception") when the interpreter exits under a thread that is compiling
+or loading a kernel. A forked child drops an unfinished warm-up (its thread did not survive the fork) and
+starts its own on its first search.
+
 ``SPANN_COLD_START=compile`` (environment, read at import, or :data:`MODE`) restores the old behaviour: the
 first search compiles in the foreground (the test suite uses it so that results do not depend on timing).
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import tempfile
@@ -55,6 +62,29 @@ class _Warm:
 _LOCK = threading.Lock()
 _STATE: dict[tuple[bool, bool], _Warm] = {}
 _KIND: weakref.WeakKeyDictionary[Any, tuple[bool, bool]] = weakref.WeakKeyDictionary()
+_STOP = threading.Event()  # set at interpreter exit: the warm-up ends after its current step
+
+
+class _Stopped(Exception):
+    pass
+
+
+def _at_exit() -> None:
+    _STOP.set()
+    wait()
+
+
+def _after_fork() -> None:
+    """In a forked child: the kernels a finished warm-up compiled are in its memory; an unfinished one's
+    thread is gone, so its state is dropped (the child's next search starts a new one)."""
+    global _LOCK
+    _LOCK = threading.Lock()
+    for kind in [kind for kind, st in _STATE.items() if not st.batch.is_set()]:
+        del _STATE[kind]
+
+
+os.register_at_fork(after_in_child=_after_fork)
+atexit.register(_at_exit)
 
 
 def _kind(index: SpannIndex) -> tuple[bool, bool]:
@@ -121,17 +151,25 @@ def _twin(spec: tuple) -> tuple[SpannIndex, Path | None]:
     return SpannIndex.load(tmp, mmap=True, progress=False), tmp
 
 
+def _step(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    if _STOP.is_set():
+        raise _Stopped
+    return fn(*args, **kwargs)
+
+
 def _run(st: _Warm, spec: tuple) -> None:
     tmp = None
     try:
-        twin, tmp = _twin(spec)
+        twin, tmp = _step(_twin, spec)
         q = np.random.default_rng(1).standard_normal((2, twin.dim)).astype(np.float32)
         few = twin.ids[:5]
-        twin.search(q[0], k=10)  # probe + scan (search_single)
-        twin.search(q[0], k=10, allowed_ids=few)  # a small filter: exact over the allowed vectors
+        _step(twin.search, q[0], k=10)  # probe + scan (search_single)
+        _step(twin.search, q[0], k=10, allowed_ids=few)  # a small filter: exact over the allowed vectors
         st.single.set()
-        twin.search(q, k=10)  # search_batch
-        twin.search(q, k=10, allowed_ids=few)
+        _step(twin.search, q, k=10)  # search_batch
+        _step(twin.search, q, k=10, allowed_ids=few)
+    except _Stopped:
+        pass
     except BaseException as exc:  # searches then compile in the foreground, as without a warm-up
         st.error = exc
     finally:

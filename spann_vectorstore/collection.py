@@ -377,6 +377,8 @@ class Collection(metaclass=_SharedOpen):
         self._index: SpannIndex | None = None
         self._lockfile = None
         self.path = Path(path) if path is not None else None
+        # checked by a reader before every search: joined once (a Path join costs more than the stat)
+        self._files = None if path is None else (str(self.path / "docs.sqlite"), str(self.path / "index" / MANIFEST))
         self.index_threshold = int(index_threshold)
         if rebuild_growth is not None and rebuild_growth <= 1:
             raise ValueError(f"rebuild_growth must be > 1 or None, got {rebuild_growth!r}")
@@ -750,7 +752,7 @@ class Collection(metaclass=_SharedOpen):
 
     def _manifest_sig(self) -> tuple[int, int, int] | None:
         try:
-            st = os.stat(self.path / "index" / MANIFEST)
+            st = os.stat(self._files[1])
         except FileNotFoundError:
             return None
         return (st.st_ino, st.st_mtime_ns, st.st_size)
@@ -796,7 +798,7 @@ class Collection(metaclass=_SharedOpen):
 
     def _check_files(self) -> None:
         fl = self._follower
-        db_file = self.path / "docs.sqlite"
+        db_file = self._files[0]
         try:
             ino = os.stat(db_file).st_ino
         except FileNotFoundError:
