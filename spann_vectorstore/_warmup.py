@@ -92,7 +92,7 @@ def _kind(index: SpannIndex) -> tuple[bool, bool]:
     read-only array, a different Numba type). Cached per index; a build in place changes it."""
     kind = _KIND.get(index)
     if kind is None or kind[0] != (index.n_heads > 0):
-        kind = (index.n_heads > 0, bool(index.stats()["vectors_mmapped"]))
+        kind = (index.n_heads > 0, index.vectors_mmapped)
         _KIND[index] = kind
     return kind
 

@@ -812,6 +812,11 @@ class SpannIndex:
     # ------------------------------------------------------------------------------------------------------
     # exact search without the kernels (first use, see _warmup)
     # ------------------------------------------------------------------------------------------------------
+    @property
+    def vectors_mmapped(self) -> bool:
+        """Whether the full vectors are memory-mapped from a snapshot (``stats()["vectors_mmapped"]``, cheaply)."""
+        return self._vectors.mmapped
+
     def search_exact(self, queries: Any, k: int = 10, *, allowed_ids: Any = None) -> SearchResult:
         """Exact top-``k`` by BLAS over the stored vectors, with no Numba kernel (nothing to compile): the
         format and tie order of :meth:`search` with every vector compared (recall 1), ``allowed_ids`` as

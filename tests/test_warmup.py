@@ -188,6 +188,46 @@ def test_compile_mode_never_starts_a_warm_up(monkeypatch):
     assert _warmup.ready(idx, 1) and _warmup._STATE == {}
 
 
+def _child_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "integrations"), env.get("PYTHONPATH", "")])
+    env.update(extra)
+    return env
+
+
+def test_a_process_exiting_during_the_warm_up_exits_cleanly(tmp_path):
+    """Exiting right after the first search (the warm-up still loading kernels) used to abort the process in
+    LLVM's teardown ("terminate called without an active exception", exit status 134)."""
+    col, _ = _collection(tmp_path / "c", n=5000)
+    col.close()
+    child = (
+        "import sys, numpy as np\n"
+        "from spann_vectorstore import Collection\n"
+        "col = Collection.open(sys.argv[1])\n"
+        "print(len(col.search(np.ones(24, np.float32), k=3)))\n"
+    )
+    for _ in range(3):
+        out = subprocess.run(
+            [sys.executable, "-c", child, str(tmp_path / "c")],
+            capture_output=True,
+            text=True,
+            env=_child_env(SPANN_COLD_START="exact"),
+            timeout=900,
+        )
+        assert out.returncode == 0 and out.stdout.strip() == "3", (out.returncode, out.stderr[-2000:])
+
+
+def test_a_forked_child_drops_an_unfinished_warm_up(monkeypatch):
+    done, half = _warmup._Warm(), _warmup._Warm()
+    done.single.set()
+    done.batch.set()
+    half.single.set()
+    monkeypatch.setattr(_warmup, "_STATE", {(True, True): done, (True, False): half})
+    monkeypatch.setattr(_warmup, "_LOCK", _warmup._LOCK)  # restored after the test
+    _warmup._after_fork()
+    assert _warmup._STATE == {(True, True): done}
+
+
 @pytest.mark.slow
 def test_fresh_process_with_an_empty_numba_cache_answers_at_once(tmp_path):
     """A fresh process with an empty compile cache: the first search returns the exact top k within seconds
@@ -217,11 +257,8 @@ col.search(np.stack([q, q]), k=5)
 col.close()
 print(json.dumps({"open": t1 - t0, "first": t3 - t2, "ids": first, "later": later, "ok": ok, "compiled": compiled}))
 """
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "integrations"), env.get("PYTHONPATH", "")])
-    env["SPANN_COLD_START"] = "exact"
     with tempfile.TemporaryDirectory() as cache:
-        env["NUMBA_CACHE_DIR"] = cache
+        env = _child_env(SPANN_COLD_START="exact", NUMBA_CACHE_DIR=cache)
         out = subprocess.run(
             [sys.executable, "-c", child, str(tmp_path / "c")], capture_output=True, text=True, env=env, timeout=1200
         )
