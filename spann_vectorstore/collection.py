@@ -1589,11 +1589,7 @@ class Collection(metaclass=_SharedOpen):
         """The dense leg of a hybrid search: (rowid, score) best first, the top ``n`` per query. Unlike
         :meth:`_ranked` it does not extend the list over ties at the n-th place: the pool only needs its
         members (the index orders equal scores by rowid, so the cut is deterministic)."""
-        res = self._index.search(arr, k=n, n_probe=n_probe, allowed_ids=allowed)
-        out = []
-        for ids, scores in zip(res.ids.tolist(), res.scores.tolist()):
-            out.append([(r, s) for r, s in zip(ids, scores) if r >= 0])
-        return out
+        return _pairs(self._index_search(arr, n, n_probe, allowed))
 
     def _fused(
         self,

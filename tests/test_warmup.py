@@ -104,9 +104,14 @@ def _collection(path: Path | None, n: int = 6000, metric: str = "ip") -> tuple[C
     return col, x
 
 
+def _no_kernels(*args, **kwargs):
+    raise AssertionError("SpannIndex.search (the kernels) was called while cold")
+
+
 @pytest.mark.parametrize("metric", ["ip", "l2"])
-def test_collection_answers_exactly_with_filters_while_cold(tmp_path, cold, metric):
+def test_collection_answers_exactly_with_filters_while_cold(tmp_path, cold, metric, monkeypatch):
     col, x = _collection(tmp_path / "c", metric=metric)
+    monkeypatch.setattr(SpannIndex, "search", _no_kernels)  # every search below takes the exact path
     try:
         assert col.index.n_heads > 0
         q = _data(5, 24, seed=4)
@@ -125,6 +130,7 @@ def test_collection_answers_exactly_with_filters_while_cold(tmp_path, cold, metr
             np.testing.assert_array_equal(single[0].vector, x[int(single[0].id[1:])])
         hyb = col.hybrid_search("text 12", q[0], k=5, filter={"even": True})
         assert hyb and all(h.metadata["even"] for h in hyb)
+        assert col.hybrid_search(["text 12", "text 13"], q[:2], k=5)[1]
         with pytest.raises(ValueError, match="n_probe"):
             col.search(q[0], k=3, n_probe=0)
     finally:
