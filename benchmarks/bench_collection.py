@@ -64,6 +64,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+os.environ.setdefault("SPANN_COLD_START", "compile")  # steady-state search: no exact answers during compiles
+
 import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

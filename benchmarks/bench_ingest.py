@@ -48,6 +48,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+os.environ.setdefault("SPANN_COLD_START", "compile")  # steady-state search: no exact answers during compiles
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = REPO_ROOT.parent / "shared" / "data"
 if str(REPO_ROOT) not in sys.path:

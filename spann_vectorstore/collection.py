@@ -41,6 +41,7 @@ import fcntl
 import functools
 import inspect
 import json
+import operator
 import os
 import re
 import shutil
@@ -57,7 +58,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import fulltext
+from . import _warmup, fulltext
 from ._bm25 import BM25Index
 from ._integrity import (
     RECOVER_INDEX,
@@ -385,6 +386,8 @@ class Collection(metaclass=_SharedOpen):
         self._index: SpannIndex | None = None
         self._lockfile = None
         self.path = Path(path) if path is not None else None
+        # checked by a reader before every search: joined once (a Path join costs more than the stat)
+        self._files = None if path is None else (str(self.path / "docs.sqlite"), str(self.path / "index" / MANIFEST))
         self.index_threshold = int(index_threshold)
         if rebuild_growth is not None and rebuild_growth <= 1:
             raise ValueError(f"rebuild_growth must be > 1 or None, got {rebuild_growth!r}")
@@ -758,7 +761,7 @@ class Collection(metaclass=_SharedOpen):
 
     def _manifest_sig(self) -> tuple[int, int, int] | None:
         try:
-            st = os.stat(self.path / "index" / MANIFEST)
+            st = os.stat(self._files[1])
         except FileNotFoundError:
             return None
         return (st.st_ino, st.st_mtime_ns, st.st_size)
@@ -804,7 +807,7 @@ class Collection(metaclass=_SharedOpen):
 
     def _check_files(self) -> None:
         fl = self._follower
-        db_file = self.path / "docs.sqlite"
+        db_file = self._files[0]
         try:
             ino = os.stat(db_file).st_ino
         except FileNotFoundError:
@@ -1427,7 +1430,7 @@ class Collection(metaclass=_SharedOpen):
     def _hit(self, row: tuple, score: float | None, include_vectors: bool) -> Hit:
         try:  # a damaged record can read as NULLs and column defaults, without an error from SQLite
             vec = np.frombuffer(row[3], dtype=np.float32).copy() if include_vectors else None
-            meta = json.loads(row[2])
+            meta = _json_object(row[2])
             ok = isinstance(row[0], str) and isinstance(meta, dict) and (vec is None or vec.shape == (self.dim,))
         except (TypeError, ValueError):
             ok = False
@@ -1608,11 +1611,7 @@ class Collection(metaclass=_SharedOpen):
         """The dense leg of a hybrid search: (rowid, score) best first, the top ``n`` per query. Unlike
         :meth:`_ranked` it does not extend the list over ties at the n-th place: the pool only needs its
         members (the index orders equal scores by rowid, so the cut is deterministic)."""
-        res = self._index.search(arr, k=n, allowed_ids=allowed, **depth)
-        out = []
-        for ids, scores in zip(res.ids.tolist(), res.scores.tolist()):
-            out.append([(r, s) for r, s in zip(ids, scores) if r >= 0])
-        return out
+        return _pairs(self._index_search(arr, n, depth, allowed))
 
     def _fused(
         self,
@@ -1780,49 +1779,61 @@ class Collection(metaclass=_SharedOpen):
     ) -> list[list[Hit]]:
         """Hits for ranked ``(rowid, score)`` lists: documents fetched from SQLite, equal scores in increasing
         string id order (so the answer does not depend on insertion or reopen order), at most ``k`` each."""
-        rows = {}
-        cols = "rowid, id, text, metadata" + (", vector" if include_vectors else "")
         # only the first k of each list and those tied with the k-th are fetched
         ranked = [h if len(h) <= k else h[:k] + [rs for rs in h[k:] if rs[1] == h[k - 1][1]] for h in ranked]
-        with self._db_lock:
-            wanted = sorted({r for hits in ranked for r, _ in hits})
-            for chunk in _chunks(wanted, 900):
-                q = f"SELECT {cols} FROM docs WHERE rowid IN ({','.join('?' * len(chunk))})"
-                for row in self._db.execute(q, chunk):
-                    rows[row[0]] = row[1:]
+        rows = self._rows_by_rowid({r for hits in ranked for r, _ in hits}, include_vectors)
         if higher_better is None:
             higher_better = self.metric != "l2"
         if isinstance(higher_better, bool):
             higher_better = [higher_better] * len(ranked)
         out = []
         for hits, higher in zip(ranked, higher_better):
-            sign = -1.0 if higher else 1.0
             found = [(r, s) for r, s in hits if r in rows]
-            found.sort(key=lambda rs: (sign * rs[1], rows[rs[0]][0]))
+            scores = [s for _, s in found]
+            if not all(map(operator.gt if higher else operator.lt, scores, scores[1:])):  # else already in order
+                sign = -1.0 if higher else 1.0
+                found.sort(key=lambda rs: (sign * rs[1], rows[rs[0]][0]))
             out.append([self._hit(rows[r], s, include_vectors) for r, s in found[:k]])
         return out
+
+    def _rows_by_rowid(self, wanted: set[int], include_vectors: bool) -> dict[int, tuple]:
+        """``rowid -> (id, text, metadata[, vector])`` of the rows in ``wanted`` that exist: one prepared
+        SELECT per 900 rowids (SQLite caches the statement per length; a query's hits take one)."""
+        cols = "rowid, id, text, metadata" + (", vector" if include_vectors else "")
+        rows = {}
+        with self._db_lock:
+            for chunk in _chunks(sorted(wanted), 900) if len(wanted) > 900 else [list(wanted)]:
+                q = f"SELECT {cols} FROM docs WHERE rowid IN ({','.join('?' * len(chunk))})"
+                for row in self._db.execute(q, chunk):
+                    rows[row[0]] = row[1:]
+        return rows
 
     def _ranked(self, arr: np.ndarray, k: int, depth: dict[str, Any], allowed: np.ndarray | None) -> list[list]:
         """(rowid, score) best first per query: the top ``k`` from the index, plus every result tied with the
         k-th score (the index breaks ties by rowid; the caller breaks them by string id). Asks the index for
         one extra result and, only for queries where it ties with the k-th, for more until the tie ends."""
         want = k + 1
-        res = self._index.search(arr, k=want, allowed_ids=allowed, **depth)
-        ids, scores = res.ids, res.scores
-        ranked = [[(int(r), float(s)) for r, s in zip(ids[i], scores[i]) if r >= 0] for i in range(len(ids))]
+        ranked = _pairs(self._index_search(arr, want, depth, allowed))
         while True:
             tied = [i for i, h in enumerate(ranked) if len(h) == want and h[-1][1] == h[k - 1][1]]
             if not tied or want >= len(self._index):
                 break
             want = min(2 * want, len(self._index))
             q = arr[None, :] if arr.ndim == 1 else arr[tied]
-            more = self._index.search(q, k=want, allowed_ids=allowed, **depth)
-            for j, i in enumerate(tied):
-                ranked[i] = [(int(r), float(s)) for r, s in zip(more.ids[j], more.scores[j]) if r >= 0]
+            for i, h in zip(tied, _pairs(self._index_search(q, want, depth, allowed))):
+                ranked[i] = h
         for h in ranked:
             if len(h) > k:
                 h[k:] = [rs for rs in h[k:] if rs[1] == h[k - 1][1]]
         return ranked
+
+    def _index_search(self, q: np.ndarray, k: int, depth: dict[str, Any], allowed: np.ndarray | None) -> Any:
+        """The index's top ``k`` at ``depth`` (see :meth:`_depth`, already checked); exact (BLAS) while the
+        search kernels compile on this process's first use."""
+        idx = self._index
+        if _warmup.ready(idx, 1 if q.ndim == 1 else len(q)):
+            return idx.search(q, k=k, allowed_ids=allowed, **depth)
+        return idx.search_exact(q, k=k, allowed_ids=allowed)
 
     @_names_damage
     def stats(self) -> dict[str, Any]:
@@ -2099,6 +2110,25 @@ _RECOVER_TEXT = (
     "it is derived from the texts: delete the 'fts' row of the settings table "
     "(sqlite3 docs.sqlite \"DELETE FROM settings WHERE key = 'fts'\") and it is rebuilt on the next open"
 )
+
+
+_scan_json = json.JSONDecoder().scan_once  # the C scanner: json.loads less its two regex passes (1.4 -> 0.4 us)
+
+
+def _json_object(text: str) -> Any:
+    """``json.loads(text)`` for the stored metadata (compact JSON written by ``json.dumps``), faster; anything
+    else (whitespace around it, bytes, damage) goes to ``json.loads``, which decides."""
+    try:
+        obj, end = _scan_json(text, 0)
+    except (StopIteration, TypeError):
+        return json.loads(text)
+    return obj if end == len(text) else json.loads(text)
+
+
+def _pairs(res: Any) -> list[list[tuple[int, float]]]:
+    """(id, score) per hit of each query of a search result, padding dropped."""
+    pairs = zip(res.ids.tolist(), res.scores.tolist())
+    return [[(r, s) for r, s in zip(ids, scores) if r >= 0] for ids, scores in pairs]
 
 
 def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:

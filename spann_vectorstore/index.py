@@ -1146,3 +1146,28 @@ class SpannIndex:
             return 0
         files = [*snap.iterdir(), snap.parent / _storage.MANIFEST]
         return int(sum(f.stat().st_size for f in files if f.is_file()))
+
+    # ------------------------------------------------------------------------------------------------------
+    # exact search without the kernels (first use, see _warmup)
+    # ------------------------------------------------------------------------------------------------------
+    @property
+    def vectors_mmapped(self) -> bool:
+        """Whether the full vectors are memory-mapped from a snapshot (``stats()["vectors_mmapped"]``, cheaply)."""
+        return self._vectors.mmapped
+
+    def search_exact(self, queries: Any, k: int = 10, *, allowed_ids: Any = None) -> SearchResult:
+        """Exact top-``k`` by BLAS over the stored vectors, with no Numba kernel (nothing to compile): the
+        format and tie order of :meth:`search` with every vector compared (recall 1), ``allowed_ids`` as
+        there. A ``Collection`` answers with it while the kernels compile on first use (see ``_warmup``)."""
+        from ._warmup import exact_topk
+
+        k = self._check_k(k)
+        q = self._as_matrix(queries, "queries", allow_1d=True)
+        allowed = None
+        if allowed_ids is not None:
+            pos = self._idmap.lookup(np.asarray(allowed_ids, dtype=np.int64).reshape(-1))
+            allowed = pos[pos >= 0]
+        vec, idm = self._vectors, self._idmap
+        alpha = 1.0 if self.metric == "l2" else 0.0
+        out_idx, out_sim, stats = exact_topk(q, k, [vec.base, vec.tail], vec.xn2, idm.ids, idm.deleted, allowed, alpha)
+        return self._finish(q, out_idx, out_sim, stats)

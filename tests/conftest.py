@@ -3,7 +3,13 @@ the names test_index.py imports: ``clustered``, ``exact``, ``recall``)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+# Results must not depend on how long Numba takes to compile: the first searches of a process are answered
+# exactly while the kernels compile in the background (spann_vectorstore._warmup) unless this says otherwise.
+# test_warmup.py tests that mode itself. Set before the package is imported (it reads it once).
+os.environ.setdefault("SPANN_COLD_START", "compile")
 
 import numpy as np
 import pytest

@@ -414,9 +414,10 @@ class SPANNVectorStore(VectorStore):
                 "(was it built with another embedding model?)"
             )
             raise ValueError(msg)
-        if self.metric == "ip" and not self._warned_norm and np.isfinite(arr).all():
-            norms = np.linalg.norm(arr, axis=1)
-            if np.abs(norms - 1.0).max() > _NORM_TOLERANCE:
+        if self.metric == "ip" and not self._warned_norm:
+            n2 = np.einsum("ij,ij->i", arr, arr)  # one pass (a query's check was ~8 us with isfinite + norm)
+            norms = np.sqrt(n2)
+            if np.isfinite(n2).all() and np.abs(norms - 1.0).max() > _NORM_TOLERANCE:
                 self._warned_norm = True
                 warnings.warn(
                     "metric='ip' expects normalised embeddings, but these have norms "
