@@ -25,8 +25,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from spann_vectorstore import SpannIndex  # noqa: E402
-from spann_vectorstore.evaluation import exact_topk, recall_at_k, synthetic_dataset  # noqa: E402
+from spann_vectorstore import SpannIndex
+from spann_vectorstore.evaluation import exact_topk, recall_at_k, synthetic_dataset
 
 TARGETS = (0.90, 0.95, 0.99)
 FIXED = (4, 6, 8, 11, 16, 23, 32, 45, 64, 91, 128, 181, 256, 362, 512)
@@ -129,7 +129,7 @@ def main() -> None:
         results += run_set(f"synthetic {n}x{dim}", xb, xq, args.rounds, filters=False)
     summary = {
         "all_targets_within_0.01": all(t["ok_recall"] for r in results for t in r["targets"]),
-        "min_qps_ratio": min((t.get("qps_ratio_vs_best_fixed", math.nan) for r in results for t in r["targets"])),
+        "min_qps_ratio": min(t.get("qps_ratio_vs_best_fixed", math.nan) for r in results for t in r["targets"]),
         "max_estimate_error": max(abs(r["estimate"]["error"]) for r in results if "estimate" in r),
     }
     doc = {"summary": summary, "results": results, "when": time.strftime("%Y-%m-%d %H:%M:%S")}
