@@ -1410,7 +1410,8 @@ class Collection(metaclass=_SharedOpen):
         matching documents from the index instead of scanning every document's metadata (Qdrant's payload
         index). ``type`` (Qdrant's names): ``"keyword"`` (strings), ``"integer"`` or ``"float"`` (numbers:
         the filter language has one number type, so both index every number), ``"bool"``; ``None`` infers it
-        from the values stored (the most frequent of the three kinds). Returns the type.
+        from the values stored (the most frequent of the three kinds; ``"integer"`` when every number is one).
+        Returns the type.
 
         The index holds the field's values of that type; ``$eq``, ``$in``, ``$gt``/``$gte``/``$lt``/``$lte``
         with an operand of that type use it, and ``$and``/``$or`` of such conditions (SQLite combines the
@@ -1455,7 +1456,7 @@ class Collection(metaclass=_SharedOpen):
                 f"cannot infer the index type of field {field!r}: no document holds a string, number or boolean "
                 f"there; give type= one of {tuple(INDEX_TYPES)}"
             )
-        return best
+        return "integer" if best == "float" and not counts.get("real") else best
 
     def _build_field_index(self, field: str, typ: str) -> None:
         """CREATE INDEX (inside the caller's transaction), with a progress bar for a large collection: SQLite
