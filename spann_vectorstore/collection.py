@@ -254,6 +254,15 @@ class _Rebuild:
         self.error: BaseException | None = None
 
 
+@dataclass
+class _Allowed:
+    """A filter's matching rowids as of write sequence ``seq``, when the largest rowid was ``top``."""
+
+    seq: int
+    top: int
+    rows: np.ndarray
+
+
 class _Follower:
     """A read-only handle's position behind the writer: the committed sequence and the largest rowid its index
     reflects, what it last saw of the database (``PRAGMA data_version``, the inode of docs.sqlite) and of the
@@ -396,7 +405,7 @@ class Collection(metaclass=_SharedOpen):
         self._rebuild: _Rebuild | None = None  # a background rebuild in progress
         self.snapshot_every = int(snapshot_every)
         self._progress = progress
-        self._filter_cache: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
+        self._filter_cache: OrderedDict[str, _Allowed] = OrderedDict()  # by filter_key (see _allowed)
         self._field_indexes: dict[str, str] = {}  # field -> index type (settings 'field_indexes'; create_index)
         self._bm25: BM25Index | None = None  # BM25 ranking over the text index, built on the first text query
         self._bm25_pending: list[tuple[int, str | None]] = []  # texts added since, indexed at the next one
@@ -917,7 +926,6 @@ class Collection(metaclass=_SharedOpen):
             fl.swaps += 1
         fl.seq = self._seq = max(seq, fl.seq)
         fl.max_rowid = max(fl.max_rowid, top)
-        self._filter_cache.clear()
 
     def _follow(self, sig: tuple[int, int, int]) -> None:
         """Load the writer's new snapshot on a background thread, then swap it in (searches go on meanwhile)."""
@@ -1168,7 +1176,6 @@ class Collection(metaclass=_SharedOpen):
 
     def _after_write(self, n: int) -> None:
         self._changed += n
-        self._filter_cache.clear()
         self._maybe_build()
         if self.path is not None and (self._changed >= self.snapshot_every or self._publish):
             try:
@@ -1442,7 +1449,7 @@ class Collection(metaclass=_SharedOpen):
                 except BaseException:
                     self._db.execute("ROLLBACK")
                     raise
-            self._field_indexes = self._stored_field_indexes()
+                self._field_indexes = self._stored_field_indexes()
             return self._field_indexes[field]
 
     def _infer_index_type(self, field: str) -> str:
@@ -1499,7 +1506,7 @@ class Collection(metaclass=_SharedOpen):
                 except BaseException:
                     self._db.execute("ROLLBACK")
                     raise
-            self._field_indexes = self._stored_field_indexes()
+                self._field_indexes = self._stored_field_indexes()
 
     @_names_damage
     def list_indexes(self) -> dict[str, str]:
@@ -1585,20 +1592,48 @@ class Collection(metaclass=_SharedOpen):
         return compile_filter(flt, self._field_indexes)
 
     def _allowed(self, flt: dict[str, Any]) -> np.ndarray:
-        """Rowids matching ``flt`` (cached per filter until the next write)."""
-        key = (filter_key(flt), self._seq)
+        """Rowids matching ``flt``. Cached per filter (32 filters, least recently used out) with the write
+        sequence they reflect; a cached entry behind the current sequence is brought forward by the writes
+        since (rows above its largest rowid that match, rows in the ``removed`` log since its sequence: rowids
+        only grow), so a repeated filter costs the new rows, not a scan, while a writer adds. In memory (no
+        log) or behind the pruned log, it is evaluated again."""
+        key = filter_key(flt)
         with self._db_lock:  # readers run concurrently: the cache is guarded with the connection
             hit = self._filter_cache.get(key)
             if hit is not None:
                 self._filter_cache.move_to_end(key)
-                return hit
+                if hit.seq >= self._seq:
+                    return hit.rows
         where, params = self._compile(flt)  # only on a miss (a long $in list costs milliseconds)
         with self._db_lock:
-            arr = _rowid_array(self._db.execute(f"SELECT group_concat(rowid) FROM docs WHERE {where}", params))
-            self._filter_cache[key] = arr
+            entry = self._allowed_rows(where, params, self._filter_cache.get(key))
+            self._filter_cache[key] = entry
+            self._filter_cache.move_to_end(key)
             while len(self._filter_cache) > 32:
                 self._filter_cache.popitem(last=False)
-        return arr
+        return entry.rows
+
+    def _allowed_rows(self, where: str, params: list[Any], old: _Allowed | None) -> _Allowed:
+        """The rows matching ``where`` (with the connection lock), from ``old`` when the log reaches it."""
+        db = self._db
+        own = not db.in_transaction
+        if own:
+            db.execute("BEGIN")  # one read snapshot for the rows, the sequence and the log
+        try:
+            seq = _stored_seq(db) if self.path is not None else self._seq
+            top = int(db.execute("SELECT coalesce(max(rowid), 0) FROM docs").fetchone()[0])
+            if old is not None and self.path is not None and old.seq >= _stored_int(db, "removed_after"):
+                q = f"SELECT group_concat(rowid) FROM docs WHERE rowid > ? AND {where}"
+                new = _rowid_array(db.execute(q, [old.top, *params]))
+                gone = _rowid_array(db.execute("SELECT group_concat(row) FROM removed WHERE seq > ?", [old.seq]))
+                rows = old.rows[~np.isin(old.rows, gone)] if len(gone) else old.rows
+                rows = np.concatenate([rows, new]) if len(new) else rows
+            else:
+                rows = _rowid_array(db.execute(f"SELECT group_concat(rowid) FROM docs WHERE {where}", params))
+        finally:
+            if own:
+                db.execute("COMMIT")
+        return _Allowed(max(seq, self._seq), top, rows)
 
     @_names_damage
     def search(
@@ -2147,7 +2182,8 @@ def copy_collection(
     ``path`` raises ``FileExistsError`` unless ``overwrite`` (then it is replaced); so does a non-empty
     directory that holds no collection (never replaced). Copying a collection onto its own directory raises
     ``ValueError``. Documents are read ``batch_size`` at a time through the public API; writes to the source
-    during the copy may or may not be in it.
+    during the copy may or may not be in it. A source with ``list_indexes()`` (a Collection) has its field
+    indexes made on the copy.
     """
     positive_int(batch_size, "batch_size")
     target = Path(path)
@@ -2175,6 +2211,8 @@ def copy_collection(
                 if hits:
                     vectors = np.stack([h.vector for h in hits])
                     dst.add(vectors, [h.text for h in hits], [h.metadata for h in hits], [h.id for h in hits])
+            for fld, typ in (getattr(source, "list_indexes", dict)()).items():  # a Collection's field indexes
+                dst.create_index(fld, typ)
         old = None
         if target.exists():
             old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
