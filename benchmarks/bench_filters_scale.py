@@ -48,8 +48,8 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from spann_vectorstore import Collection  # noqa: E402
-from spann_vectorstore.evaluation import exact_topk, recall_at_k, synthetic_dataset  # noqa: E402
+from spann_vectorstore import Collection
+from spann_vectorstore.evaluation import exact_topk, recall_at_k, synthetic_dataset
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -137,6 +137,12 @@ def main() -> None:
     ap.add_argument("--writer-batch", type=int, default=100)
     ap.add_argument("--dir", default=None, help="where to put the collection (default: a temp dir, removed)")
     ap.add_argument("--skip-optimize", action="store_true")
+    ap.add_argument(
+        "--reuse",
+        action="store_true",
+        help="open the collection a run with the same --dir, --n, --dim left (its field indexes dropped) and "
+        "run the search phases (3)-(7) only",
+    )
     args = ap.parse_args()
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out_file = RESULTS / f"filters-scale-{stamp}.json"
@@ -156,97 +162,124 @@ def main() -> None:
     res["selectivity"] = {name: float(np.mean([allowed_mask(meta, f).mean() for f in fl])) for name, fl in flts.items()}
     base = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="bench-filters-"))
     path = base / "col"
-    shutil.rmtree(path, ignore_errors=True)
+    if not args.reuse:
+        shutil.rmtree(path, ignore_errors=True)
     try:
-        # (1) ingest
-        col = Collection(path, dim=d, metric="ip", progress=False)
-        snaps: list[tuple[int, float]] = []  # (documents, seconds) of each index snapshot, for attribution
-        snapshot = col._snapshot
-
-        def timed_snapshot() -> None:
+        if args.reuse:
             t = time.perf_counter()
-            snapshot()
-            snaps.append((len(col._index), time.perf_counter() - t))
-
-        col._snapshot = timed_snapshot
-        windows, t_win, t0 = [], time.perf_counter(), time.perf_counter()
-        for s in range(0, n, args.batch):
-            e = min(n, s + args.batch)
-            metas = [
-                {"tenant": f"t{meta['tenant'][i]}", "tier": int(meta["tier"][i]), "score": float(meta["score"][i])}
-                for i in range(s, e)
-            ]
-            col.add(xb[s:e], [f"document {i}" for i in range(s, e)], metas, [str(i) for i in range(s, e)])
-            if e % 100_000 == 0 or e == n:
-                now = time.perf_counter()
-                windows.append({"docs": e, "vectors_per_s": (e - (windows[-1]["docs"] if windows else 0)) / (now - t_win)})
-                t_win = now
-                print(f"ingest {e}: {windows[-1]['vectors_per_s']:.0f}/s", flush=True)
-        col.wait_for_index()
-        res["ingest"] = {"seconds": time.perf_counter() - t0, "windows": windows, "snapshots": snaps}
-        res["ingest"]["vectors_per_s"] = n / res["ingest"]["seconds"]
-        res["disk_bytes_per_doc_after_ingest"] = col.stats()["bytes_disk"] / n
-        save()
-        # (2) optimize, disk
-        if not args.skip_optimize:
-            t = time.perf_counter()
-            col.optimize()
-            res["optimize_s"] = time.perf_counter() - t
-        st = col.stats()
-        raw = d * 4 + np.mean([len(f"document {i}") for i in range(1000)]) + 60  # vector + text + ~metadata JSON
-        res["disk"] = {"bytes_per_doc": st["bytes_disk"] / n, "raw_bytes_per_doc": raw, "ratio": st["bytes_disk"] / n / raw}
-        res["disk"]["files"] = {
-            str(p.relative_to(path)): p.stat().st_size for p in path.rglob("*") if p.is_file() and p.stat().st_size > 1e6
-        }
-        print("disk", res["disk"], flush=True)
-        save()
-        col.search(xq[0], k=10)  # warm
-        # (3) without indexes
-        res["search_no_index"] = {
-            name: search_phase(col, xq[: args.nq_scan], fl[: args.nq_scan], gts[name]) for name, fl in flts.items()
-        }
-        print("no index", res["search_no_index"], flush=True)
-        save()
-        # (4) indexes
-        res["create_index_s"] = {}
-        for field, typ in (("tenant", "keyword"), ("score", "float"), ("tier", "integer")):
-            t = time.perf_counter()
-            col.create_index(field, typ)
-            res["create_index_s"][field] = time.perf_counter() - t
-        save()
-        # (5) with indexes
-        res["search_indexed"] = {name: search_phase(col, xq, fl, gts[name]) for name, fl in flts.items()}
-        print("indexed", res["search_indexed"], flush=True)
-        save()
-        # (6) with a concurrent writer
-        res["search_indexed_writer"] = {}
-        for name, fl in flts.items():
-            w = Writer(col, d, args.writer_batch)
-            w.start()
-            time.sleep(0.5)
-            row = search_phase(col, xq, fl, gts[name])
-            w.stop.set()
-            w.join()
-            row["writer_docs_per_s"] = w.added / w.seconds
-            row["writer_batches"] = w.batches
-            res["search_indexed_writer"][name] = row
-            print("indexed + writer", name, row, flush=True)
-            save()
-        # (7) reopen
-        col.close()
-        t = time.perf_counter()
-        col = Collection.open(path)
-        t_open = time.perf_counter() - t
-        col.search(xq[0], k=10, filter=flts["tenant_1pct"][0])
-        res["reopen"] = {"open_s": t_open, "first_filtered_search_s": time.perf_counter() - t - t_open}
-        res["indexes_after_reopen"] = col.list_indexes()
-        col.close()
+            col = Collection.open(path, progress=False)
+            res["reused_open_s"] = time.perf_counter() - t
+            for field in col.list_indexes():
+                col.drop_index(field)
+            col.delete(filter={"tenant": "writer"})  # a previous run's writer documents
+            assert col.count() == n, f"the collection at {str(path)!r} holds {col.count()} documents, not {n}"
+        else:
+            col = ingest_and_optimize(path, xb, meta, args, res, save)
+        search_phases(col, path, xq, flts, gts, args, res, save)
     finally:
         res["loadavg_end"] = os.getloadavg()
         save()
         if not args.dir:
             shutil.rmtree(base, ignore_errors=True)
     print(json.dumps(res, indent=1))
+
+
+def ingest_and_optimize(
+    path: Path, xb: np.ndarray, meta: dict, args: argparse.Namespace, res: dict, save
+) -> Collection:
+    """Phases (1) and (2)."""
+    n, d = xb.shape
+    # (1) ingest
+    col = Collection(path, dim=d, metric="ip", progress=False)
+    snaps: list[tuple[int, float]] = []  # (documents, seconds) of each index snapshot, for attribution
+    snapshot = col._snapshot
+
+    def timed_snapshot() -> None:
+        t = time.perf_counter()
+        snapshot()
+        snaps.append((len(col._index), time.perf_counter() - t))
+
+    col._snapshot = timed_snapshot
+    windows, t_win, t0 = [], time.perf_counter(), time.perf_counter()
+    for s in range(0, n, args.batch):
+        e = min(n, s + args.batch)
+        metas = [
+            {"tenant": f"t{meta['tenant'][i]}", "tier": int(meta["tier"][i]), "score": float(meta["score"][i])}
+            for i in range(s, e)
+        ]
+        col.add(xb[s:e], [f"document {i}" for i in range(s, e)], metas, [str(i) for i in range(s, e)])
+        if e % 100_000 == 0 or e == n:
+            now = time.perf_counter()
+            windows.append({"docs": e, "vectors_per_s": (e - (windows[-1]["docs"] if windows else 0)) / (now - t_win)})
+            t_win = now
+            print(f"ingest {e}: {windows[-1]['vectors_per_s']:.0f}/s", flush=True)
+    col.wait_for_index()
+    res["ingest"] = {"seconds": time.perf_counter() - t0, "windows": windows, "snapshots": snaps}
+    res["ingest"]["vectors_per_s"] = n / res["ingest"]["seconds"]
+    res["disk_bytes_per_doc_after_ingest"] = col.stats()["bytes_disk"] / n
+    save()
+    # (2) optimize, disk
+    if not args.skip_optimize:
+        t = time.perf_counter()
+        col.optimize()
+        res["optimize_s"] = time.perf_counter() - t
+    st = col.stats()
+    raw = d * 4 + np.mean([len(f"document {i}") for i in range(1000)]) + 60  # vector + text + ~metadata JSON
+    res["disk"] = {"bytes_per_doc": st["bytes_disk"] / n, "raw_bytes_per_doc": raw, "ratio": st["bytes_disk"] / n / raw}
+    res["disk"]["files"] = {
+        str(p.relative_to(path)): p.stat().st_size for p in path.rglob("*") if p.is_file() and p.stat().st_size > 1e6
+    }
+    print("disk", res["disk"], flush=True)
+    save()
+    return col
+
+
+def search_phases(
+    col: Collection, path: Path, xq, flts: dict, gts: dict, args: argparse.Namespace, res: dict, save
+) -> None:
+    """Phases (3)-(7)."""
+    d = xq.shape[1]
+    col.search(xq[0], k=10)  # warm
+    # (3) without indexes
+    res["search_no_index"] = {
+        name: search_phase(col, xq[: args.nq_scan], fl[: args.nq_scan], gts[name]) for name, fl in flts.items()
+    }
+    print("no index", res["search_no_index"], flush=True)
+    save()
+    # (4) indexes
+    res["create_index_s"] = {}
+    for field, typ in (("tenant", "keyword"), ("score", "float"), ("tier", "integer")):
+        t = time.perf_counter()
+        col.create_index(field, typ)
+        res["create_index_s"][field] = time.perf_counter() - t
+    save()
+    # (5) with indexes
+    res["search_indexed"] = {name: search_phase(col, xq, fl, gts[name]) for name, fl in flts.items()}
+    print("indexed", res["search_indexed"], flush=True)
+    save()
+    # (6) with a concurrent writer
+    res["search_indexed_writer"] = {}
+    for name, fl in flts.items():
+        w = Writer(col, d, args.writer_batch)
+        w.start()
+        time.sleep(0.5)
+        row = search_phase(col, xq, fl, gts[name])
+        w.stop.set()
+        w.join()
+        row["writer_docs_per_s"] = w.added / w.seconds
+        row["writer_batches"] = w.batches
+        res["search_indexed_writer"][name] = row
+        print("indexed + writer", name, row, flush=True)
+        save()
+    # (7) reopen
+    col.close()
+    t = time.perf_counter()
+    col = Collection.open(path)
+    t_open = time.perf_counter() - t
+    col.search(xq[0], k=10, filter=flts["tenant_1pct"][0])
+    res["reopen"] = {"open_s": t_open, "first_filtered_search_s": time.perf_counter() - t - t_open}
+    res["indexes_after_reopen"] = col.list_indexes()
+    col.close()
 
 
 if __name__ == "__main__":

@@ -86,7 +86,13 @@ def test_create_list_drop_and_indexed_filters_select_what_the_reference_selects(
     assert col.create_index("price") == "float"
     assert col.create_index("ok") == "bool"
     assert col.create_index("mixed", "integer") == "integer"
-    assert col.list_indexes() == {"city": "keyword", "mixed": "integer", "ok": "bool", "price": "float", "year": "integer"}
+    assert col.list_indexes() == {
+        "city": "keyword",
+        "mixed": "integer",
+        "ok": "bool",
+        "price": "float",
+        "year": "integer",
+    }
     for f in FILTERS:
         assert ids_where(col, f) == before[repr(f)] == reference(col, f), f
         q = np.ones(8, np.float32)
@@ -134,7 +140,7 @@ def test_writes_keep_the_index_exact(tmp_path):
     col.add(x[:5], None, [{"city": "rome"}] * 5, [f"n{i}" for i in range(5)])
     col.delete(filter={"city": "nice", "year": {"$lt": 2010}})
     col.delete(ids=["d60", "d61"])
-    for f in FILTERS[:10] + [{"city": "rome"}, {"year": 1999}]:
+    for f in [*FILTERS[:10], {"city": "rome"}, {"year": 1999}]:
         assert ids_where(col, f) == reference(col, f), f
     assert col.count(filter={"year": 1999}) == 50
     col.clear()
