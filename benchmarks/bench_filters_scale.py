@@ -89,9 +89,15 @@ def truth(xb: np.ndarray, xq: np.ndarray, meta: dict[str, np.ndarray], flts: lis
     return out
 
 
-def search_phase(col: Collection, xq: np.ndarray, flts: list[dict[str, Any]], gt: list[list[str]] | None) -> dict:
+def search_phase(
+    col: Collection, xq: np.ndarray, flts: list[dict[str, Any]], gt: list[list[str]] | None, seconds: float = 1e9
+) -> dict:
+    """Filtered searches, one query per call, for at most ``seconds`` (then fewer queries)."""
     times, found = [], []
+    start = time.perf_counter()
     for q, flt in zip(xq, flts):
+        if time.perf_counter() - start > seconds:
+            break
         t = time.perf_counter()
         hits = col.search(q, k=10, filter=flt)
         times.append(time.perf_counter() - t)
@@ -135,6 +141,7 @@ def main() -> None:
     ap.add_argument("--nq-scan", type=int, default=20, help="queries per filter without indexes (full scans)")
     ap.add_argument("--batch", type=int, default=1000)
     ap.add_argument("--writer-batch", type=int, default=100)
+    ap.add_argument("--writer-seconds", type=float, default=120, help="at most this long per filter with the writer")
     ap.add_argument("--dir", default=None, help="where to put the collection (default: a temp dir, removed)")
     ap.add_argument("--skip-optimize", action="store_true")
     ap.add_argument(
@@ -295,7 +302,7 @@ def search_phases(
         w = Writer(col, d, args.writer_batch)
         w.start()
         time.sleep(0.5)
-        row = search_phase(col, xq, fl, gts[name])
+        row = search_phase(col, xq, fl, gts[name], args.writer_seconds)
         w.stop.set()
         w.join()
         row["writer_docs_per_s"] = w.added / w.seconds
