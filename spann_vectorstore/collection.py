@@ -39,6 +39,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
+import hashlib
 import inspect
 import json
 import operator
@@ -74,7 +75,16 @@ from ._integrity import (
     salvage,
 )
 from ._storage import MANIFEST, CorruptStoreError, verify_snapshot
-from .filters import compile_filter, document_filter, filter_key, text_problem, uses_text_index, validate_metadata
+from .filters import (
+    INDEX_TYPES,
+    compile_filter,
+    document_filter,
+    filter_key,
+    index_parts,
+    text_problem,
+    uses_text_index,
+    validate_metadata,
+)
 from .index import _FORMAT, SpannIndex
 from .validation import (
     METRICS,
@@ -254,6 +264,15 @@ class _Rebuild:
         self.error: BaseException | None = None
 
 
+@dataclass
+class _Allowed:
+    """A filter's matching rowids as of write sequence ``seq``, when the largest rowid was ``top``."""
+
+    seq: int
+    top: int
+    rows: np.ndarray
+
+
 class _Follower:
     """A read-only handle's position behind the writer: the committed sequence and the largest rowid its index
     reflects, what it last saw of the database (``PRAGMA data_version``, the inode of docs.sqlite) and of the
@@ -398,7 +417,8 @@ class Collection(metaclass=_SharedOpen):
         self._rebuild: _Rebuild | None = None  # a background rebuild in progress
         self.snapshot_every = int(snapshot_every)
         self._progress = progress
-        self._filter_cache: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
+        self._filter_cache: OrderedDict[str, _Allowed] = OrderedDict()  # by filter_key (see _allowed)
+        self._field_indexes: dict[str, str] = {}  # field -> index type (settings 'field_indexes'; create_index)
         self._bm25: BM25Index | None = None  # BM25 ranking over the text index, built on the first text query
         self._bm25_pending: list[tuple[int, str | None]] = []  # texts added since, indexed at the next one
         self._bm25_lock = threading.Lock()
@@ -451,6 +471,9 @@ class Collection(metaclass=_SharedOpen):
         self._fts = fulltext.available()
         if self._fts:
             self._ensure_text_index()
+        self._field_indexes = self._stored_field_indexes()
+        for fld, typ in self._field_indexes.items():  # a dropped SQLite index (a restored copy): made again
+            self._db.execute(_create_index_sql(fld, typ))
         self._n_probe = n_probe if n_probe is not None else cfg.get("n_probe")
         self._seq = max(
             int(self._db.execute("SELECT coalesce(max(seq), 0) FROM docs").fetchone()[0]), _stored_seq(self._db)
@@ -744,6 +767,7 @@ class Collection(metaclass=_SharedOpen):
         want = json.dumps({"version": fulltext.VERSION, "tokenizer": fulltext.TOKENIZER})
         row = self._db.execute("SELECT value FROM settings WHERE key = 'fts'").fetchone()
         self._fts = fulltext.available() and row is not None and row[0] == want  # a reader cannot build it
+        self._field_indexes = self._stored_field_indexes()
         self._n_probe = n_probe if n_probe is not None else self._cfg.get("n_probe")
         self._seq = 0
         fl.data_version = self._data_version()
@@ -859,6 +883,7 @@ class Collection(metaclass=_SharedOpen):
             self._db.execute("BEGIN")
             try:
                 seq = _stored_seq(self._db)
+                self._field_indexes = self._stored_field_indexes()
                 if self._cfg["dim"] is None:
                     row = self._db.execute("SELECT value FROM settings WHERE key = 'config'").fetchone()
                     cfg = json.loads(row[0])
@@ -913,7 +938,6 @@ class Collection(metaclass=_SharedOpen):
             fl.swaps += 1
         fl.seq = self._seq = max(seq, fl.seq)
         fl.max_rowid = max(fl.max_rowid, top)
-        self._filter_cache.clear()
 
     def _follow(self, sig: tuple[int, int, int]) -> None:
         """Load the writer's new snapshot on a background thread, then swap it in (searches go on meanwhile)."""
@@ -1164,7 +1188,6 @@ class Collection(metaclass=_SharedOpen):
 
     def _after_write(self, n: int) -> None:
         self._changed += n
-        self._filter_cache.clear()
         self._maybe_build()
         if self.path is not None and (self._changed >= self.snapshot_every or self._publish):
             try:
@@ -1376,6 +1399,135 @@ class Collection(metaclass=_SharedOpen):
             self._bm25, self._bm25_pending = None, []
 
     # ------------------------------------------------------------------------------------------------------
+    # field indexes
+    # ------------------------------------------------------------------------------------------------------
+    def _stored_field_indexes(self) -> dict[str, str]:
+        """The declared field indexes (settings row ``field_indexes``: field -> type)."""
+        row = self._db.execute("SELECT value FROM settings WHERE key = 'field_indexes'").fetchone()
+        if row is None:
+            return {}
+        try:
+            out = json.loads(row[0])
+            ok = isinstance(out, dict) and all(isinstance(k, str) and v in INDEX_TYPES for k, v in out.items())
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise damage_error(self.path, f"the settings row 'field_indexes' reads as {row[0]!r}")
+        return out
+
+    def _write_field_indexes(self, indexes: dict[str, str]) -> None:
+        """Inside the caller's transaction: the declared field indexes become ``indexes``."""
+        if indexes:
+            text = json.dumps(indexes, sort_keys=True, ensure_ascii=False)
+            self._db.execute("INSERT OR REPLACE INTO settings VALUES ('field_indexes', ?)", [text])
+        else:
+            self._db.execute("DELETE FROM settings WHERE key = 'field_indexes'")
+
+    @_names_damage
+    def create_index(self, field: str, type: str | None = None) -> str:
+        """Index metadata field ``field`` (a dotted path, as filters name it) so that filters on it read the
+        matching documents from the index instead of scanning every document's metadata (Qdrant's payload
+        index). ``type`` (Qdrant's names): ``"keyword"`` (strings), ``"integer"`` or ``"float"`` (numbers:
+        the filter language has one number type, so both index every number), ``"bool"``; ``None`` infers it
+        from the values stored (the most frequent of the three kinds; ``"integer"`` when every number is one).
+        Returns the type.
+
+        The index holds the field's values of that type; ``$eq``, ``$in``, ``$gt``/``$gte``/``$lt``/``$lte``
+        with an operand of that type use it, and ``$and``/``$or`` of such conditions (SQLite combines the
+        indexes); anything else (``$ne``, ``$nin``, ``$contains``, ``$not``, other types) is evaluated as
+        without the index, and every filter selects the same documents either way. It is a SQLite index in
+        docs.sqlite: kept in the same transaction as every write, persistent, built here over the existing
+        documents (about 2 s per million, with a progress bar from 100,000 documents; searches and writes
+        wait meanwhile). Creating an existing index again is a no-op; a different type raises ``ValueError``
+        (drop it first). Bad input (an invalid field name: :class:`~spann_vectorstore.FilterError`; an
+        unknown type: ``ValueError``) changes nothing. :meth:`recover` does not keep indexes."""
+        self._check_writable("create_index")
+        if type is not None and type not in INDEX_TYPES:
+            raise ValueError(f"unknown index type {type!r}; expected one of {tuple(INDEX_TYPES)} or None (infer)")
+        index_parts(field, type or "keyword")  # a FilterError for a bad field name
+        with self._lock.write():
+            self._check_open()
+            with self._db_lock:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    typ = type or self._infer_index_type(field)
+                    have = self._field_indexes.get(field)
+                    if have is not None and INDEX_TYPES[have] != INDEX_TYPES[typ]:
+                        raise ValueError(f"field {field!r} has an index of type {have!r}; drop_index() it first")
+                    if have is None:
+                        self._build_field_index(field, typ)
+                        self._write_field_indexes({**self._field_indexes, field: typ})
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._field_indexes = self._stored_field_indexes()
+            return self._field_indexes[field]
+
+    def _infer_index_type(self, field: str) -> str:
+        """The index type of the kind of value ``field`` holds most often (strings, numbers, booleans)."""
+        path = index_parts(field, "keyword")[0]  # a literal path: ``json_type(metadata, '$."f"')``
+        counts = dict(self._db.execute(f"SELECT {path} AS t, count(*) FROM docs WHERE t IS NOT NULL GROUP BY t"))
+        kinds = {name: sum(counts.get(t, 0) for t in INDEX_TYPES[name]) for name in ("keyword", "float", "bool")}
+        best = max(kinds, key=lambda name: kinds[name])
+        if kinds[best] == 0:
+            raise ValueError(
+                f"cannot infer the index type of field {field!r}: no document holds a string, number or boolean "
+                f"there; give type= one of {tuple(INDEX_TYPES)}"
+            )
+        return "integer" if best == "float" and not counts.get("real") else best
+
+    def _build_field_index(self, field: str, typ: str) -> None:
+        """CREATE INDEX (inside the caller's transaction), with a progress bar for a large collection: SQLite
+        runs ~15 virtual machine steps per row of an index build (measured), counted by a progress handler."""
+        bar = None
+        if self._progress is not False:
+            total = int(self._db.execute("SELECT count(*) FROM docs").fetchone()[0])
+            if total >= 100_000:
+                from tqdm.auto import tqdm
+
+                bar = tqdm(total=total, desc=f"spann: index on {field!r}", unit="doc", leave=False)
+                step, per_row = 15_000, 15
+
+                def tick() -> int:
+                    bar.update(min(step // per_row, bar.total - bar.n))
+                    return 0  # non-zero would interrupt the statement
+
+                self._db.set_progress_handler(tick, step)
+        try:
+            self._db.execute(_create_index_sql(field, typ))
+        finally:
+            if bar is not None:
+                self._db.set_progress_handler(None, 0)
+                bar.close()
+
+    @_names_damage
+    def drop_index(self, field: str) -> None:
+        """Remove the index of ``field`` (``ValueError`` if it has none; nothing changes then)."""
+        self._check_writable("drop_index")
+        with self._lock.write():
+            self._check_open()
+            if field not in self._field_indexes:
+                raise ValueError(f"field {field!r} has no index; indexed fields: {sorted(self._field_indexes)}")
+            with self._db_lock:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    self._db.execute(f"DROP INDEX IF EXISTS {_index_name(field)}")
+                    self._write_field_indexes({k: v for k, v in self._field_indexes.items() if k != field})
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._field_indexes = self._stored_field_indexes()
+
+    @_names_damage
+    def list_indexes(self) -> dict[str, str]:
+        """The indexed fields and their types (see :meth:`create_index`), by field name."""
+        self._check_open()
+        self._refresh()
+        return dict(sorted(self._field_indexes.items()))
+
+    # ------------------------------------------------------------------------------------------------------
     # reads
     # ------------------------------------------------------------------------------------------------------
     @_names_damage
@@ -1449,24 +1601,51 @@ class Collection(metaclass=_SharedOpen):
     def _compile(self, flt: Any) -> tuple[str, list[Any]]:
         if self._fts is False and uses_text_index(flt):
             raise fulltext.unavailable_error()
-        return compile_filter(flt)
+        return compile_filter(flt, self._field_indexes)
 
     def _allowed(self, flt: dict[str, Any]) -> np.ndarray:
-        """Rowids matching ``flt`` (cached per filter until the next write)."""
-        key = (filter_key(flt), self._seq)
+        """Rowids matching ``flt``. Cached per filter (32 filters, least recently used out) with the write
+        sequence they reflect; a cached entry behind the current sequence is brought forward by the writes
+        since (rows above its largest rowid that match, rows in the ``removed`` log since its sequence: rowids
+        only grow), so a repeated filter costs the new rows, not a scan, while a writer adds. In memory (no
+        log) or behind the pruned log, it is evaluated again."""
+        key = filter_key(flt)
         with self._db_lock:  # readers run concurrently: the cache is guarded with the connection
             hit = self._filter_cache.get(key)
             if hit is not None:
                 self._filter_cache.move_to_end(key)
-                return hit
+                if hit.seq >= self._seq:
+                    return hit.rows
         where, params = self._compile(flt)  # only on a miss (a long $in list costs milliseconds)
         with self._db_lock:
-            rows = self._db.execute(f"SELECT rowid FROM docs WHERE {where}", params).fetchall()
-            arr = np.array([r[0] for r in rows], dtype=np.int64)
-            self._filter_cache[key] = arr
+            entry = self._allowed_rows(where, params, self._filter_cache.get(key))
+            self._filter_cache[key] = entry
+            self._filter_cache.move_to_end(key)
             while len(self._filter_cache) > 32:
                 self._filter_cache.popitem(last=False)
-        return arr
+        return entry.rows
+
+    def _allowed_rows(self, where: str, params: list[Any], old: _Allowed | None) -> _Allowed:
+        """The rows matching ``where`` (with the connection lock), from ``old`` when the log reaches it."""
+        db = self._db
+        own = not db.in_transaction
+        if own:
+            db.execute("BEGIN")  # one read snapshot for the rows, the sequence and the log
+        try:
+            seq = _stored_seq(db) if self.path is not None else self._seq
+            top = int(db.execute("SELECT coalesce(max(rowid), 0) FROM docs").fetchone()[0])
+            if old is not None and self.path is not None and old.seq >= _stored_int(db, "removed_after"):
+                q = f"SELECT group_concat(rowid) FROM docs WHERE rowid > ? AND {where}"
+                new = _rowid_array(db.execute(q, [old.top, *params]))
+                gone = _rowid_array(db.execute("SELECT group_concat(row) FROM removed WHERE seq > ?", [old.seq]))
+                rows = old.rows[~np.isin(old.rows, gone)] if len(gone) else old.rows
+                rows = np.concatenate([rows, new]) if len(new) else rows
+            else:
+                rows = _rowid_array(db.execute(f"SELECT group_concat(rowid) FROM docs WHERE {where}", params))
+        finally:
+            if own:
+                db.execute("COMMIT")
+        return _Allowed(max(seq, self._seq), top, rows)
 
     @_names_damage
     def search(
@@ -2037,7 +2216,8 @@ def copy_collection(
     ``path`` raises ``FileExistsError`` unless ``overwrite`` (then it is replaced); so does a non-empty
     directory that holds no collection (never replaced). Copying a collection onto its own directory raises
     ``ValueError``. Documents are read ``batch_size`` at a time through the public API; writes to the source
-    during the copy may or may not be in it.
+    during the copy may or may not be in it. A source with ``list_indexes()`` (a Collection) has its field
+    indexes made on the copy.
     """
     positive_int(batch_size, "batch_size")
     target = Path(path)
@@ -2065,6 +2245,8 @@ def copy_collection(
                 if hits:
                     vectors = np.stack([h.vector for h in hits])
                     dst.add(vectors, [h.text for h in hits], [h.metadata for h in hits], [h.id for h in hits])
+            for fld, typ in (getattr(source, "list_indexes", dict)()).items():  # a Collection's field indexes
+                dst.create_index(fld, typ)
         old = None
         if target.exists():
             old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
@@ -2143,6 +2325,25 @@ def _release_freed_memory() -> None:
         import ctypes
 
         ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def _rowid_array(cursor: sqlite3.Cursor) -> np.ndarray:
+    """The rowids of a ``SELECT group_concat(rowid) ...`` as an int64 array: one string parsed in C (10,000
+    rowids: 1.2 ms, against 2.9 ms for a tuple per row)."""
+    text = cursor.fetchone()[0]
+    if not text:
+        return np.zeros(0, np.int64)
+    return np.fromstring(text, dtype=np.int64, sep=",")
+
+
+def _index_name(field: str) -> str:
+    """The SQLite name of the index of metadata field ``field``."""
+    return "field_index_" + hashlib.sha1(field.encode()).hexdigest()[:24]
+
+
+def _create_index_sql(field: str, typ: str) -> str:
+    typ_sql, val_sql, guard = index_parts(field, typ)
+    return f"CREATE INDEX IF NOT EXISTS {_index_name(field)} ON docs ({typ_sql}, {val_sql}) WHERE {guard}"
 
 
 def _stored_int(db: sqlite3.Connection, key: str) -> int:

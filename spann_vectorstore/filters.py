@@ -51,6 +51,14 @@ Document id (the filter's ``$id`` key, the id given at add)::
 ``$icontains`` lower-cases like Python's ``str.lower`` (SQLite's own ``lower()`` only knows ASCII), except that
 Greek final sigma is folded to σ on both sides.
 
+Field indexes (``Collection.create_index``): a field declared with an index type (Qdrant's names: ``keyword``
+for strings, ``integer`` or ``float`` for numbers, one JSON number type either way, ``bool`` for booleans) has a
+SQLite expression index on ``(json_type, json_extract)`` of its path, partial to values of that type, in the same
+database as the documents. Given ``indexes`` (field -> type), the compiler writes ``$eq $in $gt $gte $lt $lte``
+conditions on such a field whose operand is of the index's type in the form the index answers (literal path,
+the index's type guard); outside ``$not`` only, where a NULL test reads as false whatever its form. Whatever the
+indexes, a filter selects the same documents: other conditions are scanned as before.
+
 Limits (what SQLite's JSON functions can hold and compare exactly; :func:`validate_metadata` enforces them on
 metadata at add, the compiler on filter operands): strings (values and keys) hold no NUL character (SQLite's
 JSON functions cut a string at ``\\u0000``) and no lone surrogate; integers are int64 (``-2**63 .. 2**63-1``;
@@ -140,6 +148,45 @@ def _path(field: str) -> str:
     return "$" + "".join(f'."{p}"' for p in field.split("."))
 
 
+#: field index types (Qdrant's names) -> the JSON types (``json_type``) of the values such an index holds
+INDEX_TYPES = {
+    "keyword": ("text",),
+    "integer": ("integer", "real"),
+    "float": ("integer", "real"),
+    "bool": ("false", "true"),
+}
+
+
+def _index_types(v: Any) -> tuple[str, ...] | None:
+    """The JSON types of the index that can answer a comparison with scalar ``v`` (None: null, no index)."""
+    if v is None:
+        return None
+    return INDEX_TYPES["bool" if isinstance(v, bool) else "keyword" if isinstance(v, str) else "float"]
+
+
+def index_parts(field: str, index_type: str) -> tuple[str, str, str]:
+    """SQL of a field index: its type expression, its value expression (both with the path as a literal, as an
+    expression index needs) and the guard on the type that makes it partial. The compiler writes the same
+    text into conditions the index answers: SQLite matches index expressions and partial-index guards by
+    their text. Raises :class:`FilterError` for a bad field name, ``ValueError`` for an unknown type."""
+    if index_type not in INDEX_TYPES:
+        raise ValueError(f"unknown index type {index_type!r}; expected one of {tuple(INDEX_TYPES)}")
+    lit = "'" + _path(field).replace("'", "''") + "'"
+    typ = f"json_type(metadata, {lit})"
+    types = INDEX_TYPES[index_type]
+    guard = f"{typ} IN ({', '.join(repr(t) for t in types)})"
+    return typ, f"json_extract(metadata, {lit})", guard
+
+
+def _indexed_cmp(field: str, index_type: str, v: Any, op: str) -> tuple[str, list[Any]]:
+    """``field op v`` (``v`` of the index's type) as the index answers it; NULL, not false, without the field
+    (so only outside ``$not``)."""
+    typ, val, guard = index_parts(field, index_type)
+    if isinstance(v, bool) and op == "=":
+        return f"({guard} AND {typ} = '{'true' if v else 'false'}')", []
+    return f"({guard} AND {val} {op} ?)", [int(v) if isinstance(v, bool) else v]
+
+
 def _scalar(v: Any, op: str) -> Any:
     """The operand as a plain bool, int, float, str or None; ``FilterError`` for anything SQLite cannot
     compare exactly with stored metadata."""
@@ -219,8 +266,10 @@ def _folded(expr: str, expr_p: list[Any], needle: str) -> tuple[str, str, list[A
     return sql, glob, params
 
 
-def _field_clause(field: str, cond: Any) -> tuple[str, list[Any]]:
+def _field_clause(field: str, cond: Any, index_type: str | None = None) -> tuple[str, list[Any]]:
+    """SQL for the conditions on one field; ``index_type``: the field's index, to be used (outside ``$not``)."""
     path = _path(field)
+    indexed = INDEX_TYPES.get(index_type)
     if not isinstance(cond, dict):
         cond = {"$eq": cond}
     if not cond:
@@ -232,6 +281,9 @@ def _field_clause(field: str, cond: Any) -> tuple[str, list[Any]]:
             v = _scalar(v, op)
             if v is None and op not in ("$eq", "$ne"):
                 raise FilterError(f"{op} cannot compare with null")
+            if indexed and op != "$ne" and _index_types(v) == indexed:
+                parts.append(_indexed_cmp(field, index_type, v, _CMP[op]))
+                continue
             sql, p = _same(v, typ, [path], ext, [path], "=" if op == "$ne" else _CMP[op])
             # coalesce(..., 0): a missing field makes the comparison NULL, and NOT NULL is NULL (no match);
             # every clause is two-valued so that $ne, $nin and $not match documents without the field
@@ -242,18 +294,32 @@ def _field_clause(field: str, cond: Any) -> tuple[str, list[Any]]:
             vals = [_scalar(x, op) for x in v]
             types = sorted({"null" if x is None else str(x).lower() for x in vals if x is None or isinstance(x, bool)})
             ors, p = [], []
-            if types:
+            use_index = indexed if op == "$in" else None
+            if use_index == INDEX_TYPES["bool"] and types and "null" not in types:
+                itype, _, guard = index_parts(field, index_type)
+                ors.append(f"({guard} AND {itype} IN ({', '.join('?' * len(types))}))")
+                p += types
+            elif types:
                 ors.append(f"{typ} IN ({', '.join('?' * len(types))})")
                 p += [path, *types]
             # each kind as one JSON array parameter: a flat IN over json_each, whatever the list's length
             strs = [x for x in vals if isinstance(x, str)]
             nums = [x for x in vals if isinstance(x, (int, float)) and not isinstance(x, bool) and not math.isinf(x)]
-            for guard, kind in (("= 'text'", strs), ("IN ('integer', 'real')", nums)):
-                if kind:
+            for guard, kind, kind_types in (("= 'text'", strs, ("text",)), ("IN ('integer', 'real')", nums, None)):
+                if not kind:
+                    continue
+                if use_index and use_index == (kind_types or INDEX_TYPES["float"]):
+                    _, ival, iguard = index_parts(field, index_type)
+                    ors.append(f"({iguard} AND {ival} IN (SELECT value FROM json_each(?)))")
+                    p.append(json.dumps(kind, ensure_ascii=False))
+                else:
                     ors.append(f"({typ} {guard} AND {ext} IN (SELECT value FROM json_each(?)))")
                     p += [path, path, json.dumps(kind, ensure_ascii=False)]
             if not ors:  # an empty list (infinities match nothing: metadata cannot hold them)
                 parts.append(("0" if op == "$in" else "1", []))
+                continue
+            if use_index:  # outside $not: NULL reads as false, and coalesce() would hide the terms from the index
+                parts.append((f"({' OR '.join(ors)})", p))
                 continue
             clause = f"coalesce({' OR '.join(ors)}, 0)"
             parts.append((clause if op == "$in" else f"(NOT {clause})", p))
@@ -405,7 +471,8 @@ def _join(parts: list[tuple[str, list[Any]]], op: str) -> tuple[str, list[Any]]:
     return "(" + op.join(s for s, _ in parts) + ")", [x for _, p in parts for x in p]
 
 
-def _compile(flt: Any, depth: int) -> tuple[str, list[Any]]:
+def _compile(flt: Any, depth: int, indexes: dict[str, str] | None) -> tuple[str, list[Any]]:
+    """``indexes``: the field indexes to use (None under ``$not``: forms that may be NULL are wrong there)."""
     if not isinstance(flt, dict):
         raise FilterError(f"a filter must be a dict, got {type(flt).__name__}")
     if not flt:
@@ -417,9 +484,10 @@ def _compile(flt: Any, depth: int) -> tuple[str, list[Any]]:
         if key in ("$and", "$or"):
             if not isinstance(val, (list, tuple)) or not val:
                 raise FilterError(f"{key} needs a non-empty list of filters")
-            parts.append(_join([_compile(f, depth + 1) for f in val], " AND " if key == "$and" else " OR "))
+            subs = [_compile(f, depth + 1, indexes) for f in val]
+            parts.append(_join(subs, " AND " if key == "$and" else " OR "))
         elif key == "$not":
-            sub, p = _compile(val, depth + 1)
+            sub, p = _compile(val, depth + 1, None)
             parts.append((f"(NOT {sub})", p))  # every clause is two-valued: NOT is exact negation
         elif key == "$document":
             parts.append(_document_clause(val))
@@ -428,14 +496,17 @@ def _compile(flt: Any, depth: int) -> tuple[str, list[Any]]:
         elif isinstance(key, str) and key.startswith("$"):
             raise FilterError(f"unknown filter operator {key!r}; expected one of {(*OPERATORS, '$document', '$id')}")
         else:
-            parts.append(_field_clause(key, val))
+            parts.append(_field_clause(key, val, indexes.get(key) if indexes else None))
     return _join(parts, " AND ")
 
 
-def compile_filter(flt: Any) -> tuple[str, list[Any]]:
+def compile_filter(flt: Any, indexes: dict[str, str] | None = None) -> tuple[str, list[Any]]:
     """SQL boolean expression and parameters for filter ``flt`` (a dict) over a table with a JSON ``metadata``
-    column. Raises :class:`FilterError` for an invalid filter."""
-    sql, params = _compile(flt, 0)
+    column. Raises :class:`FilterError` for an invalid filter. ``indexes`` (field -> index type, see
+    :func:`index_parts`): conditions those indexes answer are written so that SQLite uses them; the
+    expression is then only for a ``WHERE`` clause (where NULL and false both exclude a row), and selects the
+    same rows as without."""
+    sql, params = _compile(flt, 0, indexes or None)
     if len(params) > MAX_PARAMS:
         raise FilterError(f"filter is too large: {len(params)} SQL parameters (at most {MAX_PARAMS}); use $in")
     return sql, params

@@ -10,6 +10,10 @@ The default run is bounded (a few seconds). A longer run::
     HYPOTHESIS_PROFILE=nightly python -m pytest -q tests/test_filters_fuzz.py   # 20x the examples
 
 (``HYPOTHESIS_PROFILE`` names any registered hypothesis profile; ``nightly`` is registered here.)
+
+Field indexes: every property also runs each filter with drawn field indexes (``Collection.create_index``: a
+SQLite expression index per field, of a drawn type, that the compiler writes conditions for), and the rows it
+selects must be the reference's too.
 """
 
 from __future__ import annotations
@@ -26,9 +30,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from spann_vectorstore import Collection, FilterError
-from spann_vectorstore.filters import INT64_MAX, INT64_MIN, OPERATORS, compile_filter, filter_key, validate_metadata
+from spann_vectorstore.filters import (
+    INDEX_TYPES,
+    INT64_MAX,
+    INT64_MIN,
+    OPERATORS,
+    compile_filter,
+    filter_key,
+    index_parts,
+    validate_metadata,
+)
 
-from .filter_reference import matches
+from .filter_reference import MISSING, json_type, matches
+from .filter_reference import resolve as resolve_path
 
 settings.register_profile("nightly", max_examples=2000, deadline=None)
 _PROFILE = os.environ.get("HYPOTHESIS_PROFILE")
@@ -298,38 +312,80 @@ def store(db: sqlite3.Connection, docs: list[dict]) -> list[dict]:
     return [json.loads(js) for _, js in rows]
 
 
-def selected(db: sqlite3.Connection, flt: dict) -> set[int]:
-    sql, params = compile_filter(flt)
+def selected(db: sqlite3.Connection, flt: dict, indexes: dict[str, str] | None = None) -> set[int]:
+    sql, params = compile_filter(flt, indexes)
     return {r for (r,) in db.execute(f"SELECT rowid FROM docs WHERE {sql}", params)}
 
 
-def check(db: sqlite3.Connection, stored: list[dict], flt: dict) -> None:
+def set_indexes(db: sqlite3.Connection, indexes: dict[str, str]) -> dict[str, str]:
+    """Make ``indexes`` (field -> type) the table's field indexes, as ``Collection.create_index`` makes them."""
+    for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'fx%'").fetchall():
+        db.execute(f"DROP INDEX {name}")
+    for i, (field, typ) in enumerate(indexes.items()):
+        typ_sql, val_sql, guard = index_parts(field, typ)
+        db.execute(f"CREATE INDEX fx{i} ON docs ({typ_sql}, {val_sql}) WHERE {guard}")
+    return indexes
+
+
+def drawn_indexes(db: sqlite3.Connection, stored: list[dict], paths: list[str], types: list[str]) -> dict[str, str]:
+    """Indexes of the drawn ``types`` on the documents' paths and on the fields filters draw most; ``"stored"``:
+    the type of a scalar the documents hold there (so that operands near the stored values use the index)."""
+    fields = list(dict.fromkeys([*paths, "a", "b", "n", "tags", "a.b"]))
+    out = {}
+    for field, typ in zip(fields, types):
+        if typ == "stored":
+            kinds = [json_type(v) for m in stored if (v := resolve_path(m, field)) is not MISSING]
+            kinds = [k for k in kinds if k in ("string", "number", "boolean")]
+            if not kinds:
+                continue
+            typ = {"string": "keyword", "number": "float", "boolean": "bool"}[kinds[0]]
+        out[field] = typ
+    return set_indexes(db, out)
+
+
+def check(db: sqlite3.Connection, stored: list[dict], flt: dict, indexes: dict[str, str] | None = None) -> None:
     """The filter and its ``$not`` (the exact complement: no clause may be SQL NULL) select what the reference
-    selects."""
+    selects, without field indexes and with ``indexes`` (created on ``db``)."""
     got = selected(db, flt)
     want = {i for i, m in enumerate(stored) if matches(m, flt)}
     assert got == want, f"filter {flt!r}: SQL {sorted(got)} != reference {sorted(want)}; docs {stored}"
     assert selected(db, {"$not": flt}) == set(range(len(stored))) - got, f"$not of {flt!r}; docs {stored}"
+    if indexes:
+        got = selected(db, flt, indexes)
+        assert got == want, f"filter {flt!r}, indexes {indexes}: SQL {sorted(got)} != reference {sorted(want)}"
+        assert selected(db, {"$not": flt}, indexes) == set(range(len(stored))) - want, f"$not of {flt!r}, {indexes}"
+
+
+INDEX_TYPE_LISTS = st.lists(often(st.just("stored"), st.sampled_from(sorted(INDEX_TYPES))), min_size=12, max_size=12)
 
 
 @fuzz()
-@given(docs=st.lists(DOCS, min_size=2, max_size=8), data=st.data())
-def test_every_operator_agrees_with_the_reference(db, docs, data):
-    """Each operator once per example, on a path of the documents (or any), operands near their values."""
+@given(docs=st.lists(DOCS, min_size=2, max_size=8), types=INDEX_TYPE_LISTS, data=st.data())
+def test_every_operator_agrees_with_the_reference(db, docs, types, data):
+    """Each operator once per example, on a path of the documents (or any), operands near their values;
+    without and with field indexes of drawn types."""
     stored = store(db, docs)
     pool = pools(stored)
+    indexes = drawn_indexes(db, stored, pool["path"], types)
     for op, operand in OPERAND_FOR.items():
-        check(db, stored, resolve({data.draw(PATH, label=op): {op: data.draw(operand, label=f"{op} operand")}}, pool))
+        flt = resolve({data.draw(PATH, label=op): {op: data.draw(operand, label=f"{op} operand")}}, pool)
+        check(db, stored, flt, indexes)
 
 
 @fuzz()
-@given(docs=st.lists(DOCS, min_size=2, max_size=8), templates=st.lists(FILTERS, min_size=1, max_size=10))
-def test_filter_trees_agree_with_the_reference(db, docs, templates):
-    """Random trees of $and, $or, $not, several keys and several operators per field."""
+@given(
+    docs=st.lists(DOCS, min_size=2, max_size=8),
+    templates=st.lists(FILTERS, min_size=1, max_size=10),
+    types=INDEX_TYPE_LISTS,
+)
+def test_filter_trees_agree_with_the_reference(db, docs, templates, types):
+    """Random trees of $and, $or, $not, several keys and several operators per field; without and with
+    field indexes of drawn types."""
     stored = store(db, docs)
     pool = pools(stored)
+    indexes = drawn_indexes(db, stored, pool["path"], types)
     for template in templates:
-        check(db, stored, resolve(template, pool))
+        check(db, stored, resolve(template, pool), indexes)
 
 
 HOSTILE_DOCS: list[dict] = [
@@ -346,11 +402,29 @@ HOSTILE_DOCS: list[dict] = [
 ]
 
 
-@pytest.fixture(scope="module")
-def hostile_collection():
+HOSTILE_INDEXES = {
+    "a": "keyword",
+    "n": "float",
+    "tags": "keyword",
+    "b.a": "float",
+    "x y": "keyword",
+    "' OR 1=1 --": "integer",
+    "é": "keyword",
+    "a.b": "bool",
+    "b": "bool",
+}
+
+
+@pytest.fixture(scope="module", params=["unindexed", "indexed"])
+def hostile_collection(request):
+    """The hostile documents in a Collection, without and with field indexes (``create_index``)."""
     col = Collection(None, dim=2, index_threshold=10_000)
     ids = [str(i) for i in range(len(HOSTILE_DOCS))]
     col.add(np.random.default_rng(0).standard_normal((len(HOSTILE_DOCS), 2)), metadatas=HOSTILE_DOCS, ids=ids)
+    if request.param == "indexed":
+        for field, typ in HOSTILE_INDEXES.items():
+            col.create_index(field, typ)
+        assert col.list_indexes() == dict(sorted(HOSTILE_INDEXES.items()))
     yield col
     col.close()
 
