@@ -251,7 +251,7 @@ def exact_ids(
             mask = allowed[start + lo : start + hi]
             if not mask.any():
                 continue
-            i, s = exact_topk(rows[lo:hi], queries, k, metric, allowed=mask)
+            i, s = exact_topk(rows[lo:hi], queries, k, metric, allowed=None if mask.all() else mask)
             pos.append(np.where(i >= 0, i + start + lo, -1))
             scores.append(s)
         start += rows.shape[0]
