@@ -1201,9 +1201,14 @@ def main(argv: list[str] | None = None) -> int:
     if errors:
         print(f"errors: {errors}")
     if rows:
-        png_path = json_path.with_suffix(".png")
-        plot(rows, png_path, f"{dataset} (n={n}, d={d}), {info['cpu_model']}, {args.threads} cores")
-        print(f"plot: {png_path}")
+        try:
+            import matplotlib  # noqa: F401  (the `bench` extra)
+        except ImportError:
+            print("plot: skipped (matplotlib is not installed: pip install -e '.[bench]')")
+        else:
+            png_path = json_path.with_suffix(".png")
+            plot(rows, png_path, f"{dataset} (n={n}, d={d}), {info['cpu_model']}, {args.threads} cores")
+            print(f"plot: {png_path}")
     print(f"results: {json_path}")
     return 0
 
