@@ -21,8 +21,6 @@ from typing import Any
 
 import numpy as np
 
-from .evaluation import exact_topk
-
 # recall@k is calibrated for these k; another k uses the next larger one (recall@k falls with k at a depth)
 K_GRID = (1, 10, 100)
 # random filters of these selectivities (fraction of live vectors allowed), recall@10; the depth for a filter
@@ -233,35 +231,12 @@ class Calibration:
 # ----------------------------------------------------------------------------------------------------------
 # measuring
 # ----------------------------------------------------------------------------------------------------------
-_CHUNK = 131072  # base rows ranked per exact pass (a copy of the allowed rows of one chunk is made)
-
-
-def exact_ids(
-    segments: list[np.ndarray], allowed: np.ndarray, ids_of: np.ndarray, queries: np.ndarray, k: int, metric: str
-) -> np.ndarray:
-    """Exact top-``k`` external ids (-1 padded), best first, of ``queries`` over the vectors in ``segments``
-    (consecutive internal positions: the memory-mapped base, then the tail), restricted to the positions where
-    the bool mask ``allowed`` is set; ``ids_of`` maps a position to its external id. ``metric``: ``"ip"``
-    or ``"l2"`` (cosine vectors are stored unit-length: ip)."""
-    scores, pos = [], []
-    start = 0
-    for rows in segments:
-        for lo in range(0, rows.shape[0], _CHUNK):
-            hi = min(lo + _CHUNK, rows.shape[0])
-            mask = allowed[start + lo : start + hi]
-            if not mask.any():
-                continue
-            i, s = exact_topk(rows[lo:hi], queries, k, metric, allowed=None if mask.all() else mask)
-            pos.append(np.where(i >= 0, i + start + lo, -1))
-            scores.append(s)
-        start += rows.shape[0]
-    if not pos:
-        return np.full((len(queries), k), -1, np.int64)
-    s, p = np.concatenate(scores, axis=1), np.concatenate(pos, axis=1)
-    key = np.where(p < 0, np.inf, s if metric == "l2" else -s)  # ascending: best first, padding last
-    order = np.lexsort((p, key), axis=1)[:, :k]
-    p = np.take_along_axis(p, order, 1)
-    return np.where(p >= 0, ids_of[np.maximum(p, 0)], -1)
+def drop_own(found: np.ndarray, exclude: np.ndarray) -> np.ndarray:
+    """``found`` (nq, m) ids best first without each row's ``exclude`` id (a query's own, for vectors of the
+    index used as queries): dropped where present, else the row's last column is; (nq, m - 1)."""
+    keep = found != exclude[:, None]
+    keep[keep.all(axis=1), -1] = False
+    return found[keep].reshape(len(found), found.shape[1] - 1)
 
 
 def per_query_recall(found: np.ndarray, truth: np.ndarray, exclude: np.ndarray | None) -> np.ndarray:
@@ -269,11 +244,8 @@ def per_query_recall(found: np.ndarray, truth: np.ndarray, exclude: np.ndarray |
     of the count) without any excluded id; ``found`` (nq, k) ids best first, or (nq, k + 1) when ``exclude``
     (nq,) names an id per query to leave out (the query's own, for vectors of the index used as queries):
     it is dropped where found, else the last column is."""
-    k = truth.shape[1]
     if exclude is not None:
-        keep = found != exclude[:, None]
-        keep[keep.all(axis=1), -1] = False
-        found = found[keep].reshape(len(found), k)
+        found = drop_own(found, exclude)
     hits = ((found[:, :, None] == truth[:, None, :]) & (truth[:, None, :] >= 0)).any(axis=2).sum(axis=1)
     n_true = (truth >= 0).sum(axis=1)
     return np.where(n_true > 0, hits / np.maximum(n_true, 1), 1.0)

@@ -494,12 +494,14 @@ class SpannIndex:
         allowed = _NO_MASK
         n_allowed = len(self)
         min_allowed = 0
-        npr, mdr = self._resolve(k, n_probe, target_recall, max_dist_ratio, 1.0)
         if allowed_ids is not None:
             pos = self._idmap.lookup(np.asarray(allowed_ids, dtype=np.int64).reshape(-1))
             allowed = np.zeros(self._idmap.n, np.uint8)
             allowed[pos[pos >= 0]] = 1  # a mask, not np.unique: 15x faster for large allowed sets
             n_allowed = int(np.count_nonzero(allowed))
+        sel = n_allowed / max(len(self), 1)
+        npr, mdr = self._resolve(k, n_probe, target_recall, max_dist_ratio, min(sel, 1.0))
+        if allowed_ids is not None:
             if n_allowed and n_allowed <= max(4 * k, 2048):
                 self._exact_subset(q, np.flatnonzero(allowed), k, out_idx, out_sim, stats)
                 return self._finish(q, out_idx, out_sim, stats)
@@ -508,8 +510,6 @@ class SpannIndex:
             # recall@10 0.98-0.99, where scaling n_probe by 1/selectivity under max_dist_ratio lost recall,
             # 0.90 at 3%), up to n_probe / selectivity postings; distance pruning is off since the allowed
             # neighbours can lie far out
-            sel = n_allowed / max(len(self), 1)
-            npr, mdr = self._resolve(k, n_probe, target_recall, max_dist_ratio, sel)
             per_posting = self._arena.n_entries / max(self.n_heads, 1)
             min_allowed = math.ceil(math.sqrt(sel) * npr * per_posting)
             npr = min(self.n_heads, math.ceil(npr / max(sel, 1e-9)))
@@ -811,22 +811,11 @@ class SpannIndex:
         pos = np.sort(rng.choice(live, min(m, len(live)), replace=False))
         return self._vectors.rows(pos), self._idmap.ids[pos]
 
-    def _truth(
-        self, qs: np.ndarray, k: int, exclude: np.ndarray | None, allowed: np.ndarray | None = None
-    ) -> np.ndarray:
-        """Exact top-``k`` ids of ``qs`` (without each query's ``exclude`` id), over live vectors (and the
-        ``allowed`` bool mask over internal indices)."""
-        live = self._idmap.deleted == 0
-        mask = live if allowed is None else live & allowed
-        extra = 0 if exclude is None else 1
-        metric = "l2" if self.metric == "l2" else "ip"
-        vt = self._vectors
-        found = C.exact_ids([vt.base, vt.tail], mask, self._idmap.ids, qs, k + extra, metric)
-        if exclude is None:
-            return found
-        keep = found != exclude[:, None]
-        keep[keep.all(axis=1), -1] = False
-        return found[keep].reshape(len(found), k)
+    def _truth(self, qs: np.ndarray, k: int, exclude: np.ndarray | None, allowed_ids: Any = None) -> np.ndarray:
+        """Exact top-``k`` ids of ``qs`` (:meth:`search_exact`, restricted to ``allowed_ids``), without each
+        query's ``exclude`` id."""
+        found = self.search_exact(qs, k + (0 if exclude is None else 1), allowed_ids=allowed_ids).ids
+        return found if exclude is None else C.drop_own(found, exclude)
 
     def _measure_calibration(self, qs: np.ndarray | None, sample: int, seed: int | None) -> C.Calibration:
         rng = np.random.default_rng(self.params["seed"] if seed is None else seed)
@@ -881,13 +870,11 @@ class SpannIndex:
             for j, frac in enumerate(sel):
                 m_allowed = round(frac * len(live))
                 if m_allowed > C.EXACT_FILTER:  # smaller filters are answered exactly
-                    pos = rng.choice(live, m_allowed, replace=False)
-                    mask = np.zeros(self._idmap.n, bool)
-                    mask[pos] = True
+                    allowed = self._idmap.ids[rng.choice(live, m_allowed, replace=False)]
                     # on half the sample (at least 100): filtered searches cost the most per query
                     half = len(qs) if len(qs) <= 200 else len(qs) // 2
-                    tk = self._truth(qs[:half], k10, None if exclude is None else exclude[:half], mask)
-                    row(k10, math.inf, self._idmap.ids[pos], tk, filtered[j], None)
+                    tk = self._truth(qs[:half], k10, None if exclude is None else exclude[:half], allowed)
+                    row(k10, math.inf, allowed, tk, filtered[j], None)
                 if bar is not None:
                     bar.update(1)
         finally:
