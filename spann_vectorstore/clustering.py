@@ -17,10 +17,16 @@ from threadpoolctl import threadpool_limits
 from . import _kernels as K
 
 _BLOCK = 16384  # rows per matrix-product block: bounds temporary memory at ~BLOCK * H * 4 bytes
+_REFINE_BYTES = 1 << 30  # the head refinement's sample of rows, at most (float32)
+_NODE_BLOCK = 1 << 18  # tree nodes with more rows are split blockwise (no copy of the node's rows)
 
 
 def _sqnorms(x: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->i", x, x).astype(np.float32)
+
+
+def _as_f32(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x, dtype=np.float32)
 
 
 def kmeans(
@@ -119,13 +125,27 @@ def hierarchical_heads(
         # waking and joining its threads than on the work, pathologically so on a loaded machine (measured:
         # minutes at 1M rows). One thread here; the large refinement products below use all of them.
         h = _tree_heads(x, target_size=target_size, branch=branch, rng=rng, progress=progress)
-    n_ref = max(100_000, 16 * len(h))  # bounds refinement cost at 1M+ rows (each pass is n_ref x H x d)
-    xs = x if x.shape[0] <= n_ref else x[np.sort(rng.choice(x.shape[0], n_ref, replace=False))]
+    # the refinement sample: 16 rows per head, at least 100k, at most ~1 GB of float32 (a bounded working
+    # set when x is a memory map of millions of rows)
+    n_ref = max(100_000, min(16 * len(h), _REFINE_BYTES // (4 * x.shape[1])))
+    xs = x if x.shape[0] <= n_ref else _as_f32(x[np.sort(rng.choice(x.shape[0], n_ref, replace=False))])
+    table = None
+    if len(h) >= GROUPED_MIN_HEADS and refine_iters:
+        # the nearest head of each row through head groups (see HeadTable.nearest); the groups keep their
+        # members while the heads move a little, their centroids follow
+        from ._heads import HeadTable  # (imports this module)
+
+        table = HeadTable(x.shape[1], int(rng.integers(2**31)))
+        table.reset(h)
     for _ in range(refine_iters):
-        labels = assign_nearest(xs, h)
+        probe = None if table is None else table.nearest
+        labels = np.concatenate([ci[:, 0] for _, _, ci, _ in nearest_candidates(xs, h, 1, probe=probe)])
         sums, counts = K.centroid_sums(xs, labels, len(h))
         nz = counts > 0
         h[nz] = (sums[nz] / counts[nz, None]).astype(np.float32)
+        if table is not None:
+            gs, gc = K.centroid_sums(h, table.g_label, table.n_groups)
+            table.reset(h, ((gs / np.maximum(gc, 1)[:, None]).astype(np.float32), table.g_label))
     return h
 
 
@@ -144,12 +164,25 @@ def _tree_heads(x: np.ndarray, *, target_size: int, branch: int, rng: np.random.
         r = np.random.default_rng(seed)
         final = n <= branch * target_size
         k = max(2, round(n / target_size)) if final else branch
-        xs = x[idx]
-        c = kmeans(xs, k, rng=r, iters=8, parallel=False)
         cap = math.ceil((1.5 if final else 3.0) * n / k)
         if final:
             cap = min(cap, max_leaf)  # capacity * k >= n still holds: k = round(n / target) >= n / (2 target)
-        labels = assign_balanced(xs, c, cap)
+        if n <= _NODE_BLOCK:
+            xs = _as_f32(x[idx])
+            c = kmeans(xs, k, rng=r, iters=8, parallel=False)
+            labels = assign_balanced(xs, c, cap)
+        else:
+            # a big node (the top levels over millions of rows, maybe a memory map): k-means on a sample, the
+            # rows' products with the centroids blockwise; never a copy of all the node's rows
+            c = kmeans(_as_f32(x[np.sort(r.choice(idx, min(n, 256 * k), replace=False))]), k, rng=r, iters=8, parallel=False)
+            dots = np.empty((n, k), np.float32)
+            xn2 = np.empty(n, np.float32)
+            for s in range(0, n, _NODE_BLOCK):
+                xb = _as_f32(x[idx[s : s + _NODE_BLOCK]])
+                dots[s : s + len(xb)] = xb @ c.T
+                xn2[s : s + len(xb)] = _sqnorms(xb)
+            labels = np.empty(n, np.int64)
+            K.assign_capacity(dots, xn2, _sqnorms(c), int(cap), labels)
         order = np.argsort(labels, kind="stable")
         bounds = np.searchsorted(labels[order], np.arange(k + 1))
         seeds = r.integers(2**62, size=k)
@@ -162,7 +195,7 @@ def _tree_heads(x: np.ndarray, *, target_size: int, branch: int, rng: np.random.
     def settle(items, pool, pending) -> None:
         for path, idx, seed in items:
             if len(idx) <= max_leaf:
-                leaves[path] = x[idx].mean(axis=0)
+                leaves[path] = _as_f32(x[idx]).mean(axis=0)
                 if progress is not None:
                     progress.update(len(idx))
             else:
@@ -179,6 +212,38 @@ def _tree_heads(x: np.ndarray, *, target_size: int, branch: int, rng: np.random.
     return np.ascontiguousarray(np.vstack([leaves[p] for p in sorted(leaves)]), dtype=np.float32)
 
 
+# From this many heads on, a build finds each row's nearest heads through the head groups (``HeadTable``),
+# as a search does; below, one brute-force product per block is cheaper.
+GROUPED_MIN_HEADS = 8192
+_ROW_BYTES = 1 << 29  # rows per assignment block: ~512 MB of float32 input (bounds the working set)
+
+
+def nearest_candidates(x: np.ndarray, heads: np.ndarray, m: int, *, probe=None, progress=None):
+    """Blocks ``(start, stop, ci, cd)``: the ``m`` nearest heads (ids, squared L2 ascending, -1/inf padded)
+    of rows ``x[start:stop]``.
+
+    ``x`` may be a memory map: it is read in blocks of ~512 MB. Without ``probe`` every head is scored (one
+    BLAS product per block of 16k rows); ``probe(rows, m) -> (ci, cd)`` finds them otherwise (a build
+    passes ``HeadTable.nearest``: the members of each row's nearest head groups, as a search probes).
+    """
+    n = x.shape[0]
+    m = max(1, min(m, heads.shape[0]))
+    hn2 = None if probe is not None else _sqnorms(heads)
+    block = _BLOCK if probe is None else max(_BLOCK, _ROW_BYTES // (4 * max(1, x.shape[1])))
+    for s in range(0, n, block):
+        xb = _as_f32(x[s : s + block])
+        if probe is None:
+            b = xb.shape[0]
+            ci = np.empty((b, m), np.int64)
+            cd = np.empty((b, m), np.float32)
+            K.nearest_heads(xb @ heads.T, _sqnorms(xb), hn2, m, ci, cd)
+        else:
+            ci, cd = probe(xb, m)
+        yield s, s + xb.shape[0], ci, cd
+        if progress is not None:
+            progress.update(xb.shape[0])
+
+
 def closure_assign(
     x: np.ndarray,
     heads: np.ndarray,
@@ -186,27 +251,15 @@ def closure_assign(
     replica_count: int,
     rng_factor: float,
     candidates: int,
+    probe=None,
     progress=None,
 ) -> np.ndarray:
-    """(n, replica_count) int64 head ids per row (-1 padded): RNG rule over the nearest ``candidates``.
-    ``progress`` (a tqdm bar or None) is advanced by the rows assigned.
-
-    Brute force, one BLAS product per block of rows. An IVF over the heads (nearest 12 of sqrt(H) head
-    groups) was tried: at 2.5k heads it found the same replica sets for 97% of rows but ran 3x slower, the
-    gathers and scatters around many skinny products costing more than the FLOPs they save."""
-    n = x.shape[0]
-    h = heads.shape[0]
-    m = max(1, min(candidates, h))
-    out = np.empty((n, replica_count), np.int64)
-    hn2 = _sqnorms(heads)
-    for s in range(0, n, _BLOCK):
-        xb = x[s : s + _BLOCK]
-        ci = np.empty((len(xb), m), np.int64)
-        cd = np.empty((len(xb), m), np.float32)
-        K.nearest_heads(xb @ heads.T, _sqnorms(xb), hn2, m, ci, cd)
-        K.rng_select(ci, cd, heads, replica_count, rng_factor, out[s : s + _BLOCK])
-        if progress is not None:
-            progress.update(len(xb))
+    """(n, replica_count) int64 head ids per row (-1 padded): RNG rule over the nearest ``candidates``
+    heads (brute force, or found by ``probe``: see :func:`nearest_candidates`).
+    ``progress`` (a tqdm bar or None) is advanced by the rows assigned."""
+    out = np.empty((x.shape[0], replica_count), np.int64)
+    for s, e, ci, cd in nearest_candidates(x, heads, candidates, probe=probe, progress=progress):
+        K.rng_select(ci, cd, heads, replica_count, rng_factor, out[s:e])
     return out
 
 

@@ -17,6 +17,7 @@ candidates whose RaBitQ upper bound can still reach the top k. See ``_kernels`` 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import threading
@@ -33,6 +34,7 @@ from ._arena import PostingArena
 from ._heads import HeadTable
 from ._idmap import MAX_VECTORS, IdMap, VectorTable
 from ._rabitq import RaBitQCodec
+from . import clustering
 from .clustering import _sqnorms, cap_postings, closure_assign, hierarchical_heads, kmeans
 from .validation import METRICS, as_matrix, check_metric, check_target, positive_int  # noqa: F401  (METRICS: re-exported)
 
@@ -89,12 +91,22 @@ def _result(ids: np.ndarray, scores: np.ndarray, stats: np.ndarray | None) -> Se
     return res
 
 
-def _progress(total: int, desc: str, enabled: bool):
+def _progress(total: int, desc: str, enabled: bool, unit: str = "vec"):
+    """A tqdm bar (rate and ETA) for a build phase, or a context yielding None when not shown."""
     if not enabled:
-        return None
+        return contextlib.nullcontext()
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit="vec", leave=False)
+    return tqdm(total=total, desc=desc, unit=unit, leave=False)
+
+
+def _block_sqnorms(x: np.ndarray) -> np.ndarray:
+    """Squared row norms of ``x`` (maybe a memory map), read in blocks of ~128 MB."""
+    out = np.empty(x.shape[0], np.float32)
+    step = max(1, (1 << 27) // (4 * max(1, x.shape[1])))
+    for s in range(0, x.shape[0], step):
+        out[s : s + step] = _sqnorms(np.asarray(x[s : s + step]))
+    return out
 
 
 class SpannIndex:
@@ -205,6 +217,7 @@ class SpannIndex:
         self._idmap = IdMap()
         self._vectors = VectorTable(self.dim)
         self._build_mean = 1.0 / (self.params["head_ratio"] or _HEAD_RATIO_MAX)
+        self._build_max = 0  # the longest posting the last build made
 
     def __len__(self) -> int:
         return self._idmap.n_live
@@ -292,6 +305,14 @@ class SpannIndex:
     def build(self, vectors: Any = None, ids: Any = None) -> SpannIndex:
         """Build from scratch over ``vectors`` (n, dim); ``ids`` int64 (n,), default ``0..n-1``.
 
+        ``vectors`` may be an array, an ``np.memmap`` or the path of a ``.npy`` file. A float32 file (or
+        map) under the ``"ip"``/``"l2"`` metrics is not copied: the index maps it read only, as
+        :meth:`load` with ``mmap=True`` maps a snapshot (the file must not change while the index uses it;
+        its CRC32 is taken at build and checked before :meth:`save` copies it). Every phase reads such an
+        input in blocks, so a build over millions of vectors needs memory for the index (codes, heads) and
+        a working set of ~1-2 GB, not for the vectors. Other dtypes, and cosine (rows are normalised), are
+        converted into memory block by block.
+
         Replaces any previous content. ``build()`` without vectors rebuilds over the current live vectors
         and ids (what ``Collection.optimize`` uses). Returns ``self``.
         """
@@ -299,7 +320,7 @@ class SpannIndex:
             if len(self) == 0:
                 raise ValueError("nothing to build: the index is empty and no vectors were given")
             vectors, ids = self.live_items()
-        x = self._as_matrix(vectors, "vectors", allow_1d=False)
+        x, mapped = self._build_input(vectors)
         n = x.shape[0]
         if n > MAX_VECTORS:
             raise ValueError(f"at most {MAX_VECTORS} vectors per index")
@@ -307,36 +328,70 @@ class SpannIndex:
         show = self.progress if self.progress is not None else n >= 20000
         rng = np.random.default_rng(self.params["seed"])
         target = max(1, round(1 / (self.params["head_ratio"] or auto_head_ratio(n))))
-        bar = _progress(n, "spann: heads", show)
-        try:
+        with _progress(n, "spann: heads", show) as bar:
             heads = hierarchical_heads(x, target_size=target, rng=rng, progress=bar)
-        finally:
-            if bar is not None:
-                bar.close()
-        bar = _progress(n, "spann: assign", show)
-        try:
+        self._reset()
+        self._heads.reset(heads)  # grouped here: the assignment finds heads through the search's groups
+        with _progress(n, "spann: assign", show) as bar:
             assign = closure_assign(
                 x,
                 heads,
                 replica_count=self.params["replica_count"],
                 rng_factor=self.params["rng_factor"],
                 candidates=self.params["candidates"],
+                probe=self._head_probe(),
                 progress=bar,
             )
-        finally:
-            if bar is not None:
-                bar.close()
         assign = cap_postings(x, heads, assign, _POSTING_LIMIT)
-        self._reset()
-        self._heads.reset(heads)
         self._arena.add_heads(heads.shape[0])
-        vidx = self._append(x, ids_arr)
+        if mapped is None:
+            vidx = self._append(x, ids_arr)
+        else:
+            vidx = self._idmap.append(ids_arr)
+            self._vectors = VectorTable.of_arrays(x, _block_sqnorms(x), mapped=mapped)
         self._insert(assign, vidx, x, show=show)
         self._build_mean = float(self._arena.size.mean())
+        self._build_max = int(self._arena.size.max())
         self._calib = None
         if n >= _CALIBRATE_AT_BUILD and self.params["n_probe"] is None:  # a fixed n_probe: on first need
             self._calibration()
         return self
+
+    def _head_probe(self):
+        """How a build or an add finds each row's candidate heads: through the head groups (as a search
+        probes) from ``GROUPED_MIN_HEADS`` heads on, else None (brute force over every head)."""
+        if self._heads.n_groups and self.n_heads >= clustering.GROUPED_MIN_HEADS:
+            return self._heads.nearest
+        return None
+
+    def _build_input(self, vectors: Any) -> tuple[np.ndarray, tuple[Path, int] | None]:
+        """The build's input as (n, dim) float32 and, when it is a file kept by reference, (file, CRC32)."""
+        path = None
+        if isinstance(vectors, (str, os.PathLike)):
+            path = Path(vectors)
+            try:
+                vectors = np.load(path, mmap_mode="r", allow_pickle=False)
+            except (OSError, ValueError) as exc:
+                raise ValueError(f"cannot read vectors from {str(path)!r}: {exc}") from None
+        elif isinstance(vectors, np.memmap) and isinstance(vectors.filename, (str, os.PathLike)):
+            path = Path(vectors.filename)
+        if path is None:
+            return self._as_matrix(vectors, "vectors", allow_1d=False), None
+        arr = vectors
+        if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] != self.dim:
+            # the in-memory check names the problem (shape, dimension, empty)
+            return self._as_matrix(arr[:1] if arr.ndim == 2 and arr.shape[0] else arr, "vectors", allow_1d=False), None
+        keep = arr.dtype == np.float32 and arr.flags.c_contiguous and self.metric != "cosine"
+        out = np.asarray(arr) if keep else np.empty(arr.shape, np.float32)
+        step = max(1, (1 << 27) // (4 * self.dim))
+        for s in range(0, arr.shape[0], step):
+            try:
+                block = self._as_matrix(np.asarray(arr[s : s + step]), "vectors", allow_1d=False)
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f"{exc} (rows {s}..{s + step - 1} of {str(path)!r})") from None
+            if not keep:
+                out[s : s + len(block)] = block
+        return out, ((path, _storage.array_crc(out)) if keep else None)
 
     def _append(self, x: np.ndarray, ids: np.ndarray) -> np.ndarray:
         """New vectors (rows ``x``, external ``ids``); returns their internal indices."""
@@ -348,12 +403,8 @@ class SpannIndex:
         """Entries for rows ``x`` (internal indices ``vidx``) in the postings listed by ``assign`` (m, r),
         -1 padded, RaBitQ-encoded against their heads."""
         rows, heads, dest = self._arena.append(assign, vidx)
-        bar = _progress(len(dest), "spann: encode", show)
-        try:
+        with _progress(len(dest), "spann: encode", show, "entry") as bar:
             self._codec.encode(x, self._heads.heads, rows, heads, self._arena.entries, dest, bar)
-        finally:
-            if bar is not None:
-                bar.close()
 
     def _rewrite(self, h: int, vidx: np.ndarray, x: np.ndarray) -> None:
         """Replace posting ``h`` by entries for ``vidx`` (rows ``x``), re-encoded against head ``h``."""
@@ -386,6 +437,7 @@ class SpannIndex:
             replica_count=self.params["replica_count"],
             rng_factor=self.params["rng_factor"],
             candidates=self.params["candidates"],
+            probe=self._head_probe(),
         )
         vidx = self._append(x, ids_arr)
         self._insert(assign, vidx, x)
@@ -412,8 +464,10 @@ class SpannIndex:
 
     def _split_limit(self) -> int:
         """Entries a posting may hold before it splits: ``split_factor`` times the mean posting length
-        of the last build (replicas included), so a fresh build never splits on its first add."""
-        return max(8, int(self.params["split_factor"] * self._build_mean))
+        of the last build (replicas included), and at least the build's longest posting, so a fresh build
+        never splits on its first add (a 1M synthetic build left 870 postings above 5x the mean, and the
+        first adds after it split all of them)."""
+        return max(8, int(self.params["split_factor"] * self._build_mean), self._build_max)
 
     def _split_oversized(self) -> None:
         limit = self._split_limit()
@@ -837,7 +891,6 @@ class SpannIndex:
         if ks[-1] >= 100:
             truth[int(ks[-1])] = self._truth(qs[:big], int(ks[-1]), None if exclude is None else exclude[:big])
         show = self.progress if self.progress is not None else n >= _CALIBRATE_AT_BUILD
-        bar = _progress(len(ks) * len(mdrs) + len(C.SEL_GRID), "spann: calibrate", show)
 
         def row(k: int, mdr: float, allowed: Any, tk: np.ndarray, r_out: np.ndarray, c_out: np.ndarray | None) -> None:
             nq = len(tk)  # the first nq sample queries
@@ -856,7 +909,7 @@ class SpannIndex:
                         c_out[g + 1 :] = c_out[g]
                     return
 
-        try:
+        with _progress(len(ks) * len(mdrs) + len(C.SEL_GRID), "spann: calibrate", show, "row") as bar:
             for i, k in enumerate(ks):
                 for m, mdr in enumerate(mdrs):
                     tk = truth[int(k)] if k in truth else truth[max(small)][:, :k]
@@ -877,9 +930,6 @@ class SpannIndex:
                     row(k10, math.inf, allowed, tk, filtered[j], None)
                 if bar is not None:
                     bar.update(1)
-        finally:
-            if bar is not None:
-                bar.close()
         return C.Calibration(grid, mdrs, ks, recall, cost, sel, filtered, n, self.n_heads, len(qs), source)
 
     def _calibration_stats(self) -> dict[str, Any] | None:
@@ -994,6 +1044,7 @@ class SpannIndex:
             "params": self.params,
             "count": len(live),
             "build_mean": self._build_mean,
+            "build_max": self._build_max,
             "calibration": None if self._calib is None else self._calib.to_json(),
             "user": meta or {},
         }
@@ -1063,6 +1114,8 @@ class SpannIndex:
         idx._vectors = VectorTable.of_arrays(a["vectors"], a["xn2"], mapped=mapped)
         idx._idmap = IdMap.of_ids(a["ids"])
         idx._build_mean = build_mean
+        # written before build_max was kept: the longest posting now (adds keep them within the limit)
+        idx._build_max = int(meta.get("build_max", a["p_size"].max() if h else 0))
         idx._snap_dir = snap_dir
         if meta.get("calibration") is not None:
             try:

@@ -1,0 +1,197 @@
+"""The build at scale: heads found through their groups, builds over a memory-mapped ``.npy`` file (no copy),
+the tree's blockwise split of big nodes, and the split limit after a build."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from spann_vectorstore import SpannIndex, _heads, clustering
+from spann_vectorstore._heads import HeadTable
+from spann_vectorstore._storage import CorruptStoreError
+from spann_vectorstore.clustering import closure_assign, hierarchical_heads, nearest_candidates
+
+from .conftest import clustered, exact, recall
+
+D = 32
+
+
+def _data_and_heads(n: int, n_heads: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and heads over them as a build makes them (balanced k-means leaves)."""
+    x = clustered(n, D, n_centers=40, seed=seed)
+    return x, hierarchical_heads(x, target_size=max(1, n // n_heads), rng=np.random.default_rng(seed))
+
+
+@pytest.fixture
+def grouped_from_small(monkeypatch):
+    """Head groups take part from 256 heads on (the defaults: 2,048 for grouping, 8,192 for builds)."""
+    monkeypatch.setattr(clustering, "GROUPED_MIN_HEADS", 256)
+    monkeypatch.setattr(_heads, "GROUP_MIN_HEADS", 256)
+
+
+def _table(heads: np.ndarray) -> HeadTable:
+    t = HeadTable(heads.shape[1], seed=0)
+    t.reset(heads)
+    return t
+
+
+def test_grouped_candidates_equal_brute_force_when_every_group_is_probed(grouped_from_small, monkeypatch):
+    x, heads = _data_and_heads(3000, 600, seed=1)
+    table = _table(heads)
+    assert table.n_groups > 1
+    monkeypatch.setattr(table, "group_probe", lambda n_probe: table.n_groups)
+    ((_, _, ci_b, cd_b),) = nearest_candidates(x, heads, 24)
+    ((_, _, ci_g, cd_g),) = nearest_candidates(x, heads, 24, probe=table.nearest)
+    # candidates are ranked in float16 first: the same heads up to near-ties at the 24th
+    assert np.mean(ci_g[:, :20] == ci_b[:, :20]) > 0.999
+    np.testing.assert_allclose(cd_g[:, :20], cd_b[:, :20], rtol=1e-3, atol=1e-3)
+
+
+def test_grouped_assignment_agrees_with_brute_force(grouped_from_small):
+    """Through the groups (the search's probe of ``candidates`` postings) the nearest head is nearly
+    always the brute-force one and most replica sets are equal; every listed head is a real head and
+    the distances ascend."""
+    x, heads = _data_and_heads(9000, 900, seed=3)
+    table = _table(heads)
+    kw = dict(replica_count=8, rng_factor=2.0, candidates=32)
+    ref = closure_assign(x, heads, **kw)
+    out = closure_assign(x, heads, probe=table.nearest, **kw)
+    same = np.mean([set(a[a >= 0]) == set(b[b >= 0]) for a, b in zip(ref, out)])
+    assert same >= 0.8, same
+    assert np.mean(ref[:, 0] == out[:, 0]) >= 0.98
+    assert ((out >= -1) & (out < len(heads))).all() and (out[:, 0] >= 0).all()
+    ((_, _, ci, cd),) = nearest_candidates(x, heads, 32, probe=table.nearest)
+    assert (np.diff(cd, axis=1)[ci[:, 1:] >= 0] >= 0).all()
+    hn = ((x[:, None, :] - heads[np.maximum(ci[:, :5], 0)]) ** 2).sum(-1)
+    np.testing.assert_allclose(cd[:, :5], hn, rtol=1e-3, atol=1e-3)
+
+
+def test_nearest_candidates_blocks_cover_every_row(grouped_from_small, monkeypatch):
+    x, heads = _data_and_heads(2500, 400, seed=5)
+    table = _table(heads)
+    monkeypatch.setattr(clustering, "_ROW_BYTES", 4 * D * 700)  # blocks of 700 rows
+    monkeypatch.setattr(clustering, "_BLOCK", 700)
+    blocks = list(nearest_candidates(x, heads, 8, probe=table.nearest))
+    assert [(s, e) for s, e, _, _ in blocks] == [(0, 700), (700, 1400), (1400, 2100), (2100, 2500)]
+    whole = np.concatenate([ci for _, _, ci, _ in blocks])
+    np.testing.assert_array_equal(whole, table.nearest(x, 8)[0])
+
+
+def test_big_tree_nodes_split_blockwise_with_the_same_quality(monkeypatch):
+    """Nodes above _NODE_BLOCK rows are split from a sample and blockwise products: the leaves still
+    cover the data as well (recall of an index built that way matches one built the in-memory way)."""
+    xb = clustered(12_000, D, seed=6)
+    xq = clustered(200, D, seed=7)
+    gt, _ = exact(xb, xq, 10, "l2")
+    a = SpannIndex(D, metric="l2", n_probe=12, seed=1).build(xb)
+    monkeypatch.setattr(clustering, "_NODE_BLOCK", 1000)
+    b = SpannIndex(D, metric="l2", n_probe=12, seed=1).build(xb)
+    ra, rb = recall(a.search(xq, 10).ids, gt, 10), recall(b.search(xq, 10).ids, gt, 10)
+    assert abs(ra - rb) <= 0.03 and rb >= 0.9, (ra, rb)
+    assert abs(a.n_heads - b.n_heads) <= 0.1 * a.n_heads
+
+
+def test_build_with_grouped_assignment_reaches_the_same_recall(grouped_from_small, monkeypatch):
+    xb = clustered(30_000, D, seed=8)
+    xq = clustered(300, D, seed=9)
+    gt, _ = exact(xb, xq, 10, "l2")
+    grouped = SpannIndex(D, metric="l2", n_probe=16, head_ratio=1 / 40, seed=2).build(xb)
+    assert grouped.n_heads >= 256 and grouped.stats()["head_groups"] > 1
+    monkeypatch.setattr(clustering, "GROUPED_MIN_HEADS", 10**9)  # brute force over every head
+    brute = SpannIndex(D, metric="l2", n_probe=16, head_ratio=1 / 40, seed=2).build(xb)
+    r_grouped = recall(grouped.search(xq, 10).ids, gt, 10)
+    r_brute = recall(brute.search(xq, 10).ids, gt, 10)
+    assert r_grouped >= r_brute - 0.02, (r_grouped, r_brute)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# builds over files
+# ----------------------------------------------------------------------------------------------------------
+def test_build_from_npy_path_maps_the_file_and_equals_the_in_memory_build(tmp_path):
+    xb = clustered(6000, D, seed=10)
+    xq = clustered(100, D, seed=11)
+    np.save(tmp_path / "base.npy", xb)
+    mem = SpannIndex(D, metric="ip", n_probe=10, seed=3).build(xb)
+    for source in (tmp_path / "base.npy", str(tmp_path / "base.npy"), np.load(tmp_path / "base.npy", mmap_mode="r")):
+        idx = SpannIndex(D, metric="ip", n_probe=10, seed=3).build(source)
+        assert idx.stats()["vectors_mmapped"] and idx.stats()["bytes_vectors_mmap"] == xb.nbytes
+        a, b = mem.search(xq, 10), idx.search(xq, 10)
+        np.testing.assert_array_equal(a.ids, b.ids)
+        np.testing.assert_array_equal(a.scores, b.scores)
+    # adds go to the in-memory tail; a save copies the mapped rows into the snapshot, which loads back
+    new = idx.add(clustered(50, D, seed=12))
+    idx.save(tmp_path / "snap")
+    back = SpannIndex.load(tmp_path / "snap")
+    np.testing.assert_array_equal(back.search(xq, 10).ids, idx.search(xq, 10).ids)
+    np.testing.assert_array_equal(back.vectors(new[:3]), idx.vectors(new[:3]))
+
+
+def test_build_from_a_file_that_changes_refuses_to_save(tmp_path):
+    xb = clustered(3000, D, seed=13)
+    np.save(tmp_path / "base.npy", xb)
+    idx = SpannIndex(D, metric="l2", seed=3).build(tmp_path / "base.npy")
+    mm = np.load(tmp_path / "base.npy", mmap_mode="r+")
+    mm[5] += 1.0
+    mm.flush()
+    del mm
+    with pytest.raises(CorruptStoreError, match="base.npy"):
+        idx.save(tmp_path / "snap")
+    assert not (tmp_path / "snap" / "MANIFEST.json").exists()
+
+
+def test_build_from_other_dtypes_and_cosine_converts_in_memory(tmp_path):
+    xb = clustered(3000, D, seed=14)
+    np.save(tmp_path / "half.npy", xb.astype(np.float16))
+    np.save(tmp_path / "base.npy", xb)
+    half = SpannIndex(D, metric="l2", seed=1).build(tmp_path / "half.npy")
+    assert not half.stats()["vectors_mmapped"]
+    np.testing.assert_array_equal(half.vectors([7])[0], xb[7].astype(np.float16).astype(np.float32))
+    cos = SpannIndex(D, metric="cosine", seed=1).build(tmp_path / "base.npy")
+    assert not cos.stats()["vectors_mmapped"]
+    np.testing.assert_allclose(np.linalg.norm(cos.vectors([3, 4]), axis=1), 1.0, rtol=1e-5)
+
+
+def test_build_from_bad_files_names_the_file_and_rows(tmp_path):
+    idx = SpannIndex(D, seed=1)
+    with pytest.raises(ValueError, match="missing.npy"):
+        idx.build(tmp_path / "missing.npy")
+    (tmp_path / "junk.npy").write_bytes(b"not an npy file")
+    with pytest.raises(ValueError, match="junk.npy"):
+        idx.build(tmp_path / "junk.npy")
+    bad = clustered(2000, D, seed=15)
+    bad[1234, 3] = np.nan
+    np.save(tmp_path / "nan.npy", bad)
+    with pytest.raises(ValueError, match=r"nan.npy"):
+        idx.build(tmp_path / "nan.npy")
+    np.save(tmp_path / "dim.npy", bad[:, :5])
+    with pytest.raises(ValueError, match="dimension"):
+        idx.build(tmp_path / "dim.npy")
+    np.save(tmp_path / "obj.npy", np.array([[1, 2]], dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError, match="obj.npy"):
+        idx.build(tmp_path / "obj.npy")  # never unpickled
+    assert len(idx) == 0 and idx.n_heads == 0  # nothing was built
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the split limit after a build
+# ----------------------------------------------------------------------------------------------------------
+def test_first_adds_after_a_build_split_nothing(tmp_path):
+    """The split limit is at least the longest posting the build made: a skewed build (one dense blob)
+    leaves many postings above ``split_factor`` x the mean, and the first add splits none of them (before,
+    it split every one), before or after a snapshot round trip."""
+    rng = np.random.default_rng(16)
+    dense = (rng.standard_normal((6000, D)) * 0.01).astype(np.float32)
+    xb = np.vstack([clustered(6000, D, seed=16), dense])
+    idx = SpannIndex(D, metric="l2", split_factor=1.5, seed=4).build(xb)
+    sizes = idx._arena.size.copy()
+    over = int((sizes > 1.5 * sizes.mean()).sum())
+    assert over >= 10
+    assert idx._split_limit() >= sizes.max()
+    idx.save(tmp_path / "s")
+    back = SpannIndex.load(tmp_path / "s")
+    assert back._split_limit() == idx._split_limit()
+    for index in (idx, back):
+        heads = index.n_heads
+        joined = index.add(clustered(3, D, seed=17))
+        assert index.n_heads - heads <= 3 * index.params["replica_count"] < over
+        assert len(joined) == 3
