@@ -45,7 +45,8 @@ N_QUERIES = 1000
 
 
 def log(*a) -> None:
-    print(time.strftime("%H:%M:%S"), *a, flush=True)
+    # stderr: a child's stdout carries its JSON result
+    print(time.strftime("%H:%M:%S"), *a, file=sys.stderr, flush=True)
 
 
 def status() -> dict[str, int]:

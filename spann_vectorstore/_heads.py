@@ -88,12 +88,6 @@ class HeadTable:
             K.probe_batch(queries, self.view(), n_probe, self.group_probe(n_probe), out_i, out_d)
         return out_i, out_d
 
-    def nearest(self, rows: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
-        """The ``m`` nearest heads of ``rows`` (b, dim) float32 as a build assigns them: ids (b, m), -1
-        padded, and squared L2 distances, ascending. The members of each row's ``group_probe(m)`` nearest
-        groups are the candidates, as for a search probing ``m`` postings (all heads while ungrouped)."""
-        return self.probe(np.ascontiguousarray(rows, dtype=np.float32), m)
-
     # ------------------------------------------------------------------------------------------------------
     # mutations (each drops the cached view)
     # ------------------------------------------------------------------------------------------------------

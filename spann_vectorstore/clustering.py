@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+from typing import NamedTuple
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 import numba
@@ -129,23 +130,21 @@ def hierarchical_heads(
     # set when x is a memory map of millions of rows)
     n_ref = max(100_000, min(16 * len(h), _REFINE_BYTES // (4 * x.shape[1])))
     xs = x if x.shape[0] <= n_ref else _as_f32(x[np.sort(rng.choice(x.shape[0], n_ref, replace=False))])
-    table = None
+    groups = None
     if len(h) >= GROUPED_MIN_HEADS and refine_iters:
-        # the nearest head of each row through head groups (see HeadTable.nearest); the groups keep their
-        # members while the heads move a little, their centroids follow
-        from ._heads import HeadTable  # (imports this module)
-
-        table = HeadTable(x.shape[1], int(rng.integers(2**31)))
-        table.reset(h)
+        # each row's nearest head through head groups (nearest_candidates); the groups keep their members
+        # while the heads move a little, their centroids follow
+        groups = group_heads(h, rng=np.random.default_rng(int(rng.integers(2**62))))
     for _ in range(refine_iters):
-        probe = None if table is None else table.nearest
-        labels = np.concatenate([ci[:, 0] for _, _, ci, _ in nearest_candidates(xs, h, 1, probe=probe)])
+        labels = np.concatenate(
+            [ci[:, 0] for _, _, ci, _ in nearest_candidates(xs, h, 1, groups=groups, n_groups=REFINE_GROUPS)]
+        )
         sums, counts = K.centroid_sums(xs, labels, len(h))
         nz = counts > 0
         h[nz] = (sums[nz] / counts[nz, None]).astype(np.float32)
-        if table is not None:
-            gs, gc = K.centroid_sums(h, table.g_label, table.n_groups)
-            table.reset(h, ((gs / np.maximum(gc, 1)[:, None]).astype(np.float32), table.g_label))
+        if groups is not None:
+            gs, gc = K.centroid_sums(h, groups[1], groups[0].shape[0])
+            groups = ((gs / np.maximum(gc, 1)[:, None]).astype(np.float32), groups[1])
     return h
 
 
@@ -212,36 +211,102 @@ def _tree_heads(x: np.ndarray, *, target_size: int, branch: int, rng: np.random.
     return np.ascontiguousarray(np.vstack([leaves[p] for p in sorted(leaves)]), dtype=np.float32)
 
 
-# From this many heads on, a build finds each row's nearest heads through the head groups (``HeadTable``),
-# as a search does; below, one brute-force product per block is cheaper.
+# From this many heads on, a build finds each row's nearest heads through the head groups (``HeadTable``'s
+# ~sqrt(H) groups); below, one brute-force product per block is cheaper.
 GROUPED_MIN_HEADS = 8192
-_ROW_BYTES = 1 << 29  # rows per assignment block: ~512 MB of float32 input (bounds the working set)
+# a row's candidates are the members of its ASSIGN_GROUPS nearest groups (by centroid), as a search probes
+# the members of its nearest groups; measured in NOTES ("Session 8: build at scale")
+ASSIGN_GROUPS = 16
+REFINE_GROUPS = 8  # the refinement needs each sampled row's nearest head only
+_GROUP_BLOCK = 65536  # rows per grouped block (their heaps: 65536 x m x 12 bytes)
+_ROW_BYTES = 1 << 29  # rows read from the input at a time: ~512 MB of float32 (bounds the working set)
 
 
-def nearest_candidates(x: np.ndarray, heads: np.ndarray, m: int, *, probe=None, progress=None):
+class HeadGroups(NamedTuple):
+    """Heads (H, d) in group order with their norms, ``start`` (G + 1) offsets, ``ids`` the head id of each
+    row of ``heads``, and the group centroids (G, d) with their norms."""
+
+    heads: np.ndarray
+    hn2: np.ndarray
+    start: np.ndarray
+    ids: np.ndarray
+    cent: np.ndarray
+    cn2: np.ndarray
+
+    @classmethod
+    def of(cls, heads: np.ndarray, cent: np.ndarray, label: np.ndarray) -> HeadGroups:
+        ids = np.argsort(label, kind="stable").astype(np.int64)
+        start = np.zeros(cent.shape[0] + 1, np.int64)
+        np.cumsum(np.bincount(label, minlength=cent.shape[0]), out=start[1:])
+        hg = _as_f32(heads[ids])
+        return cls(hg, _sqnorms(hg), start, ids, _as_f32(cent), _sqnorms(_as_f32(cent)))
+
+
+def _grouped_nearest(xb: np.ndarray, groups: HeadGroups, m: int, t: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``m`` nearest heads among the members of each row's ``t`` nearest groups: one BLAS product per
+    group (its rows x its members) into per-row heaps (``push_nearest``)."""
+    b = xb.shape[0]
+    g = groups.cent.shape[0]
+    t = min(t, g)
+    xn2 = _sqnorms(xb)
+    score = groups.cn2[None, :] - 2.0 * (xb @ groups.cent.T)  # + |x|^2: the same order per row
+    top = np.argpartition(score, t - 1, axis=1)[:, :t] if t < g else np.broadcast_to(np.arange(g), (b, g))
+    flat = top.ravel()
+    order = np.argsort(flat, kind="stable")
+    rows_of = (order // t).astype(np.int64)
+    bounds = np.searchsorted(flat[order], np.arange(g + 1))
+    heap_d = np.empty((b, m), np.float32)
+    heap_i = np.empty((b, m), np.int64)
+    heap_n = np.zeros(b, np.int64)
+    for j in np.flatnonzero(np.diff(bounds)):
+        rows = rows_of[bounds[j] : bounds[j + 1]]
+        lo, hi = groups.start[j], groups.start[j + 1]
+        if hi > lo:
+            dots = xb[rows] @ groups.heads[lo:hi].T
+            K.push_nearest(dots, xn2[rows], groups.hn2[lo:hi], groups.ids[lo:hi], rows, heap_d, heap_i, heap_n)
+    ci = np.empty((b, m), np.int64)
+    cd = np.empty((b, m), np.float32)
+    K.heaps_sorted(heap_d, heap_i, heap_n, ci, cd)
+    return ci, cd
+
+
+def nearest_candidates(
+    x: np.ndarray,
+    heads: np.ndarray,
+    m: int,
+    *,
+    groups: tuple[np.ndarray, np.ndarray] | None = None,
+    n_groups: int = ASSIGN_GROUPS,
+    progress=None,
+):
     """Blocks ``(start, stop, ci, cd)``: the ``m`` nearest heads (ids, squared L2 ascending, -1/inf padded)
     of rows ``x[start:stop]``.
 
-    ``x`` may be a memory map: it is read in blocks of ~512 MB. Without ``probe`` every head is scored (one
-    BLAS product per block of 16k rows); ``probe(rows, m) -> (ci, cd)`` finds them otherwise (a build
-    passes ``HeadTable.nearest``: the members of each row's nearest head groups, as a search probes).
+    ``x`` may be a memory map: it is read ~512 MB at a time. Without ``groups`` (or below
+    ``GROUPED_MIN_HEADS`` heads) every head is scored, one BLAS product per 16k rows: n x H x d. With
+    ``groups`` (centroids (G, d), a group label per head: ``HeadTable``'s ~sqrt(H) groups) a row's
+    candidates are the members of its ``n_groups`` nearest groups: n x (n_groups H / G) x d.
     """
     n = x.shape[0]
     m = max(1, min(m, heads.shape[0]))
-    hn2 = None if probe is not None else _sqnorms(heads)
-    block = _BLOCK if probe is None else max(_BLOCK, _ROW_BYTES // (4 * max(1, x.shape[1])))
-    for s in range(0, n, block):
-        xb = _as_f32(x[s : s + block])
-        if probe is None:
-            b = xb.shape[0]
-            ci = np.empty((b, m), np.int64)
-            cd = np.empty((b, m), np.float32)
-            K.nearest_heads(xb @ heads.T, _sqnorms(xb), hn2, m, ci, cd)
-        else:
-            ci, cd = probe(xb, m)
-        yield s, s + xb.shape[0], ci, cd
-        if progress is not None:
-            progress.update(xb.shape[0])
+    grouped = groups is not None and groups[0].shape[0] > 1 and heads.shape[0] >= GROUPED_MIN_HEADS
+    hg = HeadGroups.of(heads, *groups) if grouped else None
+    hn2 = _sqnorms(heads)
+    read = max(_BLOCK, _ROW_BYTES // (4 * max(1, x.shape[1])))
+    step = _GROUP_BLOCK if grouped else _BLOCK
+    for r0 in range(0, n, read):
+        xr = _as_f32(x[r0 : r0 + read])
+        for s in range(0, xr.shape[0], step):
+            xb = xr[s : s + step]
+            if grouped:
+                ci, cd = _grouped_nearest(xb, hg, m, n_groups)
+            else:
+                ci = np.empty((xb.shape[0], m), np.int64)
+                cd = np.empty((xb.shape[0], m), np.float32)
+                K.nearest_heads(xb @ heads.T, _sqnorms(xb), hn2, m, ci, cd)
+            yield r0 + s, r0 + s + xb.shape[0], ci, cd
+            if progress is not None:
+                progress.update(xb.shape[0])
 
 
 def closure_assign(
@@ -251,14 +316,14 @@ def closure_assign(
     replica_count: int,
     rng_factor: float,
     candidates: int,
-    probe=None,
+    groups: tuple[np.ndarray, np.ndarray] | None = None,
     progress=None,
 ) -> np.ndarray:
     """(n, replica_count) int64 head ids per row (-1 padded): RNG rule over the nearest ``candidates``
-    heads (brute force, or found by ``probe``: see :func:`nearest_candidates`).
+    heads (found through the head ``groups`` when given: see :func:`nearest_candidates`).
     ``progress`` (a tqdm bar or None) is advanced by the rows assigned."""
     out = np.empty((x.shape[0], replica_count), np.int64)
-    for s, e, ci, cd in nearest_candidates(x, heads, candidates, probe=probe, progress=progress):
+    for s, e, ci, cd in nearest_candidates(x, heads, candidates, groups=groups, progress=progress):
         K.rng_select(ci, cd, heads, replica_count, rng_factor, out[s:e])
     return out
 

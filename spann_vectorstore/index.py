@@ -34,7 +34,6 @@ from ._arena import PostingArena
 from ._heads import HeadTable
 from ._idmap import MAX_VECTORS, IdMap, VectorTable
 from ._rabitq import RaBitQCodec
-from . import clustering
 from .clustering import _sqnorms, cap_postings, closure_assign, hierarchical_heads, kmeans
 from .validation import METRICS, as_matrix, check_metric, check_target, positive_int  # noqa: F401  (METRICS: re-exported)
 
@@ -339,7 +338,7 @@ class SpannIndex:
                 replica_count=self.params["replica_count"],
                 rng_factor=self.params["rng_factor"],
                 candidates=self.params["candidates"],
-                probe=self._head_probe(),
+                groups=self._heads.groups,
                 progress=bar,
             )
         assign = cap_postings(x, heads, assign, _POSTING_LIMIT)
@@ -356,13 +355,6 @@ class SpannIndex:
         if n >= _CALIBRATE_AT_BUILD and self.params["n_probe"] is None:  # a fixed n_probe: on first need
             self._calibration()
         return self
-
-    def _head_probe(self):
-        """How a build or an add finds each row's candidate heads: through the head groups (as a search
-        probes) from ``GROUPED_MIN_HEADS`` heads on, else None (brute force over every head)."""
-        if self._heads.n_groups and self.n_heads >= clustering.GROUPED_MIN_HEADS:
-            return self._heads.nearest
-        return None
 
     def _build_input(self, vectors: Any) -> tuple[np.ndarray, tuple[Path, int] | None]:
         """The build's input as (n, dim) float32 and, when it is a file kept by reference, (file, CRC32)."""
@@ -437,7 +429,7 @@ class SpannIndex:
             replica_count=self.params["replica_count"],
             rng_factor=self.params["rng_factor"],
             candidates=self.params["candidates"],
-            probe=self._head_probe(),
+            groups=self._heads.groups,
         )
         vidx = self._append(x, ids_arr)
         self._insert(assign, vidx, x)

@@ -26,7 +26,15 @@ Conventions
   ``|err| <= errfac * |q| * eps0`` with ``errfac = |x - c| * tan(angle(u, o)) / sqrt(d - 1)``.
 """
 
-from .build import assign_capacity, assign_penalised, centroid_sums, nearest_heads, rng_select
+from .build import (
+    assign_capacity,
+    assign_penalised,
+    centroid_sums,
+    heaps_sorted,
+    nearest_heads,
+    push_nearest,
+    rng_select,
+)
 from .codes import encode_residuals, fs_gather, fs_scatter
 from .contract import STATS, CodecView, HeadsView, IdsView, PostingsView, SearchParams, VectorsView, check_view
 from .search import exact_scores, probe_batch, search_batch, search_preassigned, search_single
@@ -47,8 +55,10 @@ __all__ = [
     "exact_scores",
     "fs_gather",
     "fs_scatter",
+    "heaps_sorted",
     "nearest_heads",
     "probe_batch",
+    "push_nearest",
     "rng_select",
     "search_batch",
     "search_preassigned",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .common import _smallest_m
+from .common import _heap_sift_down_max, _smallest_m
 
 # ----------------------------------------------------------------------------------------------------------
 # Clustering helpers (build time)
@@ -159,3 +159,61 @@ def rng_select(cand_i, cand_d, heads, replica_count, rng_factor, out):
                     break
         for s in range(cnt, replica_count):
             out[i, s] = -1
+
+
+@njit(cache=True, parallel=True, fastmath=True, nogil=True)
+def push_nearest(dots, xn2, hn2, cols, rows, heap_d, heap_i, heap_n):
+    """Rows ``rows[i]`` of a block meet heads ``cols[j]`` at squared L2 ``xn2[i] - 2 dots[i, j] + hn2[j]``;
+    each row keeps its ``m`` nearest in a max-heap: ``heap_d``/``heap_i`` (B, m), ``heap_n`` (B,) counts.
+
+    dots: (r, c) = rows' vectors @ heads[cols].T. ``rows`` are distinct, so rows never share a heap."""
+    nr, nc = dots.shape
+    m = heap_d.shape[1]
+    for i in prange(nr):
+        r = rows[i]
+        hd = heap_d[r]
+        hi = heap_i[r]
+        cnt = heap_n[r]
+        for j in range(nc):
+            d = xn2[i] - 2.0 * dots[i, j] + hn2[j]
+            if cnt < m:
+                pos = cnt
+                hd[pos] = d
+                hi[pos] = cols[j]
+                cnt += 1
+                while pos > 0:
+                    parent = (pos - 1) // 2
+                    if hd[parent] < hd[pos]:
+                        hd[parent], hd[pos] = hd[pos], hd[parent]
+                        hi[parent], hi[pos] = hi[pos], hi[parent]
+                        pos = parent
+                    else:
+                        break
+            elif d < hd[0]:
+                hd[0] = d
+                hi[0] = cols[j]
+                _heap_sift_down_max(hd, hi, cnt, 0)
+        heap_n[r] = cnt
+
+
+@njit(cache=True, parallel=True, fastmath=True, nogil=True)
+def heaps_sorted(heap_d, heap_i, heap_n, out_i, out_d):
+    """Each row's heap (``push_nearest``) ascending into ``out_i``/``out_d`` (B, m), -1/inf padded,
+    distances clamped at 0 (as ``nearest_heads``)."""
+    b, m = heap_d.shape
+    for r in prange(b):
+        hd = heap_d[r]
+        hi = heap_i[r]
+        end = heap_n[r]
+        cnt = end
+        while end > 1:
+            end -= 1
+            hd[0], hd[end] = hd[end], hd[0]
+            hi[0], hi[end] = hi[end], hi[0]
+            _heap_sift_down_max(hd, hi, end, 0)
+        for t in range(cnt):
+            out_i[r, t] = hi[t]
+            out_d[r, t] = max(hd[t], 0.0)
+        for t in range(cnt, m):
+            out_i[r, t] = -1
+            out_d[r, t] = np.inf
