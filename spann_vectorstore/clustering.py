@@ -117,8 +117,10 @@ def hierarchical_heads(
     size for leaves, 3x above), so a k-means that collapses onto one centroid cannot make the recursion peel
     off a few rows at a time. A leaf's head is the mean of its members.
     The tree cuts natural clusters at its upper levels, so ``refine_iters`` global Lloyd iterations over
-    all heads (on a sample of max(100k, 16 per head) rows) follow; on ../shared/data two of them raise the
-    recall reachable in 16 postings from 0.89 to 0.93 at equal scan cost.
+    all heads follow, on a sample of max(100k, 8 per head) rows (from ``GROUPED_MIN_HEADS`` heads on, a
+    row's nearest head is sought among the members of its ``REFINE_GROUPS`` nearest head groups); on
+    ../shared/data two of them raise the recall reachable in 16 postings from 0.89 to 0.93 at equal scan
+    cost.
     ``progress`` (a tqdm bar or None) is advanced by the number of rows settled in leaves.
     """
     with threadpool_limits(limits=1, user_api="blas"):
@@ -126,9 +128,9 @@ def hierarchical_heads(
         # waking and joining its threads than on the work, pathologically so on a loaded machine (measured:
         # minutes at 1M rows). One thread here; the large refinement products below use all of them.
         h = _tree_heads(x, target_size=target_size, branch=branch, rng=rng, progress=progress)
-    # the refinement sample: 16 rows per head, at least 100k, at most ~1 GB of float32 (a bounded working
+    # the refinement sample: 8 rows per head, at least 100k, at most ~1 GB of float32 (a bounded working
     # set when x is a memory map of millions of rows)
-    n_ref = max(100_000, min(16 * len(h), _REFINE_BYTES // (4 * x.shape[1])))
+    n_ref = max(100_000, min(8 * len(h), _REFINE_BYTES // (4 * x.shape[1])))
     xs = x if x.shape[0] <= n_ref else _as_f32(x[np.sort(rng.choice(x.shape[0], n_ref, replace=False))])
     groups = None
     if len(h) >= GROUPED_MIN_HEADS and refine_iters:
@@ -217,7 +219,7 @@ GROUPED_MIN_HEADS = 8192
 # a row's candidates are the members of its ASSIGN_GROUPS nearest groups (by centroid), as a search probes
 # the members of its nearest groups; measured in NOTES ("Session 8: build at scale")
 ASSIGN_GROUPS = 16
-REFINE_GROUPS = 8  # the refinement needs each sampled row's nearest head only
+REFINE_GROUPS = 4  # the refinement needs each sampled row's nearest head only
 _GROUP_BLOCK = 65536  # rows per grouped block (their heaps: 65536 x m x 12 bytes)
 _ROW_BYTES = 1 << 29  # rows read from the input at a time: ~512 MB of float32 (bounds the working set)
 

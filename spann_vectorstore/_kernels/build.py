@@ -174,8 +174,12 @@ def push_nearest(dots, xn2, hn2, cols, rows, heap_d, heap_i, heap_n):
         hd = heap_d[r]
         hi = heap_i[r]
         cnt = heap_n[r]
+        xi = xn2[i]
+        top = hd[0] if cnt == m else np.float32(np.inf)  # a full heap's largest: the bar to pass
         for j in range(nc):
-            d = xn2[i] - 2.0 * dots[i, j] + hn2[j]
+            d = xi - np.float32(2.0) * dots[i, j] + hn2[j]
+            if d >= top:
+                continue
             if cnt < m:
                 pos = cnt
                 hd[pos] = d
@@ -189,10 +193,13 @@ def push_nearest(dots, xn2, hn2, cols, rows, heap_d, heap_i, heap_n):
                         pos = parent
                     else:
                         break
-            elif d < hd[0]:
+                if cnt == m:
+                    top = hd[0]
+            else:
                 hd[0] = d
                 hi[0] = cols[j]
                 _heap_sift_down_max(hd, hi, cnt, 0)
+                top = hd[0]
         heap_n[r] = cnt
 
 
