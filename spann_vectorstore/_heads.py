@@ -9,6 +9,8 @@ and the chosen heads scored again in float32 (``_kernels.search._probe``).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from . import _kernels as K
@@ -92,14 +94,32 @@ class HeadTable:
     # mutations (each drops the cached view)
     # ------------------------------------------------------------------------------------------------------
     def _set(self, heads: np.ndarray) -> None:
+        """Every head anew: norms and float16 copy, in buffers with room to grow (see :meth:`split`)."""
         self._view = None
-        self.heads = np.ascontiguousarray(heads, dtype=np.float32)
-        self.hn2 = _sqnorms(self.heads)
-        big = float(np.abs(self.heads).max()) if self.heads.size else 0.0
-        self.h16_scale = big / 1024.0 if big > 0 else 1.0
-        h16 = np.zeros((self.heads.shape[0], 8 * ((self.dim + 7) // 8)), np.float16)
-        h16[:, : self.dim] = self.heads / self.h16_scale
-        self.heads16 = h16.view(np.uint16)
+        h = heads.shape[0]
+        cap = max(16, h + h // 8)
+        self._heads_buf = np.zeros((cap, self.dim), np.float32)
+        self._heads_buf[:h] = heads
+        self._hn2_buf = np.zeros(cap, np.float32)
+        self._h16_buf = np.zeros((cap, 8 * ((self.dim + 7) // 8)), np.uint16)
+        big = float(np.abs(self._heads_buf[:h]).max()) if h else 0.0
+        # a power of two: float16 of heads / scale rounds the same under any such scale (it only moves the
+        # exponent), so heads written by split() under an older scale equal a fresh _set's bit for bit
+        self.h16_scale = 2.0 ** math.ceil(math.log2(big / 1024.0)) if big > 0 else 1.0
+        self._write_rows(0, h)
+        self._expose(h)
+
+    def _write_rows(self, lo: int, hi: int) -> None:
+        rows = self._heads_buf[lo:hi]
+        self._hn2_buf[lo:hi] = _sqnorms(rows)
+        self._h16_buf[lo:hi, : self.dim] = (rows / self.h16_scale).astype(np.float16).view(np.uint16)
+
+    def _expose(self, h: int) -> None:
+        """The first ``h`` rows of the buffers as the table's arrays (C-contiguous views)."""
+        self._view = None
+        self.heads = self._heads_buf[:h]
+        self.hn2 = self._hn2_buf[:h]
+        self.heads16 = self._h16_buf[:h]
 
     def _set_groups(self, g_cent: np.ndarray, g_label: np.ndarray) -> None:
         """Groups from centroids and a label per head: member lists (CSR, ascending head id) and norms."""
@@ -130,15 +150,33 @@ class HeadTable:
     def split(self, h: int, first: np.ndarray, second: np.ndarray) -> int:
         """Head ``h`` becomes ``first`` and a new head ``second`` is appended (a posting split); the new head
         joins the group with the nearest centroid (or the heads are grouped once there are enough of them).
-        Returns the new head's id."""
-        heads = np.vstack([self.heads, second.reshape(1, -1)]).astype(np.float32)
-        heads[h] = first
-        self._set(heads)
+        Returns the new head's id.
+
+        O(d) for the heads (rows written in place in buffers with spare room; the float16 copy is
+        recomputed for all only when a new head exceeds its scale's range) and O(H) integer moves for the
+        groups: a split at 125k heads used to copy and convert every head (~0.2 s)."""
+        n = len(self)
+        if n + 1 > self._heads_buf.shape[0]:
+            self._set(np.vstack([self.heads, second.reshape(1, -1)]))
+        else:
+            self._heads_buf[n] = second
+        self._heads_buf[h] = first
+        big = max(float(np.abs(first).max()), float(np.abs(second).max()))
+        if big / self.h16_scale > 1024.0:
+            self._set(self._heads_buf[: n + 1].copy())
+        else:
+            self._write_rows(h, h + 1)
+            self._write_rows(n, n + 1)
+            self._expose(n + 1)
         if self.n_groups == 0:
             if len(self) >= GROUP_MIN_HEADS:
                 self.regroup()
         else:
-            new = self.heads[self.g_label.shape[0] :]
-            d2 = self.g_cn2[None, :] - 2.0 * (new @ self.g_cent.T)
-            self._set_groups(self.g_cent, np.concatenate([self.g_label, d2.argmin(1).astype(np.int64)]))
-        return len(self) - 1
+            new = self.heads[n]
+            g = int(np.argmin(self.g_cn2 - 2.0 * (self.g_cent @ new)))
+            self._view = None
+            self.g_label = np.append(self.g_label, np.int64(g))
+            at = int(self.g_start[g + 1])  # after the group's members: ids stay ascending within it
+            self.g_members = np.insert(self.g_members, at, np.int64(n))
+            self.g_start[g + 1 :] += 1
+        return n

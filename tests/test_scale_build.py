@@ -197,3 +197,36 @@ def test_first_adds_after_a_build_split_nothing(tmp_path):
         joined = index.add(clustered(3, D, seed=17))
         assert index.n_heads - heads <= 3 * index.params["replica_count"] < over
         assert len(joined) == 3
+
+
+# ----------------------------------------------------------------------------------------------------------
+# head splits in place
+# ----------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("grouped", [False, True])
+def test_head_splits_in_place_equal_a_fresh_table(grouped, monkeypatch):
+    """Splits write two rows in spare room instead of rebuilding the table: after many of them (past the
+    buffers' capacity, and one head far beyond the float16 scale) every array equals a table built afresh
+    from the same heads and groups, bit for bit (the float16 copy included: its scale is a power of two)."""
+    if grouped:
+        monkeypatch.setattr(_heads, "GROUP_MIN_HEADS", 64)
+    rng = np.random.default_rng(20)
+    table = HeadTable(D, seed=1)
+    table.reset(clustered(300, D, seed=21))
+    assert (table.n_groups > 0) == grouped
+    for step in range(120):
+        h = int(rng.integers(len(table)))
+        first = table.heads[h] + 0.01 * rng.standard_normal(D).astype(np.float32)
+        second = table.heads[h] - 0.01 * rng.standard_normal(D).astype(np.float32)
+        if step == 77:
+            second = second * 5000.0  # beyond 1024 x the scale: everything re-encoded
+        assert table.split(h, first, second) == len(table) - 1
+    fresh = HeadTable(D, seed=1)
+    fresh.reset(table.heads.copy(), table.groups)
+    for name in ("heads", "hn2", "heads16", "g_cent", "g_cn2", "g_label", "g_members", "g_start"):
+        np.testing.assert_array_equal(getattr(table, name), getattr(fresh, name), err_msg=name)
+    assert table.h16_scale == fresh.h16_scale
+    view = table.view()
+    assert view.heads.shape[0] == view.heads16.shape[0] == view.hn2.shape[0] == len(table) == 420
+    if grouped:
+        members = np.sort(table.g_members)
+        np.testing.assert_array_equal(members, np.arange(len(table)))
