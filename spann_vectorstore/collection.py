@@ -1101,7 +1101,7 @@ class Collection(metaclass=_SharedOpen):
 
     def _run_rebuild(self, rb: _Rebuild, x: np.ndarray, ids: np.ndarray) -> None:
         try:
-            rb.index.build(x, ids)
+            rb.index.build(x, ids, copy=False)  # x is this rebuild's own copy: the new index keeps it
             with self._lock.write():
                 if not rb.cancelled and not self._closed:
                     self._swap_in(rb)

@@ -53,9 +53,12 @@ def auto_head_ratio(n: int) -> float:
 
     1/40 while that makes at most 12,500 heads: on ../shared/data it scans 40% fewer codes than 1/80 at
     recall 0.95 (3,989 vs 6,682 per query), and from 2,048 heads on the head groups keep the extra heads
-    cheap to score. Beyond, the build's closure assignment (brute force, n x H) would grow quadratically, so
-    the head count stays at 12,500 until 1/80 asks for more (1M vectors: 12.5k heads, built in 228 s on 2
-    cores with p50 0.62 ms at recall 0.965).
+    cheap to score. Then 12,500 heads until 1/80 asks for more. The plateau is no longer the build's: from
+    8,192 heads on a build finds each vector's candidate heads through the head groups (cost ~n sqrt(H),
+    not n H), so any ``head_ratio`` builds in near-linear time. It is the search's: at 1M synthetic vectors
+    26.2k heads (1/40) gave recall@10 0.962 at p50 0.58 ms and 12.7k heads 0.973 at 0.69 ms at the same
+    target (more heads: more to score per query, smaller postings to scan), and built in 398 s against 250 s
+    (``benchmarks/results/scale-384-*.json``, a loaded machine).
     """
     return max(_HEAD_RATIO_MIN, min(_HEAD_RATIO_MAX, _AUTO_MAX_HEADS / max(n, 1)))
 
@@ -122,7 +125,8 @@ class SpannIndex:
     head_ratio: heads (posting lists) per vector; ``1/head_ratio`` is the average posting size before
         replication (SPTAG uses 0.1-0.2 with tiny postings; a quantized in-memory scan prefers larger ones).
         Default None: :func:`auto_head_ratio` of the build's vector count (1/40 up to 500k vectors, then
-        12,500 heads, then 1/80 from 1M on).
+        12,500 heads, then 1/80 from 1M on). Any ratio builds in near-linear time (candidate heads are
+        found through the head groups from 8,192 heads on).
     replica_count: maximum postings per vector (SPTAG: 8), chosen by the RNG rule among ``candidates``
         nearest heads (SPTAG: 64) with ``rng_factor`` on squared L2. SPTAG's 1.0 is applied to its cosine
         distance for normalised data; on squared L2 between mean-heads 1.0 keeps ~1 replica, and 2.0 gives
@@ -301,7 +305,7 @@ class SpannIndex:
     # ------------------------------------------------------------------------------------------------------
     # build
     # ------------------------------------------------------------------------------------------------------
-    def build(self, vectors: Any = None, ids: Any = None) -> SpannIndex:
+    def build(self, vectors: Any = None, ids: Any = None, *, copy: bool = True) -> SpannIndex:
         """Build from scratch over ``vectors`` (n, dim); ``ids`` int64 (n,), default ``0..n-1``.
 
         ``vectors`` may be an array, an ``np.memmap`` or the path of a ``.npy`` file. A float32 file (or
@@ -312,13 +316,18 @@ class SpannIndex:
         a working set of ~1-2 GB, not for the vectors. Other dtypes, and cosine (rows are normalised), are
         converted into memory block by block.
 
+        ``copy=False``: an in-memory float32 C-contiguous ``vectors`` becomes the index's full-precision
+        vectors itself instead of being copied (half the memory of a build over a large array); the caller
+        must not change it afterwards. (Ignored for files, which are mapped anyway.)
+
         Replaces any previous content. ``build()`` without vectors rebuilds over the current live vectors
-        and ids (what ``Collection.optimize`` uses). Returns ``self``.
+        and ids (what ``Collection.optimize`` uses; that copy is kept, not copied again). Returns ``self``.
         """
         if vectors is None:
             if len(self) == 0:
                 raise ValueError("nothing to build: the index is empty and no vectors were given")
             vectors, ids = self.live_items()
+            copy = False
         x, mapped = self._build_input(vectors)
         n = x.shape[0]
         if n > MAX_VECTORS:
@@ -343,9 +352,9 @@ class SpannIndex:
             )
         assign = cap_postings(x, heads, assign, _POSTING_LIMIT)
         self._arena.add_heads(heads.shape[0])
-        if mapped is None:
+        if mapped is None and copy:
             vidx = self._append(x, ids_arr)
-        else:
+        else:  # the map, or the caller's array, is the vectors' base segment (adds go to the tail)
             vidx = self._idmap.append(ids_arr)
             self._vectors = VectorTable.of_arrays(x, _block_sqnorms(x), mapped=mapped)
         self._insert(assign, vidx, x, show=show)

@@ -230,3 +230,25 @@ def test_head_splits_in_place_equal_a_fresh_table(grouped, monkeypatch):
     if grouped:
         members = np.sort(table.g_members)
         np.testing.assert_array_equal(members, np.arange(len(table)))
+
+
+def test_build_without_copy_keeps_the_callers_array(tmp_path):
+    """copy=False: the index's full-precision vectors are the caller's array (no second copy), with the
+    same answers as a copying build; adds and saves work as usual. build() with no vectors (a rebuild over
+    the live vectors) keeps its own fresh copy the same way."""
+    xb = clustered(5000, D, seed=30)
+    xq = clustered(50, D, seed=31)
+    ref = SpannIndex(D, metric="l2", n_probe=8, seed=2).build(xb)
+    idx = SpannIndex(D, metric="l2", n_probe=8, seed=2).build(xb, copy=False)
+    assert np.shares_memory(idx._vectors.base, xb) and not np.shares_memory(ref._vectors.base, xb)
+    np.testing.assert_array_equal(idx.search(xq, 10).ids, ref.search(xq, 10).ids)
+    np.testing.assert_array_equal(idx.search(xq, 10).scores, ref.search(xq, 10).scores)
+    new = idx.add(clustered(20, D, seed=32))
+    idx.delete([0, 1])
+    idx.build()
+    assert not np.shares_memory(idx._vectors.base, xb) and len(idx) == 5018
+    np.testing.assert_array_equal(idx.vectors(new), clustered(20, D, seed=32))
+    idx.save(tmp_path / "s")
+    np.testing.assert_array_equal(SpannIndex.load(tmp_path / "s").search(xq, 10).ids, idx.search(xq, 10).ids)
+    half = SpannIndex(D, metric="l2", seed=2).build(xb.astype(np.float64), copy=False)  # converted: a copy
+    assert not np.shares_memory(half._vectors.base, xb)
