@@ -84,24 +84,13 @@ class AnonPeak:
 # ----------------------------------------------------------------------------------------------------------
 def make_data(work: Path, n: int, d: int, seed: int, noise: float) -> Path:
     """base.npy / queries.npy / truth.npy for (n, d, seed) under ``work``; reused when complete."""
-    from spann_vectorstore.evaluation import exact_topk
+    from spann_vectorstore.evaluation import exact_topk, synthetic_source
 
     out = work / f"data-{n}-{d}-{seed}"
     if (out / "truth.npy").exists():
         return out
     out.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    n_centers = max(1, n // 1000)
-    centers = rng.standard_normal((n_centers, d)).astype(np.float32)
-    centers /= np.linalg.norm(centers, axis=1, keepdims=True)
-    scale = np.float32(noise / np.sqrt(d))
-
-    def draw(m: int) -> np.ndarray:
-        lab = rng.integers(0, n_centers, m)
-        block = centers[lab] + scale * rng.standard_normal((m, d), dtype=np.float32)
-        block /= np.linalg.norm(block, axis=1, keepdims=True)
-        return block
-
+    draw = synthetic_source(n, d, seed=seed, noise=noise)  # the rows of synthetic_dataset(n, d, ...)
     t0 = time.perf_counter()
     base = np.lib.format.open_memmap(out / "base.tmp.npy", mode="w+", dtype=np.float32, shape=(n, d))
     step = 100_000

@@ -140,16 +140,12 @@ def clustered(n: int, d: int, *, n_centers: int = 50, seed: int = 0, spread: flo
     return (centers[which] + spread * rng.standard_normal((n, d))).astype(np.float32)
 
 
-def synthetic_dataset(
-    n: int, d: int, n_queries: int, *, seed: int = 0, noise: float = 0.7, k_truth: int = 100
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Embedding-like benchmark data: ``(base, queries, truth)``.
-
-    Unit-norm vectors around ``max(1, n // 1000)`` random unit centres (equal weights), each drawn as
-    ``centre + noise / sqrt(d) * N(0, I)`` and normalised; queries are drawn the same way after the base.
-    ``truth``: the exact top ``min(k_truth, n)`` base rows by inner product per query (:func:`exact_topk`).
-    Drawn in blocks of 100k rows (float32), so a million vectors take ~1.5 GB at d=384 at most.
-    """
+def synthetic_source(n: int, d: int, *, seed: int = 0, noise: float = 0.7):
+    """The generator behind :func:`synthetic_dataset`: ``draw(m)`` returns the next ``m`` rows (float32,
+    unit norm) around ``max(1, n // 1000)`` random unit centres, each ``centre + noise / sqrt(d) * N(0, I)``
+    normalised. Successive draws continue one random stream, so drawing the base in blocks and then the
+    queries gives the same rows as :func:`synthetic_dataset` (which lets a benchmark write millions of rows
+    to a file block by block)."""
     rng = np.random.default_rng(seed)
     n_centers = max(1, n // 1000)
     centers = rng.standard_normal((n_centers, d)).astype(np.float32)
@@ -166,10 +162,22 @@ def synthetic_dataset(
             out[s:e] = block
         return out
 
+    return draw
+
+
+def synthetic_dataset(
+    n: int, d: int, n_queries: int, *, seed: int = 0, noise: float = 0.7, k_truth: int = 100
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Embedding-like benchmark data: ``(base, queries, truth)`` (the model of :func:`synthetic_source`).
+
+    ``truth``: the exact top ``min(k_truth, n)`` base rows by inner product per query (:func:`exact_topk`).
+    Drawn in blocks of 100k rows (float32), so a million vectors take ~1.5 GB at d=384 at most.
+    """
+    draw = synthetic_source(n, d, seed=seed, noise=noise)
     xb = draw(n)
     xq = draw(n_queries)
     truth, _ = exact_topk(xb, xq, min(k_truth, n), "ip")
     return xb, xq, truth
 
 
-__all__ = ["clustered", "exact_topk", "recall_at_k", "synthetic_dataset"]
+__all__ = ["clustered", "exact_topk", "recall_at_k", "synthetic_dataset", "synthetic_source"]

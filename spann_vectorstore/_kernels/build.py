@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .common import _heap_sift_down_max, _smallest_m
+from .common import _heap_push_max, _heap_sift_down_max, _heap_sort_max, _smallest_m
 
 # ----------------------------------------------------------------------------------------------------------
 # Clustering helpers (build time)
@@ -181,18 +181,7 @@ def push_nearest(dots, xn2, hn2, cols, rows, heap_d, heap_i, heap_n):
             if d >= top:
                 continue
             if cnt < m:
-                pos = cnt
-                hd[pos] = d
-                hi[pos] = cols[j]
-                cnt += 1
-                while pos > 0:
-                    parent = (pos - 1) // 2
-                    if hd[parent] < hd[pos]:
-                        hd[parent], hd[pos] = hd[pos], hd[parent]
-                        hi[parent], hi[pos] = hi[pos], hi[parent]
-                        pos = parent
-                    else:
-                        break
+                cnt = _heap_push_max(hd, hi, cnt, d, cols[j])
                 if cnt == m:
                     top = hd[0]
             else:
@@ -211,13 +200,8 @@ def heaps_sorted(heap_d, heap_i, heap_n, out_i, out_d):
     for r in prange(b):
         hd = heap_d[r]
         hi = heap_i[r]
-        end = heap_n[r]
-        cnt = end
-        while end > 1:
-            end -= 1
-            hd[0], hd[end] = hd[end], hd[0]
-            hi[0], hi[end] = hi[end], hi[0]
-            _heap_sift_down_max(hd, hi, end, 0)
+        cnt = heap_n[r]
+        _heap_sort_max(hd, hi, cnt)
         for t in range(cnt):
             out_i[r, t] = hi[t]
             out_d[r, t] = max(hd[t], 0.0)

@@ -163,6 +163,35 @@ def _top_push(keys, vals, tids, size, key, val, tid):
 
 
 @njit(cache=True, inline="always")
+def _heap_push_max(keys, vals, size, key, val):
+    """Push ``(key, val)`` onto the max-heap ``keys``/``vals`` of ``size`` entries (room for one more);
+    returns the new size."""
+    pos = size
+    keys[pos] = key
+    vals[pos] = val
+    while pos > 0:
+        parent = (pos - 1) // 2
+        if keys[parent] < keys[pos]:
+            keys[parent], keys[pos] = keys[pos], keys[parent]
+            vals[parent], vals[pos] = vals[pos], vals[parent]
+            pos = parent
+        else:
+            break
+    return size + 1
+
+
+@njit(cache=True, inline="always")
+def _heap_sort_max(keys, vals, size):
+    """Sort the max-heap ``keys``/``vals`` of ``size`` entries ascending, in place."""
+    end = size
+    while end > 1:
+        end -= 1
+        keys[0], keys[end] = keys[end], keys[0]
+        vals[0], vals[end] = vals[end], vals[0]
+        _heap_sift_down_max(keys, vals, end, 0)
+
+
+@njit(cache=True, inline="always")
 def _smallest_m(dist, m, out_d, out_i):
     """The ``m`` smallest entries of ``dist`` sorted ascending into out_d/out_i; returns the count."""
     k = dist.shape[0]
@@ -170,28 +199,10 @@ def _smallest_m(dist, m, out_d, out_i):
     for j in range(k):
         dj = dist[j]
         if size < m:
-            # push into max-heap
-            pos = size
-            out_d[pos] = dj
-            out_i[pos] = j
-            size += 1
-            while pos > 0:
-                parent = (pos - 1) // 2
-                if out_d[parent] < out_d[pos]:
-                    out_d[parent], out_d[pos] = out_d[pos], out_d[parent]
-                    out_i[parent], out_i[pos] = out_i[pos], out_i[parent]
-                    pos = parent
-                else:
-                    break
+            size = _heap_push_max(out_d, out_i, size, dj, j)
         elif dj < out_d[0]:
             out_d[0] = dj
             out_i[0] = j
             _heap_sift_down_max(out_d, out_i, size, 0)
-    # heap sort ascending
-    end = size
-    while end > 1:
-        end -= 1
-        out_d[0], out_d[end] = out_d[end], out_d[0]
-        out_i[0], out_i[end] = out_i[end], out_i[0]
-        _heap_sift_down_max(out_d, out_i, end, 0)
+    _heap_sort_max(out_d, out_i, size)
     return size
