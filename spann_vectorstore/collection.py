@@ -205,24 +205,15 @@ class _RWLock:
     """Many readers or one writer; a waiting writer blocks new readers (no writer starvation)."""
 
     def __init__(self) -> None:
-        self._cond = threading.Condition()
+        self._cond = threading.Condition(threading.Lock())  # held only inside these methods: never nested
         self._readers = 0
         self._writer = False
         self._waiting = 0
+        self._reading = _Reading(self)
 
-    @contextlib.contextmanager
-    def read(self):
-        with self._cond:
-            while self._writer or self._waiting:
-                self._cond.wait()
-            self._readers += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._readers -= 1
-                if not self._readers:
-                    self._cond.notify_all()
+    def read(self) -> _Reading:
+        """``with lock.read():`` (one context object, reused: a generator-based one cost ~1.5 us a search)."""
+        return self._reading
 
     @contextlib.contextmanager
     def write(self):
@@ -238,6 +229,30 @@ class _RWLock:
             with self._cond:
                 self._writer = False
                 self._cond.notify_all()
+
+
+class _Reading:
+    """The read side of a :class:`_RWLock` as a context manager (holds no state of its own: reentrant and
+    shared by threads)."""
+
+    __slots__ = ("_lock",)
+
+    def __init__(self, lock: _RWLock) -> None:
+        self._lock = lock
+
+    def __enter__(self) -> None:
+        lock = self._lock
+        with lock._cond:
+            while lock._writer or lock._waiting:
+                lock._cond.wait()
+            lock._readers += 1
+
+    def __exit__(self, *exc: Any) -> None:
+        lock = self._lock
+        with lock._cond:
+            lock._readers -= 1
+            if not lock._readers:
+                lock._cond.notify_all()
 
 
 class _Rebuild:
@@ -1684,8 +1699,10 @@ class Collection(metaclass=_SharedOpen):
                 if arr.ndim not in (1, 2) or arr.size == 0:
                     raise ValueError(f"queries must be (dim,) or (nq, dim), got shape {arr.shape}")
                 return [] if single else [[] for _ in range(arr.shape[0])]
+            if single:
+                return self._search_one(arr, int(k), depth, allowed, include_vectors)
             out = self._materialize(self._ranked(arr, int(k), depth, allowed), int(k), include_vectors)
-        return out[0] if single else out
+        return out
 
     @_names_damage
     def text_search(
@@ -1976,8 +1993,20 @@ class Collection(metaclass=_SharedOpen):
             if not all(map(operator.gt if higher else operator.lt, scores, scores[1:])):  # else already in order
                 sign = -1.0 if higher else 1.0
                 found.sort(key=lambda rs: (sign * rs[1], rows[rs[0]][0]))
-            out.append([self._hit(rows[r], s, include_vectors) for r, s in found[:k]])
+            hit = self._hit
+            out.append([hit(rows[r], s, include_vectors) for r, s in found[:k]])
         return out
+
+    def _search_one(
+        self, q: np.ndarray, k: int, depth: dict[str, Any], allowed: np.ndarray | None, include_vectors: bool
+    ) -> list[Hit]:
+        """``_materialize(_ranked(q, ...))[0]`` for one query (the common call) without the per-query lists:
+        the index's top ``k + 1``; only when the last ties with the ``k``-th does it take the general path."""
+        res = self._index_search(q, k + 1, depth, allowed)
+        ids, scores = res.ids[0].tolist(), res.scores[0].tolist()
+        if ids[k] >= 0 and scores[k] == scores[k - 1]:
+            return self._materialize(self._ranked(q, k, depth, allowed), k, include_vectors)[0]
+        return self._materialize([[(r, s) for r, s in zip(ids[:k], scores) if r >= 0]], k, include_vectors)[0]
 
     def _rows_by_rowid(self, wanted: set[int], include_vectors: bool) -> dict[int, tuple]:
         """``rowid -> (id, text, metadata[, vector])`` of the rows in ``wanted`` that exist: one prepared

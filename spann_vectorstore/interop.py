@@ -91,4 +91,66 @@ def carry_over(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-__all__ = ["LLAMA_INDEX_KEYS", "carry_over", "clean_metadata", "is_node_row", "ref_doc_filter"]
+# ----------------------------------------------------------------------------------------------------------
+# framework objects for rows, built without validation
+# ----------------------------------------------------------------------------------------------------------
+# Validating a pydantic model (LangChain's ``Document``, LlamaIndex's ``TextNode``) costs 3-5 us, and a search
+# returns ten: as much as the SQLite fetch of the hits. ``model_construct`` costs about as much for ``Document``
+# and 100x more for ``TextNode``. :class:`Prebuilt` validates one sample instance, then builds each instance as
+# ``model_construct`` does (the field dict, the set of fields given, no extra or private state: the same four
+# slots, set through their descriptors) from the
+# sample's field dict with the given values in place: the same fields in the same order, defaults included,
+# mutable defaults copied per instance. Only for values that already have the types validation produces (str
+# ids and texts, dict metadata); the adapters' tests compare each kind with the validated instance (equality,
+# field order, fields set, dumps). Nothing here imports pydantic.
+_new = object.__new__
+
+
+def _setter(cls: type, name: str) -> Any:
+    """The ``__set__`` of slot ``name`` of ``cls`` (``object.__setattr__`` goes through the class's own
+    ``__setattr__`` check and was 4x slower, with a wide spread, on pydantic models)."""
+    for klass in cls.__mro__:
+        if name in vars(klass):
+            return vars(klass)[name].__set__
+    raise AttributeError(f"{cls.__name__} has no slot {name!r}")
+
+
+class Prebuilt:
+    """Instances of pydantic model ``cls`` for keyword values with the keys of ``sample`` (keyword arguments
+    of one instance, validated here once). Falls back to validating each instance when the model keeps extra
+    or private state per instance."""
+
+    def __init__(self, cls: type, **sample: Any) -> None:
+        ref = cls(**sample)
+        self._cls = cls
+        self._keys = frozenset(sample)
+        self._template = dict(ref.__dict__)
+        self._mutable = tuple(
+            k for k, v in self._template.items() if k not in sample and isinstance(v, (list, dict, set))
+        )
+        self._fields_set = frozenset(ref.__pydantic_fields_set__)
+        names = ("__dict__", "__pydantic_fields_set__", "__pydantic_extra__", "__pydantic_private__")
+        self._set_dict, self._set_fields, self._set_extra, self._set_private = (_setter(cls, n) for n in names)
+        self._fast = (
+            ref.__pydantic_extra__ is None
+            and ref.__pydantic_private__ is None
+            and self._keys <= self._template.keys()
+            and self._fields_set == self._keys
+        )
+
+    def __call__(self, **values: Any) -> Any:
+        if not self._fast or values.keys() != self._keys:
+            return self._cls(**values)
+        obj = _new(self._cls)
+        fields = self._template.copy()
+        fields.update(values)  # the keys are the template's: their order stays the fields' order
+        for k in self._mutable:
+            fields[k] = fields[k].copy()
+        self._set_fields(obj, set(self._fields_set))
+        self._set_extra(obj, None)
+        self._set_private(obj, None)
+        self._set_dict(obj, fields)  # last: set before the slots, it made an instance 2-4x slower to build
+        return obj
+
+
+__all__ = ["LLAMA_INDEX_KEYS", "Prebuilt", "carry_over", "clean_metadata", "is_node_row", "ref_doc_filter"]
