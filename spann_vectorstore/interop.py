@@ -96,7 +96,7 @@ def carry_over(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------------------------
 # Validating a pydantic model (LangChain's ``Document``, LlamaIndex's ``TextNode``) costs 3-5 us, and a search
 # returns ten: as much as the SQLite fetch of the hits. ``model_construct`` costs about as much for ``Document``
-# and 100x more for ``TextNode``. :class:`Prebuilt` validates one sample instance, then builds each instance as
+# and 100x more for ``TextNode``. :func:`prebuilt` validates one sample instance, then builds each instance as
 # ``model_construct`` does (the field dict, the set of fields given, no extra or private state: the same four
 # slots, set through their descriptors) from the
 # sample's field dict with the given values in place: the same fields in the same order, defaults included,
@@ -115,42 +115,35 @@ def _setter(cls: type, name: str) -> Any:
     raise AttributeError(f"{cls.__name__} has no slot {name!r}")
 
 
-class Prebuilt:
-    """Instances of pydantic model ``cls`` for keyword values with the keys of ``sample`` (keyword arguments
-    of one instance, validated here once). Falls back to validating each instance when the model keeps extra
-    or private state per instance."""
+def prebuilt(cls: type, **sample: Any) -> Any:
+    """A function building instances of pydantic model ``cls`` from keyword values with the keys of ``sample``
+    (keyword arguments of one instance, validated here once) without validating them; other keys, or a model
+    keeping extra or private state per instance, are passed to ``cls`` itself (validated)."""
+    ref = cls(**sample)
+    keys = frozenset(sample)
+    template = dict(ref.__dict__)
+    mutable = tuple(k for k, v in template.items() if k not in sample and isinstance(v, (list, dict, set)))
+    fields_set = frozenset(ref.__pydantic_fields_set__)
+    names = ("__dict__", "__pydantic_fields_set__", "__pydantic_extra__", "__pydantic_private__")
+    set_dict, set_fields, set_extra, set_private = (_setter(cls, n) for n in names)
+    if ref.__pydantic_extra__ is not None or ref.__pydantic_private__ is not None or fields_set != keys:
+        return cls
 
-    def __init__(self, cls: type, **sample: Any) -> None:
-        ref = cls(**sample)
-        self._cls = cls
-        self._keys = frozenset(sample)
-        self._template = dict(ref.__dict__)
-        self._mutable = tuple(
-            k for k, v in self._template.items() if k not in sample and isinstance(v, (list, dict, set))
-        )
-        self._fields_set = frozenset(ref.__pydantic_fields_set__)
-        names = ("__dict__", "__pydantic_fields_set__", "__pydantic_extra__", "__pydantic_private__")
-        self._set_dict, self._set_fields, self._set_extra, self._set_private = (_setter(cls, n) for n in names)
-        self._fast = (
-            ref.__pydantic_extra__ is None
-            and ref.__pydantic_private__ is None
-            and self._keys <= self._template.keys()
-            and self._fields_set == self._keys
-        )
-
-    def __call__(self, **values: Any) -> Any:
-        if not self._fast or values.keys() != self._keys:
-            return self._cls(**values)
-        obj = _new(self._cls)
-        fields = self._template.copy()
+    def make(**values: Any) -> Any:
+        if values.keys() != keys:
+            return cls(**values)
+        obj = _new(cls)
+        fields = template.copy()
         fields.update(values)  # the keys are the template's: their order stays the fields' order
-        for k in self._mutable:
+        for k in mutable:
             fields[k] = fields[k].copy()
-        self._set_fields(obj, set(self._fields_set))
-        self._set_extra(obj, None)
-        self._set_private(obj, None)
-        self._set_dict(obj, fields)  # last: set before the slots, it made an instance 2-4x slower to build
+        set_fields(obj, set(fields_set))
+        set_extra(obj, None)
+        set_private(obj, None)
+        set_dict(obj, fields)  # last: set before the slots, it made an instance 2-4x slower to build
         return obj
 
+    return make
 
-__all__ = ["LLAMA_INDEX_KEYS", "Prebuilt", "carry_over", "clean_metadata", "is_node_row", "ref_doc_filter"]
+
+__all__ = ["LLAMA_INDEX_KEYS", "carry_over", "clean_metadata", "is_node_row", "prebuilt", "ref_doc_filter"]

@@ -1,4 +1,4 @@
-"""The adapters' hits as framework objects built without validation (``interop.Prebuilt``) are the objects
+"""The adapters' hits as framework objects built without validation (``interop.prebuilt``) are the objects
 validation builds: equal, same field order, same fields set, same dumps, pickles and copies, no state shared
 between instances."""
 
@@ -18,7 +18,7 @@ from llama_index.core.schema import MetadataMode, NodeRelationship, RelatedNodeI
 from llama_index.vector_stores.spann.base import _hit_to_node
 
 from spann_vectorstore import Hit
-from spann_vectorstore.interop import Prebuilt, clean_metadata
+from spann_vectorstore.interop import clean_metadata, prebuilt
 
 ROWS = [
     ("a", "some text", {"bucket": 7}),
@@ -78,7 +78,7 @@ def test_llama_index_nodes_equal_validated_ones(row):
 
 
 def test_prebuilt_validates_calls_it_was_not_made_for():
-    make = Prebuilt(Document, id="", page_content="", metadata={})
+    make = prebuilt(Document, id="", page_content="", metadata={})
     with pytest.raises(TypeError):  # other keys: the class itself is called (here: page_content missing)
         make(id="x", metadata={})
     assert make(page_content="p", metadata={"a": 1}, id="x") == Document(id="x", page_content="p", metadata={"a": 1})

@@ -23,7 +23,7 @@ from typing_extensions import Self
 
 from spann_vectorstore import Collection, CollectionLike, CollectionLockedError, Hit, ReadOnlyError, fulltext
 from spann_vectorstore.collection import store_directory
-from spann_vectorstore.interop import Prebuilt, carry_over, clean_metadata, is_node_row
+from spann_vectorstore.interop import carry_over, clean_metadata, is_node_row, prebuilt
 from spann_vectorstore.protocol import check_collection
 from spann_vectorstore.validation import check_metric, positive_int
 
@@ -103,8 +103,8 @@ def _id_list(ids: str | Iterable[str]) -> list[str]:
 
 
 #: ``Document(id=..., page_content=..., metadata=...)`` without validating each one (equal to the validated
-#: one: see :class:`spann_vectorstore.interop.Prebuilt`; ~0.5 us against ~3 us)
-_document = Prebuilt(Document, id="", page_content="", metadata={})
+#: one: see :func:`spann_vectorstore.interop.prebuilt`; ~0.5 us against ~3 us)
+_document = prebuilt(Document, id="", page_content="", metadata={})
 
 
 def _to_doc(hit: Hit) -> Document:
