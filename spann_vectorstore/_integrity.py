@@ -2,7 +2,8 @@
 damage as :class:`CorruptStoreError`, and salvage for :meth:`Collection.recover`.
 
 SQLite checks the structure of its pages (``PRAGMA integrity_check``) but not their content, so each row of
-``docs`` carries a CRC32 of its id, text, metadata JSON and vector, and the settings row one of itself.
+``docs`` carries a CRC32 of its id, text, metadata JSON and vector (the vector is in table ``vectors``, or in
+``docs`` in stores written before: see :mod:`._schema`), and the settings row one of itself.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ._schema import rows_sql, vectors_apart
 from ._storage import MANIFEST, CorruptStoreError
 
 RECOVER_DB = (
@@ -148,10 +150,11 @@ def database_problem(fn: Path) -> str | None:
                 return "no collection settings" if row is None else "damaged collection settings"
             has_crc = "crc" in {r[1] for r in db.execute("PRAGMA table_info(docs)")}
             bad = 0
-            for r in db.execute(f"SELECT id, text, metadata, vector, {'crc' if has_crc else 'NULL'} FROM docs"):
-                bad += crc_mismatch(r)
+            cols = f"id, text, metadata, vector, {'crc' if has_crc else 'NULL'}"
+            for r in db.execute(rows_sql(vectors_apart(db), cols, "1")):
+                bad += r[3] is None or crc_mismatch(r)
             if bad:
-                return f"{bad} rows fail their checksum"
+                return f"{bad} rows fail their checksum or have no vector"
     except sqlite3.Error as exc:
         return str(exc)
     return None
@@ -181,7 +184,7 @@ def salvage(db_file: Path, snap_ids: np.ndarray, dim: int) -> Salvage:
     with contextlib.closing(db):
         try:
             has_crc = "crc" in {r[1] for r in db.execute("PRAGMA table_info(docs)")}
-            q = f"SELECT id, text, metadata, vector, {'crc' if has_crc else 'NULL'} FROM docs WHERE rowid = ?"
+            q = rows_sql(vectors_apart(db), f"id, text, metadata, vector, {'crc' if has_crc else 'NULL'}", "rowid = ?")
             db.execute(q, [0]).fetchall()
         except sqlite3.Error:
             return out

@@ -77,7 +77,7 @@ from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_
 
 from spann_vectorstore import Collection, CollectionLike, CollectionLockedError, ReadOnlyError, fulltext
 from spann_vectorstore.collection import store_directory
-from spann_vectorstore.interop import is_node_row, ref_doc_filter
+from spann_vectorstore.interop import is_node_row, prebuilt, ref_doc_filter
 from spann_vectorstore.protocol import check_collection
 from spann_vectorstore.validation import positive_int
 
@@ -312,6 +312,11 @@ class SPANNVectorStore(BasePydanticVectorStore):
         """The wrapped Collection."""
         return self._collection
 
+    def _coll(self) -> CollectionLike:
+        """The wrapped Collection on the query path: ``self._collection`` goes through pydantic's
+        ``__getattr__`` for private attributes (~1.6 us a read); this reads where pydantic keeps it (~0.05 us)."""
+        return self.__pydantic_private__["_collection"]
+
     def close(self) -> None:
         """Close the Collection this store opened (a ``collection=`` passed in stays open). Idempotent."""
         if self._owns_collection:
@@ -510,9 +515,9 @@ class SPANNVectorStore(BasePydanticVectorStore):
             raise ValueError("query_embedding must be a list of floats") from None
         if q.ndim != 1 or q.size == 0:
             raise ValueError(f"query_embedding must be a non-empty list of floats, got shape {q.shape}")
-        if not np.isfinite(q).all():
+        if not math.isfinite(float(np.dot(q, q))) and not np.isfinite(q).all():  # (a finite dot: all finite)
             raise ValueError("query_embedding holds NaN or infinite values")
-        dim = self._collection.dim
+        dim = self._coll().dim
         if dim is None:
             return None
         if q.shape[0] != dim:
@@ -523,8 +528,10 @@ class SPANNVectorStore(BasePydanticVectorStore):
         self, q: np.ndarray, k: int, flt: dict[str, Any] | None, *, vectors: bool, depth: dict[str, Any]
     ) -> tuple[list[Any], list[float]]:
         """Best ``k`` hits from the index and their similarities (higher is better)."""
-        hits = self._collection.search(q, k=int(k), filter=flt, include_vectors=vectors, **depth)
-        return hits, [self._similarity(h.score) for h in hits]
+        hits = self._coll().search(q, k=int(k), filter=flt, include_vectors=vectors, **depth)
+        if self.metric == "l2":
+            return hits, [self._similarity(h.score) for h in hits]
+        return hits, [float(h.score) for h in hits]
 
     def _similarity(self, score: float) -> float:
         return 1.0 / (1.0 + max(float(score), 0.0)) if self.metric == "l2" else float(score)
@@ -713,14 +720,22 @@ def _id_list(ids: Any, name: str = "node_ids") -> list[str] | None:
     return out
 
 
+#: ``TextNode(id_=..., text=..., metadata=..., relationships=...)`` and ``RelatedNodeInfo(node_id=...)``
+#: without validating each one (equal to the validated ones: see :func:`spann_vectorstore.interop.prebuilt`;
+#: ~1 us a node against ~5 us)
+_text_node = prebuilt(TextNode, id_="", text="", metadata={}, relationships={})
+_related = prebuilt(RelatedNodeInfo, node_id="")
+_SOURCE = NodeRelationship.SOURCE
+
+
 def _hit_to_node(hit: Any, *, embedding: bool = False) -> BaseNode:
     """The stored node (with its embedding when ``embedding``); a document added without LlamaIndex (no
     ``_node_content``) becomes a ``TextNode`` that is its own reference document (``ref_doc_id`` = its id)."""
     if is_node_row(hit.metadata):
         node = metadata_dict_to_node(hit.metadata, text=hit.text)
     else:
-        source = {NodeRelationship.SOURCE: RelatedNodeInfo(node_id=hit.id)}
-        node = TextNode(id_=hit.id, text=hit.text or "", metadata=dict(hit.metadata), relationships=source)
+        source = {_SOURCE: _related(node_id=hit.id)}
+        node = _text_node(id_=hit.id, text=hit.text or "", metadata=dict(hit.metadata), relationships=source)
     if embedding and hit.vector is not None:
         node.embedding = [float(x) for x in hit.vector]
     return node
