@@ -45,6 +45,7 @@ _AUTO_MAX_HEADS = 12_500
 DEFAULT_TARGET_RECALL = 0.98  # the default search setting: Chroma's default recall on ../shared/data is 0.976
 _FALLBACK_N_PROBE = 40  # an index that cannot be calibrated (too small) with no n_probe given
 _CALIBRATE_AT_BUILD = 20_000  # builds of this many vectors calibrate at once (smaller ones on first use)
+POSTING_LIMIT_AUTO = 3.0  # posting_limit="auto": entries read per posting, in build mean posting lengths
 
 
 def auto_head_ratio(n: int) -> float:
@@ -124,6 +125,12 @@ class SpannIndex:
         8.0 is for its own distance scale). On ../shared/data 40 / 1.5 gives recall@10 0.961 scanning 7,500
         codes per query, where 32 / no pruning gives 0.957 for 9,100.
     eps0: confidence multiplier of the RaBitQ error bound (1.9 in the paper); larger reranks more.
+    posting_limit: entries a search reads per posting at most (SPTAG's ``SearchPostingPageLimit``), the ones
+        nearest to the posting's head (postings are kept ordered by that distance): bounds the cost of a
+        long posting (one that adds grew towards ``split_factor``), the tail latency. ``"auto"`` (default):
+        ``POSTING_LIMIT_AUTO`` (3) times the build's mean posting length; an int: that many entries; None:
+        no limit. The calibration behind ``target_recall`` is measured with the limit in force. Snapshots
+        written before the limit existed load with None.
     split_factor: a posting that grows by :meth:`add` beyond ``split_factor`` times the last build's mean
         posting length is split in two by 2-means (SPFresh). Splits cost recall (the halves' vectors keep
         only the replicas they had): on the incremental test (+50% vectors, 3 seeds) 2.0 lost 6-9 points
@@ -155,6 +162,7 @@ class SpannIndex:
         max_dist_ratio: float = 1.5,
         eps0: float = 1.9,
         split_factor: float = 5.0,
+        posting_limit: int | str | None = "auto",
         seed: int = 0,
         progress: bool | None = None,
     ) -> None:
@@ -181,6 +189,7 @@ class SpannIndex:
             "max_dist_ratio": float(max_dist_ratio),
             "eps0": float(eps0),
             "split_factor": float(split_factor),
+            "posting_limit": self._check_posting_limit(posting_limit, allow_auto=True),
             "seed": int(seed),
         }
         self.progress = progress
@@ -224,6 +233,26 @@ class SpannIndex:
     @staticmethod
     def _check_n_probe(n_probe: Any) -> int:
         return positive_int(n_probe, "n_probe")
+
+    @staticmethod
+    def _check_posting_limit(limit: Any, *, allow_auto: bool) -> int | str | None:
+        if limit is None or (allow_auto and limit == "auto"):
+            return limit
+        return positive_int(limit, "posting_limit")
+
+    @property
+    def posting_limit(self) -> int | None:
+        """Entries a search reads per posting at most (None: every entry); see the ``posting_limit``
+        parameter. ``"auto"`` resolves against the last build's mean posting length."""
+        lim = self.params["posting_limit"]
+        if lim == "auto":
+            return max(32, math.ceil(POSTING_LIMIT_AUTO * self._build_mean))
+        return lim
+
+    def _cap(self, override: Any = None) -> int:
+        """The kernels' ``posting_limit`` of a search: ``override`` if given, else the index's."""
+        lim = self.posting_limit if override is None else self._check_posting_limit(override, allow_auto=False)
+        return K.contract.NO_LIMIT if lim is None else int(lim)
 
     def _as_matrix(self, x: Any, what: str, *, allow_1d: bool) -> np.ndarray:
         return as_matrix(x, what, dim=self.dim, metric=self.metric, allow_1d=allow_1d)
@@ -354,12 +383,21 @@ class SpannIndex:
         finally:
             if bar is not None:
                 bar.close()
+        # postings nearest to their head first, for the posting limit: a build orders them all; an add only
+        # the touched postings longer than the limit (the ones a capped scan cuts; ordering every touched
+        # posting cost 30-47% of a batch add), the others are ordered by the next compaction or split
+        if len(dest) >= self._arena.n_entries:
+            self._arena.order()
+        elif self.posting_limit is not None:
+            touched = np.unique(heads)
+            self._arena.order(touched[self._arena.size[touched] > self.posting_limit])
 
     def _rewrite(self, h: int, vidx: np.ndarray, x: np.ndarray) -> None:
         """Replace posting ``h`` by entries for ``vidx`` (rows ``x``), re-encoded against head ``h``."""
         dest = self._arena.rewrite(h, vidx)
         m = len(vidx)
         self._codec.encode(x, self._heads.heads, np.arange(m), np.full(m, h, np.int64), self._arena.entries, dest)
+        self._arena.order(np.array([h]))
 
     # ------------------------------------------------------------------------------------------------------
     # updates (SPFresh)
@@ -466,6 +504,7 @@ class SpannIndex:
         target_recall: float | None = None,
         max_dist_ratio: float | None = None,
         allowed_ids: Any = None,
+        posting_limit: int | None = None,
     ) -> SearchResult:
         """Top-``k`` ids and scores for ``queries`` ((dim,) or (nq, dim)), best first.
 
@@ -477,6 +516,8 @@ class SpannIndex:
         How deep to search: ``n_probe`` postings if given (or set on the index), else the depth that reached
         ``target_recall`` (default: the index's, 0.98) recall@k on the index's calibration sample, with the
         distance pruning calibrated alongside (see :meth:`calibrate`); ``max_dist_ratio`` overrides that.
+        ``posting_limit`` (entries read per posting) overrides the index's for this call (the calibration
+        was measured with the index's).
 
         ``allowed_ids`` restricts results to those ids (a filter). The scan skips other vectors, probes
         proportionally more postings for selective filters, and falls back to exact search over the allowed
@@ -489,7 +530,7 @@ class SpannIndex:
             npr, mdr = self._resolve(k, n_probe, target_recall, max_dist_ratio, 1.0)
             if self._recent is not None:
                 self._record(q)
-            return self._search_single(q, k, npr, mdr)
+            return self._search_single(q, k, npr, mdr, self._cap(posting_limit))
         out_idx, out_sim, stats = self._outputs(q.shape[0], k)
         allowed = _NO_MASK
         n_allowed = len(self)
@@ -523,7 +564,8 @@ class SpannIndex:
                 pos = pos[allowed[pos] != 0]
             self._exact_subset(q, pos, k, out_idx, out_sim, stats)
             return self._finish(q, out_idx, out_sim, stats)
-        counts = self._scan(q, None, k, npr, mdr, allowed, min_allowed, out_idx, out_sim, stats)
+        cap = self._cap(posting_limit)
+        counts = self._scan(q, None, k, npr, mdr, allowed, min_allowed, cap, out_idx, out_sim, stats)
         self._complete(q, k, counts, n_allowed, allowed if allowed_ids is not None else None, out_idx, out_sim, stats)
         return self._finish(q, out_idx, out_sim, stats)
 
@@ -548,9 +590,9 @@ class SpannIndex:
             return npr, auto
         return npr, self._check_mdr(max_dist_ratio)
 
-    def _search_single(self, q: np.ndarray, k: int, npr: int, mdr: float) -> SearchResult:
+    def _search_single(self, q: np.ndarray, k: int, npr: int, mdr: float, cap: int) -> SearchResult:
         """One unfiltered query on a built index: the common path, kept to the kernel call and its outputs."""
-        views, _, plain_args, blank = self._plan(k, npr, mdr, 0)
+        views, _, plain_args, blank = self._plan(k, npr, mdr, 0, cap)
         out_idx, out_sim, stats = blank[0].copy(), blank[1].copy(), blank[2].copy()
         stamp, val, lut = self._workspace()
         found = K.search_single(q, *plain_args, _NO_MASK, stamp, val, lut, out_idx, out_sim, stats)
@@ -589,7 +631,7 @@ class SpannIndex:
             raise ValueError(f"heads must be head ids in [0, {self.n_heads}) or -1 for none")
         out_idx, out_sim, stats = self._outputs(q.shape[0], k)
         if self.n_heads and len(self):
-            self._scan(q, h, k, max(h.shape[1], 1), mdr, _NO_MASK, 0, out_idx, out_sim, stats)
+            self._scan(q, h, k, max(h.shape[1], 1), mdr, _NO_MASK, 0, self._cap(), out_idx, out_sim, stats)
         return self._finish(q, out_idx, out_sim, stats)
 
     @staticmethod
@@ -636,16 +678,20 @@ class SpannIndex:
         if allowed is not None:
             self._exact_subset(q[short], np.flatnonzero(allowed), k, sub_idx, sub_sim, sub_stats)
         else:
-            self._scan(q[short], None, k, self.n_heads, np.inf, _NO_MASK, 0, sub_idx, sub_sim, sub_stats)
+            # every entry of every posting: the answer of last resort ignores the posting limit
+            no_cap = K.contract.NO_LIMIT
+            self._scan(q[short], None, k, self.n_heads, np.inf, _NO_MASK, 0, no_cap, sub_idx, sub_sim, sub_stats)
         out_idx[short], out_sim[short] = sub_idx, sub_sim
         stats[short] += sub_stats
 
-    def _plan(self, k: int, npr: int, mdr: float, min_allowed: int) -> tuple[tuple, K.SearchParams, tuple, tuple]:
+    def _plan(
+        self, k: int, npr: int, mdr: float, min_allowed: int, cap: int
+    ) -> tuple[tuple, K.SearchParams, tuple, tuple]:
         """For one search setting: the owners' views, the kernel parameters, the single-query kernel arguments
         and blank single-query outputs."""
         # each owner hands out its own view (rebuilt only after that owner changed)
         views = (self._heads.view(), self._arena.view(), self._idmap.view(), self._vectors.view(), self._codec.view())
-        key = (k, npr, mdr, min_allowed)
+        key = (k, npr, mdr, min_allowed, cap)
         plan = self._plans.get(key)
         pv = None if plan is None else plan[0]
         if (
@@ -662,7 +708,8 @@ class SpannIndex:
             if plan is not None:
                 self._plans.clear()  # an owner changed: drop plans holding its old arrays
             alpha = 1.0 if self.metric == "l2" else 0.0
-            sp = K.SearchParams(k, npr, self._heads.group_probe(npr), mdr, min_allowed, self.params["eps0"], alpha)
+            eps0 = self.params["eps0"]
+            sp = K.SearchParams(k, npr, self._heads.group_probe(npr), mdr, min_allowed, eps0, alpha, cap)
             if len(self._plans) > 64:
                 self._plans.clear()
             plain = K.contract.plain
@@ -679,6 +726,7 @@ class SpannIndex:
         mdr: float,
         allowed: np.ndarray,
         min_allowed: int,
+        cap: int,
         out_idx: np.ndarray,
         out_sim: np.ndarray,
         stats: np.ndarray,
@@ -686,7 +734,7 @@ class SpannIndex:
         """Run a search kernel: probe + scan (single query or batch), or scan of ``heads`` given per query.
         Fills internal indices, similarities and stats; returns the number of hits per query."""
         nq = q.shape[0]
-        views, sp, plain_args, _ = self._plan(k, npr, mdr, min_allowed)
+        views, sp, plain_args, _ = self._plan(k, npr, mdr, min_allowed, cap)
         if nq == 1 and heads is None:
             stamp, val, lut = self._workspace()
             return [K.search_single(q, *plain_args, allowed, stamp, val, lut, out_idx, out_sim, stats)]
@@ -1021,6 +1069,8 @@ class SpannIndex:
             params = dict(meta["params"])
             if "target_recall" not in params and params.get("n_probe") == _FALLBACK_N_PROBE:
                 params["n_probe"] = None  # written when 40 was the default: now the default is a recall target
+            # written before the posting limit: unordered postings, calibrated without a limit; none applies
+            params.setdefault("posting_limit", None)
             idx = cls(int(meta["dim"]), metric=meta["metric"], bits=int(meta["bits"]), progress=progress, **params)
             n = int(meta["count"])
             build_mean = float(meta.get("build_mean", idx._build_mean))
