@@ -88,7 +88,7 @@ def run(name: str, idx: SpannIndex, q: np.ndarray, truth: np.ndarray, rounds: in
             "over_3x_build_mean": float((sizes > 3 * mean).mean()),
             "over_2x_build_mean": float((sizes > 2 * mean).mean()),
         },
-        "ordered": idx._arena.ordered(),
+        "ordered_before_save": idx._arena.ordered(),  # the save below compacts: every posting ordered
         "rows": [],
     }
     print(name, json.dumps(out["posting_size"]), flush=True)
@@ -112,9 +112,11 @@ def run(name: str, idx: SpannIndex, q: np.ndarray, truth: np.ndarray, rounds: in
             meta[f"{label} n_probe {npr}"] = {"limit_factor": f, "limit": lim, "n_probe": npr, "max_dist_ratio": 1.5}
         cal = targets[f]
         mdr = cal["max_dist_ratio_at_target"]
+        mdr = math.inf if mdr is None else mdr  # stats() reports no pruning as None; search(None) = the default
         key = f"{label} target {cal['target_recall']}"
         configs[key] = {"n_probe": cal["n_probe_at_target"], "max_dist_ratio": mdr, "posting_limit": pl}
-        meta[key] = {"limit_factor": f, "limit": lim, "n_probe": cal["n_probe_at_target"], "max_dist_ratio": mdr}
+        meta[key] = {"limit_factor": f, "limit": lim, "n_probe": cal["n_probe_at_target"]}
+        meta[key]["max_dist_ratio"] = None if math.isinf(mdr) else mdr
         meta[key]["target"] = cal["target_recall"]
     lat = latencies(idx, q, configs, rounds)
     for key, kw in configs.items():

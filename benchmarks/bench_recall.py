@@ -76,7 +76,8 @@ def evaluate(name: str, idx: SpannIndex, q: np.ndarray, truth: np.ndarray, round
             for mdr in (None, math.inf):
                 same = [f for f in reach if f["max_dist_ratio"] == mdr]
                 cands += sorted(same, key=lambda f: f["n_probe"])[:2]
-            row["cost_ratio_vs_cheapest_fixed"] = row["entries"] / min(f["entries"] for f in cands)
+            cheapest = min(f["entries"] for f in cands)  # 0 when the filter is answered exactly
+            row["cost_ratio_vs_cheapest_fixed"] = row["entries"] / cheapest if cheapest else None
             sub = q[: min(len(q), 500)]
             kws = [{"target_recall": t}] + [{"n_probe": c["n_probe"], "max_dist_ratio": c["max_dist_ratio"]} for c in cands]
             for kw in kws:  # warm: caches, pages of the vectors, plans
@@ -111,6 +112,7 @@ def run_set(name: str, xb: np.ndarray, xq: np.ndarray, rounds: int, filters: boo
     idx.calibrate()
     cal_s = time.perf_counter() - t0
     r = evaluate(name, idx, xq, truth, rounds)
+    r["calibration"] = idx._calib.to_json() if idx._calib is not None else None
     r |= {"build_s_with_calibration": build_s, "calibrate_s": cal_s, "n": len(xb), "dim": xb.shape[1]}
     rows.append(r)
     if filters:
