@@ -137,17 +137,22 @@ def test_snapshot_round_trip(tmp_path, data):
     after = again.search(xq, 10)
     np.testing.assert_array_equal(before.ids, after.ids)
     # "auto" is kept as "auto" and resolves against the stored build mean
-    auto = SpannIndex(D, head_ratio=1 / 40, n_probe=8, progress=False).build(xb[:3000])
+    auto = SpannIndex(D, head_ratio=1 / 40, n_probe=8, posting_limit="auto", progress=False).build(xb[:3000])
+    assert auto.posting_limit == max(32, int(np.ceil(3.0 * auto._build_mean)))
     auto.save(tmp_path / "a")
     back = SpannIndex.load(tmp_path / "a")
     assert back.params["posting_limit"] == "auto" and back.posting_limit == auto.posting_limit
 
 
+def test_default_is_no_limit():
+    idx = SpannIndex(D, n_probe=4, progress=False)
+    assert idx.params["posting_limit"] is None and idx.posting_limit is None
+
+
 def test_snapshot_without_a_limit_loads_unlimited(tmp_path, data):
-    """A snapshot written before the posting limit (no params key): postings unordered and calibrated without
-    a limit, so none applies."""
+    """A snapshot written before the posting limit (no params key): calibrated without a limit, none applies."""
     xb, xq = data
-    idx = SpannIndex(D, head_ratio=1 / 40, n_probe=8, progress=False).build(xb[:4000])
+    idx = SpannIndex(D, head_ratio=1 / 40, n_probe=8, posting_limit=50, progress=False).build(xb[:4000])
     idx.save(tmp_path / "i")
     man = tmp_path / "i" / "MANIFEST.json"
     doc = json.loads(man.read_text())
