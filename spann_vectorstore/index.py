@@ -130,7 +130,7 @@ class SpannIndex:
         long posting (one that adds grew towards ``split_factor``), the tail latency. None (default): no
         limit; ``"auto"``: ``POSTING_LIMIT_AUTO`` (3) times the build's mean posting length; an int: that many
         entries. Off by default because the far entries it drops are the replicas of boundary vectors:
-        measured, a skewed index grown 2x by adds saw p99 -7-9% at the same recall (the calibration
+        measured, a skewed index grown 2x by adds saw p99 -18-24% at the same recall (3x; the calibration
         probing deeper), but a clustered one grown 1.5x lost 12 points of recall@10 at n_probe 16 (0.94 ->
         0.83; fewer postings without a limit, at the same entries, gave 0.89), and with ``ip`` a vector of
         large norm (far from every head) can drop out of every posting it is in. The calibration behind
