@@ -59,7 +59,7 @@ def latencies(idx: SpannIndex, q: np.ndarray, configs: dict[str, dict], rounds: 
     """Per query, the median over rounds of its single-query time (s), per configuration; rounds interleave
     the configurations so load hits all alike."""
     times = {name: np.zeros((rounds, len(q))) for name in configs}
-    for name, kw in configs.items():  # warm: compiled kernels, pages of the vectors, plans
+    for kw in configs.values():  # warm: compiled kernels, pages of the vectors, plans
         for x in q[:50]:
             idx.search(x, 10, **kw)
     clock = time.perf_counter

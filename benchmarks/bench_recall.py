@@ -49,8 +49,9 @@ def evaluate(name: str, idx: SpannIndex, q: np.ndarray, truth: np.ndarray, round
     The fixed settings reaching a target's recall are timed in the same slices as the target (the target and
     each candidate on the same 100 queries back to back, in reverse order every other slice; 5 slices a
     round); the best candidate is the one of highest median QPS, and the reported ratio is the median over
-    slices of the target's QPS over that candidate's in the same slice (machine load moves both alike). ``cost_ratio``: entries scanned by the target over those of the
-    cheapest fixed setting reaching its recall (no timing noise)."""
+    slices of the target's QPS over that candidate's in the same slice (machine load moves both alike).
+    ``cost_ratio``: entries scanned by the target over those of the cheapest fixed setting reaching its
+    recall (no timing noise)."""
     out: dict = {"set": name, "count": len(idx), "heads": idx.n_heads, "targets": [], "fixed": []}
     fixed = out["fixed"]
     for mdr in (None, math.inf):
@@ -79,7 +80,9 @@ def evaluate(name: str, idx: SpannIndex, q: np.ndarray, truth: np.ndarray, round
             cheapest = min(f["entries"] for f in cands)  # 0 when the filter is answered exactly
             row["cost_ratio_vs_cheapest_fixed"] = row["entries"] / cheapest if cheapest else None
             sub = q[: min(len(q), 500)]
-            kws = [{"target_recall": t}] + [{"n_probe": c["n_probe"], "max_dist_ratio": c["max_dist_ratio"]} for c in cands]
+            kws = [{"target_recall": t}] + [
+                {"n_probe": c["n_probe"], "max_dist_ratio": c["max_dist_ratio"]} for c in cands
+            ]
             for kw in kws:  # warm: caches, pages of the vectors, plans
                 qps(idx, sub[:100], 1, allowed_ids=allowed, **kw)
             # rounds of 5 slices of 100 queries: each slice runs the target and every candidate back to back
@@ -151,7 +154,9 @@ def main() -> None:
         d = Path(args.data)
         xb = np.load(d / "base.npy").astype(np.float32)
         xq = np.load(d / "queries.npy").astype(np.float32)[: args.queries]
-        results += run_set(f"{d.name} {xb.shape[0]}x{xb.shape[1]}", xb, xq, args.rounds, filters=True, grown=not args.no_grown)
+        results += run_set(
+            f"{d.name} {xb.shape[0]}x{xb.shape[1]}", xb, xq, args.rounds, filters=True, grown=not args.no_grown
+        )
     for spec in args.synthetic:
         n, dim = (int(v) for v in spec.split(":"))
         xb, xq, _ = synthetic_dataset(n, dim, args.queries, seed=3, k_truth=10)

@@ -8,10 +8,10 @@ entries. The arena hands the search kernels a ``PostingsView``, rebuilt after it
 
 Each posting's entries are ordered by distance to its head (nearest first), so a search that reads at most
 ``posting_limit`` entries of a posting reads its nearest ones: :meth:`order` sorts postings (after a build's
-append, after an add for the touched postings longer than the limit, after a rewrite) and :meth:`compact` writes every posting
-sorted. The distances come from the codec's factors (``RaBitQCodec.residual_sq``); nothing extra is stored.
+append, after an add for the touched postings longer than the limit, after a rewrite) and :meth:`compact`
+writes every posting sorted. The distances come from the codec's factors (``RaBitQCodec.residual_sq``);
+nothing extra is stored.
 """
-
 
 from __future__ import annotations
 

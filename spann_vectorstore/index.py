@@ -866,9 +866,7 @@ class SpannIndex:
         pos = np.sort(rng.choice(live, min(m, len(live)), replace=False))
         return self._vectors.rows(pos), self._idmap.ids[pos]
 
-    def _sample_search(
-        self, qs: np.ndarray, k: int, npr: int, mdr: float, own: np.ndarray | None
-    ) -> SearchResult:
+    def _sample_search(self, qs: np.ndarray, k: int, npr: int, mdr: float, own: np.ndarray | None) -> SearchResult:
         """``search(qs, k, n_probe=npr, max_dist_ratio=mdr)`` as it would go for queries from outside the index,
         when ``qs`` are vectors of the index (``own``: their ids).
 
