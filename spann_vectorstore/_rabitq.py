@@ -152,6 +152,17 @@ class RaBitQCodec:
             return planes["codes"], planes["fac"], planes["err"], planes["sign"].blocked, planes["fac1"], planes["err1"]
         return _NO_CODES, planes["fac"], planes["err"], planes["codes"].blocked, planes["fac"], planes["err"]
 
+    def residual_sq(self, planes: dict[str, Any], pos: np.ndarray) -> np.ndarray:
+        """Squared distance of entries ``pos`` to their heads (float64), recovered from the 1-bit plane's
+        factors: with ``c`` the code's cosine to the residual, ``fac = |r| / (c |u|)`` and
+        ``err = |r| sqrt(1 - c^2) / (c sqrt(d - 1))`` (``_kernels.codes._encode_one``; ``|u| = sqrt(d) / 2`` for
+        1-bit codes), so ``|r|^2 = |u|^2 fac^2 - (d - 1) err^2``. The posting arena orders postings by it,
+        without storing a distance per entry."""
+        fk, ek = ("fac", "err") if self.bits == 1 else ("fac1", "err1")
+        fac = planes[fk][pos].astype(np.float64)
+        err = planes[ek][pos].astype(np.float64)
+        return np.maximum(0.25 * self.dim * fac * fac - max(self.dim - 1, 1) * err * err, 0.0)
+
     # ------------------------------------------------------------------------------------------------------
     # encoding
     # ------------------------------------------------------------------------------------------------------

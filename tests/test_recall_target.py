@@ -270,3 +270,28 @@ def test_cli_query_recall_and_info_recall(tmp_path, data, capsys):
     assert "recall@10:" in out and "95% interval" in out and "recall:     target 0.98" in out
     assert main(["query", str(tmp_path / "c"), "doc", "--mode", "text", "--recall", "1.5"]) == 2
     assert "must be in (0, 1]" in capsys.readouterr().err
+
+
+def test_index_vector_samples_are_pruned_as_outside_queries(tmp_path, data, built):
+    """A build vector pulled its own head towards itself, so its nearest-head distance is small and the distance
+    pruning would cut more postings for it than for an outside query: the calibration's sample search
+    corrects the nearest distance (leave-one-out), and changes nothing without pruning."""
+    xb, _ = data
+    own = np.arange(0, 3000, 10)
+    qs = xb[own]
+    plain = built.search(qs, 11, n_probe=40, max_dist_ratio=1.5)
+    corrected = built._sample_search(qs, 11, 40, 1.5, own)
+    assert corrected.stats["postings"].mean() > plain.stats["postings"].mean()
+    assert (corrected.stats["postings"] >= plain.stats["postings"]).all()
+    same = built._sample_search(qs, 11, 40, math.inf, own)
+    np.testing.assert_array_equal(same.ids, built.search(qs, 11, n_probe=40, max_dist_ratio=math.inf).ids)
+    # vectors added after the build moved no head: searched as they are
+    grown = SpannIndex(D, bits=2, head_ratio=1 / 40, n_probe=8, progress=False).build(xb[:10_000])
+    late = np.arange(10_000, 10_300)
+    grown.add(xb[late], late)
+    a = grown._sample_search(xb[late], 11, 40, 1.5, late)
+    np.testing.assert_array_equal(a.ids, grown.search(xb[late], 11, n_probe=40, max_dist_ratio=1.5).ids)
+    # the count of build vectors survives a snapshot (deleted ones left out)
+    grown.delete(np.arange(0, 100))
+    grown.save(tmp_path / "g")
+    assert SpannIndex.load(tmp_path / "g")._n_built == 9_900

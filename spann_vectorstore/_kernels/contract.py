@@ -77,6 +77,7 @@ class _SearchParams(NamedTuple):
     min_allowed: int  # with a filter: probe until this many allowed entries were seen
     eps0: float  # confidence multiplier of the RaBitQ error bound
     alpha: float  # 0 for ip/cosine, 1 for l2 (similarity <q, x> - alpha |x|^2 / 2)
+    posting_limit: int  # entries read per posting at most (its nearest to the head: postings are ordered)
 
 
 class HeadsView(_HeadsView):
@@ -99,14 +100,18 @@ class CodecView(_CodecView):
     __doc__ = _CodecView.__doc__
 
 
+NO_LIMIT = 2**62  # SearchParams.posting_limit: every entry of every posting
+
+
 class SearchParams(_SearchParams):
     __doc__ = _SearchParams.__doc__
 
-    def __new__(cls, k, n_probe, g_probe, max_dist_ratio, min_allowed, eps0, alpha):
+    def __new__(cls, k, n_probe, g_probe, max_dist_ratio, min_allowed, eps0, alpha, posting_limit=NO_LIMIT):
         # exact Python types: the Numba type of every instance is the one declared below
         return super().__new__(
-            cls, int(k), int(n_probe), int(g_probe), float(max_dist_ratio), int(min_allowed), float(eps0), float(alpha)
-        )
+            cls, int(k), int(n_probe), int(g_probe), float(max_dist_ratio), int(min_allowed), float(eps0),
+            float(alpha), int(posting_limit),
+        )  # fmt: skip
 
 
 # Numba types the arguments of every kernel call. Exact tuples of arrays have a fast path in its C
@@ -114,7 +119,8 @@ class SearchParams(_SearchParams):
 # machine, more than a search), so each view caches its Numba type when first passed (views are rebuilt
 # only after a mutation), and SearchParams, all scalars, has one fixed type.
 _SEARCH_PARAMS_TYPE = types.NamedTuple(
-    [types.int64, types.int64, types.int64, types.float64, types.int64, types.float64, types.float64], SearchParams
+    [types.int64, types.int64, types.int64, types.float64, types.int64, types.float64, types.float64, types.int64],
+    SearchParams,
 )
 
 

@@ -273,6 +273,9 @@ def _search_one(q, qr, pd, pi, pip, npb, pv, iv, vv, bits, sp, allowed, stamp, s
     nbytes = e_codes.shape[1]
     # query-aware pruning: skip postings much farther than the nearest head (SPTAG maxDistRatio)
     limit = sp.max_dist_ratio * max(pd[0], 1e-12) if npb > 0 else 0.0
+    # at most posting_limit entries per posting (SPTAG's SearchPostingPageLimit): postings are ordered by
+    # distance to their head, so a long posting loses its farthest entries
+    cap = sp.posting_limit
     total = 0
     used = 0
     for t in range(npb):
@@ -280,7 +283,7 @@ def _search_one(q, qr, pd, pi, pip, npb, pv, iv, vv, bits, sp, allowed, stamp, s
         # otherwise prune everything else
         if t >= _MIN_PROBE and pd[t] > limit:
             break
-        total += p_size[pi[t]]
+        total += min(p_size[pi[t]], cap)
         used += 1
     qn = 0.0
     for i in range(qr.shape[0]):
@@ -321,7 +324,7 @@ def _search_one(q, qr, pd, pi, pip, npb, pv, iv, vv, bits, sp, allowed, stamp, s
         p = pi[t]
         base_ip = pip[t]
         s0 = p_start[p]
-        s1 = s0 + p_size[p]
+        s1 = s0 + min(p_size[p], cap)
         if use_mask:
             # filtered: probing stops once min_allowed allowed entries were seen (past _MIN_PROBE postings),
             # wherever the filter puts them (max_dist_ratio is off: allowed neighbours may lie farther out)
