@@ -196,7 +196,9 @@ def child_search(data: Path, index_dir: Path, n_probes: list[int]) -> dict:
     # index's memory, not Numba's code
     dim = int(np.load(data / "queries.npy", mmap_mode="r").shape[1])
     with tempfile.TemporaryDirectory() as tmp:
-        tiny = SpannIndex(dim, metric="ip", n_probe=4).build(np.random.default_rng(0).standard_normal((3000, dim)).astype(np.float32))
+        tiny = SpannIndex(dim, metric="ip", n_probe=4).build(
+            np.random.default_rng(0).standard_normal((3000, dim)).astype(np.float32)
+        )
         tiny.save(tmp)
         tiny = SpannIndex.load(tmp, mmap=True)
         tiny.search(tiny.vectors([0, 1]), 10)
@@ -262,8 +264,12 @@ def child_faiss(data: Path) -> dict:
             t = time.perf_counter()
             ids[i] = index.search(q[None, :], 10)[1][0]
             ts[i] = time.perf_counter() - t
-        row = {"nprobe": nprobe, "recall_at_10": _recall(ids, truth), "p50_ms": float(np.median(ts) * 1e3),
-               "p99_ms": float(np.percentile(ts, 99) * 1e3)}
+        row = {
+            "nprobe": nprobe,
+            "recall_at_10": _recall(ids, truth),
+            "p50_ms": float(np.median(ts) * 1e3),
+            "p99_ms": float(np.percentile(ts, 99) * 1e3),
+        }
         rows.append(row)
         log(f"  faiss IVF-Flat nprobe {nprobe}: recall {row['recall_at_10']:.4f} p50 {row['p50_ms']:.3f} ms")
         if row["recall_at_10"] >= 0.95:
@@ -308,20 +314,31 @@ def main() -> None:
     sizes = [int(v) for v in args.sizes.split(",")]
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out_path = ROOT / "benchmarks" / "results" / f"scale-{args.dim}-{stamp}.json"
-    result = {"kind": "scale", "dim": args.dim, "seed": args.seed, "noise": args.noise, "cores": os.cpu_count(),
-              "load_average_start": os.getloadavg(), "runs": []}
+    result = {
+        "kind": "scale",
+        "dim": args.dim,
+        "seed": args.seed,
+        "noise": args.noise,
+        "cores": os.cpu_count(),
+        "load_average_start": os.getloadavg(),
+        "runs": [],
+    }
     for n in sizes:
         log(f"== n={n} d={args.dim}")
         data = make_data(work, n, args.dim, args.seed, args.noise)
         index_dir = work / f"index-{n}-{args.dim}"
         run = {"n": n, "head_ratio": args.head_ratio or "auto"}
         run["build"] = run_child("build", str(data), str(index_dir), str(args.head_ratio or "auto"))
-        log(f"  build {run['build']['build_s']:.1f} s, peak RSS {run['build']['peak_rss_bytes'] / 2**30:.2f} GiB, "
-            f"peak anon {run['build']['peak_anon_bytes'] / 2**30:.2f} GiB, heads {run['build']['heads']}")
+        log(
+            f"  build {run['build']['build_s']:.1f} s, peak RSS {run['build']['peak_rss_bytes'] / 2**30:.2f} GiB, "
+            f"peak anon {run['build']['peak_anon_bytes'] / 2**30:.2f} GiB, heads {run['build']['heads']}"
+        )
         run["search"] = run_child("search", str(data), str(index_dir), args.n_probe)
         s = run["search"]
-        log(f"  after load: RSS {s['rss_after_load_bytes'] / 2**20:.0f} MiB "
-            f"({s['rss_after_load_bytes'] / s['vectors_bytes']:.3f}x the float32 vectors)")
+        log(
+            f"  after load: RSS {s['rss_after_load_bytes'] / 2**20:.0f} MiB "
+            f"({s['rss_after_load_bytes'] / s['vectors_bytes']:.3f}x the float32 vectors)"
+        )
         if args.faiss:
             run["faiss_ivf_flat"] = run_child("faiss", str(data))
         if not args.keep_index:

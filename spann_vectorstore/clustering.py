@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import math
 import os
-from typing import NamedTuple
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -175,7 +175,9 @@ def _tree_heads(x: np.ndarray, *, target_size: int, branch: int, rng: np.random.
         else:
             # a big node (the top levels over millions of rows, maybe a memory map): k-means on a sample, the
             # rows' products with the centroids blockwise; never a copy of all the node's rows
-            c = kmeans(_as_f32(x[np.sort(r.choice(idx, min(n, 256 * k), replace=False))]), k, rng=r, iters=8, parallel=False)
+            c = kmeans(
+                _as_f32(x[np.sort(r.choice(idx, min(n, 256 * k), replace=False))]), k, rng=r, iters=8, parallel=False
+            )
             dots = np.empty((n, k), np.float32)
             xn2 = np.empty(n, np.float32)
             for s in range(0, n, _NODE_BLOCK):

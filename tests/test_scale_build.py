@@ -3,6 +3,8 @@ the tree's blockwise split of big nodes, and the split limit after a build."""
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -75,7 +77,7 @@ def test_nearest_candidates_blocks_cover_every_row(grouped_from_small, monkeypat
     monkeypatch.setattr(clustering, "_GROUP_BLOCK", 300)  # grouped blocks of 300 rows
     blocks = list(nearest_candidates(x, heads, 8, groups=groups))
     assert blocks[0][:2] == (0, 300) and blocks[-1][1] == 2500
-    assert all(a[1] == b[0] for a, b in zip(blocks, blocks[1:]))
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(blocks))
     np.testing.assert_array_equal(np.concatenate([ci for _, _, ci, _ in blocks]), ref)
 
 
@@ -136,7 +138,7 @@ def test_build_from_a_file_that_changes_refuses_to_save(tmp_path):
     mm[5] += 1.0
     mm.flush()
     del mm
-    with pytest.raises(CorruptStoreError, match="base.npy"):
+    with pytest.raises(CorruptStoreError, match=r"base\.npy"):
         idx.save(tmp_path / "snap")
     assert not (tmp_path / "snap" / "MANIFEST.json").exists()
 
@@ -155,21 +157,21 @@ def test_build_from_other_dtypes_and_cosine_converts_in_memory(tmp_path):
 
 def test_build_from_bad_files_names_the_file_and_rows(tmp_path):
     idx = SpannIndex(D, seed=1)
-    with pytest.raises(ValueError, match="missing.npy"):
+    with pytest.raises(ValueError, match=r"missing\.npy"):
         idx.build(tmp_path / "missing.npy")
     (tmp_path / "junk.npy").write_bytes(b"not an npy file")
-    with pytest.raises(ValueError, match="junk.npy"):
+    with pytest.raises(ValueError, match=r"junk\.npy"):
         idx.build(tmp_path / "junk.npy")
     bad = clustered(2000, D, seed=15)
     bad[1234, 3] = np.nan
     np.save(tmp_path / "nan.npy", bad)
-    with pytest.raises(ValueError, match=r"nan.npy"):
+    with pytest.raises(ValueError, match=r"nan\.npy"):
         idx.build(tmp_path / "nan.npy")
     np.save(tmp_path / "dim.npy", bad[:, :5])
     with pytest.raises(ValueError, match="dimension"):
         idx.build(tmp_path / "dim.npy")
     np.save(tmp_path / "obj.npy", np.array([[1, 2]], dtype=object), allow_pickle=True)
-    with pytest.raises(ValueError, match="obj.npy"):
+    with pytest.raises(ValueError, match=r"obj\.npy"):
         idx.build(tmp_path / "obj.npy")  # never unpickled
     assert len(idx) == 0 and idx.n_heads == 0  # nothing was built
 
