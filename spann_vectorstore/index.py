@@ -372,8 +372,8 @@ class SpannIndex:
         target = max(1, round(1 / (self.params["head_ratio"] or auto_head_ratio(n))))
         with _progress(n, "spann: heads", show) as bar:
             heads = hierarchical_heads(x, target_size=target, rng=rng, progress=bar)
-        self._reset()
-        self._heads.reset(heads)  # grouped here: the assignment finds heads through the search's groups
+        table = HeadTable(self.dim, self.params["seed"])
+        table.reset(heads)  # grouped first: the assignment finds heads through the groups a search uses
         with _progress(n, "spann: assign", show) as bar:
             assign = closure_assign(
                 x,
@@ -381,10 +381,12 @@ class SpannIndex:
                 replica_count=self.params["replica_count"],
                 rng_factor=self.params["rng_factor"],
                 candidates=self.params["candidates"],
-                groups=self._heads.groups,
+                groups=table.groups,
                 progress=bar,
             )
         assign = cap_postings(x, heads, assign, _POSTING_LIMIT)
+        self._reset()  # the previous content stays until here
+        self._heads = table
         self._arena.add_heads(heads.shape[0])
         if mapped is None and copy:
             vidx = self._append(x, ids_arr)

@@ -254,3 +254,25 @@ def test_build_without_copy_keeps_the_callers_array(tmp_path):
     np.testing.assert_array_equal(SpannIndex.load(tmp_path / "s").search(xq, 10).ids, idx.search(xq, 10).ids)
     half = SpannIndex(D, metric="l2", seed=2).build(xb.astype(np.float64), copy=False)  # converted: a copy
     assert not np.shares_memory(half._vectors.base, xb)
+
+
+def test_a_build_failing_midway_leaves_the_index_as_it_was(monkeypatch):
+    """The previous content is replaced only once the new heads and assignment exist: a failure in the
+    assignment (here a MemoryError) leaves the old index answering exactly as before."""
+    import spann_vectorstore.index as index_module
+
+    xb = clustered(4000, D, seed=40)
+    xq = clustered(30, D, seed=41)
+    idx = SpannIndex(D, metric="l2", n_probe=8, seed=1).build(xb)
+    before = idx.search(xq, 10)
+
+    def fail(*args, **kwargs):
+        raise MemoryError("assignment")
+
+    monkeypatch.setattr(index_module, "closure_assign", fail)
+    with pytest.raises(MemoryError):
+        idx.build(clustered(5000, D, seed=42))
+    after = idx.search(xq, 10)
+    assert len(idx) == 4000
+    np.testing.assert_array_equal(after.ids, before.ids)
+    np.testing.assert_array_equal(after.scores, before.scores)
