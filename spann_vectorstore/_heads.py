@@ -45,10 +45,10 @@ class HeadTable:
 
     @property
     def nbytes(self) -> int:
-        arrays = (
-            self.heads,
-            self.hn2,
-            self.heads16,
+        arrays = (  # the buffers behind heads, hn2 and heads16 (with their spare room for splits)
+            self._heads_buf,
+            self._hn2_buf,
+            self._h16_buf,
             self.g_cent,
             self.g_cn2,
             self.g_label,
