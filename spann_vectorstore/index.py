@@ -21,6 +21,7 @@ import contextlib
 import math
 import os
 import threading
+import zlib
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -101,15 +102,6 @@ def _progress(total: int, desc: str, enabled: bool, unit: str = "vec"):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, unit=unit, leave=False)
-
-
-def _block_sqnorms(x: np.ndarray) -> np.ndarray:
-    """Squared row norms of ``x`` (maybe a memory map), read in blocks of ~128 MB."""
-    out = np.empty(x.shape[0], np.float32)
-    step = max(1, (1 << 27) // (4 * max(1, x.shape[1])))
-    for s in range(0, x.shape[0], step):
-        out[s : s + step] = _sqnorms(np.asarray(x[s : s + step]))
-    return out
 
 
 class SpannIndex:
@@ -362,7 +354,7 @@ class SpannIndex:
                 raise ValueError("nothing to build: the index is empty and no vectors were given")
             vectors, ids = self.live_items()
             copy = False
-        x, mapped = self._build_input(vectors)
+        x, mapped, xn2 = self._build_input(vectors)
         n = x.shape[0]
         if n > MAX_VECTORS:
             raise ValueError(f"at most {MAX_VECTORS} vectors per index")
@@ -388,11 +380,11 @@ class SpannIndex:
         self._reset()  # the previous content stays until here
         self._heads = table
         self._arena.add_heads(heads.shape[0])
-        if mapped is None and copy:
+        if xn2 is None and copy:
             vidx = self._append(x, ids_arr)
-        else:  # the map, or the caller's array, is the vectors' base segment (adds go to the tail)
+        else:  # the map, the file's converted rows or the caller's array is the vectors' base segment
             vidx = self._idmap.append(ids_arr)
-            self._vectors = VectorTable.of_arrays(x, _block_sqnorms(x), mapped=mapped)
+            self._vectors = VectorTable.of_arrays(x, _sqnorms(x) if xn2 is None else xn2, mapped=mapped)
         self._insert(assign, vidx, x, show=show)
         self._build_mean = float(self._arena.size.mean())
         self._build_max = int(self._arena.size.max())
@@ -401,8 +393,10 @@ class SpannIndex:
             self._calibration()
         return self
 
-    def _build_input(self, vectors: Any) -> tuple[np.ndarray, tuple[Path, int] | None]:
-        """The build's input as (n, dim) float32 and, when it is a file kept by reference, (file, CRC32)."""
+    def _build_input(self, vectors: Any) -> tuple[np.ndarray, tuple[Path, int] | None, np.ndarray | None]:
+        """The build's input as (n, dim) float32; for a file, also (file, CRC32) when it is kept by reference
+        (else None) and the rows' squared norms, all from one pass over the file (the array is then the
+        build's own: the map, or a converted copy, neither copied again). In-memory input: (x, None, None)."""
         path = None
         if isinstance(vectors, (str, os.PathLike)):
             path = Path(vectors)
@@ -413,22 +407,27 @@ class SpannIndex:
         elif isinstance(vectors, np.memmap) and isinstance(vectors.filename, (str, os.PathLike)):
             path = Path(vectors.filename)
         if path is None:
-            return self._as_matrix(vectors, "vectors", allow_1d=False), None
+            return self._as_matrix(vectors, "vectors", allow_1d=False), None, None
         arr = vectors
         if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] != self.dim:
             # the in-memory check names the problem (shape, dimension, empty)
-            return self._as_matrix(arr[:1] if arr.ndim == 2 and arr.shape[0] else arr, "vectors", allow_1d=False), None
+            self._as_matrix(arr[:1] if arr.ndim == 2 and arr.shape[0] else arr, "vectors", allow_1d=False)
         keep = arr.dtype == np.float32 and arr.flags.c_contiguous and self.metric != "cosine"
         out = np.asarray(arr) if keep else np.empty(arr.shape, np.float32)
+        xn2 = np.empty(arr.shape[0], np.float32)
+        crc = 0
         step = max(1, (1 << 27) // (4 * self.dim))
         for s in range(0, arr.shape[0], step):
             try:
                 block = self._as_matrix(np.asarray(arr[s : s + step]), "vectors", allow_1d=False)
             except (TypeError, ValueError) as exc:
                 raise type(exc)(f"{exc} (rows {s}..{s + step - 1} of {str(path)!r})") from None
-            if not keep:
+            xn2[s : s + len(block)] = _sqnorms(block)
+            if keep:  # the CRC32 of the whole array, as _storage.array_crc computes it, block by block
+                crc = zlib.crc32(block.view(np.uint8).reshape(-1), crc)
+            else:
                 out[s : s + len(block)] = block
-        return out, ((path, _storage.array_crc(out)) if keep else None)
+        return out, ((path, crc) if keep else None), xn2
 
     def _append(self, x: np.ndarray, ids: np.ndarray) -> np.ndarray:
         """New vectors (rows ``x``, external ``ids``); returns their internal indices."""
