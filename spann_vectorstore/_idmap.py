@@ -14,6 +14,7 @@ import numpy as np
 
 from . import _kernels as K
 from ._arena import grow
+from . import _storage
 from ._storage import CorruptStoreError, array_crc
 from .clustering import _sqnorms
 
@@ -235,6 +236,20 @@ class VectorTable:
         out[lo] = self.base[vidx[lo]]
         out[~lo] = self._tail[vidx[~lo] - nb]
         return out
+
+    def rows_chunked(self, vidx: np.ndarray) -> _storage.Chunked:
+        """Vectors of internal indices ``vidx`` (ascending) for a snapshot, ~64 MB at a time: a save of a
+        memory-mapped table copies it block by block (its pages released as it goes), never whole."""
+        step = max(1, (1 << 26) // (4 * max(1, self.dim)))
+
+        def blocks():
+            pages = _storage.MappedPages.of(self.base)
+            for s in range(0, len(vidx), step):
+                out = self.rows(vidx[s : s + step])
+                pages.read(out.nbytes)
+                yield out
+
+        return _storage.Chunked((len(vidx), self.dim), np.dtype(np.float32), blocks)
 
     def check_mapped(self) -> None:
         """Raise ``CorruptStoreError`` when the memory-mapped file no longer has the CRC32 it was loaded

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from . import _kernels as K
+from ._storage import MappedPages
 
 
 class BlockedCodes:
@@ -178,10 +179,12 @@ class RaBitQCodec:
         used, head_of = np.unique(head_of, return_inverse=True)
         hr = np.ascontiguousarray(heads[used] @ rot_t)
         block = 65536
+        pages = MappedPages.of(x)  # a build over a memory map reads every row: keep ~1 GB of it resident
         for s in range(0, len(dest), block):
             # rotate each distinct row once (a row has ~3 replicas among the entries)
             uniq, sel = np.unique(rows[s : s + block], return_inverse=True)
             xr = np.ascontiguousarray(x[uniq] @ rot_t)
+            pages.read(len(uniq) * x.dtype.itemsize * x.shape[1])
             dst = dest[s : s + block]
             m = len(dst)
             for ck, fk, ek, bits, nb in self._layout():

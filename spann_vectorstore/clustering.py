@@ -16,6 +16,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from . import _kernels as K
+from ._storage import MappedPages
 
 _BLOCK = 16384  # rows per matrix-product block: bounds temporary memory at ~BLOCK * H * 4 bytes
 _REFINE_BYTES = 1 << 30  # the head refinement's sample of rows, at most (float32)
@@ -132,6 +133,7 @@ def hierarchical_heads(
     # set when x is a memory map of millions of rows)
     n_ref = max(100_000, min(8 * len(h), _REFINE_BYTES // (4 * x.shape[1])))
     xs = x if x.shape[0] <= n_ref else _as_f32(x[np.sort(rng.choice(x.shape[0], n_ref, replace=False))])
+    MappedPages.of(x).release()  # the tree and the sample read all of a memory map: its pages go
     groups = None
     if len(h) >= GROUPED_MIN_HEADS and refine_iters:
         # each row's nearest head through head groups (nearest_candidates); the groups keep their members
@@ -159,6 +161,8 @@ def _tree_heads(x: np.ndarray, *, target_size: int, branch: int, rng: np.random.
     """
     max_leaf = max(2, 2 * target_size)
     leaves: dict[tuple[int, ...], np.ndarray] = {}
+    pages = MappedPages.of(x)  # each level of the tree reads every row once: keep ~1 GB of a map resident
+    row_bytes = x.dtype.itemsize * x.shape[1]
 
     def split(path: tuple[int, ...], idx: np.ndarray, seed: int) -> list[tuple[tuple[int, ...], np.ndarray, int]]:
         n = len(idx)
@@ -170,6 +174,7 @@ def _tree_heads(x: np.ndarray, *, target_size: int, branch: int, rng: np.random.
             cap = min(cap, max_leaf)  # capacity * k >= n still holds: k = round(n / target) >= n / (2 target)
         if n <= _NODE_BLOCK:
             xs = _as_f32(x[idx])
+            pages.read(len(idx) * row_bytes)
             c = kmeans(xs, k, rng=r, iters=8, parallel=False)
             labels = assign_balanced(xs, c, cap)
         else:
@@ -184,6 +189,7 @@ def _tree_heads(x: np.ndarray, *, target_size: int, branch: int, rng: np.random.
                 xb = _as_f32(x[idx[s : s + _NODE_BLOCK]])
                 dots[s : s + len(xb)] = xb @ c.T
                 xn2[s : s + len(xb)] = _sqnorms(xb)
+                pages.read(xb.nbytes)
             labels = np.empty(n, np.int64)
             K.assign_capacity(dots, xn2, _sqnorms(c), int(cap), labels)
         order = np.argsort(labels, kind="stable")
@@ -199,6 +205,7 @@ def _tree_heads(x: np.ndarray, *, target_size: int, branch: int, rng: np.random.
         for path, idx, seed in items:
             if len(idx) <= max_leaf:
                 leaves[path] = _as_f32(x[idx]).mean(axis=0)
+                pages.read(len(idx) * row_bytes)
                 if progress is not None:
                     progress.update(len(idx))
             else:
@@ -296,6 +303,7 @@ def nearest_candidates(
     grouped = groups is not None and groups[0].shape[0] > 1 and heads.shape[0] >= GROUPED_MIN_HEADS
     hg = HeadGroups.of(heads, *groups) if grouped else None
     hn2 = _sqnorms(heads)
+    pages = MappedPages.of(x)
     read = max(_BLOCK, _ROW_BYTES // (4 * max(1, x.shape[1])))
     step = _GROUP_BLOCK if grouped else _BLOCK
     for r0 in range(0, n, read):
@@ -311,6 +319,7 @@ def nearest_candidates(
             yield r0 + s, r0 + s + xb.shape[0], ci, cd
             if progress is not None:
                 progress.update(xb.shape[0])
+        pages.read(xr.nbytes)
 
 
 def closure_assign(
@@ -353,9 +362,11 @@ def cap_postings(x: np.ndarray, heads: np.ndarray, assign: np.ndarray, factor: f
     sel = (cols > 0) & over[hid]
     r, c, hh = rows[sel], cols[sel], hid[sel]
     d = np.empty(len(r), np.float32)
+    pages = MappedPages.of(x)
     for s in range(0, len(r), _BLOCK):
         xb, hb = x[r[s : s + _BLOCK]], heads[hh[s : s + _BLOCK]]
         d[s : s + _BLOCK] = np.einsum("ij,ij->i", xb - hb, xb - hb)
+        pages.read(xb.nbytes)
     order = np.lexsort((d, hh))
     hh_sorted = hh[order]
     first = np.searchsorted(hh_sorted, hh_sorted, side="left")

@@ -391,6 +391,7 @@ class SpannIndex:
         self._calib = None
         if n >= _CALIBRATE_AT_BUILD and self.params["n_probe"] is None:  # a fixed n_probe: on first need
             self._calibration()
+        _storage.MappedPages.of(x).release()  # searches map back the few pages they rerank from
         return self
 
     def _build_input(self, vectors: Any) -> tuple[np.ndarray, tuple[Path, int] | None, np.ndarray | None]:
@@ -416,6 +417,7 @@ class SpannIndex:
         out = np.asarray(arr) if keep else np.empty(arr.shape, np.float32)
         xn2 = np.empty(arr.shape[0], np.float32)
         crc = 0
+        pages = _storage.MappedPages.of(arr)  # one pass over a 15 GB map keeps ~1 GB of it resident
         step = max(1, (1 << 27) // (4 * self.dim))
         for s in range(0, arr.shape[0], step):
             try:
@@ -427,6 +429,7 @@ class SpannIndex:
                 crc = zlib.crc32(block.view(np.uint8).reshape(-1), crc)
             else:
                 out[s : s + len(block)] = block
+            pages.read(block.nbytes)
         return out, ((path, crc) if keep else None), xn2
 
     def _append(self, x: np.ndarray, ids: np.ndarray) -> np.ndarray:
@@ -1123,7 +1126,7 @@ class SpannIndex:
         arrays = {"rotation": self._codec.rotation, "heads": self._heads.heads, "p_size": self._arena.size}
         arrays |= {"g_cent": self._heads.g_cent, "g_label": self._heads.g_label}
         arrays |= {"e_" + key: arr for key, arr in entries.items()}
-        arrays |= {"ids": self._idmap.ids[live], "xn2": self._vectors.xn2[live], "vectors": self._vectors.rows(live)}
+        arrays |= {"ids": self._idmap.ids[live], "xn2": self._vectors.xn2[live], "vectors": self._vectors.rows_chunked(live)}
         info = {
             "dim": self.dim,
             "metric": self.metric,
