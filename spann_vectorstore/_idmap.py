@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from . import _kernels as K
-from ._arena import grow
 from . import _storage
+from ._arena import grow
 from ._storage import CorruptStoreError, array_crc
 from .clustering import _sqnorms
 

@@ -22,8 +22,9 @@ import os
 import re
 import shutil
 import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -50,6 +51,7 @@ def array_crc(a: np.ndarray) -> int:
 
 
 _crc = array_crc  # the name used inside this module
+
 
 class Chunked(NamedTuple):
     """An array written to a snapshot block by block, never whole in memory: its ``shape`` and ``dtype``,
@@ -136,25 +138,19 @@ def write_snapshot(root: str | os.PathLike, kind: str, meta: dict[str, Any], arr
     snap.mkdir()
     entries = {}
     for key, arr in arrays.items():
-        if isinstance(arr, Chunked):
-            fn = snap / f"{key}.npy"
-            with open(fn, "wb") as f:
-                crc = _write_npy_blocks(f, arr)
-                f.flush()
-                os.fsync(f.fileno())
-            entries[key] = {"shape": list(arr.shape), "dtype": np.dtype(arr.dtype).str, "bytes": int(fn.stat().st_size), "crc32": crc}
-            continue
-        arr = np.asarray(arr)
-        if not arr.flags.c_contiguous:  # (np.ascontiguousarray would also turn a 0-d array into shape (1,))
-            arr = np.ascontiguousarray(arr)
-        if arr.dtype == object:
+        if not isinstance(arr, Chunked):
+            arr = np.asarray(arr)
+            if not arr.flags.c_contiguous:  # (np.ascontiguousarray would also turn a 0-d array into shape (1,))
+                arr = np.ascontiguousarray(arr)
+        if np.dtype(arr.dtype).hasobject:
             raise TypeError(f"array {key!r} has dtype object; refusing to write (no pickle)")
         fn = snap / f"{key}.npy"
         with open(fn, "wb") as f:
-            crc = _write_npy(f, arr)
+            crc = _write_npy_blocks(f, arr) if isinstance(arr, Chunked) else _write_npy(f, arr)
             f.flush()
             os.fsync(f.fileno())
-        entries[key] = {"shape": list(arr.shape), "dtype": arr.dtype.str, "bytes": int(fn.stat().st_size), "crc32": crc}
+        size = int(fn.stat().st_size)
+        entries[key] = {"shape": list(arr.shape), "dtype": np.dtype(arr.dtype).str, "bytes": size, "crc32": crc}
     _fsync_dir(snap)
     manifest = {"format": kind, "version": 1, "seq": seq, "snapshot": name, "meta": meta, "arrays": entries}
     manifest["crc32"] = _manifest_crc(manifest)
@@ -175,7 +171,7 @@ def _write_npy(f: Any, arr: np.ndarray) -> int:
     """``arr`` (C-contiguous) as a ``.npy`` file into ``f``, 64 MB at a time; returns the CRC32 of its data
     (:func:`array_crc`), computed in the same pass. A memory-mapped array's pages are released as they are
     written (:class:`MappedPages`), so saving a 15 GB map does not make it all resident."""
-    if arr.ndim == 0 or arr.dtype.hasobject:
+    if arr.ndim == 0:
         np.save(f, arr, allow_pickle=False)
         return array_crc(arr)
     header = np.lib.format.header_data_from_array_1_0(arr)
@@ -198,8 +194,6 @@ def _write_npy(f: Any, arr: np.ndarray) -> int:
 def _write_npy_blocks(f: Any, arr: Chunked) -> int:
     """A :class:`Chunked` array as a ``.npy`` file into ``f``; returns the CRC32 of its data."""
     dtype = np.dtype(arr.dtype)
-    if dtype.hasobject:
-        raise TypeError("refusing to write an array of dtype object (no pickle)")
     header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": tuple(arr.shape)}
     try:
         np.lib.format.write_array_header_1_0(f, header)

@@ -1126,7 +1126,8 @@ class SpannIndex:
         arrays = {"rotation": self._codec.rotation, "heads": self._heads.heads, "p_size": self._arena.size}
         arrays |= {"g_cent": self._heads.g_cent, "g_label": self._heads.g_label}
         arrays |= {"e_" + key: arr for key, arr in entries.items()}
-        arrays |= {"ids": self._idmap.ids[live], "xn2": self._vectors.xn2[live], "vectors": self._vectors.rows_chunked(live)}
+        arrays |= {"ids": self._idmap.ids[live], "xn2": self._vectors.xn2[live]}
+        arrays["vectors"] = self._vectors.rows_chunked(live)  # block by block: never a copy of them all
         info = {
             "dim": self.dim,
             "metric": self.metric,
