@@ -173,6 +173,16 @@ class IdMap:
         return int(hit.sum())
 
 
+def _gather(base: np.ndarray, tail: np.ndarray, vidx: np.ndarray) -> np.ndarray:
+    """Rows ``vidx`` of the table whose first rows are ``base`` and the rest ``tail`` (a copy)."""
+    nb = base.shape[0]
+    out = np.empty((len(vidx), base.shape[1]), np.float32)
+    lo = vidx < nb
+    out[lo] = base[vidx[lo]]
+    out[~lo] = tail[vidx[~lo] - nb]
+    return out
+
+
 class VectorTable:
     """Full-precision vectors by internal index, with their squared norms."""
 
@@ -230,22 +240,20 @@ class VectorTable:
 
     def rows(self, vidx: np.ndarray) -> np.ndarray:
         """Vectors of internal indices ``vidx`` (a copy)."""
-        nb = self.base.shape[0]
-        out = np.empty((len(vidx), self.dim), np.float32)
-        lo = vidx < nb
-        out[lo] = self.base[vidx[lo]]
-        out[~lo] = self._tail[vidx[~lo] - nb]
-        return out
+        return _gather(self.base, self._tail, vidx)
 
     def rows_chunked(self, vidx: np.ndarray) -> _storage.Chunked:
-        """Vectors of internal indices ``vidx`` (ascending) for a snapshot, ~64 MB at a time: a save of a
-        memory-mapped table copies it block by block (its pages released as it goes), never whole."""
+        """Vectors of internal indices ``vidx`` (ascending) for a snapshot, ~64 MB at a time when written: a
+        save of a memory-mapped table copies it block by block (its pages released as it goes), never whole.
+        The arrays are taken now: later appends (into spare room or a new tail) leave these rows as they
+        are, so the blocks are the rows of this moment even while the table grows."""
         step = max(1, (1 << 26) // (4 * max(1, self.dim)))
+        base, tail = self.base, self._tail
 
         def blocks():
-            pages = _storage.MappedPages.of(self.base)
+            pages = _storage.MappedPages.of(base)
             for s in range(0, len(vidx), step):
-                out = self.rows(vidx[s : s + step])
+                out = _gather(base, tail, vidx[s : s + step])
                 pages.read(out.nbytes)
                 yield out
 

@@ -104,6 +104,28 @@ def _progress(total: int, desc: str, enabled: bool, unit: str = "vec"):
     return tqdm(total=total, desc=desc, unit=unit, leave=False)
 
 
+class IndexExport:
+    """A snapshot of a :class:`SpannIndex` taken by :meth:`SpannIndex.export`, written by :meth:`write`."""
+
+    def __init__(self, index: SpannIndex, info: dict[str, Any], arrays: dict[str, Any]) -> None:
+        self._index = index
+        self._vectors = index._vectors  # the table the vectors are read from (a build may replace the index's)
+        self.info = info
+        self._arrays = arrays
+
+    @property
+    def count(self) -> int:
+        return int(self.info["count"])
+
+    def write(self, path: str | os.PathLike) -> Path:
+        """Write the snapshot under ``path`` (see :meth:`SpannIndex.save`); returns its directory. A
+        memory-mapped vectors file is checked against its CRC32 first."""
+        self._vectors.check_mapped()
+        snap = _storage.write_snapshot(path, _FORMAT, self.info, self._arrays)
+        self._index._snap_dir = snap
+        return snap
+
+
 class SpannIndex:
     """Quantized SPANN index over float vectors with int64 ids.
 
@@ -1116,23 +1138,31 @@ class SpannIndex:
         ``meta`` (JSON-serialisable) is stored alongside, e.g. the sequence number a Collection covers.
         Memory-mapped vectors are checked against the CRC32 they were loaded with first (one pass over data
         the save reads anyway): a file damaged on disk raises ``CorruptStoreError`` instead of being copied
-        into a new snapshot under a fresh, valid checksum.
+        into a new snapshot under a fresh, valid checksum. ``save(p)`` is ``export().write(p)``.
         """
-        self._vectors.check_mapped()
+        self.export(meta=meta).write(path)
+
+    def export(self, *, meta: dict[str, Any] | None = None) -> IndexExport:
+        """What :meth:`save` writes, detached from the index: the postings, heads and ids are copied (tens of
+        bytes per vector), the full vectors are read when written, block by block, from rows no later change
+        touches (adds append, deletes tombstone). So a caller can export under its lock and write the
+        snapshot (the slow part: every vector) after releasing it while the index goes on changing, e.g.
+        the Collection's searches and writes during a snapshot of millions of vectors."""
         live = self._idmap.live()
         renum = np.full(self._idmap.n, -1, np.int64)
         renum[live] = np.arange(len(live))
-        entries = self._arena.export(self._idmap.deleted, renum)
-        arrays = {"rotation": self._codec.rotation, "heads": self._heads.heads, "p_size": self._arena.size}
-        arrays |= {"g_cent": self._heads.g_cent, "g_label": self._heads.g_label}
-        arrays |= {"e_" + key: arr for key, arr in entries.items()}
+        entries = self._arena.export(self._idmap.deleted, renum)  # a compacted view of the arena: copied
+        arrays: dict[str, Any] = {"rotation": self._codec.rotation.copy(), "heads": self._heads.heads.copy()}
+        arrays |= {"p_size": self._arena.size.copy()}
+        arrays |= {"g_cent": self._heads.g_cent.copy(), "g_label": self._heads.g_label.copy()}
+        arrays |= {"e_" + key: np.array(arr, copy=True) for key, arr in entries.items()}
         arrays |= {"ids": self._idmap.ids[live], "xn2": self._vectors.xn2[live]}
-        arrays["vectors"] = self._vectors.rows_chunked(live)  # block by block: never a copy of them all
+        arrays["vectors"] = self._vectors.rows_chunked(live)  # block by block when written: never all at once
         info = {
             "dim": self.dim,
             "metric": self.metric,
             "bits": self.bits,
-            "params": self.params,
+            "params": dict(self.params),
             "count": len(live),
             "build_mean": self._build_mean,
             "build_max": self._build_max,
@@ -1141,8 +1171,8 @@ class SpannIndex:
             "user": meta or {},
         }
         if self._calib_queries is not None:
-            arrays["calib_queries"] = self._calib_queries
-        self._snap_dir = _storage.write_snapshot(path, _FORMAT, info, arrays)
+            arrays["calib_queries"] = self._calib_queries.copy()
+        return IndexExport(self, info, arrays)
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, mmap: bool = True, progress: bool | None = None) -> SpannIndex:
