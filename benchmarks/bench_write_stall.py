@@ -169,7 +169,8 @@ def main() -> None:
             log(
                 f"round {r} {row['rev']}: search p50 {row['search_p50_ms']:.2f} ms p99 {row['search_p99_ms']:.1f} "
                 f"max {row['search_max_ms']:.0f} ms, >1 s: {row['searches_over_1s']}, writer "
-                f"{row['writer_docs_per_s']:.0f} docs/s, slowest add {row['add_max_s']:.1f} s, {row['snapshots']} snapshots"
+                f"{row['writer_docs_per_s']:.0f} docs/s, slowest add {row['add_max_s']:.1f} s, "
+                f"{row['snapshots']} snapshots"
             )
             path.write_text(json.dumps(out, indent=1))
     log(f"wrote {path}")
