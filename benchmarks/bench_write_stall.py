@@ -54,7 +54,9 @@ def prepare(work: Path, n: int, dim: int, adds: int) -> Path:
     np.save(work / f"extra-{n}-{dim}.npy", x[n:])
     np.save(work / f"queries-{n}-{dim}.npy", q)
     t0 = time.perf_counter()
-    col = Collection(store / "c", dim=dim, metric="ip", snapshot_every=10**9, rebuild_growth=None)
+    # documents first (no index), then one build: adds into a tiny early index would split for minutes
+    big = 10**9
+    col = Collection(store / "c", dim=dim, metric="ip", snapshot_every=big, index_threshold=big, rebuild_growth=None)
     step = 10_000
     for s in range(0, n, step):
         e = min(n, s + step)

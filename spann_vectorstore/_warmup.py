@@ -36,6 +36,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._storage import MappedPages
+
 if TYPE_CHECKING:
     from .index import SpannIndex
 
@@ -216,7 +218,9 @@ def exact_topk(
         chunks = [(pos, _rows(parts, pos))]
     else:  # most of them: score every row, block by block, and drop the others
         chunks = _blocks(parts, max(4096, _BLOCK_CELLS // nq))
+    pages = MappedPages.of(parts[0])  # a pass over a mapped base of millions keeps ~1 GB of it resident
     for pos, x in chunks:
+        pages.read(x.nbytes)
         s = q @ x.T
         if alpha:
             s -= np.float32(alpha / 2) * xn2[pos][None, :]
