@@ -4,7 +4,7 @@ package on the same store (an A/B across commits).
 
     python benchmarks/bench_write_stall.py --n 500000 --code .,/tmp/ab_base
 
-Data: ``evaluation.synthetic_dataset`` (384-d, inner product), texts ``"document <i>"``, metadata
+Data: ``evaluation.synthetic_source`` (384-d, inner product), texts ``"document <i>"``, metadata
 ``{"tier": i % 10}``. A store of ``--n`` documents is made once (batches of 10,000, then ``optimize()``) in
 ``--work``; each version in ``--code`` (a directory holding ``spann_vectorstore/``) runs in its own process
 on a fresh copy of it, alternating ``--rounds`` times:
@@ -44,13 +44,14 @@ def prepare(work: Path, n: int, dim: int, adds: int) -> Path:
     """The store of n documents (made with this checkout's package) and the data for the runs."""
     sys.path.insert(0, str(ROOT))
     from spann_vectorstore import Collection
-    from spann_vectorstore.evaluation import synthetic_dataset
+    from spann_vectorstore.evaluation import synthetic_source
 
     store = work / f"store-{n}-{dim}"
     if (store / "done").exists():
         return store
     shutil.rmtree(store, ignore_errors=True)
-    x, q = synthetic_dataset(n + adds, dim, 1000, seed=0)
+    draw = synthetic_source(n + adds, dim, seed=0)
+    x, q = draw(n + adds), draw(1000)
     np.save(work / f"extra-{n}-{dim}.npy", x[n:])
     np.save(work / f"queries-{n}-{dim}.npy", q)
     t0 = time.perf_counter()
