@@ -200,11 +200,9 @@ class PostingArena:
         if self.used > 3 * max(self.n_entries, 1) + 1024:
             self.compact(deleted, slack=1.5)
 
-    def compact(self, deleted: np.ndarray | None, *, slack: float = 1.0) -> None:
-        """Rewrite the arena tightly (capacity ``slack * size`` per posting), dropping the entries of
-        vectors marked in ``deleted`` (u8 per internal vector; ``None`` keeps every entry); each posting
-        is written ordered by distance to its head."""
-        self._view = None
+    def _live_order(self, deleted: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Slots of the entries to keep (not of a vector marked in ``deleted``), posting by posting, each
+        nearest to its head first (adds since the last order kept theirs); and the postings' new sizes."""
         h = self.n_heads
         for_head = np.full(self.used, -1, np.int64)
         pos = np.repeat(self.start, self.size) + ranks(self.size)
@@ -213,9 +211,15 @@ class PostingArena:
         if deleted is not None:
             keep &= deleted[self.entries["vidx"][: self.used]] == 0
         idx = np.flatnonzero(keep)
-        # posting by posting, each nearest to its head first (adds since the last order kept theirs)
         idx = idx[np.lexsort((self.codec.residual_sq(self.entries, idx), for_head[idx]))]
-        sizes = np.bincount(for_head[idx], minlength=h).astype(np.int64)
+        return idx, np.bincount(for_head[idx], minlength=h).astype(np.int64)
+
+    def compact(self, deleted: np.ndarray | None, *, slack: float = 1.0) -> None:
+        """Rewrite the arena tightly (capacity ``slack * size`` per posting), dropping the entries of
+        vectors marked in ``deleted`` (u8 per internal vector; ``None`` keeps every entry); each posting
+        is written ordered by distance to its head."""
+        self._view = None
+        idx, sizes = self._live_order(deleted)
         caps = np.ceil(sizes * slack).astype(np.int64)
         starts = (np.cumsum(caps) - caps).astype(np.int64)
         total = int(caps.sum())
@@ -232,10 +236,12 @@ class PostingArena:
         self.used = total
         self.start, self.size, self.cap = starts, sizes, caps
 
-    def export(self, deleted: np.ndarray, renumber: np.ndarray) -> dict[str, np.ndarray]:
-        """Compact (dropping tombstoned entries) and return the entry rows back to back, posting by
-        posting, with ``vidx`` mapped through ``renumber`` (old internal index -> new); for a snapshot."""
-        self.compact(deleted, slack=1.0)
-        out = {name: arr[: self.used] for name, arr in self.entries.items()}
+    def export(self, deleted: np.ndarray, renumber: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """The entries a compaction would keep, back to back posting by posting (each nearest to its head
+        first), as new row arrays with ``vidx`` mapped through ``renumber`` (old internal index -> new), and
+        the postings' sizes: for a snapshot. The arena itself is not changed (a snapshot taken under a lock
+        copies what it needs and no more: at 500k vectors compacting in place as well took ~0.7 s)."""
+        idx, sizes = self._live_order(deleted)
+        out = {name: arr[idx] for name, arr in self.entries.items()}
         out["vidx"] = renumber[out["vidx"]].astype(np.int32)
-        return out
+        return out, sizes

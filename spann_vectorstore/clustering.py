@@ -124,6 +124,7 @@ def hierarchical_heads(
     cost.
     ``progress`` (a tqdm bar or None) is advanced by the number of rows settled in leaves.
     """
+    K.start_threads()
     with threadpool_limits(limits=1, user_api="blas"):
         # thousands of small products (a node's rows x its children): a multithreaded BLAS spends more on
         # waking and joining its threads than on the work, pathologically so on a loaded machine (measured:
@@ -298,6 +299,7 @@ def nearest_candidates(
     ``groups`` (centroids (G, d), a group label per head: ``HeadTable``'s ~sqrt(H) groups) a row's
     candidates are the members of its ``n_groups`` nearest groups: n x (n_groups H / G) x d.
     """
+    K.start_threads()
     n = x.shape[0]
     m = max(1, min(m, heads.shape[0]))
     grouped = groups is not None and groups[0].shape[0] > 1 and heads.shape[0] >= GROUPED_MIN_HEADS

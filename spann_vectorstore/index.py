@@ -209,6 +209,7 @@ class SpannIndex:
             raise ValueError("replica_count and candidates must be >= 1")
         if rng_factor <= 0 or max_dist_ratio <= 0 or eps0 < 0 or split_factor <= 1:
             raise ValueError("rng_factor and max_dist_ratio must be > 0, eps0 >= 0, split_factor > 1")
+        K.start_threads()  # Numba's pool with sleeping (not spinning) OpenMP threads: see _kernels.threads
         self.dim = int(dim)
         self.metric = metric
         self.bits = int(bits)
@@ -1151,11 +1152,11 @@ class SpannIndex:
         live = self._idmap.live()
         renum = np.full(self._idmap.n, -1, np.int64)
         renum[live] = np.arange(len(live))
-        entries = self._arena.export(self._idmap.deleted, renum)  # a compacted view of the arena: copied
+        entries, sizes = self._arena.export(self._idmap.deleted, renum)  # new arrays: the arena unchanged
         arrays: dict[str, Any] = {"rotation": self._codec.rotation.copy(), "heads": self._heads.heads.copy()}
-        arrays |= {"p_size": self._arena.size.copy()}
+        arrays |= {"p_size": sizes}
         arrays |= {"g_cent": self._heads.g_cent.copy(), "g_label": self._heads.g_label.copy()}
-        arrays |= {"e_" + key: np.array(arr, copy=True) for key, arr in entries.items()}
+        arrays |= {"e_" + key: arr for key, arr in entries.items()}
         arrays |= {"ids": self._idmap.ids[live], "xn2": self._vectors.xn2[live]}
         arrays["vectors"] = self._vectors.rows_chunked(live)  # block by block when written: never all at once
         info = {

@@ -176,15 +176,20 @@ def test_arena_export_and_from_rows_round_trip():
     deleted[:10] = 1
     renum = np.full(50, -1)
     renum[10:] = np.arange(40)
-    out = arena.export(deleted, renum)
-    assert out["vidx"].min() >= 0 and len(out["vidx"]) == arena.n_entries == int((deleted[rows] == 0).sum())
-    back = PostingArena.from_rows(codec, arena.size, out)
+    before = {name: np.array(arena.entries[name][: arena.used]) for name in codec.planes}
+    out, sizes = arena.export(deleted, renum)
+    # the export leaves the arena as it was (tombstoned entries included)
+    for name in codec.planes:
+        np.testing.assert_array_equal(arena.entries[name][: arena.used], before[name])
+    assert out["vidx"].min() >= 0 and len(out["vidx"]) == int((deleted[rows] == 0).sum()) == sizes.sum()
+    back = PostingArena.from_rows(codec, sizes, out)
+    arena.compact(deleted)  # what a compaction keeps is what the export wrote
     for h in range(4):
         np.testing.assert_array_equal(back.members(h), renum[arena.members(h)])
     for name in codec.planes:
         np.testing.assert_array_equal(back.entries[name][: back.used], arena.entries[name][: arena.used])
     with pytest.raises(ValueError, match="code width"):
-        PostingArena.from_rows(codec, arena.size, {**out, "codes": out["codes"][:, :-1]})
+        PostingArena.from_rows(codec, sizes, {**out, "codes": out["codes"][:, :-1]})
 
 
 # ----------------------------------------------------------------------------------------------------------

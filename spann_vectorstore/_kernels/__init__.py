@@ -38,6 +38,7 @@ from .build import (
 from .codes import encode_residuals, fs_gather, fs_scatter
 from .contract import STATS, CodecView, HeadsView, IdsView, PostingsView, SearchParams, VectorsView, check_view
 from .search import exact_scores, probe_batch, search_batch, search_preassigned, search_single
+from .threads import start_threads
 
 __all__ = [
     "STATS",
@@ -63,4 +64,5 @@ __all__ = [
     "search_batch",
     "search_preassigned",
     "search_single",
+    "start_threads",
 ]
