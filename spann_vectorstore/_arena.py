@@ -42,6 +42,14 @@ def ranks(sizes: np.ndarray) -> np.ndarray:
     return np.arange(total) - np.repeat(first, sizes)
 
 
+def order_rows(codec: Any, sizes: np.ndarray, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Entry rows back to back posting by posting (``sizes``), each posting reordered nearest to its head
+    first (equal distances keep their order), as :meth:`PostingArena.compact` writes them."""
+    head = np.repeat(np.arange(len(sizes)), sizes)
+    order = np.lexsort((codec.residual_sq(rows, np.arange(len(head))), head))
+    return {name: arr[order] for name, arr in rows.items()}
+
+
 class PostingArena:
     """Postings of an index over ``codec``'s entry planes."""
 
@@ -200,19 +208,22 @@ class PostingArena:
         if self.used > 3 * max(self.n_entries, 1) + 1024:
             self.compact(deleted, slack=1.5)
 
-    def _live_order(self, deleted: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """Slots of the entries to keep (not of a vector marked in ``deleted``), posting by posting, each
-        nearest to its head first (adds since the last order kept theirs); and the postings' new sizes."""
+    def _live_slots(self, deleted: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Slots of the entries to keep (not of a vector marked in ``deleted``) posting by posting, in slot
+        order; the posting of each; and the postings' new sizes."""
         h = self.n_heads
-        for_head = np.full(self.used, -1, np.int64)
         pos = np.repeat(self.start, self.size) + ranks(self.size)
-        for_head[pos] = np.repeat(np.arange(h), self.size)
-        keep = for_head >= 0
+        head = np.repeat(np.arange(h), self.size)
         if deleted is not None:
-            keep &= deleted[self.entries["vidx"][: self.used]] == 0
-        idx = np.flatnonzero(keep)
-        idx = idx[np.lexsort((self.codec.residual_sq(self.entries, idx), for_head[idx]))]
-        return idx, np.bincount(for_head[idx], minlength=h).astype(np.int64)
+            keep = deleted[self.entries["vidx"][pos]] == 0
+            pos, head = pos[keep], head[keep]
+        return pos, head, np.bincount(head, minlength=h).astype(np.int64)
+
+    def _live_order(self, deleted: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_live_slots` with each posting nearest to its head first (adds since the last order kept
+        theirs; equal distances in slot order), and the sizes."""
+        pos, head, sizes = self._live_slots(deleted)
+        return pos[np.lexsort((self.codec.residual_sq(self.entries, pos), head))], sizes
 
     def compact(self, deleted: np.ndarray | None, *, slack: float = 1.0) -> None:
         """Rewrite the arena tightly (capacity ``slack * size`` per posting), dropping the entries of
@@ -237,11 +248,12 @@ class PostingArena:
         self.start, self.size, self.cap = starts, sizes, caps
 
     def export(self, deleted: np.ndarray, renumber: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """The entries a compaction would keep, back to back posting by posting (each nearest to its head
-        first), as new row arrays with ``vidx`` mapped through ``renumber`` (old internal index -> new), and
-        the postings' sizes: for a snapshot. The arena itself is not changed (a snapshot taken under a lock
-        copies what it needs and no more: at 500k vectors compacting in place as well took ~0.7 s)."""
-        idx, sizes = self._live_order(deleted)
-        out = {name: arr[idx] for name, arr in self.entries.items()}
+        """The entries a compaction would keep, back to back posting by posting (in slot order: see
+        :func:`order_rows` for the distance order a snapshot stores), as new row arrays with ``vidx`` mapped
+        through ``renumber`` (old internal index -> new), and the postings' sizes. The arena itself is not
+        changed, and the ordering is left to the caller: a snapshot taken under a lock copies what it needs
+        and no more (at 500k vectors compacting in place took ~0.7 s, ordering ~1 s)."""
+        pos, _, sizes = self._live_slots(deleted)
+        out = {name: arr[pos] for name, arr in self.entries.items()}
         out["vidx"] = renumber[out["vidx"]].astype(np.int32)
         return out, sizes

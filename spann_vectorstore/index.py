@@ -31,7 +31,7 @@ import numpy as np
 from . import _calibration as C
 from . import _kernels as K
 from . import _storage
-from ._arena import PostingArena
+from ._arena import PostingArena, order_rows
 from ._heads import HeadTable
 from ._idmap import MAX_VECTORS, IdMap, VectorTable
 from ._rabitq import RaBitQCodec
@@ -107,9 +107,11 @@ def _progress(total: int, desc: str, enabled: bool, unit: str = "vec"):
 class IndexExport:
     """A snapshot of a :class:`SpannIndex` taken by :meth:`SpannIndex.export`, written by :meth:`write`."""
 
-    def __init__(self, index: SpannIndex, info: dict[str, Any], arrays: dict[str, Any]) -> None:
+    def __init__(self, index: SpannIndex, info: dict[str, Any], arrays: dict[str, Any], sizes: np.ndarray) -> None:
         self._index = index
         self._vectors = index._vectors  # the table the vectors are read from (a build may replace the index's)
+        self._codec = index._codec
+        self._sizes = sizes
         self.info = info
         self._arrays = arrays
 
@@ -121,7 +123,10 @@ class IndexExport:
         """Write the snapshot under ``path`` (see :meth:`SpannIndex.save`); returns its directory. A
         memory-mapped vectors file is checked against its CRC32 first."""
         self._vectors.check_mapped()
-        snap = _storage.write_snapshot(path, _FORMAT, self.info, self._arrays)
+        arrays = dict(self._arrays)  # the postings ordered nearest to their head first, as a compaction does
+        ordered = order_rows(self._codec, self._sizes, {k[2:]: v for k, v in arrays.items() if k.startswith("e_")})
+        arrays |= {"e_" + k: v for k, v in ordered.items()}
+        snap = _storage.write_snapshot(path, _FORMAT, self.info, arrays)
         self._index._snap_dir = snap
         return snap
 
@@ -1152,7 +1157,7 @@ class SpannIndex:
         live = self._idmap.live()
         renum = np.full(self._idmap.n, -1, np.int64)
         renum[live] = np.arange(len(live))
-        entries, sizes = self._arena.export(self._idmap.deleted, renum)  # new arrays: the arena unchanged
+        entries, sizes = self._arena.export(self._idmap.deleted, renum)  # new arrays (ordered when written)
         arrays: dict[str, Any] = {"rotation": self._codec.rotation.copy(), "heads": self._heads.heads.copy()}
         arrays |= {"p_size": sizes}
         arrays |= {"g_cent": self._heads.g_cent.copy(), "g_label": self._heads.g_label.copy()}
@@ -1173,7 +1178,7 @@ class SpannIndex:
         }
         if self._calib_queries is not None:
             arrays["calib_queries"] = self._calib_queries.copy()
-        return IndexExport(self, info, arrays)
+        return IndexExport(self, info, arrays, sizes)
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, mmap: bool = True, progress: bool | None = None) -> SpannIndex:
