@@ -184,7 +184,7 @@ class RaBitQCodec:
             # rotate each distinct row once (a row has ~3 replicas among the entries)
             uniq, sel = np.unique(rows[s : s + block], return_inverse=True)
             xr = np.ascontiguousarray(x[uniq] @ rot_t)
-            pages.read(len(uniq) * x.dtype.itemsize * x.shape[1])
+            pages.gathered(len(uniq), x.dtype.itemsize * x.shape[1])
             dst = dest[s : s + block]
             m = len(dst)
             for ck, fk, ek, bits, nb in self._layout():

@@ -175,7 +175,7 @@ def _tree_heads(x: np.ndarray, *, target_size: int, branch: int, rng: np.random.
             cap = min(cap, max_leaf)  # capacity * k >= n still holds: k = round(n / target) >= n / (2 target)
         if n <= _NODE_BLOCK:
             xs = _as_f32(x[idx])
-            pages.read(len(idx) * row_bytes)
+            pages.gathered(len(idx), row_bytes)
             c = kmeans(xs, k, rng=r, iters=8, parallel=False)
             labels = assign_balanced(xs, c, cap)
         else:
@@ -190,7 +190,7 @@ def _tree_heads(x: np.ndarray, *, target_size: int, branch: int, rng: np.random.
                 xb = _as_f32(x[idx[s : s + _NODE_BLOCK]])
                 dots[s : s + len(xb)] = xb @ c.T
                 xn2[s : s + len(xb)] = _sqnorms(xb)
-                pages.read(xb.nbytes)
+                pages.gathered(len(xb), row_bytes)
             labels = np.empty(n, np.int64)
             K.assign_capacity(dots, xn2, _sqnorms(c), int(cap), labels)
         order = np.argsort(labels, kind="stable")
@@ -206,7 +206,7 @@ def _tree_heads(x: np.ndarray, *, target_size: int, branch: int, rng: np.random.
         for path, idx, seed in items:
             if len(idx) <= max_leaf:
                 leaves[path] = _as_f32(x[idx]).mean(axis=0)
-                pages.read(len(idx) * row_bytes)
+                pages.gathered(len(idx), row_bytes)
                 if progress is not None:
                     progress.update(len(idx))
             else:
@@ -368,7 +368,7 @@ def cap_postings(x: np.ndarray, heads: np.ndarray, assign: np.ndarray, factor: f
     for s in range(0, len(r), _BLOCK):
         xb, hb = x[r[s : s + _BLOCK]], heads[hh[s : s + _BLOCK]]
         d[s : s + _BLOCK] = np.einsum("ij,ij->i", xb - hb, xb - hb)
-        pages.read(xb.nbytes)
+        pages.gathered(len(xb), xb.shape[1] * xb.dtype.itemsize)
     order = np.lexsort((d, hh))
     hh_sorted = hh[order]
     first = np.searchsorted(hh_sorted, hh_sorted, side="left")
