@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 
 from . import _kernels as K
-from ._storage import MappedPages
 
 
 class BlockedCodes:
@@ -174,17 +173,17 @@ class RaBitQCodec:
         """Encode the residuals ``x[rows[e]] - heads[head_of[e]]`` into entry slots ``dest[e]`` of the
         planes ``store`` (a mapping name -> plane, e.g. ``PostingArena.planes``); in blocks, for memory.
         ``heads`` is every head (only the referenced ones are rotated: a split touches two of thousands);
-        ``progress``: an optional tqdm bar updated per block."""
+        ``progress``: an optional tqdm bar updated per block. A mapped ``x`` is read in place: the rows of a
+        block are scattered over the file (entries go posting by posting), and releasing their pages between
+        blocks only made each block fault them in again (NOTES, session 9)."""
         rot_t = self.rotation.T
         used, head_of = np.unique(head_of, return_inverse=True)
         hr = np.ascontiguousarray(heads[used] @ rot_t)
         block = 65536
-        pages = MappedPages.of(x)  # a build over a memory map reads every row: keep ~1 GB of it resident
         for s in range(0, len(dest), block):
             # rotate each distinct row once (a row has ~3 replicas among the entries)
             uniq, sel = np.unique(rows[s : s + block], return_inverse=True)
             xr = np.ascontiguousarray(x[uniq] @ rot_t)
-            pages.gathered(len(uniq), x.dtype.itemsize * x.shape[1])
             dst = dest[s : s + block]
             m = len(dst)
             for ck, fk, ek, bits, nb in self._layout():
