@@ -178,36 +178,32 @@ def write_snapshot(root: str | os.PathLike, kind: str, meta: dict[str, Any], arr
 
 
 def _write_npy(f: Any, arr: np.ndarray) -> int:
-    """``arr`` (C-contiguous) as a ``.npy`` file into ``f``, 64 MB at a time; returns the CRC32 of its data
-    (:func:`array_crc`), computed in the same pass. A memory-mapped array's pages are released as they are
-    written (:class:`MappedPages`), so saving a 15 GB map does not make it all resident."""
+    """``arr`` (C-contiguous) as a ``.npy`` file into ``f``, ~64 MB of rows at a time; returns the CRC32 of
+    its data (:func:`array_crc`), computed in the same pass. A memory-mapped array's pages are released as
+    they are written (:class:`MappedPages`), so saving a 15 GB map does not make it all resident."""
     if arr.ndim == 0:
         np.save(f, arr, allow_pickle=False)
         return array_crc(arr)
-    header = np.lib.format.header_data_from_array_1_0(arr)
-    try:
-        np.lib.format.write_array_header_1_0(f, header)  # the format np.save picks for such a header
-    except ValueError:  # a header longer than 64 KiB
-        np.lib.format.write_array_header_2_0(f, header)
-    view = arr.view(np.uint8).reshape(-1)
-    pages = MappedPages.of(arr)
-    crc = 0
-    step = 1 << 26
-    for s in range(0, len(view), step):
-        chunk = view[s : s + step]
-        f.write(chunk.data)
-        crc = zlib.crc32(chunk, crc)
-        pages.read(len(chunk))
-    return crc
+    step = max(1, (1 << 26) // max(1, arr[:1].nbytes))
+
+    def blocks():
+        pages = MappedPages.of(arr)
+        for s in range(0, arr.shape[0], step):
+            block = arr[s : s + step]
+            pages.read(block.nbytes)
+            yield block
+
+    return _write_npy_blocks(f, Chunked(arr.shape, arr.dtype, blocks))
 
 
 def _write_npy_blocks(f: Any, arr: Chunked) -> int:
-    """A :class:`Chunked` array as a ``.npy`` file into ``f``; returns the CRC32 of its data."""
+    """A :class:`Chunked` array as a ``.npy`` file into ``f`` (the bytes ``np.save`` writes); returns the
+    CRC32 of its data."""
     dtype = np.dtype(arr.dtype)
     header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": tuple(arr.shape)}
     try:
-        np.lib.format.write_array_header_1_0(f, header)
-    except ValueError:
+        np.lib.format.write_array_header_1_0(f, header)  # the format np.save picks for such a header
+    except ValueError:  # a header longer than 64 KiB
         np.lib.format.write_array_header_2_0(f, header)
     crc, rows = 0, 0
     for block in arr.blocks():

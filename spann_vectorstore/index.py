@@ -115,10 +115,6 @@ class IndexExport:
         self.info = info
         self._arrays = arrays
 
-    @property
-    def count(self) -> int:
-        return int(self.info["count"])
-
     def write(self, path: str | os.PathLike) -> Path:
         """Write the snapshot under ``path`` (see :meth:`SpannIndex.save`); returns its directory. A
         memory-mapped vectors file is checked against its CRC32 first."""
