@@ -61,17 +61,24 @@ def status() -> dict[str, int]:
 
 
 class AnonPeak:
-    """Samples RssAnon every 0.2 s in a thread: the peak of anonymous (non-file) memory."""
+    """Samples memory every 0.2 s in a thread: the peak of anonymous (non-file) memory, and per phase (set
+    ``phase``) the largest RSS, file-mapped and anonymous sizes seen: which phase makes the peak."""
 
     def __init__(self) -> None:
         self.peak = 0
+        self.phase = "other"
+        self.phases: dict[str, dict[str, int]] = {}
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
         self._t.start()
 
     def _run(self) -> None:
         while not self._stop.wait(0.2):
-            self.peak = max(self.peak, status().get("RssAnon", 0))
+            st = status()
+            self.peak = max(self.peak, st.get("RssAnon", 0))
+            got = self.phases.setdefault(self.phase, {})
+            for key in ("VmRSS", "RssFile", "RssAnon"):
+                got[key] = max(got.get(key, 0), st.get(key, 0))
 
     def stop(self) -> int:
         self._stop.set()
@@ -129,12 +136,18 @@ def child_build(data: Path, index_dir: Path, head_ratio: float | None) -> dict:
 
     phases: dict[str, float] = {}
 
+    peak = None
+
     def timed(name, f):
         def w(*a, **k):
             t = time.perf_counter()
+            if peak is not None:
+                peak.phase = name
             try:
                 return f(*a, **k)
             finally:
+                if peak is not None:
+                    peak.phase = "other"
                 phases[name] = phases.get(name, 0.0) + time.perf_counter() - t
                 log(f"  phase {name}: {phases[name]:.1f} s")
 
@@ -163,6 +176,7 @@ def child_build(data: Path, index_dir: Path, head_ratio: float | None) -> dict:
         "save_s": save_s,
         "peak_rss_bytes": mem["VmHWM"],
         "peak_anon_bytes": anon,
+        "sampled_peaks_by_phase": peak.phases,
         "heads": idx.n_heads,
         "entries": st["entries"],
         "replicas_avg": st["replicas_avg"],

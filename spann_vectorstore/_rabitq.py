@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from . import _kernels as K
+from ._storage import take_rows
 
 
 class BlockedCodes:
@@ -173,9 +174,9 @@ class RaBitQCodec:
         """Encode the residuals ``x[rows[e]] - heads[head_of[e]]`` into entry slots ``dest[e]`` of the
         planes ``store`` (a mapping name -> plane, e.g. ``PostingArena.planes``); in blocks, for memory.
         ``heads`` is every head (only the referenced ones are rotated: a split touches two of thousands);
-        ``progress``: an optional tqdm bar updated per block. A mapped ``x`` is read in place: the rows of a
-        block are scattered over the file (entries go posting by posting), and releasing their pages between
-        blocks only made each block fault them in again (NOTES, session 9)."""
+        ``progress``: an optional tqdm bar updated per block. The rows of a block are scattered over ``x``
+        (entries go posting by posting): a mapped file's are read with ``pread`` (:func:`take_rows`), which
+        maps none of its pages into the process (NOTES, session 10)."""
         rot_t = self.rotation.T
         used, head_of = np.unique(head_of, return_inverse=True)
         hr = np.ascontiguousarray(heads[used] @ rot_t)
@@ -183,7 +184,7 @@ class RaBitQCodec:
         for s in range(0, len(dest), block):
             # rotate each distinct row once (a row has ~3 replicas among the entries)
             uniq, sel = np.unique(rows[s : s + block], return_inverse=True)
-            xr = np.ascontiguousarray(x[uniq] @ rot_t)
+            xr = np.ascontiguousarray(take_rows(x, uniq) @ rot_t)
             dst = dest[s : s + block]
             m = len(dst)
             for ck, fk, ek, bits, nb in self._layout():

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._storage import MappedPages
+from ._storage import MappedPages, take_rows
 
 if TYPE_CHECKING:
     from .index import SpannIndex
@@ -244,7 +244,7 @@ def _rows(parts: list[np.ndarray], pos: np.ndarray) -> np.ndarray:
     start = 0
     for part in parts:
         sel = (pos >= start) & (pos < start + len(part))
-        out[sel] = part[pos[sel] - start]
+        out[sel] = take_rows(part, pos[sel] - start)
         start += len(part)
     return out
 

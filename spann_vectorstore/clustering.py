@@ -16,7 +16,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from . import _kernels as K
-from ._storage import MappedPages
+from ._storage import MappedPages, take_rows
 
 _BLOCK = 16384  # rows per matrix-product block: bounds temporary memory at ~BLOCK * H * 4 bytes
 _REFINE_BYTES = 1 << 30  # the head refinement's sample of rows, at most (float32)
@@ -133,7 +133,7 @@ def hierarchical_heads(
     # the refinement sample: 8 rows per head, at least 100k, at most ~1 GB of float32 (a bounded working
     # set when x is a memory map of millions of rows)
     n_ref = max(100_000, min(8 * len(h), _REFINE_BYTES // (4 * x.shape[1])))
-    xs = x if x.shape[0] <= n_ref else _as_f32(x[np.sort(rng.choice(x.shape[0], n_ref, replace=False))])
+    xs = x if x.shape[0] <= n_ref else _as_f32(take_rows(x, np.sort(rng.choice(x.shape[0], n_ref, replace=False))))
     MappedPages.of(x).release()  # the tree and the sample read all of a memory map: its pages go
     groups = None
     if len(h) >= GROUPED_MIN_HEADS and refine_iters:
@@ -163,7 +163,6 @@ def _tree_heads(x: np.ndarray, *, target_size: int, branch: int, rng: np.random.
     max_leaf = max(2, 2 * target_size)
     leaves: dict[tuple[int, ...], np.ndarray] = {}
     pages = MappedPages.of(x)  # each level of the tree reads every row once: keep ~1 GB of a map resident
-    row_bytes = x.dtype.itemsize * x.shape[1]
 
     def split(path: tuple[int, ...], idx: np.ndarray, seed: int) -> list[tuple[tuple[int, ...], np.ndarray, int]]:
         n = len(idx)
@@ -174,23 +173,25 @@ def _tree_heads(x: np.ndarray, *, target_size: int, branch: int, rng: np.random.
         if final:
             cap = min(cap, max_leaf)  # capacity * k >= n still holds: k = round(n / target) >= n / (2 target)
         if n <= _NODE_BLOCK:
-            xs = _as_f32(x[idx])
-            pages.gathered(len(idx), row_bytes)
+            xs = _as_f32(take_rows(x, idx, pages))
             c = kmeans(xs, k, rng=r, iters=8, parallel=False)
             labels = assign_balanced(xs, c, cap)
         else:
             # a big node (the top levels over millions of rows, maybe a memory map): k-means on a sample, the
             # rows' products with the centroids blockwise; never a copy of all the node's rows
             c = kmeans(
-                _as_f32(x[np.sort(r.choice(idx, min(n, 256 * k), replace=False))]), k, rng=r, iters=8, parallel=False
+                _as_f32(take_rows(x, np.sort(r.choice(idx, min(n, 256 * k), replace=False)), pages)),
+                k,
+                rng=r,
+                iters=8,
+                parallel=False,
             )
             dots = np.empty((n, k), np.float32)
             xn2 = np.empty(n, np.float32)
             for s in range(0, n, _NODE_BLOCK):
-                xb = _as_f32(x[idx[s : s + _NODE_BLOCK]])
+                xb = _as_f32(take_rows(x, idx[s : s + _NODE_BLOCK], pages))
                 dots[s : s + len(xb)] = xb @ c.T
                 xn2[s : s + len(xb)] = _sqnorms(xb)
-                pages.gathered(len(xb), row_bytes)
             labels = np.empty(n, np.int64)
             K.assign_capacity(dots, xn2, _sqnorms(c), int(cap), labels)
         order = np.argsort(labels, kind="stable")
@@ -205,8 +206,7 @@ def _tree_heads(x: np.ndarray, *, target_size: int, branch: int, rng: np.random.
     def settle(items, pool, pending) -> None:
         for path, idx, seed in items:
             if len(idx) <= max_leaf:
-                leaves[path] = _as_f32(x[idx]).mean(axis=0)
-                pages.gathered(len(idx), row_bytes)
+                leaves[path] = _as_f32(take_rows(x, idx, pages)).mean(axis=0)
                 if progress is not None:
                     progress.update(len(idx))
             else:
@@ -366,9 +366,8 @@ def cap_postings(x: np.ndarray, heads: np.ndarray, assign: np.ndarray, factor: f
     d = np.empty(len(r), np.float32)
     pages = MappedPages.of(x)
     for s in range(0, len(r), _BLOCK):
-        xb, hb = x[r[s : s + _BLOCK]], heads[hh[s : s + _BLOCK]]
+        xb, hb = take_rows(x, r[s : s + _BLOCK], pages), heads[hh[s : s + _BLOCK]]
         d[s : s + _BLOCK] = np.einsum("ij,ij->i", xb - hb, xb - hb)
-        pages.gathered(len(xb), xb.shape[1] * xb.dtype.itemsize)
     order = np.lexsort((d, hh))
     hh_sorted = hh[order]
     first = np.searchsorted(hh_sorted, hh_sorted, side="left")

@@ -427,10 +427,12 @@ class SpannIndex:
             path = Path(vectors)
             try:
                 vectors = np.load(path, mmap_mode="r", allow_pickle=False)
+                _storage.register_map(vectors, path)
             except (OSError, ValueError) as exc:
                 raise ValueError(f"cannot read vectors from {str(path)!r}: {exc}") from None
         elif isinstance(vectors, np.memmap) and isinstance(vectors.filename, (str, os.PathLike)):
             path = Path(vectors.filename)
+            _storage.register_map(vectors, path)
         if path is None:
             return self._as_matrix(vectors, "vectors", allow_1d=False), None, None
         arr = vectors
@@ -1001,6 +1003,10 @@ class SpannIndex:
         if ks[-1] >= 100:
             truth[int(ks[-1])] = self._truth(qs[:big], int(ks[-1]), None if exclude is None else exclude[:big])
         show = self.progress if self.progress is not None else n >= _CALIBRATE_AT_BUILD
+        # the reranks read full vectors at scattered rows: through a file map each read maps ~1 MB around it
+        # (NOTES, session 9), so a mapped base is searched 32 queries at a time with its pages dropped between
+        pages = _storage.MappedPages.of(self._vectors.base)
+        step = 32 if pages.mapped else max(1, len(qs))
 
         def row(k: int, mdr: float, allowed: Any, tk: np.ndarray, r_out: np.ndarray, c_out: np.ndarray | None) -> None:
             nq = len(tk)  # the first nq sample queries
@@ -1009,13 +1015,20 @@ class SpannIndex:
             widen = 1.0 if allowed is None else len(self) / max(len(allowed), 1)
             own = None if exclude is None else exclude[:nq]
             for g, npr in enumerate(grid):
-                if allowed is None:
-                    res = self._sample_search(qs[:nq], k + extra, int(npr), mdr, own)
-                else:
-                    res = self.search(qs[:nq], k + extra, n_probe=int(npr), max_dist_ratio=mdr, allowed_ids=allowed)
-                r_out[g] = C.per_query_recall(res.ids, tk, None if exclude is None else exclude[:nq]).mean()
+                ids = np.empty((nq, k + extra), np.int64)
+                entries = np.empty(nq, np.float64)
+                for s in range(0, nq, step):  # a mapped base: its pages go after each chunk of queries
+                    e = min(nq, s + step)
+                    if allowed is None:
+                        res = self._sample_search(qs[s:e], k + extra, int(npr), mdr, None if own is None else own[s:e])
+                    else:
+                        res = self.search(qs[s:e], k + extra, n_probe=int(npr), max_dist_ratio=mdr, allowed_ids=allowed)
+                    ids[s:e] = res.ids
+                    entries[s:e] = res.stats["entries"]
+                    pages.release()
+                r_out[g] = C.per_query_recall(ids, tk, None if exclude is None else exclude[:nq]).mean()
                 if c_out is not None:
-                    c_out[g] = res.stats["entries"].mean()
+                    c_out[g] = entries.mean()
                 flat = g >= 2 and r_out[g] - r_out[g - 2] < C.PLATEAU
                 if r_out[g] >= C.RECALL_CAP or flat or npr * widen >= self.n_heads:
                     r_out[g + 1 :] = r_out[g]

@@ -131,3 +131,97 @@ def test_scattered_gathers_count_the_pages_mapped_around_each_row(tmp_path):
         pages.gathered(len(rows), x.shape[1] * 4)
         peak = max(peak, mapped_rss(fn))
     assert peak <= 8 * MB + 4 * MB + MB  # the budget + one gather (up to 1 MB a row) + slack; the file is 64 MB
+
+
+# ----------------------------------------------------------------------------------------------------------
+# scattered rows of a mapped file (take_rows): read with pread, nothing of the file mapped
+# ----------------------------------------------------------------------------------------------------------
+def _rows_file(tmp_path: Path, n: int = 16384, d: int = 256) -> tuple[Path, np.ndarray]:
+    fn = tmp_path / "rows.npy"
+    xb = np.random.default_rng(5).standard_normal((n, d)).astype(np.float32)
+    np.save(fn, xb)
+    return fn, xb
+
+
+def test_take_rows_of_a_noted_map_equals_the_gather_and_maps_nothing(tmp_path):
+    fn, xb = _rows_file(tmp_path)
+    x = np.load(fn, mmap_mode="r")
+    _storage.register_map(x, fn)
+    rng = np.random.default_rng(1)
+    cases = [
+        np.sort(rng.choice(len(xb), 3000, replace=False)),  # scattered
+        np.arange(100, 2100),  # one run of consecutive rows: one read
+        rng.integers(0, len(xb), 500),  # unsorted, repeated
+        np.array([len(xb) - 1, 0, 0]),
+        np.zeros(0, np.int64),
+    ]
+    for idx in cases:
+        got = _storage.take_rows(x, idx)
+        np.testing.assert_array_equal(got, xb[idx])
+        assert got.dtype == np.float32 and got.flags.c_contiguous and not isinstance(got, np.memmap)
+    # a view of the map (rows 1000..) and a float column block read the right rows too
+    view = np.asarray(x[1000:])
+    np.testing.assert_array_equal(_storage.take_rows(view, np.array([0, 5, 9000])), xb[[1000, 1005, 10000]])
+    np.testing.assert_array_equal(_storage.take_rows(x[:, :8], np.array([3, 4])), xb[[3, 4], :8])  # not C order
+    # the control: the same gather through the map makes its pages resident
+    assert mapped_rss(fn) < 1 * MB
+    float(x[np.sort(rng.choice(len(xb), 3000, replace=False))].sum())
+    assert mapped_rss(fn) > 4 * MB
+
+
+def test_take_rows_falls_back_to_the_map_when_the_file_is_not_the_mapped_one(tmp_path):
+    fn, xb = _rows_file(tmp_path)
+    x = np.load(fn, mmap_mode="r")
+    _storage.register_map(x, fn)
+    idx = np.array([1, 7, 4000])
+    # replaced by another file under the same name (a new inode): the map's own rows, not the new file's
+    np.save(tmp_path / "other.npy", np.zeros_like(xb))
+    (tmp_path / "other.npy").replace(fn)
+    np.testing.assert_array_equal(_storage.take_rows(x, idx), xb[idx])
+    # an unnoted map and an in-memory array: plain gathers; out of range: numpy's error
+    y = np.load(tmp_path / "rows.npy", mmap_mode="r")
+    np.testing.assert_array_equal(_storage.take_rows(y, idx), np.zeros((3, xb.shape[1]), np.float32))
+    np.testing.assert_array_equal(_storage.take_rows(xb, idx), xb[idx])
+    with pytest.raises(IndexError):
+        _storage.take_rows(x, np.array([len(xb)]))
+
+
+def test_take_rows_of_a_file_truncated_under_its_map_names_it(tmp_path):
+    fn, xb = _rows_file(tmp_path)
+    x = np.load(fn, mmap_mode="r")
+    _storage.register_map(x, fn)
+    with open(fn, "r+b") as f:
+        f.truncate(fn.stat().st_size // 2)
+    with pytest.raises(_storage.CorruptStoreError, match=r"rows\.npy"):
+        _storage.take_rows(x, np.array([1, len(xb) - 1]))
+
+
+def test_a_build_from_a_file_reads_its_scattered_rows_without_mapping_them(tmp_path):
+    """The tree, the refinement sample, the posting cap and the encoder gather scattered rows; the build's
+    input file stays out of the resident set except for its sequential passes (released per GB)."""
+    xb = clustered(30000, 64, seed=4)
+    fn = tmp_path / "base.npy"
+    np.save(fn, xb)
+    seen = []
+    real = _storage.take_rows
+
+    def spy(a, idx, pages=None):
+        out = real(a, idx, pages)
+        seen.append((len(idx), _storage._file_rows(a, np.asarray(idx)) is not None))
+        return out
+
+    _storage.take_rows = spy
+    try:
+        import spann_vectorstore._rabitq as R
+        import spann_vectorstore.clustering as CL
+
+        CL.take_rows = R.take_rows = spy
+        idx = SpannIndex(64, metric="ip", n_probe=8, seed=2).build(fn)
+    finally:
+        _storage.take_rows = CL.take_rows = R.take_rows = real
+    assert idx.stats()["vectors_mmapped"]
+    assert sum(m for m, through_file in seen if through_file) >= 30000  # the encoder alone reads every row
+    assert all(through_file for m, through_file in seen if m), "a scattered gather went through the map"
+    ref = SpannIndex(64, metric="ip", n_probe=8, seed=2).build(xb)
+    xq = clustered(50, 64, seed=6)
+    np.testing.assert_array_equal(idx.search(xq, 10).ids, ref.search(xq, 10).ids)
