@@ -225,3 +225,30 @@ def test_a_build_from_a_file_reads_its_scattered_rows_without_mapping_them(tmp_p
     ref = SpannIndex(64, metric="ip", n_probe=8, seed=2).build(xb)
     xq = clustered(50, 64, seed=6)
     np.testing.assert_array_equal(idx.search(xq, 10).ids, ref.search(xq, 10).ids)
+
+
+def test_the_calibration_of_a_mapped_build_equals_the_in_memory_one(tmp_path):
+    """The calibration searches a mapped base 32 sample queries at a time, its pages dropped between chunks
+    (the reranks read full vectors at scattered rows): the table it measures is the one a single batch gives."""
+    xb = clustered(8000, 32, seed=21)
+    fn = tmp_path / "base.npy"
+    np.save(fn, xb)
+    mem = SpannIndex(32, metric="ip", seed=4).build(xb)
+    mapped = SpannIndex(32, metric="ip", seed=4).build(fn)
+    assert mapped.stats()["vectors_mmapped"]
+    releases = []
+    real = MappedPages.release
+
+    def counting(self):
+        releases.append(self.mapped)
+        return real(self)
+
+    MappedPages.release = counting
+    try:
+        a, b = mem._calibration(), mapped._calibration()
+    finally:
+        MappedPages.release = real
+    assert sum(releases) >= 300 // 32  # at least one release per chunk of the first grid step
+    for name in ("recall", "cost", "filtered"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    assert a.sample == b.sample == 300
