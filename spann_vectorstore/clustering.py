@@ -31,6 +31,9 @@ def _as_f32(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
+_SMALL_PRODUCT = 1 << 22  # multiply-adds below which kmeans computes its products in one thread
+
+
 def kmeans(
     x: np.ndarray,
     k: int,
@@ -68,7 +71,9 @@ def kmeans(
         else:
             lam = balance * float(dist.mean()) / max(n / k, 1.0)
             penalty = (lam * counts).astype(np.float32)
-        K.assign_penalised(x @ c.T, xn2, cn2, penalty, labels, dist, parallel)
+        small = n * k * x.shape[1] < _SMALL_PRODUCT and x.dtype == np.float32
+        dots = K.small_dots(x, c) if small else x @ c.T
+        K.assign_penalised(dots, xn2, cn2, penalty, labels, dist, parallel)
         sums, counts = K.centroid_sums(x, labels, k)
         nz = counts > 0
         c[nz] = (sums[nz] / counts[nz, None]).astype(np.float32)
@@ -254,22 +259,36 @@ class HeadGroups(NamedTuple):
         return cls(hg, _sqnorms(hg), start, ids, _as_f32(cent), _sqnorms(_as_f32(cent)))
 
 
+# below this many rows a block's candidates are scored by one kernel (``push_group_members``), not one BLAS
+# product per group: an add of 100 vectors at 520k (12.5k heads, 112 groups) took 38-61 ms through ~112 small
+# products on a loaded machine, 12 ms with single-threaded BLAS (NOTES, session 10)
+_DIRECT_ROWS = 2048
+
+
 def _grouped_nearest(xb: np.ndarray, groups: HeadGroups, m: int, t: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``m`` nearest heads among the members of each row's ``t`` nearest groups: one BLAS product per
-    group (its rows x its members) into per-row heaps (``push_nearest``)."""
+    group (its rows x its members) into per-row heaps (``push_nearest``); for a few rows, one kernel
+    computing the products itself (``push_group_members``)."""
     b = xb.shape[0]
     g = groups.cent.shape[0]
     t = min(t, g)
     xn2 = _sqnorms(xb)
     score = groups.cn2[None, :] - 2.0 * (xb @ groups.cent.T)  # + |x|^2: the same order per row
     top = np.argpartition(score, t - 1, axis=1)[:, :t] if t < g else np.broadcast_to(np.arange(g), (b, g))
+    heap_d = np.empty((b, m), np.float32)
+    heap_i = np.empty((b, m), np.int64)
+    heap_n = np.zeros(b, np.int64)
+    if b < _DIRECT_ROWS:
+        top = np.ascontiguousarray(top, dtype=np.int64)
+        K.push_group_members(xb, xn2, top, groups.start, groups.heads, groups.hn2, groups.ids, heap_d, heap_i, heap_n)
+        ci = np.empty((b, m), np.int64)
+        cd = np.empty((b, m), np.float32)
+        K.heaps_sorted(heap_d, heap_i, heap_n, ci, cd)
+        return ci, cd
     flat = top.ravel()
     order = np.argsort(flat, kind="stable")
     rows_of = (order // t).astype(np.int64)
     bounds = np.searchsorted(flat[order], np.arange(g + 1))
-    heap_d = np.empty((b, m), np.float32)
-    heap_i = np.empty((b, m), np.int64)
-    heap_n = np.zeros(b, np.int64)
     for j in np.flatnonzero(np.diff(bounds)):
         rows = rows_of[bounds[j] : bounds[j + 1]]
         lo, hi = groups.start[j], groups.start[j + 1]
@@ -287,7 +306,7 @@ def nearest_candidates(
     heads: np.ndarray,
     m: int,
     *,
-    groups: tuple[np.ndarray, np.ndarray] | None = None,
+    groups: tuple[np.ndarray, np.ndarray] | HeadGroups | None = None,
     n_groups: int = ASSIGN_GROUPS,
     progress=None,
 ):
@@ -296,14 +315,17 @@ def nearest_candidates(
 
     ``x`` may be a memory map: it is read ~512 MB at a time. Without ``groups`` (or below
     ``GROUPED_MIN_HEADS`` heads) every head is scored, one BLAS product per 16k rows: n x H x d. With
-    ``groups`` (centroids (G, d), a group label per head: ``HeadTable``'s ~sqrt(H) groups) a row's
-    candidates are the members of its ``n_groups`` nearest groups: n x (n_groups H / G) x d.
+    ``groups`` (centroids (G, d), a group label per head: ``HeadTable``'s ~sqrt(H) groups; or those heads
+    already in group order, ``HeadTable.head_groups()``) a row's candidates are the members of its
+    ``n_groups`` nearest groups: n x (n_groups H / G) x d.
     """
     K.start_threads()
     n = x.shape[0]
     m = max(1, min(m, heads.shape[0]))
-    grouped = groups is not None and groups[0].shape[0] > 1 and heads.shape[0] >= GROUPED_MIN_HEADS
-    hg = HeadGroups.of(heads, *groups) if grouped else None
+    if groups is not None and not isinstance(groups, HeadGroups):
+        groups = HeadGroups.of(heads, *groups) if groups[0].shape[0] > 1 else None
+    grouped = groups is not None and groups.cent.shape[0] > 1 and heads.shape[0] >= GROUPED_MIN_HEADS
+    hg = groups if grouped else None
     hn2 = _sqnorms(heads)
     pages = MappedPages.of(x)
     read = max(_BLOCK, _ROW_BYTES // (4 * max(1, x.shape[1])))
@@ -331,7 +353,7 @@ def closure_assign(
     replica_count: int,
     rng_factor: float,
     candidates: int,
-    groups: tuple[np.ndarray, np.ndarray] | None = None,
+    groups: tuple[np.ndarray, np.ndarray] | HeadGroups | None = None,
     progress=None,
 ) -> np.ndarray:
     """(n, replica_count) int64 head ids per row (-1 padded): RNG rule over the nearest ``candidates``

@@ -397,7 +397,7 @@ class SpannIndex:
                 replica_count=self.params["replica_count"],
                 rng_factor=self.params["rng_factor"],
                 candidates=self.params["candidates"],
-                groups=table.groups,
+                groups=table.head_groups(),
                 progress=bar,
             )
         assign = cap_postings(x, heads, assign, _POSTING_LIMIT)
@@ -512,7 +512,7 @@ class SpannIndex:
             replica_count=self.params["replica_count"],
             rng_factor=self.params["rng_factor"],
             candidates=self.params["candidates"],
-            groups=self._heads.groups,
+            groups=self._heads.head_groups(),
         )
         vidx = self._append(x, ids_arr)
         self._insert(assign, vidx, x)

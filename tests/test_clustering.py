@@ -162,3 +162,25 @@ def test_group_heads_balanced_and_consistent(x):
     c2, l2 = group_heads(heads, rng=np.random.default_rng(0))
     np.testing.assert_array_equal(labels, l2)
     np.testing.assert_array_equal(cent, c2)
+
+
+def test_small_products_in_one_thread_equal_blas_and_kmeans_uses_them(monkeypatch):
+    """A posting split's 2-means computes its tiny products in a kernel (``small_dots``), not BLAS: the same
+    products to float rounding, and the same clusters on separated data either way."""
+    from spann_vectorstore import _kernels as K
+    from spann_vectorstore import clustering
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((700, 48)).astype(np.float32)
+    c = rng.standard_normal((2, 48)).astype(np.float32)
+    np.testing.assert_allclose(K.small_dots(x, c), x @ c.T, rtol=1e-4, atol=1e-4)
+    blobs = np.vstack([rng.standard_normal((300, 48)) + 8, rng.standard_normal((300, 48)) - 8]).astype(np.float32)
+    calls = []
+    real = K.small_dots
+    monkeypatch.setattr(K, "small_dots", lambda a, b: calls.append(a.shape) or real(a, b))
+    small = clustering.kmeans(blobs, 2, rng=np.random.default_rng(0), iters=8)
+    assert calls  # 600 x 2 x 48 multiply-adds: below _SMALL_PRODUCT
+    monkeypatch.setattr(clustering, "_SMALL_PRODUCT", 0)
+    big = clustering.kmeans(blobs, 2, rng=np.random.default_rng(0), iters=8)
+    np.testing.assert_allclose(np.sort(small[:, 0]), np.sort(big[:, 0]), rtol=1e-4, atol=1e-4)
+    assert sorted(np.sign(small[:, 0])) == [-1, 1]

@@ -70,6 +70,7 @@ def test_grouped_assignment_agrees_with_brute_force(grouped_from_small):
 def test_nearest_candidates_blocks_cover_every_row(grouped_from_small, monkeypatch):
     x, heads = _data_and_heads(2500, 400, seed=5)
     groups = _groups(heads)
+    monkeypatch.setattr(clustering, "_DIRECT_ROWS", 0)  # every block through the products (same arithmetic)
     whole = nearest_candidates(x, heads, 8, groups=groups)
     ((_, _, ref, _),) = list(whole)
     monkeypatch.setattr(clustering, "_ROW_BYTES", 4 * D * 1000)  # reads of 1000 rows (at least _BLOCK)
@@ -79,6 +80,30 @@ def test_nearest_candidates_blocks_cover_every_row(grouped_from_small, monkeypat
     assert blocks[0][:2] == (0, 300) and blocks[-1][1] == 2500
     assert all(a[1] == b[0] for a, b in itertools.pairwise(blocks))
     np.testing.assert_array_equal(np.concatenate([ci for _, _, ci, _ in blocks]), ref)
+
+
+def test_few_rows_score_their_group_members_in_one_kernel(grouped_from_small, monkeypatch):
+    """Blocks below _DIRECT_ROWS (an add) compute their products in ``push_group_members``: the same
+    candidates as the per-group BLAS products (distances to float rounding), from a HeadTable's cached
+    ``head_groups()`` as from the (centroids, labels) pair."""
+    from spann_vectorstore._heads import HeadTable
+
+    x, heads = _data_and_heads(1500, 400, seed=8)
+    table = HeadTable(D, 3)
+    table.reset(heads, _groups(heads))
+    assert table.head_groups() is table.head_groups()  # cached until the table changes
+    monkeypatch.setattr(clustering, "_DIRECT_ROWS", 0)
+    ((_, _, ref_i, ref_d),) = nearest_candidates(x, heads, 16, groups=table.groups)
+    monkeypatch.setattr(clustering, "_DIRECT_ROWS", 10**9)
+    ((_, _, ci, cd),) = nearest_candidates(x, heads, 16, groups=table.head_groups())
+    np.testing.assert_allclose(cd, ref_d, rtol=1e-4, atol=1e-4)
+    same = np.mean([set(a) == set(b) for a, b in zip(ci, ref_i)])
+    assert same >= 0.99, same  # only ties at the 16th place may differ
+    assert np.mean(ci == ref_i) >= 0.99
+    # a split changes the table: the cached groups are made again and hold the new head
+    before = table.head_groups()
+    new = table.split(0, heads[0], heads[0] + 0.01)
+    assert table.head_groups() is not before and new in table.head_groups().ids
 
 
 def test_big_tree_nodes_split_blockwise_with_the_same_quality(monkeypatch):

@@ -32,8 +32,10 @@ from .build import (
     centroid_sums,
     heaps_sorted,
     nearest_heads,
+    push_group_members,
     push_nearest,
     rng_select,
+    small_dots,
 )
 from .codes import encode_residuals, fs_gather, fs_scatter
 from .contract import STATS, CodecView, HeadsView, IdsView, PostingsView, SearchParams, VectorsView, check_view
@@ -59,10 +61,12 @@ __all__ = [
     "heaps_sorted",
     "nearest_heads",
     "probe_batch",
+    "push_group_members",
     "push_nearest",
     "rng_select",
     "search_batch",
     "search_preassigned",
     "search_single",
+    "small_dots",
     "start_threads",
 ]

@@ -41,6 +41,23 @@ assign_penalised_serial = njit(cache=True, fastmath=True, nogil=True)(_assign_pe
 assign_penalised_parallel = njit(cache=True, fastmath=True, parallel=True)(_assign_penalised)
 
 
+@njit(cache=True, fastmath=True, nogil=True)
+def small_dots(x, c):
+    """``x @ c.T`` (n, k) for a small product (a posting split's 2-means), in this thread: a BLAS call that
+    small wakes its threads for microseconds of work (14 ms per split on a loaded machine; NOTES, session
+    10)."""
+    n, d = x.shape
+    k = c.shape[0]
+    out = np.empty((n, k), np.float32)
+    for i in range(n):
+        for j in range(k):
+            s = np.float32(0.0)
+            for t in range(d):
+                s += x[i, t] * c[j, t]
+            out[i, j] = s
+    return out
+
+
 def assign_penalised(dots, xn2, cn2, penalty, out_label, out_dist, parallel=True):
     if not parallel or dots.shape[0] * dots.shape[1] < 4_000_000:
         assign_penalised_serial(dots, xn2, cn2, penalty, out_label, out_dist)
@@ -190,6 +207,42 @@ def push_nearest(dots, xn2, hn2, cols, rows, heap_d, heap_i, heap_n):
                 _heap_sift_down_max(hd, hi, cnt, 0)
                 top = hd[0]
         heap_n[r] = cnt
+
+
+@njit(cache=True, parallel=True, fastmath=True, nogil=True)
+def push_group_members(xb, xn2, top, start, heads, hn2, ids, heap_d, heap_i, heap_n):
+    """``push_nearest`` without the products: row ``i`` of ``xb`` meets the members of its groups
+    ``top[i, :]`` (rows ``start[g]:start[g + 1]`` of ``heads``, the heads in group order, ``ids`` their head
+    ids), dot products computed here. For a few rows (an add), where one small BLAS product per group costs
+    more in calls, gathers and thread wake-ups than the arithmetic (NOTES, session 10)."""
+    b, d = xb.shape
+    t = top.shape[1]
+    m = heap_d.shape[1]
+    for i in prange(b):
+        hd = heap_d[i]
+        hi = heap_i[i]
+        cnt = heap_n[i]
+        xi = xn2[i]
+        bar = hd[0] if cnt == m else np.float32(np.inf)
+        for q in range(t):
+            g = top[i, q]
+            for h in range(start[g], start[g + 1]):
+                s = np.float32(0.0)
+                for j in range(d):
+                    s += xb[i, j] * heads[h, j]
+                dist = xi - np.float32(2.0) * s + hn2[h]
+                if dist >= bar:
+                    continue
+                if cnt < m:
+                    cnt = _heap_push_max(hd, hi, cnt, dist, ids[h])
+                    if cnt == m:
+                        bar = hd[0]
+                else:
+                    hd[0] = dist
+                    hi[0] = ids[h]
+                    _heap_sift_down_max(hd, hi, cnt, 0)
+                    bar = hd[0]
+        heap_n[i] = cnt
 
 
 @njit(cache=True, parallel=True, fastmath=True, nogil=True)
