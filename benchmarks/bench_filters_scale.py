@@ -111,11 +111,12 @@ def search_phase(
 
 
 class Writer(threading.Thread):
-    """Adds batches of documents whose metadata no benchmark filter selects, until stopped."""
+    """Adds batches of documents whose metadata no benchmark filter selects, until stopped: as fast as it can
+    (``rate`` None) or paced to ``rate`` documents per second (a steady ingest beside the searches)."""
 
-    def __init__(self, col: Collection, dim: int, batch: int) -> None:
+    def __init__(self, col: Collection, dim: int, batch: int, rate: float | None = None) -> None:
         super().__init__(daemon=True)
-        self.col, self.dim, self.batch = col, dim, batch
+        self.col, self.dim, self.batch, self.rate = col, dim, batch, rate
         self.stop = threading.Event()
         self.added, self.batches, self.seconds = 0, 0, 0.0
         self.rng = np.random.default_rng(99)
@@ -130,6 +131,8 @@ class Writer(threading.Thread):
             self.col.add(x, [f"writer {i}" for i in ids], meta, ids)
             self.added += self.batch
             self.batches += 1
+            if self.rate:
+                self.stop.wait(max(0.0, t0 + self.added / self.rate - time.perf_counter()))
         self.seconds = time.perf_counter() - t0
 
 
@@ -142,6 +145,11 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=1000)
     ap.add_argument("--writer-batch", type=int, default=100)
     ap.add_argument("--writer-seconds", type=float, default=120, help="at most this long per filter with the writer")
+    ap.add_argument(
+        "--writer-rates",
+        default="max,1000",
+        help="writer phases: 'max' (as fast as it can) and/or documents per second (a paced, steady ingest)",
+    )
     ap.add_argument("--dir", default=None, help="where to put the collection (default: a temp dir, removed)")
     ap.add_argument("--skip-optimize", action="store_true")
     ap.add_argument(
@@ -296,20 +304,22 @@ def search_phases(
     res["search_indexed"] = {name: search_phase(col, xq, fl, gts[name]) for name, fl in flts.items()}
     print("indexed", res["search_indexed"], flush=True)
     save()
-    # (6) with a concurrent writer
-    res["search_indexed_writer"] = {}
-    for name, fl in flts.items():
-        w = Writer(col, d, args.writer_batch)
-        w.start()
-        time.sleep(0.5)
-        row = search_phase(col, xq, fl, gts[name], args.writer_seconds)
-        w.stop.set()
-        w.join()
-        row["writer_docs_per_s"] = w.added / w.seconds
-        row["writer_batches"] = w.batches
-        res["search_indexed_writer"][name] = row
-        print("indexed + writer", name, row, flush=True)
-        save()
+    # (6) with a concurrent writer: as fast as it can ("search_indexed_writer"), then paced
+    for rate in args.writer_rates.split(","):
+        key = "search_indexed_writer" if rate == "max" else f"search_indexed_writer_{rate}_per_s"
+        res[key] = {}
+        for name, fl in flts.items():
+            w = Writer(col, d, args.writer_batch, None if rate == "max" else float(rate))
+            w.start()
+            time.sleep(0.5)
+            row = search_phase(col, xq, fl, gts[name], args.writer_seconds)
+            w.stop.set()
+            w.join()
+            row["writer_docs_per_s"] = w.added / w.seconds
+            row["writer_batches"] = w.batches
+            res[key][name] = row
+            print(key, name, row, flush=True)
+            save()
     # (7) reopen
     col.close()
     t = time.perf_counter()
