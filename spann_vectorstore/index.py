@@ -46,6 +46,7 @@ _HEAD_RATIO_MIN = 1 / 80
 _AUTO_MAX_HEADS = 12_500
 DEFAULT_TARGET_RECALL = 0.98  # the default search setting: Chroma's default recall on ../shared/data is 0.976
 _FALLBACK_N_PROBE = 40  # an index that cannot be calibrated (too small) with no n_probe given
+_RERANK_ROWS = 1024  # a calibration over a mapped base drops its pages after about this many reranked rows
 _CALIBRATE_AT_BUILD = 20_000  # builds of this many vectors calibrate at once (smaller ones on first use)
 POSTING_LIMIT_AUTO = 3.0  # posting_limit="auto": entries read per posting, in build mean posting lengths
 
@@ -1003,10 +1004,15 @@ class SpannIndex:
         if ks[-1] >= 100:
             truth[int(ks[-1])] = self._truth(qs[:big], int(ks[-1]), None if exclude is None else exclude[:big])
         show = self.progress if self.progress is not None else n >= _CALIBRATE_AT_BUILD
-        # the reranks read full vectors at scattered rows: through a file map each read maps ~1 MB around it
-        # (NOTES, session 9), so a mapped base is searched 32 queries at a time with its pages dropped between
+        # the reranks read full vectors at scattered rows: through a file map each read maps up to ~1 MB around
+        # it (NOTES, sessions 9-10), so a mapped base is searched in chunks of about _RERANK_ROWS reranked rows
+        # (sized from the previous chunk's), its pages dropped after each: deep settings rerank thousands of rows
+        # per query, and 32 queries at a time still mapped 7 GB of a 15 GB input at 10M
         pages = _storage.MappedPages.of(self._vectors.base)
-        step = 32 if pages.mapped else max(1, len(qs))
+        per_query = [_RERANK_ROWS / 8]  # exact distances per query in the last chunk (first chunk: 8 queries)
+
+        def chunk(nq: int) -> int:
+            return nq if not pages.mapped else int(min(nq, max(1, _RERANK_ROWS // max(per_query[0], 1.0))))
 
         def row(k: int, mdr: float, allowed: Any, tk: np.ndarray, r_out: np.ndarray, c_out: np.ndarray | None) -> None:
             nq = len(tk)  # the first nq sample queries
@@ -1017,15 +1023,18 @@ class SpannIndex:
             for g, npr in enumerate(grid):
                 ids = np.empty((nq, k + extra), np.int64)
                 entries = np.empty(nq, np.float64)
-                for s in range(0, nq, step):  # a mapped base: its pages go after each chunk of queries
-                    e = min(nq, s + step)
+                s = 0
+                while s < nq:  # a mapped base: its pages go after each chunk of queries
+                    e = min(nq, s + chunk(nq))
                     if allowed is None:
                         res = self._sample_search(qs[s:e], k + extra, int(npr), mdr, None if own is None else own[s:e])
                     else:
                         res = self.search(qs[s:e], k + extra, n_probe=int(npr), max_dist_ratio=mdr, allowed_ids=allowed)
                     ids[s:e] = res.ids
                     entries[s:e] = res.stats["entries"]
+                    per_query[0] = float(res.stats["exact"].mean())
                     pages.release()
+                    s = e
                 r_out[g] = C.per_query_recall(ids, tk, None if exclude is None else exclude[:nq]).mean()
                 if c_out is not None:
                     c_out[g] = entries.mean()

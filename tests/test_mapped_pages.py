@@ -248,7 +248,7 @@ def test_the_calibration_of_a_mapped_build_equals_the_in_memory_one(tmp_path):
         a, b = mem._calibration(), mapped._calibration()
     finally:
         MappedPages.release = real
-    assert sum(releases) >= 300 // 32  # at least one release per chunk of the first grid step
+    assert sum(releases) >= 300 // 128  # chunks of ~1,024 reranked rows: several per grid step
     for name in ("recall", "cost", "filtered"):
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
     assert a.sample == b.sample == 300
