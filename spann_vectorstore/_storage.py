@@ -206,7 +206,7 @@ def _compile_reader() -> Any:
         return None
 
 
-def take_rows(a: np.ndarray, idx: Any, pages: MappedPages | None = None) -> np.ndarray:
+def take_rows(a: np.ndarray, idx: Any, pages: MappedPages | None = None, *, min_rows: int = 1) -> np.ndarray:
     """``a[idx]`` for a 2-D array and an int index array (a copy).
 
     When ``a`` is a read-only map of a file this package noted (:func:`register_map`: a build's ``.npy``
@@ -215,25 +215,24 @@ def take_rows(a: np.ndarray, idx: Any, pages: MappedPages | None = None) -> np.n
     this kernel's large page-cache folios: NOTES, session 9), so gathering a few thousand scattered rows
     put most of a 15 GB file into the resident set. ``pread`` copies the rows and maps nothing (measured
     1.25 us a scattered 1.5 KB row, against 3.4 us through the map). Otherwise (or if the file is not the
-    one mapped any more) it gathers through the array and counts the rows on ``pages``."""
+    one mapped any more, or ``idx`` has fewer than ``min_rows`` rows: the reader is compiled once per
+    process, ~0.5 s, which a search or a small split should not wait for) it gathers through the array and
+    counts the rows on ``pages``."""
     idx = np.asarray(idx)
-    src = _file_rows(a, idx)
-    if src is None:
-        out = a[idx]
-        if pages is not None:
-            pages.gathered(len(out), out[:1].nbytes)
-        return out
-    path, dev, ino, offset = src
-    read = _reader()
-    try:
-        fd = os.open(path, os.O_RDONLY) if read is not None else -1
-    except OSError:
-        fd = -1
+    src = _file_rows(a, idx) if len(idx) >= min_rows else None
+    read = _reader() if src is not None else None
+    fd = -1
+    if read is not None:
+        try:
+            fd = os.open(src[0], os.O_RDONLY)
+        except OSError:
+            fd = -1
     if fd < 0:
         out = a[idx]
         if pages is not None:
             pages.gathered(len(out), out[:1].nbytes)
         return out
+    path, dev, ino, offset = src
     try:
         st = os.fstat(fd)
         if (st.st_dev, st.st_ino) != (dev, ino):  # replaced under the map: read through the map

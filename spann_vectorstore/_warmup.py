@@ -239,12 +239,17 @@ def exact_topk(
     return out_idx, out_sim, stats
 
 
+# gathers of this many rows of a mapped base read them with pread (a calibration's filtered truths at 10M); a
+# search's smaller gathers go through the map (no reader to compile on a process's first query)
+_PREAD_ROWS = 65536
+
+
 def _rows(parts: list[np.ndarray], pos: np.ndarray) -> np.ndarray:
     out = np.empty((len(pos), parts[0].shape[1]), np.float32)
     start = 0
     for part in parts:
         sel = (pos >= start) & (pos < start + len(part))
-        out[sel] = take_rows(part, pos[sel] - start)
+        out[sel] = take_rows(part, pos[sel] - start, min_rows=_PREAD_ROWS)
         start += len(part)
     return out
 

@@ -163,6 +163,11 @@ def test_take_rows_of_a_noted_map_equals_the_gather_and_maps_nothing(tmp_path):
     view = np.asarray(x[1000:])
     np.testing.assert_array_equal(_storage.take_rows(view, np.array([0, 5, 9000])), xb[[1000, 1005, 10000]])
     np.testing.assert_array_equal(_storage.take_rows(x[:, :8], np.array([3, 4])), xb[[3, 4], :8])  # not C order
+    # fewer rows than min_rows (a search's, a split's) go through the map: no reader to compile for them
+    assert mapped_rss(fn) < 1 * MB
+    np.testing.assert_array_equal(_storage.take_rows(x, cases[0], min_rows=5000), xb[cases[0]])
+    assert mapped_rss(fn) > 4 * MB
+    MappedPages.of(x).release()
     # the control: the same gather through the map makes its pages resident
     assert mapped_rss(fn) < 1 * MB
     float(x[np.sort(rng.choice(len(xb), 3000, replace=False))].sum())
@@ -205,9 +210,10 @@ def test_a_build_from_a_file_reads_its_scattered_rows_without_mapping_them(tmp_p
     seen = []
     real = _storage.take_rows
 
-    def spy(a, idx, pages=None):
-        out = real(a, idx, pages)
-        seen.append((len(idx), _storage._file_rows(a, np.asarray(idx)) is not None))
+    def spy(a, idx, pages=None, *, min_rows=1):
+        out = real(a, idx, pages, min_rows=min_rows)
+        if len(idx) >= min_rows:
+            seen.append((len(idx), _storage._file_rows(a, np.asarray(idx)) is not None))
         return out
 
     _storage.take_rows = spy
