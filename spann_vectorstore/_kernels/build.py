@@ -178,6 +178,20 @@ def rng_select(cand_i, cand_d, heads, replica_count, rng_factor, out):
             out[i, s] = -1
 
 
+@njit(cache=True, fastmath=True, nogil=True, inline="always")
+def _offer(hd, hi, cnt, d, c):
+    """Put ``(d, c)`` into a row's max-heap of its ``m = len(hd)`` smallest distances (the caller checked
+    that ``d`` is below the bar); returns the new count and the bar the next one must pass."""
+    m = hd.shape[0]
+    if cnt < m:
+        cnt = _heap_push_max(hd, hi, cnt, d, c)
+    else:
+        hd[0] = d
+        hi[0] = c
+        _heap_sift_down_max(hd, hi, cnt, 0)
+    return cnt, (hd[0] if cnt == m else np.float32(np.inf))
+
+
 @njit(cache=True, parallel=True, fastmath=True, nogil=True)
 def push_nearest(dots, xn2, hn2, cols, rows, heap_d, heap_i, heap_n):
     """Rows ``rows[i]`` of a block meet heads ``cols[j]`` at squared L2 ``xn2[i] - 2 dots[i, j] + hn2[j]``;
@@ -195,17 +209,8 @@ def push_nearest(dots, xn2, hn2, cols, rows, heap_d, heap_i, heap_n):
         top = hd[0] if cnt == m else np.float32(np.inf)  # a full heap's largest: the bar to pass
         for j in range(nc):
             d = xi - np.float32(2.0) * dots[i, j] + hn2[j]
-            if d >= top:
-                continue
-            if cnt < m:
-                cnt = _heap_push_max(hd, hi, cnt, d, cols[j])
-                if cnt == m:
-                    top = hd[0]
-            else:
-                hd[0] = d
-                hi[0] = cols[j]
-                _heap_sift_down_max(hd, hi, cnt, 0)
-                top = hd[0]
+            if d < top:
+                cnt, top = _offer(hd, hi, cnt, d, cols[j])
         heap_n[r] = cnt
 
 
@@ -231,17 +236,8 @@ def push_group_members(xb, xn2, top, start, heads, hn2, ids, heap_d, heap_i, hea
                 for j in range(d):
                     s += xb[i, j] * heads[h, j]
                 dist = xi - np.float32(2.0) * s + hn2[h]
-                if dist >= bar:
-                    continue
-                if cnt < m:
-                    cnt = _heap_push_max(hd, hi, cnt, dist, ids[h])
-                    if cnt == m:
-                        bar = hd[0]
-                else:
-                    hd[0] = dist
-                    hi[0] = ids[h]
-                    _heap_sift_down_max(hd, hi, cnt, 0)
-                    bar = hd[0]
+                if dist < bar:
+                    cnt, bar = _offer(hd, hi, cnt, dist, ids[h])
         heap_n[i] = cnt
 
 
