@@ -295,3 +295,32 @@ def test_index_vector_samples_are_pruned_as_outside_queries(tmp_path, data, buil
     grown.delete(np.arange(0, 100))
     grown.save(tmp_path / "g")
     assert SpannIndex.load(tmp_path / "g")._n_built == 9_900
+
+
+def test_a_filter_whose_probing_costs_more_than_exact_is_answered_exactly(data, built, monkeypatch):
+    """The filtered probe reads up to n_probe / selectivity postings: when exact search over the allowed
+    vectors costs less (``_EXACT_COST`` codes per vector), the search is exact; the calibration keeps
+    measuring the probing itself (its filtered rows are the same whatever the rule decides)."""
+    import spann_vectorstore.index as I
+
+    xb, xq = data
+    allowed = np.flatnonzero(np.random.default_rng(2).random(len(xb)) < 0.2)  # 3,000: above the small-set rule
+    truth, _ = exact(xb, xq[:50], 10, "ip", allowed=allowed)
+    monkeypatch.setattr(I, "_EXACT_COST", 10**9)  # exact never cheaper: the probing
+    probed = built.search(xq[:50], 10, allowed_ids=allowed)
+    assert probed.stats["entries"].min() > 0
+    monkeypatch.setattr(I, "_EXACT_COST", 0)  # exact always cheaper
+    res = built.search(xq[:50], 10, allowed_ids=allowed)
+    assert (res.stats["entries"] == 0).all() and (res.stats["exact"] == len(allowed)).all()
+    assert recall(res.ids, truth, 10) == 1.0
+    for i in range(3):  # a single query takes the same path
+        one = built.search(xq[i], 10, allowed_ids=allowed[::-1])  # any order of ids
+        np.testing.assert_array_equal(one.ids[0], res.ids[i])
+        np.testing.assert_array_equal(one.scores[0], res.scores[i])
+    # the calibration's filtered rows (10% of 24k: above the small-set rule) measure the probing either way
+    big = clustered(24_000, 16, seed=9)
+    cal_exact = SpannIndex(16, bits=1, head_ratio=1 / 40, progress=False, seed=1).build(big)._calibration()
+    monkeypatch.setattr(I, "_EXACT_COST", 10**9)
+    again = SpannIndex(16, bits=1, head_ratio=1 / 40, progress=False, seed=1).build(big)._calibration()
+    np.testing.assert_array_equal(cal_exact.filtered, again.filtered)
+    assert np.nanmin(cal_exact.filtered) < 1.0  # the probing's recall was measured, not exact search's
