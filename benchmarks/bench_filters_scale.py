@@ -47,6 +47,7 @@ from typing import Any
 
 import numpy as np
 
+os.environ.setdefault("SPANN_COLD_START", "compile")  # steady-state search: no exact answers during compiles
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from spann_vectorstore import Collection
 from spann_vectorstore.evaluation import exact_topk, recall_at_k, synthetic_dataset
