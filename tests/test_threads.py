@@ -9,6 +9,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 CODE = r"""
 import json, os
 import numba
@@ -43,3 +45,35 @@ def test_a_users_wait_policy_is_left_alone():
     env = dict(os.environ, OMP_WAIT_POLICY="ACTIVE")
     res = _run(env)
     assert res["env"] == "ACTIVE" and res["set"] is None and res["layer"] is None  # Numba starts it as usual
+
+
+FORK = r"""
+import os, sys
+import numpy as np
+from spann_vectorstore import SpannIndex
+x = np.random.default_rng(0).standard_normal((6000, 16)).astype(np.float32)
+idx = SpannIndex(16, n_probe=8, seed=1).build(x)  # parallel kernels: the OpenMP pool runs in this process
+want = idx.search(x[:40], 5).ids
+pid = os.fork()
+if pid == 0:  # a batch search and an add (parallel kernels in the parent) in the forked child
+    try:
+        got = idx.search(x[:40], 5).ids
+        idx.add(x[:3000] + 0.01, np.arange(10**6, 10**6 + 3000))
+        ok = np.array_equal(got, want) and len(idx) == 9000
+        os.write(1, b"same" if ok else b"different")
+    finally:
+        os._exit(0)
+_, status = os.waitpid(pid, 0)
+print(" status", status)
+"""
+
+
+@pytest.mark.slow  # the child compiles the serial twins (~30 s with an empty Numba cache)
+def test_a_forked_child_runs_the_parallel_kernels_serially():
+    """GNU OpenMP terminates a forked child at its first parallel region ("fork() called from a process
+    already using GNU OpenMP"): the package's parallel kernels run as their serial twins there, with the same
+    results (gunicorn --preload workers, multiprocessing with fork)."""
+    env = os.environ | {"SPANN_COLD_START": "compile"}
+    out = subprocess.run([sys.executable, "-c", FORK], env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "same status 0", (out.stdout, out.stderr[-2000:])

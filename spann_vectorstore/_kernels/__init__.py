@@ -40,7 +40,17 @@ from .build import (
 from .codes import encode_residuals, fs_gather, fs_scatter
 from .contract import STATS, CodecView, HeadsView, IdsView, PostingsView, SearchParams, VectorsView, check_view
 from .search import exact_scores, probe_batch, search_batch, search_preassigned, search_single
-from .threads import start_threads
+from .threads import fork_safe, forked, start_threads
+
+# the parallel kernels called from Python run serially in a forked child (see threads.fork_safe)
+heaps_sorted = fork_safe(heaps_sorted)
+nearest_heads = fork_safe(nearest_heads)
+push_group_members = fork_safe(push_group_members)
+push_nearest = fork_safe(push_nearest)
+rng_select = fork_safe(rng_select)
+probe_batch = fork_safe(probe_batch)
+search_batch = fork_safe(search_batch)
+search_preassigned = fork_safe(search_preassigned)
 
 __all__ = [
     "STATS",
@@ -56,6 +66,7 @@ __all__ = [
     "check_view",
     "encode_residuals",
     "exact_scores",
+    "forked",
     "fs_gather",
     "fs_scatter",
     "heaps_sorted",

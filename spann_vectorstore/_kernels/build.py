@@ -6,6 +6,7 @@ import numpy as np
 from numba import njit, prange
 
 from .common import _heap_push_max, _heap_sift_down_max, _heap_sort_max, _smallest_m
+from .threads import forked, renamed
 
 # ----------------------------------------------------------------------------------------------------------
 # Clustering helpers (build time)
@@ -37,7 +38,7 @@ def _assign_penalised(dots, xn2, cn2, penalty, out_label, out_dist):
 # the work, and on a busy machine a descheduled worker stalls the whole region.
 # nogil: the build's tree splits nodes on several Python threads at once (serial kernels only there: the
 # default workqueue threading layer aborts on parallel kernels launched from two threads).
-assign_penalised_serial = njit(cache=True, fastmath=True, nogil=True)(_assign_penalised)
+assign_penalised_serial = njit(cache=True, fastmath=True, nogil=True)(renamed(_assign_penalised, "_serial"))
 assign_penalised_parallel = njit(cache=True, fastmath=True, parallel=True)(_assign_penalised)
 
 
@@ -59,7 +60,7 @@ def small_dots(x, c):
 
 
 def assign_penalised(dots, xn2, cn2, penalty, out_label, out_dist, parallel=True):
-    if not parallel or dots.shape[0] * dots.shape[1] < 4_000_000:
+    if not parallel or dots.shape[0] * dots.shape[1] < 4_000_000 or forked():
         assign_penalised_serial(dots, xn2, cn2, penalty, out_label, out_dist)
     else:
         assign_penalised_parallel(dots, xn2, cn2, penalty, out_label, out_dist)

@@ -10,6 +10,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .common import _X86_SIMD
+from .threads import forked, renamed
 
 # ----------------------------------------------------------------------------------------------------------
 # Quantisation (build / add time)
@@ -133,13 +134,13 @@ def _encode_one(x, c, bits, per, vmax, cb, sq, o, lv, best, code, fac, errfac, e
         code[j] = b
 
 
-encode_residuals_serial = njit(cache=True, fastmath=True)(_encode_residuals)
+encode_residuals_serial = njit(cache=True, fastmath=True)(renamed(_encode_residuals, "_serial"))
 encode_residuals_parallel = njit(cache=True, fastmath=True, parallel=True)(_encode_residuals)
 
 
 def encode_residuals(xr, hr, vidx, hidx, bits, codes, fac, errfac):
     """Parallel for large batches; serial for the few hundred entries of an add or a split."""
-    fn = encode_residuals_parallel if vidx.shape[0] >= 4096 else encode_residuals_serial
+    fn = encode_residuals_parallel if vidx.shape[0] >= 4096 and not forked() else encode_residuals_serial
     fn(xr, hr, vidx, hidx, bits, codes, fac, errfac)
 
 

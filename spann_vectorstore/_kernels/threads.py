@@ -14,12 +14,19 @@ then restores the environment, so libraries loaded later (torch's own OpenMP) ar
 changed when the user set any OpenMP wait variable, or when the OpenMP runtime was already loaded by another
 library (then its policy stays). Only the build's kernels and ``search_batch`` are parallel: single-query
 searches run on the calling thread and never wake the pool.
+
+GNU OpenMP is not fork-safe: a process forked after the pool started (gunicorn --preload workers,
+multiprocessing with fork) is terminated by Numba at its first parallel region ("fork() called from a
+process already using GNU OpenMP"). :func:`fork_safe` wraps each parallel kernel the package calls so that a
+forked child runs its serial twin instead (session 10: a batch search in such a child killed it).
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import types
+from typing import Any
 
 _WAIT_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
 _lock = threading.Lock()
@@ -46,3 +53,51 @@ def start_threads() -> None:
             pass
         finally:
             os.environ.pop("OMP_WAIT_POLICY", None)
+
+
+_forked = False
+
+
+def _after_fork_in_child() -> None:
+    global _forked
+    _forked = True
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def forked() -> bool:
+    """True in a process forked from one that imported this package (its parallel kernels must not run)."""
+    return _forked
+
+
+def renamed(f: Any, suffix: str) -> Any:
+    """A copy of the Python function ``f`` named ``f.__name__ + suffix``: two Numba dispatchers compiled from
+    one function with ``cache=True`` share its cache entries (keyed by its qualified name and signature,
+    not by ``parallel``), so a serial twin built from the same function loaded the parallel code (found in
+    session 10: ``encode_residuals_serial`` ran a parallel region in a forked child)."""
+    g = types.FunctionType(f.__code__, f.__globals__, f.__name__ + suffix, f.__defaults__, f.__closure__)
+    g.__qualname__ = f.__qualname__ + suffix
+    return g
+
+
+def fork_safe(kernel: Any) -> Any:
+    """``kernel`` (a parallel Numba kernel) as the package calls it from Python: the kernel itself, or in a
+    forked child (:func:`forked`) its serial twin: the same code compiled without ``parallel`` (``prange``
+    runs as ``range``), cached under its own name, compiled on first use there."""
+    twin: list = []
+
+    def call(*args: Any) -> Any:
+        if not _forked:
+            return kernel(*args)
+        if not twin:
+            import numba
+
+            opts = {k: v for k, v in kernel.targetoptions.items() if k not in ("parallel", "nopython")}
+            twin.append(numba.njit(cache=True, **opts)(renamed(kernel.py_func, "_serial")))
+        return twin[0](*args)
+
+    call.__name__ = call.__qualname__ = kernel.__name__
+    call.__doc__ = kernel.__doc__
+    call.kernel = kernel  # the parallel dispatcher (warm-up, tests)
+    return call
