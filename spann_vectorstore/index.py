@@ -50,6 +50,7 @@ _FALLBACK_N_PROBE = 40  # an index that cannot be calibrated (too small) with no
 # (1M x 384: ~0.45 us against ~0.02 us, a ratio of ~22; 16 leans towards the probing, which can stop early)
 _EXACT_COST = 16
 _FEW_ALLOWED = 65536  # allowed sets up to this size are also kept as sorted positions (np.unique)
+_PARALLEL_EXACT = 8192  # exact distances per call from which _exact_subset splits them over the cores
 _RERANK_ROWS = 1024  # a calibration over a mapped base drops its pages after about this many reranked rows
 _CALIBRATE_AT_BUILD = 20_000  # builds of this many vectors calibrate at once (smaller ones on first use)
 POSTING_LIMIT_AUTO = 3.0  # posting_limit="auto": entries read per posting, in build mean posting lengths
@@ -890,7 +891,9 @@ class SpannIndex:
         if len(pos) == 0:
             return
         sim = np.empty((q.shape[0], len(pos)), np.float32)
-        K.exact_scores(q, pos, self._vectors.view(), 1.0 if self.metric == "l2" else 0.0, sim)
+        # thousands of vectors (a selective filter at scale) over the cores: the same scores either way
+        scores = K.exact_scores_parallel if len(pos) * q.shape[0] >= _PARALLEL_EXACT else K.exact_scores
+        scores(q, pos, self._vectors.view(), 1.0 if self.metric == "l2" else 0.0, sim)
         kk = min(k, len(pos))
         ids = self._idmap.ids[pos]
         if kk < len(pos):

@@ -54,12 +54,14 @@ from spann_vectorstore import SpannIndex
 x = np.random.default_rng(0).standard_normal((6000, 16)).astype(np.float32)
 idx = SpannIndex(16, n_probe=8, seed=1).build(x)  # parallel kernels: the OpenMP pool runs in this process
 want = idx.search(x[:40], 5).ids
+want_f = idx.search(x[:40], 5, allowed_ids=np.arange(2000)).ids  # exact, 80k distances: exact_scores_parallel
 pid = os.fork()
-if pid == 0:  # a batch search and an add (parallel kernels in the parent) in the forked child
+if pid == 0:  # a batch search, a filtered one and an add (parallel kernels in the parent) in the forked child
     try:
         got = idx.search(x[:40], 5).ids
+        got_f = idx.search(x[:40], 5, allowed_ids=np.arange(2000)).ids
         idx.add(x[:3000] + 0.01, np.arange(10**6, 10**6 + 3000))
-        ok = np.array_equal(got, want) and len(idx) == 9000
+        ok = np.array_equal(got, want) and np.array_equal(got_f, want_f) and len(idx) == 9000
         os.write(1, b"same" if ok else b"different")
     finally:
         os._exit(0)
@@ -77,3 +79,25 @@ def test_a_forked_child_runs_the_parallel_kernels_serially():
     out = subprocess.run([sys.executable, "-c", FORK], env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "same status 0", (out.stdout, out.stderr[-2000:])
+
+
+def test_exact_scores_split_over_the_cores_equal_the_serial_ones():
+    """``exact_scores_parallel`` (a filter answered exactly over thousands of vectors) computes each score by
+    the same code as ``exact_scores``: bit for bit the same, whatever the split."""
+    import numpy as np
+
+    from spann_vectorstore import SpannIndex
+    from spann_vectorstore import _kernels as K
+
+    x = np.random.default_rng(4).standard_normal((9000, 24)).astype(np.float32)
+    for metric, alpha in (("ip", 0.0), ("l2", 1.0)):
+        idx = SpannIndex(24, metric=metric, n_probe=8).build(x)
+        q = np.random.default_rng(5).standard_normal((3, 24)).astype(np.float32)
+        pos = np.sort(np.random.default_rng(6).choice(9000, 5000, replace=False))
+        a = np.empty((3, 5000), np.float32)
+        b = np.empty((3, 5000), np.float32)
+        K.exact_scores(q, pos, idx._vectors.view(), alpha, a)
+        K.exact_scores_parallel(q, pos, idx._vectors.view(), alpha, b)
+        np.testing.assert_array_equal(a, b)
+        ref = x[pos] @ q.T - alpha * 0.5 * (x[pos] ** 2).sum(1)[:, None]  # <q, x> - alpha |x|^2 / 2
+        np.testing.assert_allclose(a.T, ref, rtol=1e-3, atol=1e-3)

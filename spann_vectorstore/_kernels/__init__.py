@@ -39,7 +39,14 @@ from .build import (
 )
 from .codes import encode_residuals, fs_gather, fs_scatter
 from .contract import STATS, CodecView, HeadsView, IdsView, PostingsView, SearchParams, VectorsView, check_view
-from .search import exact_scores, probe_batch, search_batch, search_preassigned, search_single
+from .search import (
+    exact_scores,
+    exact_scores_parallel,
+    probe_batch,
+    search_batch,
+    search_preassigned,
+    search_single,
+)
 from .threads import fork_safe, forked, start_threads
 
 # the parallel kernels called from Python run serially in a forked child (see threads.fork_safe)
@@ -48,6 +55,7 @@ nearest_heads = fork_safe(nearest_heads)
 push_group_members = fork_safe(push_group_members)
 push_nearest = fork_safe(push_nearest)
 rng_select = fork_safe(rng_select)
+exact_scores_parallel = fork_safe(exact_scores_parallel)
 probe_batch = fork_safe(probe_batch)
 search_batch = fork_safe(search_batch)
 search_preassigned = fork_safe(search_preassigned)
@@ -66,6 +74,7 @@ __all__ = [
     "check_view",
     "encode_residuals",
     "exact_scores",
+    "exact_scores_parallel",
     "forked",
     "fs_gather",
     "fs_scatter",
