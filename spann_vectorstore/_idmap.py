@@ -178,7 +178,7 @@ def _gather(base: np.ndarray, tail: np.ndarray, vidx: np.ndarray) -> np.ndarray:
     nb = base.shape[0]
     out = np.empty((len(vidx), base.shape[1]), np.float32)
     lo = vidx < nb
-    out[lo] = _storage.take_rows(base, vidx[lo], min_rows=4096)  # saves: pread; a split's few rows: the map
+    out[lo] = base[vidx[lo]]  # a save's blocks are consecutive rows: read in order, released per GB
     out[~lo] = tail[vidx[~lo] - nb]
     return out
 

@@ -1054,6 +1054,8 @@ class SpannIndex:
         # (sized from the previous chunk's), its pages dropped after each: deep settings rerank thousands of rows
         # per query, and 32 queries at a time still mapped 7 GB of a 15 GB input at 10M
         pages = _storage.MappedPages.of(self._vectors.base)
+        if self._vectors.base.nbytes <= _storage._PAGE_BUDGET:  # a small file may stay mapped whole
+            pages = _storage.MappedPages(None)
         per_query = [_RERANK_ROWS / 8]  # exact distances per query in the last chunk (first chunk: 8 queries)
 
         def chunk(nq: int) -> int:
