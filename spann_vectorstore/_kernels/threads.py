@@ -12,8 +12,9 @@ OpenMP reads its wait policy once, when the runtime loads: :func:`start_threads`
 Numba does anyway at the first parallel kernel) with ``OMP_WAIT_POLICY=PASSIVE`` set only for that moment,
 then restores the environment, so libraries loaded later (torch's own OpenMP) are not affected. Nothing is
 changed when the user set any OpenMP wait variable, or when the OpenMP runtime was already loaded by another
-library (then its policy stays). Only the build's kernels and ``search_batch`` are parallel: single-query
-searches run on the calling thread and never wake the pool.
+library (then its policy stays). Only the build's kernels, the batch searches and an exact search over
+thousands of allowed vectors are parallel: other single-query searches run on the calling thread and never
+wake the pool.
 
 GNU OpenMP is not fork-safe: a process forked after the pool started (gunicorn --preload workers,
 multiprocessing with fork) is terminated by Numba at its first parallel region ("fork() called from a
