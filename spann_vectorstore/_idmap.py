@@ -178,7 +178,7 @@ def _gather(base: np.ndarray, tail: np.ndarray, vidx: np.ndarray) -> np.ndarray:
     nb = base.shape[0]
     out = np.empty((len(vidx), base.shape[1]), np.float32)
     lo = vidx < nb
-    out[lo] = base[vidx[lo]]  # a save's blocks are consecutive rows: read in order, released per GB
+    out[lo] = base[vidx[lo]]
     out[~lo] = tail[vidx[~lo] - nb]
     return out
 

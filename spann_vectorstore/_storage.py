@@ -227,16 +227,18 @@ def take_rows(a: np.ndarray, idx: Any, pages: MappedPages | None = None, *, min_
             fd = os.open(src[0], os.O_RDONLY)
         except OSError:
             fd = -1
+    if fd >= 0:
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) != src[1:3]:  # replaced under the map: read through the map
+            os.close(fd)
+            fd = -1
     if fd < 0:
         out = a[idx]
         if pages is not None:
             pages.gathered(len(out), out[:1].nbytes)
         return out
-    path, dev, ino, offset = src
+    path, _, _, offset = src
     try:
-        st = os.fstat(fd)
-        if (st.st_dev, st.st_ino) != (dev, ino):  # replaced under the map: read through the map
-            return a[idx]
         rows = np.ascontiguousarray(idx, np.int64)
         out = np.empty((len(rows), a.shape[1]), a.dtype)
         rb = a.shape[1] * a.dtype.itemsize

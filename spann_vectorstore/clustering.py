@@ -322,10 +322,11 @@ def nearest_candidates(
     K.start_threads()
     n = x.shape[0]
     m = max(1, min(m, heads.shape[0]))
-    if groups is not None and not isinstance(groups, HeadGroups):
-        groups = HeadGroups.of(heads, *groups) if groups[0].shape[0] > 1 else None
-    grouped = groups is not None and groups.cent.shape[0] > 1 and heads.shape[0] >= GROUPED_MIN_HEADS
-    hg = groups if grouped else None
+    hg = None
+    if groups is not None and heads.shape[0] >= GROUPED_MIN_HEADS:
+        hg = groups if isinstance(groups, HeadGroups) else HeadGroups.of(heads, *groups)
+        hg = hg if hg.cent.shape[0] > 1 else None
+    grouped = hg is not None
     hn2 = _sqnorms(heads)
     pages = MappedPages.of(x)
     read = max(_BLOCK, _ROW_BYTES // (4 * max(1, x.shape[1])))

@@ -1053,9 +1053,8 @@ class SpannIndex:
         # it (NOTES, sessions 9-10), so a mapped base is searched in chunks of about _RERANK_ROWS reranked rows
         # (sized from the previous chunk's), its pages dropped after each: deep settings rerank thousands of rows
         # per query, and 32 queries at a time still mapped 7 GB of a 15 GB input at 10M
-        pages = _storage.MappedPages.of(self._vectors.base)
-        if self._vectors.base.nbytes <= _storage._PAGE_BUDGET:  # a small file may stay mapped whole
-            pages = _storage.MappedPages(None)
+        base = self._vectors.base  # a file within the page budget may stay mapped whole: no chunks
+        pages = _storage.MappedPages.of(base) if base.nbytes > _storage._PAGE_BUDGET else _storage.MappedPages(None)
         per_query = [_RERANK_ROWS / 8]  # exact distances per query in the last chunk (first chunk: 8 queries)
 
         def chunk(nq: int) -> int:

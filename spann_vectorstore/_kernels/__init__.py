@@ -47,7 +47,7 @@ from .search import (
     search_preassigned,
     search_single,
 )
-from .threads import fork_safe, forked, start_threads
+from .threads import fork_safe, start_threads
 
 # the parallel kernels called from Python run serially in a forked child (see threads.fork_safe)
 heaps_sorted = fork_safe(heaps_sorted)
@@ -75,7 +75,6 @@ __all__ = [
     "encode_residuals",
     "exact_scores",
     "exact_scores_parallel",
-    "forked",
     "fs_gather",
     "fs_scatter",
     "heaps_sorted",
