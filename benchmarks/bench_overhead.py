@@ -13,7 +13,9 @@ version is migrated by the open).
 
 Each round runs, for every setting (``n_probe`` 8, 16, 40 and ``default``: the index's recall target) and in a
 rotating order, one pass of the queries through each of: ``raw`` (``col.index.search(q, k=10)``),
-``collection`` (``col.search(q, k=10)``), ``langchain`` (``similarity_search_by_vector(list, k=10)``) and
+``collection`` (``col.search(q, k=10)``; from the second pass on its hits come from the row cache, as a hit
+seen before does), ``uncached`` (the same with the row cache's budget at 0: every hit read from SQLite, as a
+first-time hit is), ``langchain`` (``similarity_search_by_vector(list, k=10)``) and
 ``llamaindex`` (``query(VectorStoreQuery(query_embedding=list, similarity_top_k=10))``). The inputs are built
 outside the timing (the list of floats a framework passes, the query object). Numba and BLAS run one thread.
 Reported: per round the mean latency of each (wall clock, and the CPU time of the calling thread: every part
@@ -48,7 +50,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "integrations")]
 DATA_DIR = REPO_ROOT.parent / "shared" / "data"
 K = 10
-MODES = ("raw", "collection", "langchain", "llamaindex")
+MODES = ("raw", "collection", "uncached", "langchain", "llamaindex")
 
 
 def log(msg: str) -> None:
@@ -75,8 +77,10 @@ def runners(path: Path) -> tuple[Any, dict[str, Any]]:
     from llama_index.vector_stores.spann import SPANNVectorStore as LlamaStore
 
     from spann_vectorstore import Collection
+    from spann_vectorstore import collection as collection_mod
 
     col = Collection.open(path)
+    budget = collection_mod._ROW_CACHE_BYTES
     lc = LangChainStore(embedding=FakeEmbeddings(size=col.dim), collection=col)
     li = LlamaStore(collection=col)
     idx = col.index
@@ -87,13 +91,26 @@ def runners(path: Path) -> tuple[Any, dict[str, Any]]:
     def collection(q, ql, qo, npr):
         return col.search(q, k=K, n_probe=npr)
 
+    def uncached(q, ql, qo, npr):  # every hit read from SQLite, as a hit seen for the first time is
+        collection_mod._ROW_CACHE_BYTES = 0  # each fetched row is put in the cache and dropped at once
+        try:
+            return col.search(q, k=K, n_probe=npr)
+        finally:
+            collection_mod._ROW_CACHE_BYTES = budget
+
     def langchain(q, ql, qo, npr):
         return lc.similarity_search_by_vector(ql, k=K, n_probe=npr)
 
     def llamaindex(q, ql, qo, npr):
         return li.query(qo, n_probe=npr)
 
-    return col, {"raw": raw, "collection": collection, "langchain": langchain, "llamaindex": llamaindex}
+    return col, {
+        "raw": raw,
+        "collection": collection,
+        "uncached": uncached,
+        "langchain": langchain,
+        "llamaindex": llamaindex,
+    }
 
 
 def git_commit() -> str | None:
@@ -175,10 +192,12 @@ def main() -> int:
         summary[key] = {
             "us_median": {m: float(np.median([x[m] for x in rows])) for m in MODES},
             "collection_over_raw": float(np.median([x["raw"] / x["collection"] for x in rows])),
+            "uncached_over_raw": float(np.median([x["raw"] / x["uncached"] for x in rows])),
             "langchain_over_collection": float(np.median([x["collection"] / x["langchain"] for x in rows])),
             "llamaindex_over_collection": float(np.median([x["collection"] / x["llamaindex"] for x in rows])),
             "us_best": best,
             "best_collection_over_raw": best["raw"] / best["collection"],
+            "best_uncached_over_raw": best["raw"] / best["uncached"],
             "best_langchain_over_collection": best["collection"] / best["langchain"],
             "best_llamaindex_over_collection": best["collection"] / best["llamaindex"],
         }
@@ -186,14 +205,18 @@ def main() -> int:
     args.out_dir.mkdir(parents=True, exist_ok=True)
     dest = args.out_dir / f"overhead-{started:%Y%m%d-%H%M%S}.json"
     dest.write_text(json.dumps(out, indent=1))
-    print("| setting | raw us | Collection us | LangChain us | LlamaIndex us | Coll/raw | LC/Coll | LI/Coll |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(
+        "| setting | raw us | Collection us | uncached us | LangChain us | LlamaIndex us | Coll/raw | uncached/raw "
+        "| LC/Coll | LI/Coll |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for how, us, pre in (("median", "us_median", ""), ("best", "us_best", "best_")):
         for key, s in summary.items():
             u = s[us]
             print(
-                f"| {key} ({how}) | {u['raw']:.0f} | {u['collection']:.0f} | {u['langchain']:.0f} | "
-                f"{u['llamaindex']:.0f} | {s[pre + 'collection_over_raw']:.3f} | "
+                f"| {key} ({how}) | {u['raw']:.0f} | {u['collection']:.0f} | {u['uncached']:.0f} | "
+                f"{u['langchain']:.0f} | {u['llamaindex']:.0f} | {s[pre + 'collection_over_raw']:.3f} | "
+                f"{s[pre + 'uncached_over_raw']:.3f} | "
                 f"{s[pre + 'langchain_over_collection']:.3f} | {s[pre + 'llamaindex_over_collection']:.3f} |"
             )
     print(f"\nwritten {dest}")

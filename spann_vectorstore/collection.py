@@ -120,6 +120,18 @@ _OPEN_LOCK = threading.Lock()
 #: catch-up adds would move nearly every posting to the end of the arena with doubled capacity (measured at 90k
 #: documents: +60 MB private per reader after 5.8k adds); 25% room (+5 MB) takes ~25k adds at 100k in place
 _READER_SLACK = 1.25
+#: bytes of documents (id, text, metadata JSON; ~100 more per row for the entry) kept in memory for search
+#: hits: a row never changes under its rowid (writes insert new rows, rowids are never reused), so a hit seen
+#: before is served without SQLite (~3 us a row through SQLite in this process, ~0.1 us from the cache;
+#: 100k documents of ../shared/data fit in ~35 MB). Oldest entries go first past the budget.
+_ROW_CACHE_BYTES = 64 << 20
+
+
+def _row_bytes(row: tuple) -> int:
+    """What a cached (id, text, metadata) row is counted as: its characters and ~100 bytes for the entry."""
+    return 100 + len(row[0]) + len(row[1] or "") + len(row[2])
+
+
 #: options that must match when an open collection is shared (the rest are checked against its settings)
 _SHARED_OPTIONS = ("n_probe", "index_threshold", "rebuild_growth", "snapshot_every", "index_options")
 
@@ -205,7 +217,8 @@ class _RWLock:
     """Many readers or one writer; a waiting writer blocks new readers (no writer starvation)."""
 
     def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())  # held only inside these methods: never nested
+        self._mutex = threading.Lock()  # the condition's lock: held only inside these methods, never nested
+        self._cond = threading.Condition(self._mutex)
         self._readers = 0
         self._writer = False
         self._waiting = 0
@@ -235,13 +248,18 @@ class _Reading:
     """The read side of a :class:`_RWLock` as a context manager (holds no state of its own: reentrant and
     shared by threads)."""
 
-    __slots__ = ("_lock",)
+    __slots__ = ("_lock", "_mutex")
 
     def __init__(self, lock: _RWLock) -> None:
         self._lock = lock
+        self._mutex = lock._mutex  # ``with lock._cond`` is ``with lock._mutex``, minus a Python-level call
 
     def __enter__(self) -> None:
         lock = self._lock
+        with self._mutex:
+            if not (lock._writer or lock._waiting):
+                lock._readers += 1
+                return
         with lock._cond:
             while lock._writer or lock._waiting:
                 lock._cond.wait()
@@ -249,9 +267,10 @@ class _Reading:
 
     def __exit__(self, *exc: Any) -> None:
         lock = self._lock
-        with lock._cond:
+        with self._mutex:
             lock._readers -= 1
-            if not lock._readers:
+            # only a writer can wait while readers hold the lock (readers wait only for writers)
+            if not lock._readers and lock._waiting:
                 lock._cond.notify_all()
 
 
@@ -433,6 +452,8 @@ class Collection(metaclass=_SharedOpen):
         self.snapshot_every = int(snapshot_every)
         self._progress = progress
         self._filter_cache: OrderedDict[str, _Allowed] = OrderedDict()  # by filter_key (see _allowed)
+        self._row_cache: OrderedDict[int, tuple] = OrderedDict()  # rowid -> (id, text, metadata); see _rows_by_rowid
+        self._row_cache_bytes = 0
         self._field_indexes: dict[str, str] = {}  # field -> index type (settings 'field_indexes'; create_index)
         self._bm25: BM25Index | None = None  # BM25 ranking over the text index, built on the first text query
         self._bm25_pending: list[tuple[int, str | None]] = []  # texts added since, indexed at the next one
@@ -945,8 +966,9 @@ class Collection(metaclass=_SharedOpen):
                 self._index.add(x[fresh], new[fresh])
         if full:
             self._bm25, self._bm25_pending = None, []  # rebuilt from the text index on the next text query
-        elif self._bm25 is not None:
-            last = self._bm25.last_rowid
+            self._forget_rows(gone.tolist())
+        else:
+            last = self._bm25.last_rowid if self._bm25 is not None else 0
             self._bm25_write(gone.tolist(), [(r, t) for r, t in texts if r > last])
         if new_index is not None:
             if len(n_gone):
@@ -1448,11 +1470,28 @@ class Collection(metaclass=_SharedOpen):
                 if self.path is not None:
                     self._snapshot()
             self._filter_cache.clear()
+            self._forget_rows(None)
             self._bm25, self._bm25_pending = None, []
+
+    def _forget_rows(self, gone: Iterable[int] | None) -> None:
+        """Drop deleted rows from the row cache (all of them for ``None``): their rowids never come back, so
+        this only frees the memory."""
+        with self._db_lock:
+            cache = self._row_cache
+            if gone is None:
+                cache.clear()
+                self._row_cache_bytes = 0
+                return
+            for r in gone:
+                old = cache.pop(r, None)
+                if old is not None:
+                    self._row_cache_bytes -= _row_bytes(old)
 
     def _bm25_write(self, gone: list[int], added: list[tuple[int, str | None]]) -> None:
         """Keep the BM25 ranking in step with a committed write (under the write lock): deletes at once,
-        added texts at the next text query (tokenized then in one batch)."""
+        added texts at the next text query (tokenized then in one batch); deleted rows leave the row cache."""
+        if gone and self._row_cache:
+            self._forget_rows(gone)
         if self._bm25 is None:
             return
         if gone:
@@ -2049,50 +2088,96 @@ class Collection(metaclass=_SharedOpen):
     ) -> list[Hit]:
         """``_materialize(_ranked(q, ...))[0]`` for one query (the common call) without the per-query lists:
         the index's top ``k + 1``; only when the last ties with the ``k``-th does it take the general path."""
-        res = self._index_search(q, k + 1, depth, allowed)
+        res = self._index_search(q, k + 1, depth, allowed, k)
         ids, scores = res.ids[0].tolist(), res.scores[0].tolist()
         if ids[k] >= 0 and scores[k] == scores[k - 1]:
             return self._materialize(self._ranked(q, k, depth, allowed), k, include_vectors)[0]
-        return self._materialize([[(r, s) for r, s in zip(ids[:k], scores) if r >= 0]], k, include_vectors)[0]
+        n = k
+        while n and ids[n - 1] < 0:
+            n -= 1
+        del ids[n:], scores[n:]
+        if not include_vectors:  # every hit in the row cache and no ties: the hits as they are
+            get = self._row_cache.get
+            rows = [get(r) for r in ids]
+            if None not in rows and all(map(operator.gt if self.metric != "l2" else operator.lt, scores, scores[1:])):
+                hit = self._hit
+                return [hit(row, s, False) for row, s in zip(rows, scores)]
+        return self._materialize([list(zip(ids, scores))], k, include_vectors)[0]
 
     def _rows_by_rowid(self, wanted: set[int], include_vectors: bool) -> dict[int, tuple]:
-        """``rowid -> (id, text, metadata[, vector])`` of the rows in ``wanted`` that exist: one prepared
-        SELECT per 900 rowids (SQLite caches the statement per length; a query's hits take one)."""
-        cols = "rowid, id, text, metadata" + (", vector" if include_vectors else "")
+        """``rowid -> (id, text, metadata[, vector])`` of the rows in ``wanted`` that exist: from the row cache
+        (see ``_ROW_CACHE_BYTES``; without vectors), the rest by one prepared SELECT per 900 rowids (SQLite
+        caches the statement per length; a query's hits take one), which fills the cache when no transaction
+        is open (rows of an uncommitted one could be rolled back and their rowids given to other rows)."""
         rows = {}
+        missing = wanted
+        if not include_vectors:
+            cache = self._row_cache
+            missing = []
+            for r in wanted:
+                row = cache.get(r)
+                if row is None:
+                    missing.append(r)
+                else:
+                    rows[r] = row
+            if not missing:
+                return rows
+        cols = "rowid, id, text, metadata" + (", vector" if include_vectors else "")
         with self._db_lock:
-            apart = include_vectors and vectors_apart(self._db)
-            for chunk in _chunks(sorted(wanted), 900) if len(wanted) > 900 else [list(wanted)]:
+            db = self._db
+            apart = include_vectors and vectors_apart(db)
+            for chunk in _chunks(sorted(missing), 900) if len(missing) > 900 else [list(missing)]:
                 q = rows_sql(apart, cols, f"rowid IN ({','.join('?' * len(chunk))})")
-                for row in self._db.execute(q, chunk):
+                for row in db.execute(q, chunk):
                     rows[row[0]] = row[1:]
+            if not include_vectors and not db.in_transaction:
+                self._cache_rows([(r, rows[r]) for r in missing if r in rows])
         return rows
+
+    def _cache_rows(self, rows: list[tuple[int, tuple]]) -> None:
+        """Keep ``rows`` (rowid, (id, text, metadata)) in the row cache (with the connection lock): only rows
+        that read as a document would (a damaged one raises when it is made a hit, every time)."""
+        cache = self._row_cache
+        size = self._row_cache_bytes
+        for r, row in rows:
+            if r in cache or not (isinstance(row[0], str) and isinstance(row[2], str)):
+                continue
+            cache[r] = row
+            size += _row_bytes(row)
+        while size > _ROW_CACHE_BYTES and cache:
+            _, old = cache.popitem(last=False)
+            size -= _row_bytes(old)
+        self._row_cache_bytes = size
 
     def _ranked(self, arr: np.ndarray, k: int, depth: dict[str, Any], allowed: np.ndarray | None) -> list[list]:
         """(rowid, score) best first per query: the top ``k`` from the index, plus every result tied with the
         k-th score (the index breaks ties by rowid; the caller breaks them by string id). Asks the index for
         one extra result and, only for queries where it ties with the k-th, for more until the tie ends."""
         want = k + 1
-        ranked = _pairs(self._index_search(arr, want, depth, allowed))
+        ranked = _pairs(self._index_search(arr, want, depth, allowed, k))
         while True:
             tied = [i for i, h in enumerate(ranked) if len(h) == want and h[-1][1] == h[k - 1][1]]
             if not tied or want >= len(self._index):
                 break
             want = min(2 * want, len(self._index))
             q = arr[None, :] if arr.ndim == 1 else arr[tied]
-            for i, h in zip(tied, _pairs(self._index_search(q, want, depth, allowed))):
+            for i, h in zip(tied, _pairs(self._index_search(q, want, depth, allowed, k))):
                 ranked[i] = h
         for h in ranked:
             if len(h) > k:
                 h[k:] = [rs for rs in h[k:] if rs[1] == h[k - 1][1]]
         return ranked
 
-    def _index_search(self, q: np.ndarray, k: int, depth: dict[str, Any], allowed: np.ndarray | None) -> Any:
-        """The index's top ``k`` at ``depth`` (see :meth:`_depth`, already checked); exact (BLAS) while the
-        search kernels compile on this process's first use."""
+    def _index_search(
+        self, q: np.ndarray, k: int, depth: dict[str, Any], allowed: np.ndarray | None, depth_k: int | None = None
+    ) -> Any:
+        """The index's top ``k`` at ``depth`` (see :meth:`_depth`, already checked), a calibrated depth chosen
+        for recall@``depth_k`` (default ``k``); exact (BLAS) while the search kernels compile on this
+        process's first use."""
         idx = self._index
         if _warmup.ready(idx, 1 if q.ndim == 1 else len(q)):
-            return idx.search(q, k=k, allowed_ids=allowed, **depth)
+            npr, target = depth.get("n_probe"), depth.get("target_recall")
+            return idx._search(q, k, npr, target, None, allowed, None, depth_k=depth_k)
         return idx.search_exact(q, k=k, allowed_ids=allowed)
 
     @_names_damage

@@ -643,13 +643,18 @@ class SpannIndex:
         posting_limit: Any,
         *,
         exact_ok: bool = True,
+        depth_k: int | None = None,
     ) -> SearchResult:
         """:meth:`search`; ``exact_ok=False`` keeps a filtered search on the index's probing whatever it costs
-        (the calibration measures that probing)."""
+        (the calibration measures that probing). ``depth_k``: the k whose recall target sets the depth when
+        it is calibrated (default ``k``): the Collection asks for one result more than the caller's ``k`` to
+        see ties at the k-th place, and that extra result must not deepen the search (the calibration's next
+        k row is 100: 2.8x the postings at the 0.95 target on ../shared/data)."""
         k = positive_int(k, "k")
+        dk = k if depth_k is None else depth_k
         q = as_matrix(queries, "queries", dim=self.dim, metric=self.metric, allow_1d=True)
         if allowed_ids is None and q.shape[0] == 1 and self.n_heads:
-            npr, mdr = self._resolve(k, n_probe, target_recall, max_dist_ratio, 1.0)
+            npr, mdr = self._resolve(dk, n_probe, target_recall, max_dist_ratio, 1.0)
             if self._recent is not None:
                 self._record(q)
             return self._search_single(q, k, npr, mdr, self._cap(posting_limit))
@@ -669,7 +674,7 @@ class SpannIndex:
             else:
                 n_allowed = int(np.count_nonzero(allowed))
         sel = n_allowed / max(len(self), 1)
-        npr, mdr = self._resolve(k, n_probe, target_recall, max_dist_ratio, min(sel, 1.0))
+        npr, mdr = self._resolve(dk, n_probe, target_recall, max_dist_ratio, min(sel, 1.0))
         if allowed_ids is not None:
             if n_allowed and n_allowed <= max(4 * k, 2048):
                 self._exact_subset(q, _members(members, allowed), k, out_idx, out_sim, stats)

@@ -287,8 +287,11 @@ def test_search_hits_equal_a_reference_built_from_the_index_and_get(tmp_path):
         q = _data(30, 24, seed=8)
         rowid = col.index_ids()
         by_rowid = {v: k for k, v in rowid.items()}
+        # the depth the index calibrated for k=10 (the Collection asks for 11 to see ties, at the depth of 10)
+        npr, mdr = col.index._resolve(10, None, None, None, 1.0)
+        assert (npr, mdr) != col.index._resolve(11, None, None, None, 1.0)  # the k=100 row of the calibration
         for i in range(len(q)):
-            res = col.index.search(q[i], k=11)
+            res = col.index.search(q[i], k=11, n_probe=npr, max_dist_ratio=mdr)
             pairs = [(by_rowid[int(r)], float(s)) for r, s in zip(res.ids[0], res.scores[0]) if r >= 0]
             pairs.sort(key=lambda p: (-p[1], p[0]))  # ties by string id
             docs = {h.id: h for h in col.get([p[0] for p in pairs])}
@@ -339,13 +342,16 @@ def test_damaged_metadata_is_still_a_named_error(tmp_path):
     col, _ = _collection(tmp_path / "c", n=200)
     q = _data(1, 24, seed=9)[0]
     top = col.search(q, k=1)[0].id
+    col.close()  # a row read before is served from this process's row cache: the damage is met by a new open
     db = sqlite3.connect(tmp_path / "c" / "docs.sqlite", isolation_level=None)
     db.execute("UPDATE docs SET metadata = '{\"bucket\": 1' WHERE id = ?", [top])
     db.close()
     from spann_vectorstore import CorruptStoreError
 
-    with pytest.raises(CorruptStoreError):
-        col.search(q, k=3)
+    col = Collection(tmp_path / "c")
+    for _ in range(2):  # not cached after the first error either
+        with pytest.raises(CorruptStoreError):
+            col.search(q, k=3)
     col.close()
 
 

@@ -23,7 +23,7 @@ from typing_extensions import Self
 
 from spann_vectorstore import Collection, CollectionLike, CollectionLockedError, Hit, ReadOnlyError, fulltext
 from spann_vectorstore.collection import store_directory
-from spann_vectorstore.interop import carry_over, clean_metadata, is_node_row, prebuilt
+from spann_vectorstore.interop import carry_over, clean_metadata, float_list, is_node_row, prebuilt
 from spann_vectorstore.protocol import check_collection
 from spann_vectorstore.validation import check_metric, positive_int
 
@@ -436,10 +436,12 @@ class SPANNVectorStore(VectorStore):
     def _query(self, vector: Any) -> np.ndarray:
         """One embedding as a (dim,) float32 array, checked as :meth:`_matrix` checks a batch of one (which
         answers anything but a plain list of ``dim`` numbers, so errors and warnings are its own)."""
-        try:
-            q = np.asarray(vector, dtype=np.float32)
-        except (TypeError, ValueError):
-            q = None
+        q = float_list(vector)
+        if q is None:
+            try:
+                q = np.asarray(vector, dtype=np.float32)
+            except (TypeError, ValueError):
+                q = None
         dim = self._collection.dim
         if q is None or q.ndim != 1 or (dim is not None and q.shape[0] != dim):
             return self._matrix([vector], 1)[0]

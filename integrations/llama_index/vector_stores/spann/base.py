@@ -77,7 +77,7 @@ from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_
 
 from spann_vectorstore import Collection, CollectionLike, CollectionLockedError, ReadOnlyError, fulltext
 from spann_vectorstore.collection import store_directory
-from spann_vectorstore.interop import is_node_row, prebuilt, ref_doc_filter
+from spann_vectorstore.interop import float_list, is_node_row, prebuilt, ref_doc_filter
 from spann_vectorstore.protocol import check_collection
 from spann_vectorstore.validation import positive_int
 
@@ -509,10 +509,12 @@ class SPANNVectorStore(BasePydanticVectorStore):
     def _query_vector(self, embedding: Any) -> np.ndarray | None:
         if embedding is None:
             raise ValueError("SPANNVectorStore needs query.query_embedding (an embedding query)")
-        try:
-            q = np.asarray(embedding, dtype=np.float32)
-        except (TypeError, ValueError):
-            raise ValueError("query_embedding must be a list of floats") from None
+        q = float_list(embedding)
+        if q is None:
+            try:
+                q = np.asarray(embedding, dtype=np.float32)
+            except (TypeError, ValueError):
+                raise ValueError("query_embedding must be a list of floats") from None
         if q.ndim != 1 or q.size == 0:
             raise ValueError(f"query_embedding must be a non-empty list of floats, got shape {q.shape}")
         if not math.isfinite(float(np.dot(q, q))) and not np.isfinite(q).all():  # (a finite dot: all finite)
