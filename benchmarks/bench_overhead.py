@@ -40,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -92,11 +93,14 @@ def runners(path: Path) -> tuple[Any, dict[str, Any]]:
         return col.search(q, k=K, n_probe=npr)
 
     def uncached(q, ql, qo, npr):  # every hit read from SQLite, as a hit seen for the first time is
-        collection_mod._ROW_CACHE_BYTES = 0  # each fetched row is put in the cache and dropped at once
+        keep = col._row_cache, col._row_cache_bytes  # the other modes' cache stays as it is
+        col._row_cache, col._row_cache_bytes = OrderedDict(), 0
+        collection_mod._ROW_CACHE_BYTES = 0  # each fetched row is put in the (empty) cache and dropped at once
         try:
             return col.search(q, k=K, n_probe=npr)
         finally:
             collection_mod._ROW_CACHE_BYTES = budget
+            col._row_cache, col._row_cache_bytes = keep
 
     def langchain(q, ql, qo, npr):
         return lc.similarity_search_by_vector(ql, k=K, n_probe=npr)
