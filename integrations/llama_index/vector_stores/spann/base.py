@@ -737,7 +737,8 @@ def _hit_to_node(hit: Any, *, embedding: bool = False) -> BaseNode:
         node = metadata_dict_to_node(hit.metadata, text=hit.text)
     else:
         source = {_SOURCE: _related(node_id=hit.id)}
-        node = _text_node(id_=hit.id, text=hit.text or "", metadata=dict(hit.metadata), relationships=source)
+        # the hit's metadata is its own dict (decoded for it from the row), so the node takes it as it is
+        node = _text_node(id_=hit.id, text=hit.text or "", metadata=hit.metadata, relationships=source)
     if embedding and hit.vector is not None:
         node.embedding = [float(x) for x in hit.vector]
     return node
