@@ -121,7 +121,8 @@ def _setter(cls: type, name: str) -> Any:
 def prebuilt(cls: type, **sample: Any) -> Any:
     """A function building instances of pydantic model ``cls`` from keyword values with the keys of ``sample``
     (keyword arguments of one instance, validated here once) without validating them; other keys, or a model
-    keeping extra or private state per instance, are passed to ``cls`` itself (validated)."""
+    keeping extra or private state per instance, are passed to ``cls`` itself (validated). When ``sample``
+    names every field, ``make.adopt(fields)`` builds one around a field dict the caller hands over."""
     ref = cls(**sample)
     keys = frozenset(sample)
     template = dict(ref.__dict__)
@@ -146,6 +147,22 @@ def prebuilt(cls: type, **sample: Any) -> Any:
         set_dict(obj, fields)  # last: set before the slots, it made an instance 2-4x slower to build
         return obj
 
+    order = list(template)
+
+    def adopt(fields: dict[str, Any]) -> Any:
+        """An instance whose field dict is ``fields`` itself (the caller's, not copied): it must hold every field
+        in the model's order with values of the validated types (as decoded from the model's own JSON); None
+        when its keys are not exactly those, in that order."""
+        if list(fields) != order:
+            return None
+        obj = _new(cls)
+        set_fields(obj, set(fields_set))
+        set_extra(obj, None)
+        set_private(obj, None)
+        set_dict(obj, fields)
+        return obj
+
+    make.adopt = adopt  # type: ignore[attr-defined]
     return make
 
 

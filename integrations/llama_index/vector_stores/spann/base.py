@@ -51,6 +51,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import operator
 import os
 import uuid
 from collections.abc import Sequence
@@ -730,11 +731,94 @@ _related = prebuilt(RelatedNodeInfo, node_id="")
 _SOURCE = NodeRelationship.SOURCE
 
 
+#: a node row's ``TextNode`` and its relations built around the dicts decoded from its JSON, without validation
+#: (see :func:`_stored_text_node`); None when this llama-index's models have other fields
+_adopt_node = getattr(
+    prebuilt(
+        TextNode,
+        id_="",
+        embedding=None,
+        metadata={},
+        excluded_embed_metadata_keys=[],
+        excluded_llm_metadata_keys=[],
+        relationships={},
+        metadata_template="{key}: {value}",
+        metadata_separator="\n",
+        text="",
+        mimetype="text/plain",
+        start_char_idx=None,
+        end_char_idx=None,
+        text_template="{metadata_str}\n\n{content}",
+    ),
+    "adopt",
+    None,
+)
+_adopt_related = getattr(prebuilt(RelatedNodeInfo, node_id="", node_type=None, metadata={}, hash=None), "adopt", None)
+_RELATIONS = {r.value: r for r in NodeRelationship}
+_scan_json = json.JSONDecoder().scan_once
+_str_fields = operator.itemgetter("id_", "metadata_template", "metadata_separator", "text", "mimetype", "text_template")
+_other_fields = operator.itemgetter(
+    "embedding", "metadata", "excluded_embed_metadata_keys", "excluded_llm_metadata_keys", "relationships"
+)
+_idx_fields = operator.itemgetter("start_char_idx", "end_char_idx")
+_ONLY_STR = {str}
+_INT_OR_NONE = ({int}, {type(None)}, {int, type(None)})
+
+
+def _stored_text_node(metadata: dict[str, Any], text: str | None) -> BaseNode | None:
+    """``metadata_dict_to_node(metadata, text=text)`` for the common row, ~2x faster (``TextNode.from_json``
+    validates every field and relation: ~19 us a node with three relations, ~10 here): a ``TextNode`` whose
+    JSON holds exactly this llama-index's fields in its order, each of the type validation gives it
+    (strings, lists of strings, dicts, ints or None, no embedding in the JSON, one node per relation), is built
+    around the decoded dicts as validation would build it. None for anything else, which the caller gives to
+    llama-index itself (other node classes or versions, lists of relations, other types)."""
+    if metadata.get("_node_type") != "TextNode" or _adopt_node is None or _adopt_related is None:
+        return None
+    try:
+        content = metadata["_node_content"]
+        data, end = _scan_json(content, 0)
+    except (StopIteration, TypeError, ValueError):
+        return None
+    if end != len(content) or type(data) is not dict or data.pop("class_name", None) != "TextNode":
+        return None
+    try:
+        embedding, meta, embed_keys, llm_keys, rels = _other_fields(data)
+        if set(map(type, _str_fields(data))) != _ONLY_STR or set(map(type, _idx_fields(data))) not in _INT_OR_NONE:
+            return None
+    except KeyError:
+        return None
+    if embedding is not None or type(meta) is not dict or type(rels) is not dict:
+        return None
+    for keys in (embed_keys, llm_keys):
+        if type(keys) is not list or (keys and set(map(type, keys)) != _ONLY_STR):
+            return None
+    relations = {}
+    for key, rel in rels.items():
+        kind = _RELATIONS.get(key)
+        if kind is None or type(rel) is not dict or rel.pop("class_name", None) != "RelatedNodeInfo":
+            return None
+        node_type, meta, digest = rel.get("node_type"), rel.get("metadata"), rel.get("hash")
+        if type(rel.get("node_id")) is not str or type(meta) is not dict:
+            return None
+        if not (node_type is None or type(node_type) is str) or not (digest is None or type(digest) is str):
+            return None
+        info = _adopt_related(rel)
+        if info is None:
+            return None
+        relations[kind] = info
+    data["relationships"] = relations
+    if text is not None:
+        data["text"] = text
+    return _adopt_node(data)
+
+
 def _hit_to_node(hit: Any, *, embedding: bool = False) -> BaseNode:
     """The stored node (with its embedding when ``embedding``); a document added without LlamaIndex (no
     ``_node_content``) becomes a ``TextNode`` that is its own reference document (``ref_doc_id`` = its id)."""
     if is_node_row(hit.metadata):
-        node = metadata_dict_to_node(hit.metadata, text=hit.text)
+        node = _stored_text_node(hit.metadata, hit.text)
+        if node is None:
+            node = metadata_dict_to_node(hit.metadata, text=hit.text)
     else:
         source = {_SOURCE: _related(node_id=hit.id)}
         # the hit's metadata is its own dict (decoded for it from the row), so the node takes it as it is
