@@ -89,6 +89,7 @@ from .filters import (
     validate_metadata,
 )
 from .index import _FORMAT, IndexExport, SpannIndex
+from .interop import decode_json as _json_object
 from .validation import (
     METRICS,
     as_matrix,
@@ -969,7 +970,7 @@ class Collection(metaclass=_SharedOpen):
             self._forget_rows(gone.tolist())
         else:
             last = self._bm25.last_rowid if self._bm25 is not None else 0
-            self._bm25_write(gone.tolist(), [(r, t) for r, t in texts if r > last])
+            self._follow_write(gone.tolist(), [(r, t) for r, t in texts if r > last])
         if new_index is not None:
             if len(n_gone):
                 new_index.delete(n_gone)
@@ -1358,7 +1359,7 @@ class Collection(metaclass=_SharedOpen):
             if old:
                 self._index.delete(np.fromiter(old.values(), np.int64))
             self._index.add(x, np.array([new[i] for i in ids_l], dtype=np.int64))
-            self._bm25_write(list(old.values()), [(new[ids_l[i]], texts_l[i]) for i in range(n)])
+            self._follow_write(list(old.values()), [(new[ids_l[i]], texts_l[i]) for i in range(n)])
             snap = self._after_write(n)
         self._finish_write(snap)
         self._await_rebuild(running)
@@ -1431,7 +1432,7 @@ class Collection(metaclass=_SharedOpen):
                     self._db.execute("ROLLBACK")
                     self._seq = seq_before
                     raise
-            self._bm25_write(rows, [])
+            self._follow_write(rows, [])
             snap = None
             if rows and self._index is not None:
                 self._index.delete(np.array(rows, dtype=np.int64))
@@ -1487,9 +1488,10 @@ class Collection(metaclass=_SharedOpen):
                 if old is not None:
                     self._row_cache_bytes -= _row_bytes(old)
 
-    def _bm25_write(self, gone: list[int], added: list[tuple[int, str | None]]) -> None:
-        """Keep the BM25 ranking in step with a committed write (under the write lock): deletes at once,
-        added texts at the next text query (tokenized then in one batch); deleted rows leave the row cache."""
+    def _follow_write(self, gone: list[int], added: list[tuple[int, str | None]]) -> None:
+        """Keep the in-memory views of the rows in step with a committed write (under the write lock): deleted
+        rows leave the row cache; the BM25 ranking takes deletes at once, added texts at the next text query
+        (tokenized then in one batch)."""
         if gone and self._row_cache:
             self._forget_rows(gone)
         if self._bm25 is None:
@@ -2467,19 +2469,6 @@ _RECOVER_TEXT = (
     "it is derived from the texts: delete the 'fts' row of the settings table "
     "(sqlite3 docs.sqlite \"DELETE FROM settings WHERE key = 'fts'\") and it is rebuilt on the next open"
 )
-
-
-_scan_json = json.JSONDecoder().scan_once  # the C scanner: json.loads less its two regex passes (1.4 -> 0.4 us)
-
-
-def _json_object(text: str) -> Any:
-    """``json.loads(text)`` for the stored metadata (compact JSON written by ``json.dumps``), faster; anything
-    else (whitespace around it, bytes, damage) goes to ``json.loads``, which decides."""
-    try:
-        obj, end = _scan_json(text, 0)
-    except (StopIteration, TypeError):
-        return json.loads(text)
-    return obj if end == len(text) else json.loads(text)
 
 
 def _pairs(res: Any) -> list[list[tuple[int, float]]]:

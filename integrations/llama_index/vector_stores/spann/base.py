@@ -78,7 +78,7 @@ from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_
 
 from spann_vectorstore import Collection, CollectionLike, CollectionLockedError, ReadOnlyError, fulltext
 from spann_vectorstore.collection import store_directory
-from spann_vectorstore.interop import float_list, is_node_row, prebuilt, ref_doc_filter
+from spann_vectorstore.interop import decode_json, float_list, is_node_row, prebuilt, ref_doc_filter
 from spann_vectorstore.protocol import check_collection
 from spann_vectorstore.validation import positive_int
 
@@ -755,7 +755,6 @@ _adopt_node = getattr(
 )
 _adopt_related = getattr(prebuilt(RelatedNodeInfo, node_id="", node_type=None, metadata={}, hash=None), "adopt", None)
 _RELATIONS = {r.value: r for r in NodeRelationship}
-_scan_json = json.JSONDecoder().scan_once
 _str_fields = operator.itemgetter("id_", "metadata_template", "metadata_separator", "text", "mimetype", "text_template")
 _other_fields = operator.itemgetter(
     "embedding", "metadata", "excluded_embed_metadata_keys", "excluded_llm_metadata_keys", "relationships"
@@ -775,11 +774,10 @@ def _stored_text_node(metadata: dict[str, Any], text: str | None) -> BaseNode | 
     if metadata.get("_node_type") != "TextNode" or _adopt_node is None or _adopt_related is None:
         return None
     try:
-        content = metadata["_node_content"]
-        data, end = _scan_json(content, 0)
-    except (StopIteration, TypeError, ValueError):
+        data = decode_json(metadata["_node_content"])
+    except (TypeError, ValueError):
         return None
-    if end != len(content) or type(data) is not dict or data.pop("class_name", None) != "TextNode":
+    if type(data) is not dict or data.pop("class_name", None) != "TextNode":
         return None
     try:
         embedding, meta, embed_keys, llm_keys, rels = _other_fields(data)
